@@ -1,0 +1,16 @@
+//! holepunch-core: the sans-IO heart of holepunch.
+//!
+//! Packets and timestamps go in; transmits, timers and events come out. Nothing here opens a
+//! socket, reads a clock, spawns a thread or allocates per packet. Drivers (`holepunch-std`,
+//! `holepunch-mio`, `holepunch-tokio`) own the sockets and the clock and pump these state machines
+//! through the same public API any user would call.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod rng;
+pub mod stun;
+pub mod time;

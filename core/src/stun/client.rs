@@ -1,0 +1,1 @@
+//! STUN client transactions (placeholder while the codec lands).

@@ -1,0 +1,1 @@
+//! STUN Binding server (placeholder while the codec lands).
