@@ -229,6 +229,9 @@ fn main() {
     if bench_mode || table_only {
         print_table(&mut codecs);
     } else {
-        println!("stun bench: sanity checks passed for {} codecs", codecs.len());
+        println!(
+            "stun bench: sanity checks passed for {} codecs",
+            codecs.len()
+        );
     }
 }

@@ -14,3 +14,7 @@ extern crate std;
 pub mod rng;
 pub mod stun;
 pub mod time;
+pub mod transmit;
+
+pub use time::{Duration, Instant};
+pub use transmit::Transmit;

@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(t + Duration::from_millis(500), Instant::from_millis(2000));
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t - Instant::ZERO, Duration::from_millis(1500));
-        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
+        assert_eq!(
+            Instant::FAR_FUTURE + Duration::from_secs(1),
+            Instant::FAR_FUTURE
+        );
         assert_eq!(t.since_epoch(), Duration::from_millis(1500));
     }
 }

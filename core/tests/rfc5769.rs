@@ -60,7 +60,10 @@ fn request_decodes_verifies_and_reencodes() {
     msg.verify_fingerprint().expect("fingerprint");
     assert_eq!(msg.text(types::SOFTWARE), Some(Ok("STUN test client")));
     assert_eq!(msg.text(types::USERNAME), Some(Ok("evtj:h6vY")));
-    assert_eq!(msg.decode(types::PRIORITY), Some(Ok(Attribute::Priority(0x6e0001ff))));
+    assert_eq!(
+        msg.decode(types::PRIORITY),
+        Some(Ok(Attribute::Priority(0x6e0001ff)))
+    );
     assert_eq!(
         msg.decode(types::ICE_CONTROLLED),
         Some(Ok(Attribute::IceControlled(0x932ff9b151263b36)))
@@ -75,7 +78,8 @@ fn request_decodes_verifies_and_reencodes() {
     b.padding_byte(0x20);
     b.add(&Attribute::Software("STUN test client")).unwrap();
     b.add(&Attribute::Priority(0x6e0001ff)).unwrap();
-    b.add(&Attribute::IceControlled(0x932ff9b151263b36)).unwrap();
+    b.add(&Attribute::IceControlled(0x932ff9b151263b36))
+        .unwrap();
     b.add(&Attribute::Username("evtj:h6vY")).unwrap();
     b.add_message_integrity(&key).unwrap();
     b.add_fingerprint().unwrap();
@@ -122,18 +126,29 @@ fn long_term_request_decodes_verifies_and_reencodes() {
     let msg = Message::parse(&wire).expect("parses");
     let username = "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}";
     assert_eq!(msg.text(types::USERNAME), Some(Ok(username)));
-    assert_eq!(msg.text(types::NONCE), Some(Ok("f//499k954d6OL34oL9FSTvy64sA")));
+    assert_eq!(
+        msg.text(types::NONCE),
+        Some(Ok("f//499k954d6OL34oL9FSTvy64sA"))
+    );
     assert_eq!(msg.text(types::REALM), Some(Ok("example.org")));
     // The password "The\u{00AD}M\u{00AA}tr\u{2168}" after SASLprep/OpaqueString is "TheMatrIX".
-    let key =
-        IntegrityKey::long_term(PasswordAlgorithmKind::Md5, username, "example.org", "TheMatrIX");
+    let key = IntegrityKey::long_term(
+        PasswordAlgorithmKind::Md5,
+        username,
+        "example.org",
+        "TheMatrIX",
+    );
     msg.verify_integrity(&key).expect("integrity");
-    assert_eq!(msg.verify_fingerprint(), Err(IntegrityError::FingerprintMissing));
+    assert_eq!(
+        msg.verify_fingerprint(),
+        Err(IntegrityError::FingerprintMissing)
+    );
 
     let mut out = [0u8; 256];
     let mut b = MessageBuilder::new(&mut out, Class::Request, Method::BINDING, tid(&msg)).unwrap();
     b.add(&Attribute::Username(username)).unwrap();
-    b.add(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA")).unwrap();
+    b.add(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA"))
+        .unwrap();
     b.add(&Attribute::Realm("example.org")).unwrap();
     b.add_message_integrity(&key).unwrap();
     let len = b.finish();
@@ -147,7 +162,9 @@ fn a_flipped_bit_anywhere_fails_integrity_or_fingerprint_or_parse() {
     for i in 0..wire.len() * 8 {
         let mut w = wire.clone();
         w[i / 8] ^= 1 << (i % 8);
-        let Ok(msg) = Message::parse(&w) else { continue };
+        let Ok(msg) = Message::parse(&w) else {
+            continue;
+        };
         let ok = msg.verify_integrity(&key).is_ok() && msg.verify_fingerprint().is_ok();
         assert!(!ok, "bit {i} flipped yet the message still verifies");
     }

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use holepunch_core::stun::{Attribute, Class, IntegrityKey, Message, MessageBuilder, Method};
+use holepunch_core::stun::{
+    Attribute, Class, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
+};
 
 use crate::peers::{self, Codec};
 
@@ -36,7 +38,7 @@ impl Codec for Ours {
     }
 
     fn encode_request(&mut self, out: &mut [u8]) -> usize {
-        let tid = peers::TID.into();
+        let tid = TransactionId(peers::TID);
         let mut b = MessageBuilder::new(out, Class::Request, Method::BINDING, tid).expect("fits");
         b.add(&Attribute::Username(peers::USERNAME)).expect("fits");
         b.add(&Attribute::Priority(peers::PRIORITY)).expect("fits");

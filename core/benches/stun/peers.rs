@@ -236,9 +236,8 @@ impl StunTypes {
     /// Builds the cached key and the constant attributes.
     pub fn new() -> Self {
         use stun_types::message::{MessageIntegrityCredentials, ShortTermCredentials};
-        let creds = MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(
-            PASSWORD.to_owned(),
-        ));
+        let creds =
+            MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(PASSWORD.to_owned()));
         let key = creds.make_key(stun_types::message::IntegrityAlgorithm::Sha1);
         Self {
             key,
@@ -524,8 +523,7 @@ impl rtc_stun::crypto::Mac for PreKeyedMac {
 
 impl rtc_stun::crypto::RTCCrypto for PreKeyedCrypto {
     fn supports(&self, algorithm: rtc_stun::crypto::CryptoAlgorithm) -> bool {
-        algorithm
-            == rtc_stun::crypto::CryptoAlgorithm::Hmac(rtc_stun::crypto::HmacAlgorithm::Sha1)
+        algorithm == rtc_stun::crypto::CryptoAlgorithm::Hmac(rtc_stun::crypto::HmacAlgorithm::Sha1)
     }
 
     fn new_hmac(
@@ -600,12 +598,28 @@ fn check_encoded(name: &str, m: &[u8]) {
         off += 4 + l.div_ceil(4) * 4;
     }
     assert_eq!(off, m.len(), "{name}: attribute walk");
-    assert_eq!(user.as_deref(), Some(USERNAME.as_bytes()), "{name}: USERNAME");
-    assert_eq!(prio.as_deref(), Some(&PRIORITY.to_be_bytes()[..]), "{name}: PRIORITY");
-    assert_eq!(ctl.as_deref(), Some(&TIE_BREAKER.to_be_bytes()[..]), "{name}: ICE-CONTROLLING");
+    assert_eq!(
+        user.as_deref(),
+        Some(USERNAME.as_bytes()),
+        "{name}: USERNAME"
+    );
+    assert_eq!(
+        prio.as_deref(),
+        Some(&PRIORITY.to_be_bytes()[..]),
+        "{name}: PRIORITY"
+    );
+    assert_eq!(
+        ctl.as_deref(),
+        Some(&TIE_BREAKER.to_be_bytes()[..]),
+        "{name}: ICE-CONTROLLING"
+    );
     let mi_at = mi_at.expect("MESSAGE-INTEGRITY present");
     assert_eq!(fp_at, Some(m.len() - 8), "{name}: FINGERPRINT last");
-    assert_eq!(mi_at, m.len() - 32, "{name}: MESSAGE-INTEGRITY before FINGERPRINT");
+    assert_eq!(
+        mi_at,
+        m.len() - 32,
+        "{name}: MESSAGE-INTEGRITY before FINGERPRINT"
+    );
     let mut mac = prekeyed();
     mac.update(&m[..2]);
     mac.update(&((mi_at + 24 - 20) as u16).to_be_bytes());
@@ -621,16 +635,34 @@ fn check_encoded(name: &str, m: &[u8]) {
 pub fn sanity_check(codec: &mut dyn Codec) {
     let name = codec.name();
     assert!(codec.decode_request(&REQUEST), "{name}: accepts 2.1");
-    assert!(!codec.decode_request(&bad_integrity(&REQUEST)), "{name}: checks MI (2.1)");
-    assert!(!codec.decode_request(&bad_fingerprint(&REQUEST)), "{name}: checks FP (2.1)");
+    assert!(
+        !codec.decode_request(&bad_integrity(&REQUEST)),
+        "{name}: checks MI (2.1)"
+    );
+    assert!(
+        !codec.decode_request(&bad_fingerprint(&REQUEST)),
+        "{name}: checks FP (2.1)"
+    );
 
     for (v, want) in [
         (&RESPONSE_V4[..], expected_v4()),
         (&RESPONSE_V6[..], expected_v6()),
     ] {
-        assert_eq!(codec.decode_response(v), Some(want), "{name}: decodes response");
-        assert_eq!(codec.decode_response(&bad_integrity(v)), None, "{name}: checks MI");
-        assert_eq!(codec.decode_response(&bad_fingerprint(v)), None, "{name}: checks FP");
+        assert_eq!(
+            codec.decode_response(v),
+            Some(want),
+            "{name}: decodes response"
+        );
+        assert_eq!(
+            codec.decode_response(&bad_integrity(v)),
+            None,
+            "{name}: checks MI"
+        );
+        assert_eq!(
+            codec.decode_response(&bad_fingerprint(v)),
+            None,
+            "{name}: checks FP"
+        );
     }
 
     let mut out = [0u8; 256];

@@ -159,21 +159,40 @@ pub struct ErrorCode<'a> {
 
 impl ErrorCode<'static> {
     /// 300 Try Alternate.
-    pub const TRY_ALTERNATE: ErrorCode<'static> = ErrorCode { code: 300, reason: "Try Alternate" };
+    pub const TRY_ALTERNATE: ErrorCode<'static> = ErrorCode {
+        code: 300,
+        reason: "Try Alternate",
+    };
     /// 400 Bad Request.
-    pub const BAD_REQUEST: ErrorCode<'static> = ErrorCode { code: 400, reason: "Bad Request" };
+    pub const BAD_REQUEST: ErrorCode<'static> = ErrorCode {
+        code: 400,
+        reason: "Bad Request",
+    };
     /// 401 Unauthenticated.
-    pub const UNAUTHENTICATED: ErrorCode<'static> =
-        ErrorCode { code: 401, reason: "Unauthenticated" };
+    pub const UNAUTHENTICATED: ErrorCode<'static> = ErrorCode {
+        code: 401,
+        reason: "Unauthenticated",
+    };
     /// 420 Unknown Attribute.
-    pub const UNKNOWN_ATTRIBUTE: ErrorCode<'static> =
-        ErrorCode { code: 420, reason: "Unknown Attribute" };
+    pub const UNKNOWN_ATTRIBUTE: ErrorCode<'static> = ErrorCode {
+        code: 420,
+        reason: "Unknown Attribute",
+    };
     /// 438 Stale Nonce.
-    pub const STALE_NONCE: ErrorCode<'static> = ErrorCode { code: 438, reason: "Stale Nonce" };
+    pub const STALE_NONCE: ErrorCode<'static> = ErrorCode {
+        code: 438,
+        reason: "Stale Nonce",
+    };
     /// 487 Role Conflict (RFC 8445).
-    pub const ROLE_CONFLICT: ErrorCode<'static> = ErrorCode { code: 487, reason: "Role Conflict" };
+    pub const ROLE_CONFLICT: ErrorCode<'static> = ErrorCode {
+        code: 487,
+        reason: "Role Conflict",
+    };
     /// 500 Server Error.
-    pub const SERVER_ERROR: ErrorCode<'static> = ErrorCode { code: 500, reason: "Server Error" };
+    pub const SERVER_ERROR: ErrorCode<'static> = ErrorCode {
+        code: 500,
+        reason: "Server Error",
+    };
 }
 
 /// A list of 16-bit values (UNKNOWN-ATTRIBUTES): either as received on the wire or as the
@@ -348,7 +367,10 @@ impl<'a> Attribute<'a> {
     /// Decodes the value of an attribute of type `attr`. `tid` is needed by the XOR-ed addresses.
     pub fn decode(attr: AttrType, value: &'a [u8], tid: &TransactionId) -> Result<Self, AttrError> {
         use types::*;
-        let bad_len = || AttrError::BadLength { attr, len: value.len() };
+        let bad_len = || AttrError::BadLength {
+            attr,
+            len: value.len(),
+        };
         Ok(match attr {
             MAPPED_ADDRESS => Attribute::MappedAddress(decode_address(attr, value)?),
             XOR_MAPPED_ADDRESS => {
@@ -512,7 +534,11 @@ impl<'a> Attribute<'a> {
     pub fn validate(&self) -> Result<(), AttrError> {
         let attr = self.attr_type();
         let too_long = |len: usize, max: usize| {
-            if len > max { Err(AttrError::BadLength { attr, len }) } else { Ok(()) }
+            if len > max {
+                Err(AttrError::BadLength { attr, len })
+            } else {
+                Ok(())
+            }
         };
         match self {
             Attribute::Username(s) => too_long(s.len(), MAX_USERNAME_LEN),
@@ -523,7 +549,10 @@ impl<'a> Attribute<'a> {
             Attribute::ErrorCode(e) => {
                 let (class, number) = (e.code / 100, e.code % 100);
                 if !(3..=6).contains(&class) {
-                    return Err(AttrError::BadErrorCode { class: class as u8, number: number as u8 });
+                    return Err(AttrError::BadErrorCode {
+                        class: class as u8,
+                        number: number as u8,
+                    });
                 }
                 too_long(e.reason.len(), MAX_TEXT_LEN)
             }
@@ -585,7 +614,10 @@ impl<'a> Attribute<'a> {
                 }
             }
             Attribute::PasswordAlgorithm(p) => encode_password_algorithm(p, out),
-            Attribute::ChangeRequest { change_ip, change_port } => {
+            Attribute::ChangeRequest {
+                change_ip,
+                change_port,
+            } => {
                 let flags = (u32::from(*change_ip) << 2) | (u32::from(*change_port) << 1);
                 out.copy_from_slice(&flags.to_be_bytes());
             }
@@ -612,7 +644,10 @@ fn array<const N: usize>(
 
 fn decode_text(attr: AttrType, value: &[u8], max: usize) -> Result<&str, AttrError> {
     if value.len() > max {
-        return Err(AttrError::BadLength { attr, len: value.len() });
+        return Err(AttrError::BadLength {
+            attr,
+            len: value.len(),
+        });
     }
     core::str::from_utf8(value).map_err(|_| AttrError::InvalidUtf8 { attr })
 }
@@ -620,7 +655,10 @@ fn decode_text(attr: AttrType, value: &[u8], max: usize) -> Result<&str, AttrErr
 fn decode_address(attr: AttrType, v: &[u8]) -> Result<SocketAddr, AttrError> {
     let bad_len = AttrError::BadLength { attr, len: v.len() };
     let family = *v.get(1).ok_or(bad_len)?;
-    let port = u16::from_be_bytes([v.get(2).copied().ok_or(bad_len)?, v.get(3).copied().ok_or(bad_len)?]);
+    let port = u16::from_be_bytes([
+        v.get(2).copied().ok_or(bad_len)?,
+        v.get(3).copied().ok_or(bad_len)?,
+    ]);
     let ip = match family {
         0x01 => {
             let o: [u8; 4] = v[4..].try_into().map_err(|_| bad_len)?;
@@ -661,12 +699,16 @@ fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
     let ip = match a.ip() {
         IpAddr::V4(ip) => {
             let o = ip.octets();
-            IpAddr::V4(Ipv4Addr::from(core::array::from_fn::<u8, 4, _>(|i| o[i] ^ cookie[i])))
+            IpAddr::V4(Ipv4Addr::from(core::array::from_fn::<u8, 4, _>(|i| {
+                o[i] ^ cookie[i]
+            })))
         }
         IpAddr::V6(ip) => {
             let o = ip.octets();
             let mask = |i: usize| if i < 4 { cookie[i] } else { tid.0[i - 4] };
-            IpAddr::V6(Ipv6Addr::from(core::array::from_fn::<u8, 16, _>(|i| o[i] ^ mask(i))))
+            IpAddr::V6(Ipv6Addr::from(core::array::from_fn::<u8, 16, _>(|i| {
+                o[i] ^ mask(i)
+            })))
         }
     };
     SocketAddr::new(ip, port)

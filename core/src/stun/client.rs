@@ -1,1 +1,658 @@
-//! STUN client transactions (placeholder while the codec lands).
+//! STUN client transactions: RFC 8489 retransmission, response matching and the long-term
+//! credential flow.
+//!
+//! The [`Client`] holds a fixed number of transaction slots, each with its encoded request, so
+//! retransmissions copy bytes and allocate nothing. It is pumped like every holepunch state
+//! machine: `handle_datagram`/`handle_timeout` in; `poll_transmit`, `poll_event`, `poll_timeout`
+//! out. A transaction ends in exactly one [`ClientEvent`].
+//!
+//! Retransmission (RFC 8489 §6.2.1): over UDP a request is sent at 0, RTO, 3·RTO, 7·RTO, … up to
+//! Rc sends, then the client waits Rm·RTO after the last one before giving up. With the defaults
+//! (RTO 500 ms, Rc 7, Rm 16) that is sends at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s and a timeout
+//! at 39.5 s.
+//!
+//! Long-term credentials (RFC 8489 §9.2): a request goes out without credentials; a 401 with
+//! REALM and NONCE makes the client derive the key once and retry as a new transaction; 438
+//! (stale nonce) retries with the fresh nonce; 300 follows ALTERNATE-SERVER. Each is bounded so
+//! a hostile server cannot keep a transaction alive forever.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
+use super::integrity::{IntegrityKey, PasswordAlgorithmKind};
+use super::message::{EncodeError, Message, MessageBuilder};
+use super::{Class, Method, TransactionId};
+use crate::Transmit;
+use crate::rng::Rng;
+use crate::time::{Duration, Instant};
+
+/// Client configuration; the defaults are RFC 8489's.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Initial retransmission timeout (RFC 8489: 500 ms; ICE's pacing may pick less).
+    pub initial_rto: Duration,
+    /// Rc: the most times a request is sent (7).
+    pub max_sends: u32,
+    /// Rm: after the last send, wait this many RTOs before declaring a timeout (16).
+    pub last_wait_factor: u32,
+    /// How many transactions may be open (or finished but not yet polled) at once.
+    pub max_transactions: usize,
+    /// Largest request, in bytes; sizes each slot's buffer at construction.
+    pub max_request_len: usize,
+    /// SOFTWARE to send in every request, if any.
+    pub software: Option<&'static str>,
+    /// Long-term credentials to answer a 401 with; without them a 401 fails the transaction.
+    pub credentials: Option<LongTermCredentials>,
+    /// Pad Binding requests to at least this many bytes, so servers that bound their answers
+    /// by the request's size (ours) can include OTHER-ADDRESS and RESPONSE-ORIGIN. 0 = off.
+    pub pad_requests_to: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            initial_rto: Duration::from_millis(500),
+            max_sends: 7,
+            last_wait_factor: 16,
+            max_transactions: 16,
+            max_request_len: 1280,
+            software: None,
+            credentials: None,
+            pad_requests_to: 0,
+        }
+    }
+}
+
+/// A username and password for the long-term credential mechanism (already prepared per RFC
+/// 8265 OpaqueString; ASCII needs nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LongTermCredentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// Options of a Binding request, for RFC 5780 behaviour discovery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingOptions {
+    /// Ask the server to answer from its alternate IP.
+    pub change_ip: bool,
+    /// Ask the server to answer from its alternate port.
+    pub change_port: bool,
+    /// Ask the server to answer to this port of ours instead.
+    pub response_port: Option<u16>,
+}
+
+/// Why a request could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// All transaction slots are busy or hold an event not yet polled.
+    #[error("too many open transactions")]
+    TooManyTransactions,
+    /// The request does not fit the configured `max_request_len`.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// How a transaction failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionError {
+    /// No (valid) response after all retransmissions.
+    TimedOut,
+    /// The server answered with an error we cannot recover from.
+    Rejected {
+        /// The ERROR-CODE (0 if the error response carried none).
+        code: u16,
+    },
+    /// The server asked for credentials we do not have, or rejected the ones we sent.
+    Unauthorized,
+    /// Too many 300 redirections, 401/438 retries, or a redirect we must not follow.
+    TooManyRetries,
+    /// A success response that lacked what its method requires (XOR-MAPPED-ADDRESS for Binding).
+    MalformedResponse,
+}
+
+/// The outcome of one transaction: exactly one per started request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A success response arrived.
+    Succeeded {
+        /// The transaction, as returned when it was started.
+        id: TransactionId,
+        /// The server that answered last (differs from the first after a 300 redirect).
+        server: SocketAddr,
+        /// The address the response came from (differs from `server` after CHANGE-REQUEST).
+        from: SocketAddr,
+        /// The reflexive transport address (XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS).
+        mapped: Option<SocketAddr>,
+        /// RFC 5780 OTHER-ADDRESS, when the server offers behaviour discovery.
+        other_address: Option<SocketAddr>,
+        /// RFC 5780 RESPONSE-ORIGIN.
+        response_origin: Option<SocketAddr>,
+        /// Time from the last send to the response: exact without retransmissions, else a lower
+        /// bound (STUN cannot tell which copy was answered).
+        rtt: Duration,
+    },
+    /// The transaction failed.
+    Failed {
+        /// The transaction, as returned when it was started.
+        id: TransactionId,
+        /// The server it was last sent to.
+        server: SocketAddr,
+        /// Why.
+        error: TransactionError,
+    },
+}
+
+/// Bounds on the recovery flows, so a hostile server cannot loop us.
+const MAX_AUTH_RETRIES: u8 = 2;
+const MAX_REDIRECTS: u8 = 2;
+
+/// A STUN client: a fixed table of transactions.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    rng: Rng,
+    slots: Vec<Slot>,
+    /// `slots.len() × max_request_len` bytes: each slot's request, then its body.
+    requests: Vec<u8>,
+    bodies: Vec<u8>,
+    auth: Option<AuthState>,
+    completed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    state: SlotState,
+    /// The id the caller knows; stays fixed across 401/438/300 retries.
+    id: TransactionId,
+    /// The id on the wire now (a retry is a new transaction, RFC 8489 §9.2.3).
+    wire_id: TransactionId,
+    method: Method,
+    server: SocketAddr,
+    len: usize,
+    body_len: usize,
+    sends: u32,
+    rto: Duration,
+    next_send: Instant,
+    last_sent: Instant,
+    deadline: Instant,
+    auth_retries: u8,
+    redirects: u8,
+    /// Whether the request on the wire carries MESSAGE-INTEGRITY (responses must too).
+    authenticated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Active,
+    /// Finished; the event waits for `poll_event`, ordered by `seq`.
+    Done {
+        event: ClientEvent,
+        seq: u64,
+    },
+}
+
+/// What the server told us about its realm, and the key derived for it.
+#[derive(Debug)]
+struct AuthState {
+    realm: String,
+    nonce: String,
+    key: IntegrityKey,
+    /// RFC 8489 mode (nonce cookie with password algorithms): send PASSWORD-ALGORITHM(S) and
+    /// MESSAGE-INTEGRITY-SHA256; otherwise classic RFC 5389 MESSAGE-INTEGRITY.
+    algorithm: Option<(PasswordAlgorithmKind, Vec<u8>)>,
+}
+
+/// The RFC 8489 §9.2 "nonce cookie" announcing security features.
+const NONCE_COOKIE: &str = "obMatJos2";
+
+impl Client {
+    /// A client with `config`; `seed` drives transaction ids (draw it from the OS in drivers).
+    pub fn new(config: ClientConfig, seed: u64) -> Self {
+        let n = config.max_transactions.max(1);
+        let slot = Slot {
+            state: SlotState::Free,
+            id: TransactionId::default(),
+            wire_id: TransactionId::default(),
+            method: Method::BINDING,
+            server: SocketAddr::from(([0, 0, 0, 0], 0)),
+            len: 0,
+            body_len: 0,
+            sends: 0,
+            rto: config.initial_rto,
+            next_send: Instant::FAR_FUTURE,
+            last_sent: Instant::ZERO,
+            deadline: Instant::FAR_FUTURE,
+            auth_retries: 0,
+            redirects: 0,
+            authenticated: false,
+        };
+        let slots = vec![slot; n];
+        Client {
+            requests: vec![0; n * config.max_request_len],
+            bodies: vec![0; n * config.max_request_len],
+            config,
+            rng: Rng::from_seed(seed),
+            slots,
+            auth: None,
+            completed: 0,
+        }
+    }
+
+    /// Starts a Binding request to `server`.
+    pub fn binding(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        options: BindingOptions,
+    ) -> Result<TransactionId, ClientError> {
+        let pad_to = self.config.pad_requests_to;
+        self.request(now, server, Method::BINDING, |b| {
+            if options.change_ip || options.change_port {
+                b.add(&Attribute::ChangeRequest {
+                    change_ip: options.change_ip,
+                    change_port: options.change_port,
+                })?;
+            }
+            if let Some(port) = options.response_port {
+                b.add(&Attribute::ResponsePort(port))?;
+            }
+            // Room for FINGERPRINT, which the client adds after the body.
+            let target = pad_to.saturating_sub(8);
+            if b.len() + 4 < target {
+                b.add_padding(target - b.len() - 4)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Starts a request of any method; `body` adds its attributes (the client adds SOFTWARE,
+    /// credentials, integrity and FINGERPRINT itself).
+    pub fn request(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        method: Method,
+        body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
+    ) -> Result<TransactionId, ClientError> {
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.state == SlotState::Free)
+            .ok_or(ClientError::TooManyTransactions)?;
+        let id = TransactionId::random(&mut self.rng);
+        // Encode the caller's attributes once into the slot's body area; every (re)build of
+        // the request copies them from there.
+        let body_len = {
+            let area = self.body_area(index);
+            let mut b = MessageBuilder::new(area, Class::Request, method, id)?;
+            body(&mut b)?;
+            b.finish() - super::HEADER_LEN
+        };
+        let slot = &mut self.slots[index];
+        slot.id = id;
+        slot.method = method;
+        slot.server = server;
+        slot.body_len = body_len;
+        slot.auth_retries = 0;
+        slot.redirects = 0;
+        self.send_new(index, now, id)?;
+        Ok(id)
+    }
+
+    /// Abandons a transaction: no event will be reported for it.
+    pub fn cancel(&mut self, id: TransactionId) {
+        for s in &mut self.slots {
+            if s.id == id && s.state != SlotState::Free {
+                s.state = SlotState::Free;
+            }
+        }
+    }
+
+    /// Feeds a datagram received on the client's socket. Returns whether it was a response to
+    /// one of our transactions (consumed); anything else is left for the caller.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
+        let Ok(msg) = Message::parse(datagram) else {
+            return false;
+        };
+        if !matches!(msg.class(), Class::SuccessResponse | Class::ErrorResponse) {
+            return false;
+        }
+        let wire_id = msg.transaction_id();
+        let Some(index) = self
+            .slots
+            .iter()
+            .position(|s| s.state == SlotState::Active && s.wire_id == wire_id)
+        else {
+            return false;
+        };
+        if msg.method() != self.slots[index].method
+            || (msg.has_fingerprint() && msg.verify_fingerprint().is_err())
+        {
+            return false;
+        }
+        // A response to an authenticated request must prove it knows the key; one that does
+        // not is discarded as if never received (RFC 8489 §9.2.5, unreliable transport), so
+        // an off-path forger cannot end or redirect the transaction.
+        if self.slots[index].authenticated {
+            let verified = self
+                .auth
+                .as_ref()
+                .is_some_and(|a| msg.verify_integrity(&a.key).is_ok());
+            let challenge =
+                msg.class() == Class::ErrorResponse && matches!(error_code(&msg), 401 | 438);
+            if !verified && !challenge {
+                return true;
+            }
+        }
+        match msg.class() {
+            Class::SuccessResponse => self.succeed(index, now, from, &msg),
+            _ => self.handle_error(index, now, &msg),
+        }
+        true
+    }
+
+    /// Retires transactions whose last wait has passed. Early calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if s.state == SlotState::Active && s.sends >= self.config.max_sends && now >= s.deadline
+            {
+                self.finish_failed(i, TransactionError::TimedOut);
+            }
+        }
+    }
+
+    /// The next datagram to send, written into `out` (at least `max_request_len` bytes).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        let max_sends = self.config.max_sends;
+        let last_wait = self.config.last_wait_factor;
+        let index = self.slots.iter().position(|s| {
+            s.state == SlotState::Active && s.sends < max_sends && s.next_send <= now
+        })?;
+        let len = self.slots[index].len;
+        if out.len() < len {
+            return None;
+        }
+        let start = index * self.config.max_request_len;
+        out[..len].copy_from_slice(&self.requests[start..start + len]);
+        let s = &mut self.slots[index];
+        s.sends += 1;
+        s.last_sent = now;
+        if s.sends < max_sends {
+            s.next_send = now + s.rto;
+            s.rto = s.rto.saturating_mul(2);
+        } else {
+            s.next_send = Instant::FAR_FUTURE;
+            s.deadline = now + self.config.initial_rto.saturating_mul(last_wait);
+        }
+        Some(Transmit {
+            from: None,
+            to: s.server,
+            len,
+        })
+    }
+
+    /// The next finished transaction, oldest first.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        let (index, event) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.state {
+                SlotState::Done { event, seq } => Some((seq, i, event)),
+                _ => None,
+            })
+            .min_by_key(|(seq, _, _)| *seq)
+            .map(|(_, i, e)| (i, e))?;
+        self.slots[index].state = SlotState::Free;
+        Some(event)
+    }
+
+    /// When the client next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
+    /// send is due, `None` when idle. Unpolled events do not count: poll them after any input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.state == SlotState::Active)
+            .map(|s| {
+                if s.sends < self.config.max_sends {
+                    s.next_send
+                } else {
+                    s.deadline
+                }
+            })
+            .min()
+    }
+
+    /// Whether any transaction is still in flight.
+    pub fn is_idle(&self) -> bool {
+        !self.slots.iter().any(|s| s.state == SlotState::Active)
+    }
+
+    fn body_area(&mut self, index: usize) -> &mut [u8] {
+        let n = self.config.max_request_len;
+        &mut self.bodies[index * n..(index + 1) * n]
+    }
+
+    /// (Re)builds the slot's request under a fresh wire id and schedules its first send.
+    fn send_new(
+        &mut self,
+        index: usize,
+        now: Instant,
+        wire_id: TransactionId,
+    ) -> Result<(), EncodeError> {
+        let n = self.config.max_request_len;
+        let (method, body_len) = (self.slots[index].method, self.slots[index].body_len);
+        let body_start = index * n + super::HEADER_LEN;
+        let body = &self.bodies[body_start..body_start + body_len];
+        let out = &mut self.requests[index * n..(index + 1) * n];
+        let mut b = MessageBuilder::new(out, Class::Request, method, wire_id)?;
+        if let Some(s) = self.config.software {
+            b.add(&Attribute::Software(s))?;
+        }
+        b.add_raw_attributes(body)?;
+        let mut authenticated = false;
+        if let (Some(auth), Some(creds)) = (&self.auth, &self.config.credentials) {
+            b.add(&Attribute::Username(&creds.username))?;
+            b.add(&Attribute::Realm(&auth.realm))?;
+            b.add(&Attribute::Nonce(&auth.nonce))?;
+            if let Some((kind, offered)) = &auth.algorithm {
+                b.add(&Attribute::PasswordAlgorithms(PasswordAlgorithms::Wire(
+                    offered,
+                )))?;
+                b.add(&Attribute::PasswordAlgorithm(PasswordAlgorithm {
+                    algorithm: kind.number(),
+                    params: &[],
+                }))?;
+                b.add_message_integrity_sha256(&auth.key)?;
+            } else {
+                b.add_message_integrity(&auth.key)?;
+            }
+            authenticated = true;
+        }
+        b.add_fingerprint()?;
+        let len = b.finish();
+        let s = &mut self.slots[index];
+        s.state = SlotState::Active;
+        s.wire_id = wire_id;
+        s.len = len;
+        s.sends = 0;
+        s.rto = self.config.initial_rto;
+        s.next_send = now;
+        s.deadline = Instant::FAR_FUTURE;
+        s.authenticated = authenticated;
+        Ok(())
+    }
+
+    fn succeed(&mut self, index: usize, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        let s = &self.slots[index];
+        let mapped = msg.reflexive_address().and_then(Result::ok);
+        if s.method == Method::BINDING && mapped.is_none() {
+            return self.finish_failed(index, TransactionError::MalformedResponse);
+        }
+        let event = ClientEvent::Succeeded {
+            id: s.id,
+            server: s.server,
+            from,
+            mapped,
+            other_address: address(msg, types::OTHER_ADDRESS),
+            response_origin: address(msg, types::RESPONSE_ORIGIN),
+            rtt: now - s.last_sent,
+        };
+        self.finish(index, event);
+    }
+
+    fn handle_error(&mut self, index: usize, now: Instant, msg: &Message<'_>) {
+        let code = error_code(msg);
+        let retry = match code {
+            300 => self.redirect(index, msg),
+            401 | 438 => self.learn_challenge(index, code, msg),
+            _ => Err(TransactionError::Rejected { code }),
+        };
+        let result = retry.and_then(|()| {
+            let wire_id = TransactionId::random(&mut self.rng);
+            self.send_new(index, now, wire_id)
+                .map_err(|_| TransactionError::Unauthorized)
+        });
+        if let Err(e) = result {
+            self.finish_failed(index, e);
+        }
+    }
+
+    fn redirect(&mut self, index: usize, msg: &Message<'_>) -> Result<(), TransactionError> {
+        let s = &mut self.slots[index];
+        if s.redirects >= MAX_REDIRECTS {
+            return Err(TransactionError::TooManyRetries);
+        }
+        // Unauthenticated redirects are only followed when we sent no credentials (§10).
+        let alternate = address(msg, types::ALTERNATE_SERVER)
+            .ok_or(TransactionError::Rejected { code: 300 })?;
+        s.redirects += 1;
+        s.server = alternate;
+        Ok(())
+    }
+
+    fn learn_challenge(
+        &mut self,
+        index: usize,
+        code: u16,
+        msg: &Message<'_>,
+    ) -> Result<(), TransactionError> {
+        let creds = self
+            .config
+            .credentials
+            .as_ref()
+            .ok_or(TransactionError::Unauthorized)?;
+        let s = &mut self.slots[index];
+        if s.auth_retries >= MAX_AUTH_RETRIES {
+            return Err(if code == 401 {
+                TransactionError::Unauthorized
+            } else {
+                TransactionError::TooManyRetries
+            });
+        }
+        s.auth_retries += 1;
+        let text = |t| msg.text(t).and_then(Result::ok);
+        let nonce = text(types::NONCE).ok_or(TransactionError::Unauthorized)?;
+        let realm = match (text(types::REALM), &self.auth) {
+            (Some(r), _) => r,
+            // A 438 may omit REALM; keep the one we have.
+            (None, Some(a)) if code == 438 => {
+                let realm = a.realm.clone();
+                return self.store_auth(creds.clone(), &realm, nonce, msg);
+            }
+            _ => return Err(TransactionError::Unauthorized),
+        };
+        self.store_auth(creds.clone(), realm, nonce, msg)
+    }
+
+    /// Remembers realm and nonce, deriving the key only when realm or algorithm changed.
+    fn store_auth(
+        &mut self,
+        creds: LongTermCredentials,
+        realm: &str,
+        nonce: &str,
+        msg: &Message<'_>,
+    ) -> Result<(), TransactionError> {
+        let algorithm = if nonce.starts_with(NONCE_COOKIE) {
+            // §9.2.4: take the first offered algorithm we support; keep the list to echo it.
+            match msg.decode(types::PASSWORD_ALGORITHMS) {
+                Some(Ok(Attribute::PasswordAlgorithms(list))) => {
+                    let chosen = list
+                        .iter()
+                        .find_map(|p| PasswordAlgorithmKind::from_number(p.algorithm))
+                        .ok_or(TransactionError::Unauthorized)?;
+                    let raw = msg
+                        .find(types::PASSWORD_ALGORITHMS)
+                        .map(|a| a.value)
+                        .unwrap_or(&[]);
+                    Some((chosen, raw.to_vec()))
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let kind = algorithm
+            .as_ref()
+            .map_or(PasswordAlgorithmKind::Md5, |(k, _)| *k);
+        let reuse = self.auth.as_ref().is_some_and(|a| {
+            a.realm == realm
+                && a.algorithm.as_ref().map(|(k, _)| *k) == algorithm.as_ref().map(|(k, _)| *k)
+        });
+        let key = match self.auth.take() {
+            Some(a) if reuse => a.key,
+            _ => IntegrityKey::long_term(kind, &creds.username, realm, &creds.password),
+        };
+        self.auth = Some(AuthState {
+            realm: realm.into(),
+            nonce: nonce.into(),
+            key,
+            algorithm,
+        });
+        Ok(())
+    }
+
+    fn finish_failed(&mut self, index: usize, error: TransactionError) {
+        let s = &self.slots[index];
+        let event = ClientEvent::Failed {
+            id: s.id,
+            server: s.server,
+            error,
+        };
+        self.finish(index, event);
+    }
+
+    fn finish(&mut self, index: usize, event: ClientEvent) {
+        self.completed += 1;
+        self.slots[index].state = SlotState::Done {
+            event,
+            seq: self.completed,
+        };
+    }
+}
+
+fn error_code(msg: &Message<'_>) -> u16 {
+    msg.error_code().and_then(Result::ok).map_or(0, |e| e.code)
+}
+
+fn address(msg: &Message<'_>, attr: super::AttrType) -> Option<SocketAddr> {
+    match msg.decode(attr) {
+        Some(Ok(
+            Attribute::OtherAddress(a)
+            | Attribute::ResponseOrigin(a)
+            | Attribute::AlternateServer(a),
+        )) => Some(a),
+        _ => None,
+    }
+}

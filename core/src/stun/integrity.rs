@@ -81,7 +81,13 @@ impl IntegrityKey {
         realm: &str,
         password: &str,
     ) -> Self {
-        let parts = [username.as_bytes(), b":", realm.as_bytes(), b":", password.as_bytes()];
+        let parts = [
+            username.as_bytes(),
+            b":",
+            realm.as_bytes(),
+            b":",
+            password.as_bytes(),
+        ];
         match algorithm {
             PasswordAlgorithmKind::Md5 => {
                 let mut h = Md5::new();
@@ -98,7 +104,10 @@ impl IntegrityKey {
 
     /// A key given as raw bytes (for example a long-term key stored pre-hashed).
     pub fn from_key(key: &[u8]) -> Self {
-        IntegrityKey { sha1: keyed(key), sha256: keyed(key) }
+        IntegrityKey {
+            sha1: keyed(key),
+            sha256: keyed(key),
+        }
     }
 
     /// HMAC-SHA1 over the concatenation of `parts`.
@@ -126,7 +135,8 @@ impl IntegrityKey {
     pub(crate) fn verify_sha256(&self, parts: &[&[u8]], tag: &[u8]) -> Result<(), IntegrityError> {
         let mut mac = self.sha256.clone();
         parts.iter().for_each(|p| mac.update(p));
-        mac.verify_truncated_left(tag).map_err(|_| IntegrityError::Mismatch)
+        mac.verify_truncated_left(tag)
+            .map_err(|_| IntegrityError::Mismatch)
     }
 }
 

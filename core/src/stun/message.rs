@@ -194,7 +194,10 @@ impl<'a> Message<'a> {
     /// The attributes a receiver must process, in order: everything up to the first integrity
     /// attribute, that attribute, and the integrity/fingerprint attributes allowed after it.
     pub fn attributes(&self) -> RawAttributes<'a> {
-        RawAttributes { msg: *self, offset: HEADER_LEN }
+        RawAttributes {
+            msg: *self,
+            offset: HEADER_LEN,
+        }
     }
 
     /// The first attribute of type `attr` a receiver must process.
@@ -205,7 +208,8 @@ impl<'a> Message<'a> {
     /// The first attribute of type `attr`, decoded.
     pub fn decode(&self, attr: AttrType) -> Option<Result<Attribute<'a>, AttrError>> {
         let tid = self.transaction_id();
-        self.find(attr).map(|a| Attribute::decode(a.attr, a.value, &tid))
+        self.find(attr)
+            .map(|a| Attribute::decode(a.attr, a.value, &tid))
     }
 
     /// XOR-MAPPED-ADDRESS, decoded.
@@ -279,7 +283,11 @@ impl<'a> Message<'a> {
         let tag = self.value_at(at);
         let length = self.length_ending_at(at, tag.len());
         let covered: [&[u8]; 3] = [&self.buf[..2], &length, &self.buf[4..at]];
-        if sha256 { key.verify_sha256(&covered, tag) } else { key.verify_sha1(&covered, tag) }
+        if sha256 {
+            key.verify_sha256(&covered, tag)
+        } else {
+            key.verify_sha1(&covered, tag)
+        }
     }
 
     /// Verifies FINGERPRINT: present, last, and equal to the CRC-32 of what precedes it.
@@ -311,7 +319,10 @@ impl<'a> Message<'a> {
     }
 
     fn value_at(&self, offset: usize) -> &'a [u8] {
-        let len = usize::from(u16::from_be_bytes([self.buf[offset + 2], self.buf[offset + 3]]));
+        let len = usize::from(u16::from_be_bytes([
+            self.buf[offset + 2],
+            self.buf[offset + 3],
+        ]));
         &self.buf[offset + 4..offset + 4 + len]
     }
 
@@ -344,7 +355,11 @@ impl<'a> Iterator for RawAttributes<'a> {
                 || Some(offset) == self.msg.integrity_sha256
                 || Some(offset) == self.msg.fingerprint;
             if processed {
-                return Some(RawAttribute { attr, value, offset });
+                return Some(RawAttribute {
+                    attr,
+                    value,
+                    offset,
+                });
             }
         }
         None
@@ -394,13 +409,22 @@ impl<'b> MessageBuilder<'b> {
         tid: TransactionId,
     ) -> Result<Self, EncodeError> {
         if buf.len() < HEADER_LEN {
-            return Err(EncodeError::BufferTooSmall { needed: HEADER_LEN, available: buf.len() });
+            return Err(EncodeError::BufferTooSmall {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
         }
         buf[..2].copy_from_slice(&message_type(class, method).to_be_bytes());
         buf[2..4].fill(0);
         buf[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
         buf[8..20].copy_from_slice(&tid.0);
-        Ok(MessageBuilder { buf, len: HEADER_LEN, tid, pad_byte: 0, sealed: Sealed::Open })
+        Ok(MessageBuilder {
+            buf,
+            len: HEADER_LEN,
+            tid,
+            pad_byte: 0,
+            sealed: Sealed::Open,
+        })
     }
 
     /// Sets the byte used to pad attribute values to four bytes (default 0; RFC 8489 says
@@ -437,6 +461,47 @@ impl<'b> MessageBuilder<'b> {
         let value = self.reserve(attr, value_len)?;
         attribute.encode_value(value, &tid);
         self.sealed = after;
+        Ok(())
+    }
+
+    /// Appends attributes already in wire form (headers, values, padding), such as a run copied
+    /// from another message. They are checked to be well-formed and to include no integrity or
+    /// fingerprint attribute.
+    pub fn add_raw_attributes(&mut self, raw: &[u8]) -> Result<(), EncodeError> {
+        let mut at = 0;
+        while at < raw.len() {
+            let (attr, value) = read_attribute(raw, at).map_err(|_| {
+                EncodeError::Attribute(AttrError::BadLength {
+                    attr: 0,
+                    len: raw.len(),
+                })
+            })?;
+            if matches!(
+                attr,
+                types::MESSAGE_INTEGRITY | types::MESSAGE_INTEGRITY_SHA256 | types::FINGERPRINT
+            ) || self.sealed != Sealed::Open
+            {
+                return Err(EncodeError::AfterIntegrity(attr));
+            }
+            at += 4 + padded(value.len());
+        }
+        let start = self.len;
+        let end = start + raw.len();
+        if end > self.buf.len() {
+            return Err(EncodeError::BufferTooSmall {
+                needed: end,
+                available: self.buf.len(),
+            });
+        }
+        let msg_len = u16::try_from(end - HEADER_LEN).map_err(|_| {
+            EncodeError::Attribute(AttrError::BadLength {
+                attr: 0,
+                len: raw.len(),
+            })
+        })?;
+        self.buf[start..end].copy_from_slice(raw);
+        self.buf[2..4].copy_from_slice(&msg_len.to_be_bytes());
+        self.len = end;
         Ok(())
     }
 
@@ -515,14 +580,20 @@ impl<'b> MessageBuilder<'b> {
     fn reserve(&mut self, attr: AttrType, value_len: usize) -> Result<&mut [u8], EncodeError> {
         let start = self.len;
         let end = start + 4 + padded(value_len);
-        let too_small = EncodeError::BufferTooSmall { needed: end, available: self.buf.len() };
+        let too_small = EncodeError::BufferTooSmall {
+            needed: end,
+            available: self.buf.len(),
+        };
         if end > self.buf.len() {
             return Err(too_small);
         }
         let (Ok(value_len16), Ok(msg_len16)) =
             (u16::try_from(value_len), u16::try_from(end - HEADER_LEN))
         else {
-            return Err(EncodeError::Attribute(AttrError::BadLength { attr, len: value_len }));
+            return Err(EncodeError::Attribute(AttrError::BadLength {
+                attr,
+                len: value_len,
+            }));
         };
         self.buf[start..start + 2].copy_from_slice(&attr.to_be_bytes());
         self.buf[start + 2..start + 4].copy_from_slice(&value_len16.to_be_bytes());
@@ -534,10 +605,9 @@ impl<'b> MessageBuilder<'b> {
 }
 
 fn read_attribute(buf: &[u8], offset: usize) -> Result<(AttrType, &[u8]), DecodeError> {
-    let header = buf.get(offset..offset + 4).ok_or(DecodeError::TruncatedAttribute {
-        attr: 0,
-        offset,
-    })?;
+    let header = buf
+        .get(offset..offset + 4)
+        .ok_or(DecodeError::TruncatedAttribute { attr: 0, offset })?;
     let attr = u16::from_be_bytes([header[0], header[1]]);
     let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
     // The value and its padding must both fit (the length field is 4-aligned, so padding too).
@@ -548,7 +618,11 @@ fn read_attribute(buf: &[u8], offset: usize) -> Result<(AttrType, &[u8]), Decode
 }
 
 fn check_len(attr: AttrType, len: usize, ok: impl Fn(usize) -> bool) -> Result<(), DecodeError> {
-    if ok(len) { Ok(()) } else { Err(DecodeError::BadIntegrityLength { attr, len }) }
+    if ok(len) {
+        Ok(())
+    } else {
+        Err(DecodeError::BadIntegrityLength { attr, len })
+    }
 }
 
 fn unreachable_attr<T>(attr: AttrType) -> Result<T, AttrError> {

@@ -19,9 +19,7 @@ pub use attr::{
     AttrError, AttrType, Attribute, ErrorCode, PasswordAlgorithm, PasswordAlgorithms, U16List,
 };
 pub use integrity::{IntegrityError, IntegrityKey, PasswordAlgorithmKind};
-pub use message::{
-    DecodeError, EncodeError, Message, MessageBuilder, RawAttribute, RawAttributes,
-};
+pub use message::{DecodeError, EncodeError, Message, MessageBuilder, RawAttribute, RawAttributes};
 
 use crate::rng::Rng;
 
@@ -142,7 +140,10 @@ mod tests {
     #[test]
     fn message_type_packing_matches_rfc_figures() {
         assert_eq!(message_type(Class::Request, Method::BINDING), 0x0001);
-        assert_eq!(message_type(Class::SuccessResponse, Method::BINDING), 0x0101);
+        assert_eq!(
+            message_type(Class::SuccessResponse, Method::BINDING),
+            0x0101
+        );
         assert_eq!(message_type(Class::ErrorResponse, Method::BINDING), 0x0111);
         assert_eq!(message_type(Class::Indication, Method::BINDING), 0x0011);
         // TURN Allocate (0x003) error response is 0x0113.
@@ -154,7 +155,10 @@ mod tests {
                 Class::SuccessResponse,
                 Class::ErrorResponse,
             ] {
-                assert_eq!(split_message_type(message_type(c, Method::new(m))), (c, Method::new(m)));
+                assert_eq!(
+                    split_message_type(message_type(c, Method::new(m))),
+                    (c, Method::new(m))
+                );
             }
         }
     }
