@@ -14,7 +14,8 @@
 //! Long-term credentials (RFC 8489 §9.2): a request goes out without credentials; a 401 with
 //! REALM and NONCE makes the client derive the key once and retry as a new transaction; 438
 //! (stale nonce) retries with the fresh nonce; 300 follows ALTERNATE-SERVER. Each is bounded so
-//! a hostile server cannot keep a transaction alive forever.
+//! a hostile server cannot keep a transaction alive forever. What a 401 taught is cached for
+//! that server only (§9.2.3): first requests to other servers carry no credentials.
 
 use alloc::string::String;
 use alloc::vec;
@@ -34,7 +35,7 @@ use crate::time::{Duration, Instant};
 pub struct ClientConfig {
     /// Initial retransmission timeout (RFC 8489: 500 ms; ICE's pacing may pick less).
     pub initial_rto: Duration,
-    /// Rc: the most times a request is sent (7).
+    /// Rc: the most times a request is sent (7; 0 counts as 1).
     pub max_sends: u32,
     /// Rm: after the last send, wait this many RTOs before declaring a timeout (16).
     pub last_wait_factor: u32,
@@ -110,7 +111,8 @@ pub enum TransactionError {
         /// The ERROR-CODE (0 if the error response carried none).
         code: u16,
     },
-    /// The server asked for credentials we do not have, or rejected the ones we sent.
+    /// The server asked for credentials we do not have, rejected the ones we sent, or sent a
+    /// challenge we must not answer (no supported password algorithm, or a stripped list).
     Unauthorized,
     /// Too many 300 redirections, 401/438 retries, or a redirect we must not follow.
     TooManyRetries,
@@ -164,6 +166,9 @@ pub struct Client {
     /// `slots.len() × max_request_len` bytes: each slot's request, then its body.
     requests: Vec<u8>,
     bodies: Vec<u8>,
+    /// The key each slot's request on the wire was signed with, if any: its responses must
+    /// verify with exactly that key (RFC 8489 §9.2.5), whatever was learnt since.
+    keys: Vec<Option<IntegrityKey>>,
     auth: Option<AuthState>,
     completed: u64,
 }
@@ -186,8 +191,8 @@ struct Slot {
     deadline: Instant,
     auth_retries: u8,
     redirects: u8,
-    /// Whether the request on the wire carries MESSAGE-INTEGRITY (responses must too).
-    authenticated: bool,
+    /// The servers this transaction was redirected away from (RFC 8489 §10 forbids going back).
+    visited: [SocketAddr; MAX_REDIRECTS as usize],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,9 +206,11 @@ enum SlotState {
     },
 }
 
-/// What the server told us about its realm, and the key derived for it.
+/// What a server told us about its realm, and the key derived for it. Credentials are cached
+/// for that server only (RFC 8489 §9.2.3): first requests to any other carry none.
 #[derive(Debug)]
 struct AuthState {
+    server: SocketAddr,
     realm: String,
     nonce: String,
     key: IntegrityKey,
@@ -217,14 +224,17 @@ const NONCE_COOKIE: &str = "obMatJos2";
 
 impl Client {
     /// A client with `config`; `seed` drives transaction ids (draw it from the OS in drivers).
-    pub fn new(config: ClientConfig, seed: u64) -> Self {
+    pub fn new(mut config: ClientConfig, seed: u64) -> Self {
         let n = config.max_transactions.max(1);
+        // Rc = 0 would leave a transaction that never sends and never times out.
+        config.max_sends = config.max_sends.max(1);
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let slot = Slot {
             state: SlotState::Free,
             id: TransactionId::default(),
             wire_id: TransactionId::default(),
             method: Method::BINDING,
-            server: SocketAddr::from(([0, 0, 0, 0], 0)),
+            server: unspecified,
             len: 0,
             body_len: 0,
             sends: 0,
@@ -234,12 +244,13 @@ impl Client {
             deadline: Instant::FAR_FUTURE,
             auth_retries: 0,
             redirects: 0,
-            authenticated: false,
+            visited: [unspecified; MAX_REDIRECTS as usize],
         };
         let slots = vec![slot; n];
         Client {
             requests: vec![0; n * config.max_request_len],
             bodies: vec![0; n * config.max_request_len],
+            keys: vec![None; n],
             config,
             rng: Rng::from_seed(seed),
             slots,
@@ -255,7 +266,12 @@ impl Client {
         server: SocketAddr,
         options: BindingOptions,
     ) -> Result<TransactionId, ClientError> {
-        let pad_to = self.config.pad_requests_to;
+        // The client adds SOFTWARE (before the body) and FINGERPRINT (after it) itself.
+        let software = self
+            .config
+            .software
+            .map_or(0, |s| 4 + super::attr::padded(s.len()));
+        let target = self.config.pad_requests_to.saturating_sub(software + 8);
         self.request(now, server, Method::BINDING, |b| {
             if options.change_ip || options.change_port {
                 b.add(&Attribute::ChangeRequest {
@@ -266,10 +282,9 @@ impl Client {
             if let Some(port) = options.response_port {
                 b.add(&Attribute::ResponsePort(port))?;
             }
-            // Room for FINGERPRINT, which the client adds after the body.
-            let target = pad_to.saturating_sub(8);
-            if b.len() + 4 < target {
-                b.add_padding(target - b.len() - 4)?;
+            // PADDING costs at least its 4-byte header, so any shortfall at all takes one.
+            if b.len() < target {
+                b.add_padding((target - b.len()).saturating_sub(4))?;
             }
             Ok(())
         })
@@ -343,11 +358,8 @@ impl Client {
         // A response to an authenticated request must prove it knows the key; one that does
         // not is discarded as if never received (RFC 8489 §9.2.5, unreliable transport), so
         // an off-path forger cannot end or redirect the transaction.
-        if self.slots[index].authenticated {
-            let verified = self
-                .auth
-                .as_ref()
-                .is_some_and(|a| msg.verify_integrity(&a.key).is_ok());
+        if let Some(key) = &self.keys[index] {
+            let verified = msg.verify_integrity(key).is_ok();
             let challenge =
                 msg.class() == Class::ErrorResponse && matches!(error_code(&msg), 401 | 438);
             if !verified && !challenge {
@@ -461,8 +473,10 @@ impl Client {
             b.add(&Attribute::Software(s))?;
         }
         b.add_raw_attributes(body)?;
-        let mut authenticated = false;
-        if let (Some(auth), Some(creds)) = (&self.auth, &self.config.credentials) {
+        let mut key = None;
+        let server = self.slots[index].server;
+        let auth = self.auth.as_ref().filter(|a| a.server == server);
+        if let (Some(auth), Some(creds)) = (auth, &self.config.credentials) {
             b.add(&Attribute::Username(&creds.username))?;
             b.add(&Attribute::Realm(&auth.realm))?;
             b.add(&Attribute::Nonce(&auth.nonce))?;
@@ -478,7 +492,7 @@ impl Client {
             } else {
                 b.add_message_integrity(&auth.key)?;
             }
-            authenticated = true;
+            key = Some(auth.key.clone());
         }
         b.add_fingerprint()?;
         let len = b.finish();
@@ -490,7 +504,7 @@ impl Client {
         s.rto = self.config.initial_rto;
         s.next_send = now;
         s.deadline = Instant::FAR_FUTURE;
-        s.authenticated = authenticated;
+        self.keys[index] = key;
         Ok(())
     }
 
@@ -534,9 +548,18 @@ impl Client {
         if s.redirects >= MAX_REDIRECTS {
             return Err(TransactionError::TooManyRetries);
         }
-        // Unauthenticated redirects are only followed when we sent no credentials (§10).
+        // Unauthenticated redirects are only followed when we sent no credentials (§10; see
+        // handle_datagram). The first ALTERNATE-SERVER must be of the request's family (§10);
+        // one we cannot reach from our socket is no redirect.
         let alternate = address(msg, types::ALTERNATE_SERVER)
+            .filter(|a| a.is_ipv4() == s.server.is_ipv4())
             .ok_or(TransactionError::Rejected { code: 300 })?;
+        // §10: a redirect to a server this request already went to fails the transaction.
+        let done = usize::from(s.redirects);
+        if alternate == s.server || s.visited[..done].contains(&alternate) {
+            return Err(TransactionError::TooManyRetries);
+        }
+        s.visited[done] = s.server;
         s.redirects += 1;
         s.server = alternate;
         Ok(())
@@ -562,30 +585,54 @@ impl Client {
             });
         }
         s.auth_retries += 1;
+        let server = s.server;
         let text = |t| msg.text(t).and_then(Result::ok);
+        // §9.2.5: no 401 retry that changes neither username, realm nor password. Ours are
+        // fixed, so a 401 to a request that carried them for this realm means they were
+        // refused: fail, and forget them so the next transaction starts afresh (§9.2.3.1).
+        if code == 401 && self.keys[index].is_some() {
+            let sent_realm = self.sent_text(index, types::REALM);
+            let realm = text(types::REALM);
+            if realm.is_none() || realm == sent_realm.as_deref() {
+                if self.auth.as_ref().is_some_and(|a| a.server == server) {
+                    self.auth = None;
+                }
+                return Err(TransactionError::Unauthorized);
+            }
+        }
         let nonce = text(types::NONCE).ok_or(TransactionError::Unauthorized)?;
         let realm = match (text(types::REALM), &self.auth) {
             (Some(r), _) => r,
-            // A 438 may omit REALM; keep the one we have.
-            (None, Some(a)) if code == 438 => {
+            // A 438 may omit REALM; keep the one we have for this server.
+            (None, Some(a)) if code == 438 && a.server == server => {
                 let realm = a.realm.clone();
-                return self.store_auth(creds.clone(), &realm, nonce, msg);
+                return self.store_auth(server, creds.clone(), &realm, nonce, msg);
             }
             _ => return Err(TransactionError::Unauthorized),
         };
-        self.store_auth(creds.clone(), realm, nonce, msg)
+        self.store_auth(server, creds.clone(), realm, nonce, msg)
     }
 
-    /// Remembers realm and nonce, deriving the key only when realm or algorithm changed.
+    /// A text attribute of the request the slot has on the wire.
+    fn sent_text(&self, index: usize, attr: super::AttrType) -> Option<String> {
+        let start = index * self.config.max_request_len;
+        let request = &self.requests[start..start + self.slots[index].len];
+        let msg = Message::parse(request).ok()?;
+        msg.text(attr).and_then(Result::ok).map(String::from)
+    }
+
+    /// Remembers `server`'s realm and nonce, deriving the key only when realm or algorithm
+    /// changed.
     fn store_auth(
         &mut self,
+        server: SocketAddr,
         creds: LongTermCredentials,
         realm: &str,
         nonce: &str,
         msg: &Message<'_>,
     ) -> Result<(), TransactionError> {
-        let algorithm = if nonce.starts_with(NONCE_COOKIE) {
-            // §9.2.4: take the first offered algorithm we support; keep the list to echo it.
+        let algorithm = if let Some(features) = nonce.strip_prefix(NONCE_COOKIE) {
+            // §9.2.5: take the first offered algorithm we support; keep the list to echo it.
             match msg.decode(types::PASSWORD_ALGORITHMS) {
                 Some(Ok(Attribute::PasswordAlgorithms(list))) => {
                     let chosen = list
@@ -597,6 +644,11 @@ impl Client {
                         .map(|a| a.value)
                         .unwrap_or(&[]);
                     Some((chosen, raw.to_vec()))
+                }
+                // §9.2.5: the cookie announces PASSWORD-ALGORITHMS but there is no (valid)
+                // list: someone stripped it to bid us down to MD5. Must not retry.
+                _ if offers_password_algorithms(features) => {
+                    return Err(TransactionError::Unauthorized);
                 }
                 _ => None,
             }
@@ -615,6 +667,7 @@ impl Client {
             _ => IntegrityKey::long_term(kind, &creds.username, realm, &creds.password),
         };
         self.auth = Some(AuthState {
+            server,
             realm: realm.into(),
             nonce: nonce.into(),
             key,
@@ -640,6 +693,20 @@ impl Client {
             seq: self.completed,
         };
     }
+}
+
+/// Whether the STUN Security Features after a nonce cookie (4 base64 characters encoding 24
+/// bits, bit 0 the most significant) have bit 0, "Password algorithms", set (RFC 8489 §18.1).
+fn offers_password_algorithms(features: &str) -> bool {
+    let sextet = match features.as_bytes().first() {
+        Some(c @ b'A'..=b'Z') => c - b'A',
+        Some(c @ b'a'..=b'z') => c - b'a' + 26,
+        Some(c @ b'0'..=b'9') => c - b'0' + 52,
+        Some(b'+') => 62,
+        Some(b'/') => 63,
+        _ => return false,
+    };
+    sextet & 0x20 != 0
 }
 
 fn error_code(msg: &Message<'_>) -> u16 {

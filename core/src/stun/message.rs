@@ -156,7 +156,9 @@ impl<'a> Message<'a> {
                 {
                     check_len(attr, value.len(), |l| (16..=32).contains(&l) && l % 4 == 0)?;
                     msg.integrity_sha256 = Some(offset);
-                    msg.ignore_from = offset + 4 + value.len();
+                    // Never move the boundary later: attributes between MESSAGE-INTEGRITY and
+                    // this one stay ignored (§14.5), only this attribute is let through.
+                    msg.ignore_from = msg.ignore_from.min(offset + 4 + value.len());
                 }
                 types::FINGERPRINT => {
                     check_len(attr, value.len(), |l| l == 4)?;

@@ -142,7 +142,8 @@ impl Server {
     }
 
     /// Answers one datagram that arrived on local socket `local` from `from`, writing any
-    /// response into `out` (1280 bytes is always enough).
+    /// response into `out` (1280 bytes is always enough: optional attributes, mirrored PADDING
+    /// included, shrink to fit the buffer; 52 bytes fit every minimal answer).
     pub fn handle_datagram(
         &self,
         local: SocketAddr,
@@ -185,7 +186,7 @@ impl Server {
         from: SocketAddr,
         out: &mut [u8],
     ) -> Result<Option<Transmit>, EncodeError> {
-        let budget = Budget::new(msg, self.config.amplification);
+        let budget = Budget::new(msg, self.config.amplification, out.len());
         let rfc5780 = self.config.alternate.is_some();
         let is_known = |t| match t {
             types::CHANGE_REQUEST | types::RESPONSE_PORT => rfc5780,
@@ -202,7 +203,8 @@ impl Server {
             }
         }
         if n_unknown > 0 {
-            let fixed = 8 + 4 + attr::padded(2); // ERROR-CODE without reason + one type
+            // ERROR-CODE without reason + one type, and FINGERPRINT if mirrored.
+            let fixed = 8 + 4 + attr::padded(2) + budget.fingerprint;
             let fit = 1 + budget.extra(fixed) / 2;
             let list = &unknown[..n_unknown.min(fit)];
             return self.error(
@@ -269,7 +271,7 @@ impl Server {
         if let Some(alt) = self.config.alternate {
             // OTHER-ADDRESS and RESPONSE-ORIGIN travel together: a client needs both to run the
             // RFC 5780 tests, so send neither rather than one.
-            let both = 4 + 8 + 2 * addr_len(alt);
+            let both = 2 * addr_len(alt);
             if spare >= both {
                 b.add(&Attribute::OtherAddress(alt))?;
                 b.add(&Attribute::ResponseOrigin(source))?;
@@ -377,16 +379,19 @@ impl Server {
 #[derive(Clone, Copy, Debug)]
 struct Budget {
     request_len: usize,
+    /// The caller's output buffer: optional attributes shrink to fit it too.
+    out_len: usize,
     /// 8 when the response must carry FINGERPRINT (the request did), else 0.
     fingerprint: usize,
     policy: AmplificationPolicy,
 }
 
 impl Budget {
-    fn new(msg: &Message<'_>, policy: AmplificationPolicy) -> Self {
+    fn new(msg: &Message<'_>, policy: AmplificationPolicy, out_len: usize) -> Self {
         let fingerprint = if msg.has_fingerprint() { 8 } else { 0 };
         Budget {
             request_len: msg.as_bytes().len(),
+            out_len,
             fingerprint,
             policy,
         }
@@ -397,9 +402,12 @@ impl Budget {
         self.policy == AmplificationPolicy::Bounded || HEADER_LEN + floor <= self.request_len
     }
 
-    /// Bytes available for optional attributes beyond `floor` bytes of mandatory ones.
+    /// Bytes available for optional attributes beyond `floor` bytes of mandatory ones: within
+    /// the request's size and the output buffer.
     fn extra(&self, floor: usize) -> usize {
-        self.request_len.saturating_sub(HEADER_LEN + floor)
+        self.request_len
+            .min(self.out_len)
+            .saturating_sub(HEADER_LEN + floor)
     }
 }
 
