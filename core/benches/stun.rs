@@ -8,9 +8,10 @@
 //!   §2.2 / §2.3 responses.
 //!
 //! Run: `cargo bench -p holepunch-core --bench stun`. Criterion groups run first (filterable as
-//! usual); then, unless in test/list mode, a table measured in the same process with a calibrated
-//! best-of-5 loop, giving ns/op, heap allocations per op, and time relative to ours. Set
-//! `STUN_BENCH_TABLE_ONLY=1` to skip criterion and print only the table.
+//! usual); then, unless in test/list mode, a table measured in the same process with calibrated
+//! loops (best of 25 rounds, interleaved across implementations), giving ns/op, heap allocations
+//! per op, and time relative to ours. Set `STUN_BENCH_TABLE_ONLY=1` to skip criterion and print
+//! only the table.
 //!
 //! Peers, the "floor" and the fairness notes live in `stun/peers.rs`; our side in `stun/ours.rs`.
 //! Every implementation is asserted to verify the vectors (and reject tampering) before timing.
@@ -136,8 +137,15 @@ fn run_criterion(codecs: &mut [Box<dyn Codec>]) {
     c.final_summary();
 }
 
-/// Best of 5 runs of a loop calibrated to ~20 ms, in ns per op.
-fn time_per_op(w: Workload, codec: &mut dyn Codec) -> f64 {
+/// Timed rounds per (workload, implementation) in the table; each keeps its fastest round.
+const ROUNDS: usize = 25;
+/// Target length of one timed round.
+const ROUND: Duration = Duration::from_millis(3);
+
+/// Iterations of `w` on `codec` that take about [`ROUND`].
+// The sans-IO clock ban (clippy.toml) is for the library; a benchmark harness must read a clock.
+#[allow(clippy::disallowed_methods)]
+fn calibrate(w: Workload, codec: &mut dyn Codec) -> u64 {
     let mut out = [0u8; 256];
     let mut iters: u64 = 16;
     loop {
@@ -146,20 +154,34 @@ fn time_per_op(w: Workload, codec: &mut dyn Codec) -> f64 {
             w.run(codec, &mut out);
         }
         let el = t.elapsed();
-        if el >= Duration::from_millis(5) {
+        if el >= ROUND / 2 {
             let per = el.as_secs_f64() / iters as f64;
-            iters = ((0.020 / per) as u64).max(1);
-            break;
+            return ((ROUND.as_secs_f64() / per) as u64).max(1);
         }
         iters *= 2;
     }
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let t = Instant::now();
-        for _ in 0..iters {
-            w.run(codec, &mut out);
+}
+
+/// ns per op of one round of `iters` iterations.
+#[allow(clippy::disallowed_methods)] // see `calibrate`
+fn round_ns(w: Workload, codec: &mut dyn Codec, iters: u64) -> f64 {
+    let mut out = [0u8; 256];
+    let t = Instant::now();
+    for _ in 0..iters {
+        w.run(codec, &mut out);
+    }
+    t.elapsed().as_secs_f64() * 1e9 / iters as f64
+}
+
+/// Best-of-[`ROUNDS`] ns/op for every codec on `w`, rounds interleaved across codecs so that a
+/// burst of load from elsewhere on the machine hits them alike rather than one row.
+fn times_per_op(w: Workload, codecs: &mut [Box<dyn Codec>]) -> Vec<f64> {
+    let iters: Vec<u64> = codecs.iter_mut().map(|c| calibrate(w, &mut **c)).collect();
+    let mut best = vec![f64::INFINITY; codecs.len()];
+    for _ in 0..ROUNDS {
+        for (i, c) in codecs.iter_mut().enumerate() {
+            best[i] = best[i].min(round_ns(w, &mut **c, iters[i]));
         }
-        best = best.min(t.elapsed().as_secs_f64() * 1e9 / iters as f64);
     }
     best
 }
@@ -180,19 +202,22 @@ fn heap_ops_per_op(w: Workload, codec: &mut dyn Codec) -> f64 {
 
 fn print_table(codecs: &mut [Box<dyn Codec>]) {
     println!();
-    println!("ratio table (same process; best of 5 calibrated runs; ratio = row time / ours time)");
+    println!(
+        "ratio table (same process; best of {ROUNDS} interleaved ~{}ms rounds; ratio = row / ours)",
+        ROUND.as_millis()
+    );
     println!(
         "{:<20} {:<36} {:>10} {:>10} {:>14}",
         "workload", "impl", "ns/op", "allocs/op", "ratio_vs_ours"
     );
     for w in Workload::ALL {
+        let times = times_per_op(w, codecs);
         let rows: Vec<(&'static str, f64, f64)> = codecs
             .iter_mut()
-            .map(|c| {
+            .zip(times)
+            .map(|(c, ns)| {
                 let c: &mut dyn Codec = &mut **c;
-                let ns = time_per_op(w, c);
-                let allocs = heap_ops_per_op(w, c);
-                (c.name(), ns, allocs)
+                (c.name(), ns, heap_ops_per_op(w, c))
             })
             .collect();
         let ours = rows
