@@ -1,0 +1,922 @@
+//! Netcheck: classifies the NAT in front of this host, sans-IO.
+//!
+//! [`Netcheck`] runs the RFC 5780 §4 behaviour-discovery tests (plus a hairpin probe, per-server
+//! round-trip times and an IPv6 binding) over sockets its driver binds, and condenses the answers
+//! into a [`Report`]. It is pumped like every holepunch state machine: `handle_datagram` /
+//! `handle_timeout` in, `poll_transmit` / `poll_timeout` out, [`Netcheck::is_done`] when finished.
+//! The run starts at the first `handle_timeout` or `poll_transmit` call (whose `now` is its
+//! start); before that [`Netcheck::poll_timeout`] asks for an immediate call.
+//!
+//! # Sockets and tests
+//! The driver binds the local sockets named in [`NetcheckConfig::locals`]: two of one family
+//! (normally IPv4), the *mapping socket* and the *filtering socket* (in that order), and
+//! optionally one of the other family. Keeping the two test groups on separate sockets stops
+//! one contaminating the other (RFC 5780 §4.5): the mapping tests open filter state towards the
+//! server's alternate address, which would make the filtering tests pass on any NAT.
+//!
+//! - Mapping socket: Test I (a plain Binding request) to every configured server of its
+//!   family, giving the public address X1 (from the first server, "A:a"), per-server RTTs and
+//!   the RFC 5780 OTHER-ADDRESS "B:b". Unless X1 is the socket's own address (no NAT), Test II
+//!   to B:a and Test III to B:b run concurrently (RFC 5780 §4.3).
+//! - Filtering socket: only ever talks to A:a. Test I, then concurrently Test II
+//!   (CHANGE-REQUEST ip+port) and Test III (port only) (RFC 5780 §4.4). Once X1 is known it also
+//!   sends the hairpin probe, a Binding request to X1; the mapping socket recognises it by its
+//!   transaction id. The probe's destination is the NAT's own address, never A or B, so it
+//!   cannot open filter state that would fake a filtering result.
+//! - Other-family socket: Test I to every server of its family (the public IPv6 address when
+//!   the pair is IPv4).
+//!
+//! One STUN [`Client`] per socket: a response is only ever matched against transactions of the
+//! socket it arrived on, so a datagram delivered to the wrong socket (a hairpinned request, a
+//! NAT's confusion, a spoof) cannot complete another socket's test, and no
+//! transaction-to-socket table needs keeping beside the client's own.
+//!
+//! Requests use a short retransmission profile (RTO 200 ms, Rc 4, Rm 4: sends at 0, 0.2, 0.6,
+//! 1.4 s, given up at 2.2 s) and are padded to 120 bytes so a server that bounds its answers by
+//! the request's size (ours) still includes OTHER-ADDRESS and RESPONSE-ORIGIN. A whole run takes
+//! one round trip plus at most 2.2 s, even when the NAT swallows the filtering tests; an overall
+//! [`NetcheckConfig::timeout`] caps it regardless.
+//!
+//! # Classification
+//! Mapping, from the mapping socket's answered requests (Test I to each server, Tests II, III),
+//! each a pair (destination, mapped address):
+//! 1. some mapped address equals the socket's own address: no NAT, **endpoint-independent**;
+//! 2. two destinations with the same IP but different ports got different mappings:
+//!    **address-and-port-dependent** (RFC 5780's X3 ≠ X2);
+//! 3. otherwise two destinations got different mappings (necessarily different IPs):
+//!    **address-dependent** — at least; port dependence is unproven without a same-IP pair, and
+//!    both classes are equally hard for hole punching;
+//! 4. otherwise two destinations with different IPs got the same mapping:
+//!    **endpoint-independent** (RFC 5780's X2 = X1);
+//! 5. otherwise (one answer, or only same-IP destinations agreeing): **unknown**.
+//!
+//! With an RFC 5780 server this is exactly §4.3; without one, configuring two servers on
+//! different IPs gives EIM versus "address-dependent or worse", and a third on the same IP as
+//! one of them (different port) separates ADM from APDM.
+//!
+//! Filtering, from the filtering socket's Tests II and III (only run when A offered a valid
+//! OTHER-ADDRESS): Test II answered from the alternate IP and port → **endpoint-independent**;
+//! Test II unanswered, Test III answered from A's IP and the alternate port →
+//! **address-dependent**; neither answered → **address-and-port-dependent**; a server that
+//! rejects CHANGE-REQUEST or answers from the wrong address → **unknown**.
+//!
+//! Hairpinning: `Some(true)` once the mapping socket receives the probe, `Some(false)` when the
+//! probe's transaction ends without that, `None` when it never ran (no public address). NATs
+//! that apply their inbound filter to hairpinned packets, and filter by address, drop the probe
+//! (the mapping socket never sent to the NAT's own address), so they read as not hairpinning;
+//! for hole punching between hosts behind the same such NAT that is the right answer anyway.
+//! Without a NAT the probe goes to our own address and reads as `Some(true)`.
+//!
+//! [`Report::observed_ports`] lists the external port of every distinct mapping seen on the two
+//! sockets of the pair, in the order the mappings were created (their first request's send
+//! order), which is what [`crate::punch::PortPredictor::new`] wants.
+//!
+//! Nothing allocates per packet: clients and the probe table are sized at construction;
+//! [`Netcheck::report`] allocates its result.
+//!
+//! # Example
+//! The driver's loop, with the sockets left out:
+//! ```
+//! use holepunch_core::netcheck::{Netcheck, NetcheckConfig};
+//! use holepunch_core::Instant;
+//!
+//! let servers = vec!["203.0.113.3:3478".parse().unwrap()];
+//! let locals = vec!["192.168.1.2:5000".parse().unwrap(), "192.168.1.2:5001".parse().unwrap()];
+//! let mut netcheck = Netcheck::new(NetcheckConfig::new(servers, locals), 42).unwrap();
+//! // Bind a UDP socket on each of `netcheck.sockets()`, then, until `is_done()`:
+//! let now = Instant::from_millis(0);
+//! let mut buf = [0u8; 1280];
+//! while let Some(t) = netcheck.poll_transmit(now, &mut buf) {
+//!     // send buf[..t.len] from socket t.from to t.to
+//! }
+//! // Sleep until `poll_timeout()` or a datagram; feed it with `handle_datagram(now, local,
+//! // from, bytes)`; call `handle_timeout(now)`; repeat. Then:
+//! let report = netcheck.report();
+//! println!("mapping: {}, filtering: {}", report.mapping, report.filtering);
+//! ```
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::{Ipv6Addr, SocketAddr};
+
+use crate::Transmit;
+use crate::rng::Rng;
+use crate::stun::client::{BindingOptions, Client, ClientConfig, ClientEvent, TransactionError};
+use crate::stun::{self, Class, Message, TransactionId};
+use crate::time::{Duration, Instant};
+
+/// What to probe and how hard to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetcheckConfig {
+    /// STUN servers, in order of preference. The first of the pair's family is "A", the one
+    /// the RFC 5780 tests run against (give an RFC 5780 server first); every server of a
+    /// family with a local socket is sent Test I. Duplicates are ignored.
+    pub servers: Vec<SocketAddr>,
+    /// The local sockets the driver binds: two of one family (mapping socket first, then
+    /// filtering socket) and at most one of the other family, in any order. Concrete
+    /// addresses: "no NAT" is detected by comparing them with the mapped addresses.
+    pub locals: Vec<SocketAddr>,
+    /// Initial retransmission timeout of every request (200 ms).
+    pub initial_rto: Duration,
+    /// Rc: the most times a request is sent (4).
+    pub max_sends: u32,
+    /// Rm: after the last send, wait this many initial RTOs before giving up (4).
+    pub last_wait_factor: u32,
+    /// Pad requests to at least this many bytes (120) so amplification-bounded servers include
+    /// OTHER-ADDRESS and RESPONSE-ORIGIN; at most [`Netcheck::MAX_PADDING`].
+    pub pad_requests_to: usize,
+    /// Hard cap on the whole run (5 s): requests still open then count as unanswered.
+    pub timeout: Duration,
+}
+
+impl NetcheckConfig {
+    /// The default profile for `servers` and `locals`.
+    pub fn new(servers: Vec<SocketAddr>, locals: Vec<SocketAddr>) -> Self {
+        NetcheckConfig {
+            servers,
+            locals,
+            initial_rto: Duration::from_millis(200),
+            max_sends: 4,
+            last_wait_factor: 4,
+            pad_requests_to: 120,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration netcheck cannot run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetcheckError {
+    /// No STUN server of the pair's address family.
+    #[error("no STUN server of the local sockets' address family")]
+    NoServers,
+    /// Netcheck needs two or three local sockets.
+    #[error("{count} local sockets given; netcheck needs 2 (one family) or 3 (plus the other)")]
+    LocalCount {
+        /// How many were given.
+        count: usize,
+    },
+    /// The locals are not two of one family plus at most one of the other.
+    #[error("local sockets must be two of one address family plus at most one of the other")]
+    MixedFamilies,
+    /// The same local address was given twice.
+    #[error("local socket {0} given twice")]
+    DuplicateLocal(SocketAddr),
+    /// `max_sends` or `initial_rto` is zero.
+    #[error("max_sends and initial_rto must be non-zero")]
+    InvalidRetransmission,
+    /// `pad_requests_to` exceeds [`Netcheck::MAX_PADDING`].
+    #[error("pad_requests_to {0} exceeds the maximum")]
+    PaddingTooLarge(usize),
+}
+
+/// A NAT's mapping or filtering behaviour (RFC 4787).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Behaviour {
+    /// Depends on nothing about the remote endpoint (EIM / EIF; "easy").
+    EndpointIndependent,
+    /// Depends on the remote IP address (ADM / ADF).
+    AddressDependent,
+    /// Depends on the remote IP address and port (APDM / APDF; "symmetric", "hard").
+    AddressAndPortDependent,
+    /// The tests could not tell.
+    #[default]
+    Unknown,
+}
+
+impl Behaviour {
+    /// The name the command line's `netcheck --json` report uses.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::EndpointIndependent => "endpoint-independent",
+            Behaviour::AddressDependent => "address-dependent",
+            Behaviour::AddressAndPortDependent => "address-and-port-dependent",
+            Behaviour::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which port-mapping protocols the gateway answered (not probed yet: always `false`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortmapAvailability {
+    /// UPnP IGD.
+    pub upnp: bool,
+    /// NAT-PMP (RFC 6886).
+    pub natpmp: bool,
+    /// PCP (RFC 6887).
+    pub pcp: bool,
+}
+
+/// An IPv6 prefix, such as a NAT64 prefix (`64:ff9b::/96`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Prefix {
+    /// The prefix's address (bits past `len` zero).
+    pub address: Ipv6Addr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl fmt::Display for Ipv6Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.len)
+    }
+}
+
+/// One server's Test I round-trip time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServerRtt {
+    /// The server.
+    pub server: SocketAddr,
+    /// Time from the last send to the answer; `None` if it never answered.
+    pub rtt: Option<Duration>,
+}
+
+/// What netcheck found. Fields not yet determined read as unknown / `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Whether any STUN server answered over UDP.
+    pub udp: bool,
+    /// The public IPv4 address: the mapping from the first IPv4 server that answered.
+    pub public_v4: Option<SocketAddr>,
+    /// The public IPv6 address, likewise.
+    pub public_v6: Option<SocketAddr>,
+    /// Mapping behaviour of the pair's family (see the module docs for the rules).
+    pub mapping: Behaviour,
+    /// Filtering behaviour of the pair's family.
+    pub filtering: Behaviour,
+    /// Whether a packet to our own public address comes back in; `None` if not tested.
+    pub hairpinning: Option<bool>,
+    /// Port-mapping services seen on the gateway.
+    pub portmap: PortmapAvailability,
+    /// The NAT64 prefix, when one was discovered (not probed yet: always `None`).
+    pub nat64_prefix: Option<Ipv6Prefix>,
+    /// External ports of the distinct mappings seen on the pair's sockets, oldest mapping
+    /// first: input for [`crate::punch::PortPredictor::new`].
+    pub observed_ports: Vec<u16>,
+    /// Test I round-trip time of every server probed, in configuration order.
+    pub server_rtts: Vec<ServerRtt>,
+}
+
+/// The prober.
+#[derive(Debug)]
+pub struct Netcheck {
+    locals: Vec<SocketAddr>,
+    servers: Vec<SocketAddr>,
+    /// Whether the pair (mapping and filtering sockets) is IPv4.
+    pair_v4: bool,
+    mapping_socket: usize,
+    filtering_socket: usize,
+    other_socket: Option<usize>,
+    /// "A": the first server of the pair's family.
+    primary: SocketAddr,
+    /// One per local socket, same index.
+    clients: Vec<Client>,
+    /// Every request started, in start order; capacity fixed at construction.
+    probes: Vec<Probe>,
+    timeout: Duration,
+    started: Option<Instant>,
+    deadline: Instant,
+    /// Datagrams sent so far: orders mappings by creation.
+    sent: u32,
+    /// The mapping socket's first public address, target of the hairpin probe.
+    hairpin_target: Option<SocketAddr>,
+    mapping_phase: bool,
+    filtering_phase: bool,
+    hairpin_phase: bool,
+}
+
+/// Which test a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Test {
+    /// Test I: plain Binding.
+    Binding,
+    /// Mapping Test II: to B:a.
+    MappingII,
+    /// Mapping Test III: to B:b.
+    MappingIII,
+    /// Filtering Test II: to A:a, change IP and port.
+    FilteringII,
+    /// Filtering Test III: to A:a, change port.
+    FilteringIII,
+    /// To the mapping socket's public address.
+    Hairpin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Answered {
+        from: SocketAddr,
+        mapped: Option<SocketAddr>,
+        other: Option<SocketAddr>,
+        rtt: Duration,
+    },
+    /// Timed out (or cut off by the overall deadline).
+    NoAnswer,
+    /// Any other failure: an error response, a malformed answer.
+    Rejected,
+    /// The hairpin probe arrived on the mapping socket.
+    Seen,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    socket: usize,
+    test: Test,
+    to: SocketAddr,
+    id: TransactionId,
+    /// Position of its first send among all datagrams sent.
+    order: Option<u32>,
+    outcome: Outcome,
+}
+
+impl Netcheck {
+    /// The largest [`NetcheckConfig::pad_requests_to`] accepted: with it every request fits a
+    /// 1280-byte buffer.
+    pub const MAX_PADDING: usize = 1200;
+
+    /// Checks `config` and builds the prober; `seed` drives transaction ids.
+    pub fn new(config: NetcheckConfig, seed: u64) -> Result<Self, NetcheckError> {
+        let NetcheckConfig {
+            servers: configured,
+            locals,
+            initial_rto,
+            max_sends,
+            last_wait_factor,
+            pad_requests_to,
+            timeout,
+        } = config;
+        if !(2..=3).contains(&locals.len()) {
+            return Err(NetcheckError::LocalCount {
+                count: locals.len(),
+            });
+        }
+        for (i, a) in locals.iter().enumerate() {
+            if locals[..i].contains(a) {
+                return Err(NetcheckError::DuplicateLocal(*a));
+            }
+        }
+        let v4 = locals.iter().filter(|a| a.is_ipv4()).count();
+        let pair_v4 = match (v4, locals.len() - v4) {
+            (2, _) => true,
+            (_, 2) => false,
+            _ => return Err(NetcheckError::MixedFamilies),
+        };
+        let mut pair = locals
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_ipv4() == pair_v4)
+            .map(|(i, _)| i);
+        let (Some(mapping_socket), Some(filtering_socket)) = (pair.next(), pair.next()) else {
+            return Err(NetcheckError::MixedFamilies);
+        };
+        let other_socket = locals.iter().position(|a| a.is_ipv4() != pair_v4);
+        if max_sends == 0 || initial_rto.is_zero() {
+            return Err(NetcheckError::InvalidRetransmission);
+        }
+        if pad_requests_to > Self::MAX_PADDING {
+            return Err(NetcheckError::PaddingTooLarge(pad_requests_to));
+        }
+        let mut servers: Vec<SocketAddr> = Vec::with_capacity(configured.len());
+        for s in configured {
+            if !servers.contains(&s) {
+                servers.push(s);
+            }
+        }
+        let primary = *servers
+            .iter()
+            .find(|s| s.is_ipv4() == pair_v4)
+            .ok_or(NetcheckError::NoServers)?;
+        let n_pair = servers.iter().filter(|s| s.is_ipv4() == pair_v4).count();
+        let n_other = if other_socket.is_some() {
+            servers.len() - n_pair
+        } else {
+            0
+        };
+
+        let mut rng = Rng::from_seed(seed);
+        let clients = (0..locals.len())
+            .map(|i| {
+                let max_transactions = if i == mapping_socket {
+                    n_pair + 2 // Test I to each server, Tests II and III
+                } else if i == filtering_socket {
+                    4 // Test I, filtering Tests II and III, the hairpin probe
+                } else {
+                    n_other.max(1)
+                };
+                let config = ClientConfig {
+                    initial_rto,
+                    max_sends,
+                    last_wait_factor,
+                    max_transactions,
+                    // Room for the padding plus CHANGE-REQUEST, RESPONSE-PORT and FINGERPRINT.
+                    max_request_len: pad_requests_to.max(64) + 64,
+                    software: None,
+                    credentials: None,
+                    pad_requests_to,
+                };
+                Client::new(config, rng.next_u64())
+            })
+            .collect();
+        Ok(Netcheck {
+            // Test I per server; mapping II, III; filtering I, II, III; the hairpin probe.
+            probes: Vec::with_capacity(n_pair + n_other + 6),
+            locals,
+            servers,
+            pair_v4,
+            mapping_socket,
+            filtering_socket,
+            other_socket,
+            primary,
+            clients,
+            timeout,
+            started: None,
+            deadline: Instant::FAR_FUTURE,
+            sent: 0,
+            hairpin_target: None,
+            mapping_phase: false,
+            filtering_phase: false,
+            hairpin_phase: false,
+        })
+    }
+
+    /// The local sockets the driver must bind and pump, as configured.
+    pub fn sockets(&self) -> &[SocketAddr] {
+        &self.locals
+    }
+
+    /// Feeds a datagram that arrived on local socket `local` from `from`. Returns whether it
+    /// was netcheck's (an answer to one of its requests, late duplicates included, or the
+    /// hairpin probe); anything else is left to the caller.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        let Some(socket) = self.locals.iter().position(|l| *l == local) else {
+            return false;
+        };
+        if self.started.is_none() {
+            return false;
+        }
+        if self.clients[socket].handle_datagram(now, from, datagram) {
+            self.drain(now);
+            return true;
+        }
+        if !stun::looks_like_stun(datagram) {
+            return false;
+        }
+        let Ok(msg) = Message::parse(datagram) else {
+            return false;
+        };
+        let id = msg.transaction_id();
+        let Some(probe) = self.probes.iter_mut().find(|p| p.id == id) else {
+            return false;
+        };
+        if probe.test == Test::Hairpin
+            && socket == self.mapping_socket
+            && msg.class() == Class::Request
+            && probe.outcome == Outcome::Pending
+        {
+            probe.outcome = Outcome::Seen;
+            self.clients[probe.socket].cancel(id);
+        }
+        true
+    }
+
+    /// Retires requests whose time is up and starts the tests their answers unlocked; the
+    /// first call (or the first `poll_transmit`) starts the run. Early calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.start(now);
+        for c in &mut self.clients {
+            c.handle_timeout(now);
+        }
+        self.drain(now);
+        if now >= self.deadline {
+            self.expire();
+        }
+    }
+
+    /// The next datagram to send, written into `out` (1280 bytes always suffice);
+    /// `Transmit::from` names the local socket to send it from.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        self.start(now);
+        if now >= self.deadline {
+            self.expire();
+        }
+        for socket in 0..self.clients.len() {
+            let Some(t) = self.clients[socket].poll_transmit(now, out) else {
+                continue;
+            };
+            let id = out
+                .get(8..stun::HEADER_LEN)
+                .and_then(|b| <[u8; 12]>::try_from(b).ok())
+                .map(TransactionId);
+            let order = self.sent;
+            self.sent = self.sent.saturating_add(1);
+            if let Some(p) = self
+                .probes
+                .iter_mut()
+                .find(|p| p.socket == socket && Some(p.id) == id && p.order.is_none())
+            {
+                p.order = Some(order);
+            }
+            return Some(Transmit {
+                from: Some(self.locals[socket]),
+                ..t
+            });
+        }
+        None
+    }
+
+    /// When netcheck next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
+    /// send is due (before the run starts: at once), `None` once done.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.started.is_none() {
+            return Some(Instant::ZERO);
+        }
+        self.clients
+            .iter()
+            .filter_map(Client::poll_timeout)
+            .min()
+            .map(|t| t.min(self.deadline))
+    }
+
+    /// Whether the run has finished: every request answered or given up.
+    pub fn is_done(&self) -> bool {
+        self.started.is_some() && self.clients.iter().all(Client::is_idle)
+    }
+
+    /// What has been found so far; final once [`is_done`](Self::is_done).
+    pub fn report(&self) -> Report {
+        let pair_public = self.public(self.mapping_socket);
+        let other_public = self.other_socket.and_then(|s| self.public(s));
+        let (public_v4, public_v6) = if self.pair_v4 {
+            (pair_public, other_public)
+        } else {
+            (other_public, pair_public)
+        };
+        Report {
+            udp: self
+                .probes
+                .iter()
+                .any(|p| matches!(p.outcome, Outcome::Answered { .. })),
+            public_v4,
+            public_v6,
+            mapping: self.mapping(),
+            filtering: self.filtering(),
+            hairpinning: self.hairpinning(),
+            portmap: PortmapAvailability::default(),
+            nat64_prefix: None,
+            observed_ports: self.observed_ports(),
+            server_rtts: self.server_rtts(),
+        }
+    }
+
+    fn start(&mut self, now: Instant) {
+        if self.started.is_some() {
+            return;
+        }
+        self.started = Some(now);
+        self.deadline = now + self.timeout;
+        for k in 0..self.servers.len() {
+            let server = self.servers[k];
+            let socket = if server.is_ipv4() == self.pair_v4 {
+                self.mapping_socket
+            } else if let Some(s) = self.other_socket {
+                s
+            } else {
+                continue;
+            };
+            self.start_probe(
+                now,
+                socket,
+                Test::Binding,
+                server,
+                BindingOptions::default(),
+            );
+        }
+        let (socket, primary) = (self.filtering_socket, self.primary);
+        self.start_probe(
+            now,
+            socket,
+            Test::Binding,
+            primary,
+            BindingOptions::default(),
+        );
+    }
+
+    fn start_probe(
+        &mut self,
+        now: Instant,
+        socket: usize,
+        test: Test,
+        to: SocketAddr,
+        options: BindingOptions,
+    ) {
+        // Slots are sized for every test, so this cannot fail; if it did, the test simply
+        // has no result and classifies as unknown.
+        if let Ok(id) = self.clients[socket].binding(now, to, options) {
+            self.probes.push(Probe {
+                socket,
+                test,
+                to,
+                id,
+                order: None,
+                outcome: Outcome::Pending,
+            });
+        }
+    }
+
+    /// Collects finished transactions, then starts whatever they unlocked.
+    fn drain(&mut self, now: Instant) {
+        for socket in 0..self.clients.len() {
+            while let Some(event) = self.clients[socket].poll_event() {
+                self.record(socket, event);
+            }
+        }
+        if now < self.deadline {
+            self.advance(now);
+        }
+    }
+
+    fn record(&mut self, socket: usize, event: ClientEvent) {
+        let (id, outcome) = match event {
+            ClientEvent::Succeeded {
+                id,
+                from,
+                mapped,
+                other_address,
+                rtt,
+                ..
+            } => (
+                id,
+                Outcome::Answered {
+                    from,
+                    mapped,
+                    other: other_address,
+                    rtt,
+                },
+            ),
+            ClientEvent::Failed {
+                id,
+                error: TransactionError::TimedOut,
+                ..
+            } => (id, Outcome::NoAnswer),
+            ClientEvent::Failed { id, .. } => (id, Outcome::Rejected),
+        };
+        let Some(probe) = self
+            .probes
+            .iter_mut()
+            .find(|p| p.socket == socket && p.id == id && p.outcome == Outcome::Pending)
+        else {
+            return;
+        };
+        probe.outcome = outcome;
+        if socket == self.mapping_socket && probe.test == Test::Binding {
+            if let Outcome::Answered {
+                mapped: Some(m), ..
+            } = outcome
+            {
+                // Only an address the filtering socket can actually send to.
+                if m.is_ipv4() == self.pair_v4 && !m.ip().is_unspecified() && m.port() != 0 {
+                    self.hairpin_target.get_or_insert(m);
+                }
+            }
+        }
+    }
+
+    /// Starts the second-phase tests once the first-phase answers they need are in.
+    fn advance(&mut self, now: Instant) {
+        if !self.hairpin_phase {
+            if let Some(target) = self.hairpin_target {
+                self.hairpin_phase = true;
+                let socket = self.filtering_socket;
+                self.start_probe(
+                    now,
+                    socket,
+                    Test::Hairpin,
+                    target,
+                    BindingOptions::default(),
+                );
+            }
+        }
+        let a = self.primary;
+        if !self.mapping_phase {
+            if let Some(outcome) = self.primary_outcome(self.mapping_socket) {
+                self.mapping_phase = true;
+                let local = self.locals[self.mapping_socket];
+                if let Outcome::Answered {
+                    mapped: Some(x1),
+                    other,
+                    ..
+                } = outcome
+                {
+                    if let (true, Some(b)) = (x1 != local, valid_other(a, other)) {
+                        let socket = self.mapping_socket;
+                        let b_a = SocketAddr::new(b.ip(), a.port());
+                        let plain = BindingOptions::default();
+                        self.start_probe(now, socket, Test::MappingII, b_a, plain);
+                        self.start_probe(now, socket, Test::MappingIII, b, plain);
+                    }
+                }
+            }
+        }
+        if !self.filtering_phase {
+            if let Some(outcome) = self.primary_outcome(self.filtering_socket) {
+                self.filtering_phase = true;
+                if let Outcome::Answered { other, .. } = outcome {
+                    if valid_other(a, other).is_some() {
+                        let socket = self.filtering_socket;
+                        let both = BindingOptions {
+                            change_ip: true,
+                            change_port: true,
+                            response_port: None,
+                        };
+                        let port = BindingOptions {
+                            change_port: true,
+                            ..BindingOptions::default()
+                        };
+                        self.start_probe(now, socket, Test::FilteringII, a, both);
+                        self.start_probe(now, socket, Test::FilteringIII, a, port);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The settled outcome of Test I to the primary server on `socket`, if settled.
+    fn primary_outcome(&self, socket: usize) -> Option<Outcome> {
+        self.probes
+            .iter()
+            .find(|p| p.socket == socket && p.test == Test::Binding && p.to == self.primary)
+            .map(|p| p.outcome)
+            .filter(|o| *o != Outcome::Pending)
+    }
+
+    /// Gives up on everything still open (the overall deadline passed).
+    fn expire(&mut self) {
+        for p in &mut self.probes {
+            if p.outcome == Outcome::Pending {
+                self.clients[p.socket].cancel(p.id);
+                p.outcome = Outcome::NoAnswer;
+            }
+        }
+    }
+
+    /// The first mapping Test I found on `socket`, in server configuration order.
+    fn public(&self, socket: usize) -> Option<SocketAddr> {
+        self.probes
+            .iter()
+            .filter(|p| p.socket == socket && p.test == Test::Binding)
+            .find_map(|p| mapped(p.outcome))
+    }
+
+    fn mapping(&self) -> Behaviour {
+        let local = self.locals[self.mapping_socket];
+        let observations = || {
+            self.probes
+                .iter()
+                .filter(|p| {
+                    p.socket == self.mapping_socket
+                        && matches!(p.test, Test::Binding | Test::MappingII | Test::MappingIII)
+                })
+                .filter_map(|p| mapped(p.outcome).map(|m| (p.to, m)))
+        };
+        if observations().any(|(_, m)| m == local) {
+            return Behaviour::EndpointIndependent;
+        }
+        let (mut independent, mut address, mut port) = (false, false, false);
+        for (i, (to1, m1)) in observations().enumerate() {
+            for (to2, m2) in observations().skip(i + 1) {
+                let same_ip = to1.ip() == to2.ip();
+                match (m1 == m2, same_ip) {
+                    (false, true) => port = true,
+                    (false, false) => address = true,
+                    (true, false) => independent = true,
+                    (true, true) => {}
+                }
+            }
+        }
+        if port {
+            Behaviour::AddressAndPortDependent
+        } else if address {
+            Behaviour::AddressDependent
+        } else if independent {
+            Behaviour::EndpointIndependent
+        } else {
+            Behaviour::Unknown
+        }
+    }
+
+    fn filtering(&self) -> Behaviour {
+        let a = self.primary;
+        let result = |test: Test, expected: fn(SocketAddr, SocketAddr) -> bool| {
+            let p = self
+                .probes
+                .iter()
+                .find(|p| p.socket == self.filtering_socket && p.test == test)?;
+            match p.outcome {
+                Outcome::Answered { from, .. } if expected(a, from) => Some(Some(true)),
+                Outcome::NoAnswer => Some(Some(false)),
+                Outcome::Pending => None,
+                // Rejected, or answered from the wrong address: the server did not honour
+                // CHANGE-REQUEST, so the test says nothing about the NAT.
+                _ => Some(None),
+            }
+        };
+        let changed_both = result(Test::FilteringII, |a, from| {
+            from.ip() != a.ip() && from.port() != a.port()
+        });
+        let changed_port = result(Test::FilteringIII, |a, from| {
+            from.ip() == a.ip() && from.port() != a.port()
+        });
+        match (changed_both, changed_port) {
+            (Some(Some(true)), _) => Behaviour::EndpointIndependent,
+            (Some(Some(false)), Some(Some(true))) => Behaviour::AddressDependent,
+            (Some(Some(false)), Some(Some(false))) => Behaviour::AddressAndPortDependent,
+            _ => Behaviour::Unknown,
+        }
+    }
+
+    fn hairpinning(&self) -> Option<bool> {
+        let p = self.probes.iter().find(|p| p.test == Test::Hairpin)?;
+        match p.outcome {
+            Outcome::Pending => None,
+            Outcome::Seen => Some(true),
+            _ => Some(false),
+        }
+    }
+
+    fn observed_ports(&self) -> Vec<u16> {
+        let mut seen: Vec<(u32, usize, SocketAddr)> = self
+            .probes
+            .iter()
+            .filter(|p| {
+                (p.socket == self.mapping_socket || p.socket == self.filtering_socket)
+                    && matches!(p.test, Test::Binding | Test::MappingII | Test::MappingIII)
+            })
+            .filter_map(|p| Some((p.order?, p.socket, mapped(p.outcome)?)))
+            .collect();
+        seen.sort_unstable_by_key(|(order, _, _)| *order);
+        let mut ports = Vec::with_capacity(seen.len());
+        for (i, (_, socket, m)) in seen.iter().enumerate() {
+            if !seen[..i].iter().any(|(_, s, n)| s == socket && n == m) {
+                ports.push(m.port());
+            }
+        }
+        ports
+    }
+
+    fn server_rtts(&self) -> Vec<ServerRtt> {
+        self.servers
+            .iter()
+            .filter_map(|&server| {
+                let socket = if server.is_ipv4() == self.pair_v4 {
+                    self.mapping_socket
+                } else {
+                    self.other_socket?
+                };
+                let p = self
+                    .probes
+                    .iter()
+                    .find(|p| p.socket == socket && p.test == Test::Binding && p.to == server)?;
+                let rtt = match p.outcome {
+                    Outcome::Answered { rtt, .. } => Some(rtt),
+                    _ => None,
+                };
+                Some(ServerRtt { server, rtt })
+            })
+            .collect()
+    }
+}
+
+/// The mapped address of an answered request.
+fn mapped(outcome: Outcome) -> Option<SocketAddr> {
+    match outcome {
+        Outcome::Answered { mapped, .. } => mapped,
+        _ => None,
+    }
+}
+
+/// OTHER-ADDRESS, if usable for RFC 5780 tests against `a`: same family, different IP and port.
+fn valid_other(a: SocketAddr, other: Option<SocketAddr>) -> Option<SocketAddr> {
+    other.filter(|b| {
+        b.is_ipv4() == a.is_ipv4()
+            && !b.ip().is_unspecified()
+            && b.ip() != a.ip()
+            && b.port() != a.port()
+            && b.port() != 0
+    })
+}
