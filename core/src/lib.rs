@@ -11,6 +11,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod demux;
+pub mod ice;
+pub mod netcheck;
+pub mod punch;
 pub mod rng;
 pub mod stun;
 pub mod time;

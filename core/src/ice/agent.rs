@@ -1,0 +1,1615 @@
+//! The ICE agent (RFC 8445 with trickle, RFC 8838, and consent freshness, RFC 7675).
+//!
+//! One [`Agent`] runs one ICE session with one peer over a set of local sockets the driver owns.
+//! It is pumped like every holepunch state machine:
+//!
+//! - inputs: [`handle_datagram`](Agent::handle_datagram), [`handle_timeout`](Agent::handle_timeout),
+//!   and the signalling calls (`add_remote_candidate`, `set_remote_credentials`, …);
+//! - outputs: [`poll_transmit`](Agent::poll_transmit), [`poll_event`](Agent::poll_event),
+//!   [`poll_timeout`](Agent::poll_timeout); drain all of them after any input.
+//!
+//! Every connectivity check is a STUN Binding request with short-term credentials and
+//! MESSAGE-INTEGRITY; a datagram that fails integrity changes nothing. After connecting, the agent
+//! keeps checking pairs better than the selected one (a relayed path is upgraded to a direct one
+//! when that starts to work), refreshes consent on the selected pair every ~5 s, and fails over to
+//! the next valid pair when consent is lost. Tables are sized at construction; the steady state
+//! (application data, consent, keepalives) allocates nothing.
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::candidate::{Candidate, CandidateKind, priority};
+use super::checklist::{CheckList, PairState, compatible, is_relayed, pair_priority};
+use super::credentials::IceCredentials;
+use crate::Transmit;
+use crate::demux::{self, Received};
+use crate::punch::{
+    EasySideConfig, EasySidePlan, HardSideConfig, HardSidePlan, PortAllocation, PortPredictor,
+    PunchAction,
+};
+use crate::rng::Rng;
+use crate::stun::attr::types;
+use crate::stun::{
+    Attribute, Class, ErrorCode, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
+};
+use crate::time::{Duration, Instant};
+
+/// How the controlling agent nominates (RFC 8445 §8.1.1; aggressive is RFC 5245's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nomination {
+    /// Check first, then repeat the best valid pair's check with USE-CANDIDATE.
+    Regular,
+    /// Every check carries USE-CANDIDATE: the first pair to work is used at once, and better
+    /// ones replace it as they succeed. Fastest; what apps wanting Tailscale-like speed choose.
+    Aggressive,
+}
+
+/// Agent configuration. [`AgentConfig::rfc`] and [`AgentConfig::aggressive`] are the profiles.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Start as the controlling agent (the offerer, by convention).
+    pub controlling: bool,
+    /// Ta: the pacing interval between new checks (RFC 8445 §14.2, default 50 ms).
+    pub ta: Duration,
+    /// Initial retransmission timeout of a check (doubles per retransmission).
+    pub check_rto: Duration,
+    /// How many times a check is sent before the pair fails.
+    pub check_max_sends: u32,
+    /// Nomination mode.
+    pub nomination: Nomination,
+    /// STUN servers to learn server-reflexive candidates from.
+    pub stun_servers: Vec<SocketAddr>,
+    /// Capacity of the local candidate table.
+    pub max_local_candidates: usize,
+    /// Capacity of the remote candidate table.
+    pub max_remote_candidates: usize,
+    /// Capacity of the check list.
+    pub max_pairs: usize,
+    /// How many STUN transactions (gathering, checks, consent) may be in flight.
+    pub max_transactions: usize,
+    /// Mean interval of consent checks on the selected pair (RFC 7675: 5 s, randomised ±20%).
+    pub consent_interval: Duration,
+    /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
+    pub consent_timeout: Duration,
+    /// How often failed pairs that beat the selected one are tried again after connecting.
+    pub upgrade_interval: Duration,
+    /// Hard-NAT punching, tried when ordinary checks have not connected after `delay`;
+    /// `None` disables it.
+    pub punch: Option<PunchConfig>,
+}
+
+/// When and how to punch through an endpoint-dependent ("hard") NAT.
+#[derive(Clone, Copy, Debug)]
+pub struct PunchConfig {
+    /// How long ordinary checks get before punching starts (it costs sockets and packets).
+    pub delay: Duration,
+    /// The hard side's plan (extra sockets, refresh).
+    pub hard: HardSideConfig,
+    /// The easy side's plan (probe rate and budget).
+    pub easy: EasySideConfig,
+    /// How many predicted ports the easy side tries first against a sequential allocator.
+    pub predicted_ports: u16,
+}
+
+impl Default for PunchConfig {
+    fn default() -> Self {
+        PunchConfig {
+            delay: Duration::from_secs(1),
+            hard: HardSideConfig::default(),
+            easy: EasySideConfig::default(),
+            predicted_ports: 64,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// RFC 8445 defaults: Ta 50 ms, RTO 500 ms, regular nomination.
+    pub fn rfc(controlling: bool) -> Self {
+        AgentConfig {
+            controlling,
+            ta: Duration::from_millis(50),
+            check_rto: Duration::from_millis(500),
+            check_max_sends: 7,
+            nomination: Nomination::Regular,
+            stun_servers: Vec::new(),
+            max_local_candidates: 16,
+            max_remote_candidates: 32,
+            max_pairs: 128,
+            // Room for the easy side's punch probes in flight (100/s for 0.5 s each).
+            max_transactions: 128,
+            consent_interval: Duration::from_secs(5),
+            consent_timeout: Duration::from_secs(30),
+            upgrade_interval: Duration::from_secs(5),
+            punch: Some(PunchConfig::default()),
+        }
+    }
+
+    /// For applications that want to connect as fast as the network allows: Ta 2 ms, RTO
+    /// 100 ms, aggressive nomination, upgrade probes every 2 s.
+    pub fn aggressive(controlling: bool) -> Self {
+        AgentConfig {
+            ta: Duration::from_millis(2),
+            check_rto: Duration::from_millis(100),
+            nomination: Nomination::Aggressive,
+            upgrade_interval: Duration::from_secs(2),
+            punch: Some(PunchConfig {
+                delay: Duration::from_millis(500),
+                ..PunchConfig::default()
+            }),
+            ..Self::rfc(controlling)
+        }
+    }
+}
+
+/// Misuse of the agent's API (never caused by network input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IceError {
+    /// A candidate table or the check list is full.
+    #[error("too many candidates (raise the agent's capacity)")]
+    TooManyCandidates,
+    /// Host candidates must be concrete addresses.
+    #[error("candidate address {0} is unspecified")]
+    Unspecified(SocketAddr),
+}
+
+/// The selected path, as reported in events and by [`Agent::selected_path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathInfo {
+    /// The local socket (base) to send from.
+    pub local: SocketAddr,
+    /// The peer's address to send to.
+    pub remote: SocketAddr,
+    /// Kind of the local candidate.
+    pub local_kind: CandidateKind,
+    /// Kind of the remote candidate.
+    pub remote_kind: CandidateKind,
+    /// Whether the path goes through a relay.
+    pub relayed: bool,
+    /// Round-trip time measured by the last check on this pair.
+    pub rtt: Duration,
+}
+
+/// What the agent tells the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IceEvent {
+    /// A local candidate to signal to the peer (trickle).
+    LocalCandidate(Candidate),
+    /// No more local candidates will come: signal end-of-candidates.
+    GatheringComplete,
+    /// Connectivity checks started.
+    Checking,
+    /// The first path was selected.
+    Connected(PathInfo),
+    /// The selected path changed (upgrade, nomination change, or failover).
+    PathChanged(PathInfo),
+    /// The selected path lost consent and no other valid path was left.
+    ConsentLost(PathInfo),
+    /// Every pair failed after the peer's end-of-candidates: no path.
+    Failed,
+    /// A role conflict (487) switched our role.
+    RoleChanged {
+        /// Whether we are now controlling.
+        controlling: bool,
+    },
+}
+
+/// Something only the driver can do for the agent (the core never opens sockets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Open `count` extra UDP sockets on the same local address as the host candidate and
+    /// report them with [`IoResult::SocketsBound`]; fewer is fine (it lowers the odds).
+    BindSockets {
+        /// How many.
+        count: u16,
+    },
+}
+
+/// The driver's answer to an [`Action`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoResult<'a> {
+    /// The sockets opened for [`Action::BindSockets`], by local address, in order.
+    SocketsBound(&'a [SocketAddr]),
+}
+
+/// Largest USERNAME we build: two 256-character ufrags and a colon.
+const MAX_USERNAME: usize = 513;
+/// Responses to incoming checks waiting to be sent; more are dropped (the peer retransmits).
+const MAX_PENDING_RESPONSES: usize = 16;
+/// Events buffered between polls before the oldest is dropped.
+const MAX_EVENTS: usize = 64;
+
+/// An ICE agent for one stream with one component.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    rng: Rng,
+    controlling: bool,
+    tie_breaker: u64,
+    local_credentials: IceCredentials,
+    local_key: IntegrityKey,
+    remote: Option<RemoteAuth>,
+    locals: Vec<Candidate>,
+    remotes: Vec<Candidate>,
+    checklist: CheckList,
+    transactions: Vec<Transaction>,
+    responses: Vec<PendingResponse>,
+    events: VecDeque<IceEvent>,
+    next_check_at: Instant,
+    selected: Option<usize>,
+    path: Option<PathInfo>,
+    consent_at: Instant,
+    gathering: Gathering,
+    remote_complete: bool,
+    checking: bool,
+    failed: bool,
+    checking_since: Option<Instant>,
+    punch: Punch,
+}
+
+/// Hard-NAT punching state: at most one plan runs, decided once per session.
+#[derive(Debug, Default)]
+struct Punch {
+    decided: bool,
+    /// The decision time has passed once; later inputs re-evaluate, timers need not.
+    delay_elapsed: bool,
+    hard: Option<HardSidePlan>,
+    easy: Option<EasySidePlan>,
+    /// The local socket the easy side probes from.
+    easy_from: Option<SocketAddr>,
+    /// Extra sockets the driver opened for the hard side, by index.
+    sockets: Vec<SocketAddr>,
+    action: Option<Action>,
+}
+
+#[derive(Debug)]
+struct RemoteAuth {
+    key: IntegrityKey,
+    username: [u8; MAX_USERNAME],
+    username_len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gathering {
+    NotStarted,
+    InProgress,
+    Complete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Free,
+    Gather {
+        server: SocketAddr,
+    },
+    Check {
+        pair: usize,
+        use_candidate: bool,
+    },
+    Consent {
+        pair: usize,
+    },
+    /// A punch probe: a single-shot check to an address that is not (yet) a candidate.
+    Probe,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Transaction {
+    purpose: Purpose,
+    id: TransactionId,
+    local: SocketAddr,
+    to: SocketAddr,
+    sends: u32,
+    rto: Duration,
+    next_send: Instant,
+    last_sent: Instant,
+    /// When the transaction fails if nothing answered (after its last send).
+    deadline: Instant,
+    max_sends: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingResponse {
+    id: TransactionId,
+    local: SocketAddr,
+    to: SocketAddr,
+    role_conflict: bool,
+}
+
+impl Agent {
+    /// A new agent; `seed` drives credentials, tie-breaker and transaction ids.
+    pub fn new(config: AgentConfig, seed: u64) -> Self {
+        let mut rng = Rng::from_seed(seed);
+        let local_credentials = IceCredentials::random(&mut rng);
+        let local_key = IntegrityKey::short_term(local_credentials.pwd().as_bytes());
+        let tie_breaker = rng.next_u64();
+        let free = Transaction {
+            purpose: Purpose::Free,
+            id: TransactionId::default(),
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            to: SocketAddr::from(([0, 0, 0, 0], 0)),
+            sends: 0,
+            rto: config.check_rto,
+            next_send: Instant::FAR_FUTURE,
+            last_sent: Instant::ZERO,
+            deadline: Instant::FAR_FUTURE,
+            max_sends: 0,
+        };
+        Agent {
+            controlling: config.controlling,
+            tie_breaker,
+            local_credentials,
+            local_key,
+            remote: None,
+            locals: Vec::with_capacity(config.max_local_candidates),
+            remotes: Vec::with_capacity(config.max_remote_candidates),
+            checklist: CheckList::with_capacity(config.max_pairs),
+            transactions: vec![free; config.max_transactions.max(1)],
+            responses: Vec::with_capacity(MAX_PENDING_RESPONSES),
+            events: VecDeque::with_capacity(MAX_EVENTS),
+            next_check_at: Instant::ZERO,
+            selected: None,
+            path: None,
+            consent_at: Instant::FAR_FUTURE,
+            gathering: Gathering::NotStarted,
+            remote_complete: false,
+            checking: false,
+            failed: false,
+            checking_since: None,
+            punch: Punch::default(),
+            rng,
+            config,
+        }
+    }
+
+    /// Our ufrag and password, to signal to the peer.
+    pub fn local_credentials(&self) -> &IceCredentials {
+        &self.local_credentials
+    }
+
+    /// Whether we are the controlling agent now (a role conflict can change it).
+    pub fn is_controlling(&self) -> bool {
+        self.controlling
+    }
+
+    /// The peer's ufrag and password, from signalling. Checks start once these and a remote
+    /// candidate are known.
+    pub fn set_remote_credentials(&mut self, credentials: &IceCredentials) {
+        let mut username = [0u8; MAX_USERNAME];
+        let (r, l) = (
+            credentials.ufrag().as_bytes(),
+            self.local_credentials.ufrag().as_bytes(),
+        );
+        // Both ufrags are at most 256 bytes (IceCredentials enforces it), so this fits.
+        username[..r.len()].copy_from_slice(r);
+        username[r.len()] = b':';
+        username[r.len() + 1..r.len() + 1 + l.len()].copy_from_slice(l);
+        self.remote = Some(RemoteAuth {
+            key: IntegrityKey::short_term(credentials.pwd().as_bytes()),
+            username,
+            username_len: r.len() + 1 + l.len(),
+        });
+        self.start_checking();
+    }
+
+    /// Adds a host candidate: a local socket's address on one interface. The driver binds the
+    /// socket; `Transmit::from` names this address when the agent wants to send from it.
+    pub fn add_host_candidate(&mut self, now: Instant, base: SocketAddr) -> Result<(), IceError> {
+        if base.ip().is_unspecified() {
+            return Err(IceError::Unspecified(base));
+        }
+        let local_preference = 65535u16.saturating_sub(self.locals.len() as u16);
+        self.add_local_candidate(now, Candidate::host(base, local_preference))
+    }
+
+    /// Adds a local candidate obtained elsewhere (relayed from a TURN allocation, port-mapped
+    /// from the gateway); it is signalled and paired like the others.
+    pub fn add_local_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+        if self
+            .locals
+            .iter()
+            .any(|l| l.address == c.address && l.base == c.base)
+        {
+            return Ok(());
+        }
+        if self.locals.len() >= self.config.max_local_candidates {
+            return Err(IceError::TooManyCandidates);
+        }
+        self.locals.push(c);
+        self.push_event(IceEvent::LocalCandidate(c));
+        // Server-reflexive and port-mapped candidates share their base's pairs (RFC 8445
+        // §6.1.2.4 pruning): only host and relayed candidates are paired.
+        if matches!(c.kind, CandidateKind::Host | CandidateKind::Relayed) {
+            let local = self.locals.len() - 1;
+            for remote in 0..self.remotes.len() {
+                self.form_pair(now, local, remote)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts learning server-reflexive candidates from the configured STUN servers for every
+    /// host candidate added so far. [`IceEvent::GatheringComplete`] follows when all answered
+    /// or timed out (at once when there are no servers).
+    pub fn gather(&mut self, now: Instant) {
+        self.gathering = Gathering::InProgress;
+        for li in 0..self.locals.len() {
+            let base = self.locals[li];
+            if base.kind != CandidateKind::Host {
+                continue;
+            }
+            for si in 0..self.config.stun_servers.len() {
+                let server = self.config.stun_servers[si];
+                if server.is_ipv4() == base.address.is_ipv4() {
+                    let purpose = Purpose::Gather { server };
+                    let _ = self.start_transaction(now, purpose, base.base, server, 4);
+                }
+            }
+        }
+        self.check_gathering_complete();
+    }
+
+    /// Adds a candidate the peer signalled (trickled); checks on its pairs start at once.
+    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+        if let Some(existing) = self.remotes.iter().position(|r| r.address == c.address) {
+            // A peer-reflexive guess that is now signalled properly takes the signalled kind.
+            if self.remotes[existing].kind == CandidateKind::PeerReflexive {
+                self.remotes[existing] = c;
+            }
+            return Ok(());
+        }
+        if self.remotes.len() >= self.config.max_remote_candidates {
+            return Err(IceError::TooManyCandidates);
+        }
+        self.remotes.push(c);
+        let remote = self.remotes.len() - 1;
+        for local in 0..self.locals.len() {
+            self.form_pair(now, local, remote)?;
+        }
+        Ok(())
+    }
+
+    /// The peer signalled end-of-candidates: once every pair has failed, the agent reports
+    /// [`IceEvent::Failed`] instead of waiting for more.
+    pub fn end_of_remote_candidates(&mut self) {
+        self.remote_complete = true;
+    }
+
+    /// ICE restart (RFC 8445 §9): new local credentials, remote state forgotten. The selected
+    /// path stays usable for sending until a new one is selected.
+    pub fn restart(&mut self, now: Instant) {
+        self.local_credentials = IceCredentials::random(&mut self.rng);
+        self.local_key = IntegrityKey::short_term(self.local_credentials.pwd().as_bytes());
+        self.remote = None;
+        self.remotes.clear();
+        self.checklist.clear();
+        self.responses.clear();
+        for t in &mut self.transactions {
+            if !matches!(t.purpose, Purpose::Gather { .. }) {
+                t.purpose = Purpose::Free;
+            }
+        }
+        self.locals
+            .retain(|c| c.kind != CandidateKind::PeerReflexive);
+        self.selected = None;
+        self.remote_complete = false;
+        self.checking = false;
+        self.failed = false;
+        self.consent_at = Instant::FAR_FUTURE;
+        self.next_check_at = now;
+        for c in self.locals.clone().iter() {
+            self.push_event(IceEvent::LocalCandidate(*c));
+        }
+        if self.gathering == Gathering::Complete {
+            self.push_event(IceEvent::GatheringComplete);
+        }
+    }
+
+    /// The path application data should take, if one is selected.
+    pub fn selected_path(&self) -> Option<PathInfo> {
+        self.path
+    }
+
+    /// The local candidates gathered so far.
+    pub fn local_candidates(&self) -> &[Candidate] {
+        &self.locals
+    }
+
+    /// Feeds a datagram that arrived on local socket `local` from `from`.
+    ///
+    /// Returns [`Received::AppData`] for the application's own datagrams (anything that is not
+    /// STUN, RFC 7983), [`Received::Consumed`] for ICE traffic, and [`Received::Unrecognized`]
+    /// for STUN that is not ours.
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &'a [u8],
+    ) -> Received<'a> {
+        if demux::classify(datagram) != demux::Kind::Stun {
+            return Received::AppData {
+                from,
+                payload: datagram,
+            };
+        }
+        let Ok(msg) = Message::parse(datagram) else {
+            return Received::Unrecognized;
+        };
+        if msg.method() != Method::BINDING
+            || (msg.has_fingerprint() && msg.verify_fingerprint().is_err())
+        {
+            return Received::Unrecognized;
+        }
+        match msg.class() {
+            Class::Request => self.handle_request(now, local, from, &msg),
+            Class::Indication => Received::Consumed,
+            Class::SuccessResponse | Class::ErrorResponse => {
+                self.handle_response(now, local, from, &msg)
+            }
+        }
+    }
+
+    /// Advances timers: failed transactions, consent expiry, upgrade retries. Early calls are
+    /// harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for ti in 0..self.transactions.len() {
+            let t = self.transactions[ti];
+            if t.purpose == Purpose::Free || t.sends < t.max_sends || now < t.deadline {
+                continue;
+            }
+            self.transactions[ti].purpose = Purpose::Free;
+            match t.purpose {
+                Purpose::Check { pair, .. } => self.pair_failed(now, pair),
+                Purpose::Gather { .. } => self.check_gathering_complete(),
+                Purpose::Consent { .. } | Purpose::Probe | Purpose::Free => {}
+            }
+        }
+        self.check_consent(now);
+        self.maybe_start_punch(now);
+        if let Some(plan) = self.punch.hard.as_mut() {
+            plan.handle_timeout(now);
+        }
+        if let Some(plan) = self.punch.easy.as_mut() {
+            plan.handle_timeout(now);
+        }
+        if let Some(sel) = self.selected {
+            // Keep trying pairs better than the selected one (relay → direct upgrades).
+            let sel_priority = self.checklist.get(sel).map_or(0, |p| p.priority);
+            for i in 0..self.checklist.pairs().len() {
+                if let Some(p) = self.checklist.get_mut(i) {
+                    if p.state == PairState::Failed
+                        && p.priority > sel_priority
+                        && p.retry_at <= now
+                    {
+                        p.state = PairState::Waiting;
+                    }
+                }
+            }
+        }
+        self.check_failed();
+    }
+
+    /// The next datagram to send, written into `out` (1280 bytes suffice).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        if let Some(r) = self.responses.pop() {
+            return self.write_response(&r, out);
+        }
+        // Retransmissions and first sends of started transactions.
+        if let Some(ti) = self
+            .transactions
+            .iter()
+            .position(|t| t.purpose != Purpose::Free && t.sends < t.max_sends && t.next_send <= now)
+        {
+            return self.send_transaction(now, ti, out);
+        }
+        if self.checking && self.checking_since.is_none() {
+            self.checking_since = Some(now);
+        }
+        if let Some(t) = self.start_paced_check(now) {
+            return self.send_transaction(now, t, out);
+        }
+        if let Some(t) = self.start_probe(now) {
+            return self.send_transaction(now, t, out);
+        }
+        if let Some(t) = self.start_consent_check(now) {
+            return self.send_transaction(now, t, out);
+        }
+        None
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<IceEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next thing only the driver can do (open sockets for hard-NAT punching).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.punch.action.take()
+    }
+
+    /// The driver's answer to an [`Action`].
+    pub fn handle_io(&mut self, now: Instant, result: IoResult<'_>) {
+        match result {
+            IoResult::SocketsBound(addrs) => {
+                let Some(plan) = self.punch.hard.as_mut() else {
+                    return;
+                };
+                let n = addrs.len().min(usize::from(plan.sockets_needed()));
+                self.punch.sockets.clear();
+                self.punch.sockets.extend_from_slice(&addrs[..n]);
+                for i in 0..n {
+                    let _ = plan.handle_socket_opened(now, i as u16);
+                }
+            }
+        }
+    }
+
+    /// When the agent next needs `handle_timeout`/`poll_transmit`: `now` or earlier while
+    /// something is ready to send; `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = Instant::FAR_FUTURE;
+        if !self.responses.is_empty() {
+            at = Instant::ZERO;
+        }
+        for t in &self.transactions {
+            if t.purpose != Purpose::Free {
+                at = at.min(if t.sends < t.max_sends {
+                    t.next_send
+                } else {
+                    t.deadline
+                });
+            }
+        }
+        if self.can_check() && self.has_checkable_pair() {
+            at = at.min(self.next_check_at);
+        }
+        if self.path.is_none() {
+            if let Some(t) = self
+                .punch
+                .hard
+                .as_ref()
+                .and_then(HardSidePlan::poll_timeout)
+            {
+                at = at.min(t);
+            }
+            if let Some(t) = self
+                .punch
+                .easy
+                .as_ref()
+                .and_then(EasySidePlan::poll_timeout)
+            {
+                at = at.min(t);
+            }
+            if let (Some(cfg), Some(since), false) = (
+                self.config.punch,
+                self.checking_since,
+                self.punch.delay_elapsed,
+            ) {
+                at = at.min(since + cfg.delay);
+            }
+        }
+        if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
+            at = at.min(self.consent_at);
+            if let Some(last) = sel.last_response {
+                at = at.min(last + self.config.consent_timeout);
+            }
+            for p in self.checklist.pairs() {
+                if p.state == PairState::Failed && p.priority > sel.priority {
+                    at = at.min(p.retry_at);
+                }
+            }
+        }
+        (at != Instant::FAR_FUTURE).then_some(at)
+    }
+
+    // ----- inputs -----
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        msg: &Message<'_>,
+    ) -> Received<'static> {
+        // USERNAME must be "<our ufrag>:<theirs>" and the message must verify with our
+        // password; anything else is dropped without a trace (no state, no answer).
+        let ours = self.local_credentials.ufrag().as_bytes();
+        let username_ok = matches!(
+            msg.find(types::USERNAME),
+            Some(u) if u.value.len() > ours.len() && u.value.starts_with(ours) && u.value[ours.len()] == b':'
+        );
+        if !username_ok || msg.verify_integrity(&self.local_key).is_err() {
+            return Received::Consumed;
+        }
+        let mut peer_priority = None;
+        let mut use_candidate = false;
+        let mut peer_role = None;
+        let tid = msg.transaction_id();
+        for raw in msg.attributes() {
+            match Attribute::decode(raw.attr, raw.value, &tid) {
+                Ok(Attribute::Priority(p)) => peer_priority = Some(p),
+                Ok(Attribute::UseCandidate) => use_candidate = true,
+                Ok(Attribute::IceControlling(t)) => peer_role = Some((true, t)),
+                Ok(Attribute::IceControlled(t)) => peer_role = Some((false, t)),
+                _ => {}
+            }
+        }
+        // Role conflict (RFC 8445 §7.3.1.1).
+        if let Some((peer_controlling, peer_tie)) = peer_role {
+            if peer_controlling == self.controlling {
+                let we_win = self.tie_breaker >= peer_tie;
+                if we_win == self.controlling {
+                    // We keep our role; the peer must switch.
+                    self.queue_response(PendingResponse {
+                        id: tid,
+                        local,
+                        to: from,
+                        role_conflict: true,
+                    });
+                    return Received::Consumed;
+                }
+                self.switch_role();
+            }
+        }
+        self.queue_response(PendingResponse {
+            id: tid,
+            local,
+            to: from,
+            role_conflict: false,
+        });
+
+        let Some(li) = self
+            .local_for_socket(local)
+            .or_else(|| self.adopt_punch_socket(local))
+        else {
+            return Received::Consumed;
+        };
+        let ri = match self.remotes.iter().position(|r| r.address == from) {
+            Some(ri) => ri,
+            None => {
+                // Peer-reflexive remote candidate (RFC 8445 §7.3.1.3).
+                let p = peer_priority
+                    .unwrap_or_else(|| priority(CandidateKind::PeerReflexive, 65535, 1));
+                if self.remotes.len() >= self.config.max_remote_candidates {
+                    return Received::Consumed;
+                }
+                self.remotes.push(Candidate::peer_reflexive(from, from, p));
+                self.remotes.len() - 1
+            }
+        };
+        let Ok(Some(pi)) = self.form_pair(now, li, ri) else {
+            return Received::Consumed;
+        };
+        if use_candidate && !self.controlling {
+            match self.checklist.get_mut(pi) {
+                Some(p) if p.state == PairState::Succeeded => self.nominate(now, pi),
+                Some(p) => p.nominate_on_success = true,
+                None => {}
+            }
+        }
+        // Triggered check (RFC 8445 §7.3.1.4), unless the pair is already known to work.
+        let pair = self.checklist.get_mut(pi);
+        if let Some(pair) = pair {
+            match pair.state {
+                PairState::Succeeded => {}
+                PairState::InProgress => pair.triggered = true,
+                _ => {
+                    pair.state = PairState::Waiting;
+                    pair.triggered = true;
+                }
+            }
+        }
+        self.start_checking();
+        Received::Consumed
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        msg: &Message<'_>,
+    ) -> Received<'static> {
+        let id = msg.transaction_id();
+        let Some(ti) = self
+            .transactions
+            .iter()
+            .position(|t| t.purpose != Purpose::Free && t.id == id)
+        else {
+            return Received::Unrecognized;
+        };
+        let t = self.transactions[ti];
+        if let Purpose::Gather { server } = t.purpose {
+            // A STUN server's answer carries no integrity (no credentials): accept it as RFC
+            // 8489 does; an error answer just ends gathering from that server.
+            self.transactions[ti].purpose = Purpose::Free;
+            if msg.class() == Class::SuccessResponse {
+                if let Some(Ok(mapped)) = msg.reflexive_address() {
+                    self.add_server_reflexive(now, mapped, t.local, server);
+                }
+            }
+            self.check_gathering_complete();
+            return Received::Consumed;
+        }
+        // Checks and consent: the answer must carry the peer's integrity, or it never happened.
+        let verified = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| msg.verify_integrity(&r.key).is_ok());
+        if !verified {
+            return Received::Consumed;
+        }
+        self.transactions[ti].purpose = Purpose::Free;
+        let rtt = now - t.last_sent;
+        match t.purpose {
+            Purpose::Check {
+                pair,
+                use_candidate,
+            } => {
+                if msg.class() == Class::ErrorResponse {
+                    let code = msg.error_code().and_then(Result::ok).map_or(0, |e| e.code);
+                    if code == ErrorCode::ROLE_CONFLICT.code {
+                        self.switch_role();
+                        if let Some(p) = self.checklist.get_mut(pair) {
+                            p.state = PairState::Waiting;
+                            p.triggered = true;
+                        }
+                    } else {
+                        self.pair_failed(now, pair);
+                    }
+                } else if from != t.to || local != t.local {
+                    // Non-symmetric addresses (RFC 8445 §7.2.5.2.1): the pair fails.
+                    self.pair_failed(now, pair);
+                } else {
+                    if let Some(Ok(mapped)) = msg.xor_mapped_address() {
+                        self.learn_local_peer_reflexive(mapped, t.local);
+                    }
+                    self.pair_succeeded(now, pair, use_candidate, rtt);
+                }
+            }
+            Purpose::Consent { pair } => {
+                if msg.class() == Class::SuccessResponse {
+                    if let Some(p) = self.checklist.get_mut(pair) {
+                        p.last_response = Some(now);
+                        p.rtt_micros = crate::time::duration_micros(rtt);
+                    }
+                    self.refresh_path_rtt(pair);
+                }
+            }
+            Purpose::Probe => {
+                // A punch probe got through: the address it went to is a working remote.
+                if msg.class() == Class::SuccessResponse && from == t.to {
+                    self.probe_succeeded(now, t.local, from, rtt);
+                }
+            }
+            Purpose::Gather { .. } | Purpose::Free => {}
+        }
+        Received::Consumed
+    }
+
+    // ----- pair logic -----
+
+    fn form_pair(
+        &mut self,
+        now: Instant,
+        local: usize,
+        remote: usize,
+    ) -> Result<Option<usize>, IceError> {
+        let (l, r) = (self.locals[local], self.remotes[remote]);
+        if !matches!(l.kind, CandidateKind::Host | CandidateKind::Relayed) || !compatible(&l, &r) {
+            return Ok(None);
+        }
+        let prio = self.pair_priority_of(&l, &r);
+        // One pair per foundation pair checks first; the rest wait frozen (RFC 8445 §6.1.2.6).
+        let sibling_active = self.checklist.pairs().iter().any(|p| {
+            let (pl, pr) = (&self.locals[p.local], &self.remotes[p.remote]);
+            pl.foundation == l.foundation
+                && pr.foundation == r.foundation
+                && matches!(p.state, PairState::Waiting | PairState::InProgress)
+        });
+        let state = if sibling_active {
+            PairState::Frozen
+        } else {
+            PairState::Waiting
+        };
+        let index = self
+            .checklist
+            .add(local, remote, prio, state, now)
+            .ok_or(IceError::TooManyCandidates)?;
+        self.start_checking();
+        Ok(Some(index))
+    }
+
+    fn pair_priority_of(&self, l: &Candidate, r: &Candidate) -> u64 {
+        if self.controlling {
+            pair_priority(l.priority, r.priority)
+        } else {
+            pair_priority(r.priority, l.priority)
+        }
+    }
+
+    fn pair_succeeded(&mut self, now: Instant, pi: usize, use_candidate: bool, rtt: Duration) {
+        let controlling = self.controlling;
+        let Some(p) = self.checklist.get_mut(pi) else {
+            return;
+        };
+        p.state = PairState::Succeeded;
+        p.last_response = Some(now);
+        p.rtt_micros = crate::time::duration_micros(rtt);
+        let nominate = (controlling && use_candidate) || (!controlling && p.nominate_on_success);
+        p.nominate_on_success = false;
+        // Unfreeze the pairs that share this pair's foundations (RFC 8445 §7.2.5.3.3).
+        let (lf, rf) = (
+            self.locals[p.local].foundation,
+            self.remotes[p.remote].foundation,
+        );
+        for i in 0..self.checklist.pairs().len() {
+            let (pl, pr) = match self.checklist.get(i) {
+                Some(q) => (q.local, q.remote),
+                None => continue,
+            };
+            let same = self.locals[pl].foundation == lf && self.remotes[pr].foundation == rf;
+            if let Some(q) = self.checklist.get_mut(i) {
+                if same && q.state == PairState::Frozen {
+                    q.state = PairState::Waiting;
+                }
+            }
+        }
+        if nominate {
+            self.nominate(now, pi);
+        } else if controlling && self.config.nomination == Nomination::Regular {
+            self.maybe_nominate_regular();
+        }
+        if self.selected == Some(pi) {
+            self.refresh_path_rtt(pi);
+        }
+    }
+
+    /// Regular nomination: once no better pair is still being checked, repeat the best valid
+    /// pair's check with USE-CANDIDATE (RFC 8445 §8.1.1). Also upgrades a selected path when a
+    /// better pair starts working.
+    fn maybe_nominate_regular(&mut self) {
+        let Some(best) = self
+            .checklist
+            .best_where(|p| p.state == PairState::Succeeded)
+        else {
+            return;
+        };
+        if self.selected == Some(best) {
+            return;
+        }
+        let best_priority = self.checklist.get(best).map_or(0, |p| p.priority);
+        let better_pending = self.checklist.pairs().iter().any(|p| {
+            p.priority > best_priority
+                && matches!(p.state, PairState::Waiting | PairState::InProgress)
+        });
+        // While connected, upgrade without waiting; while connecting, give better pairs their
+        // chance first (they are checked first anyway, so this waits at most a few Ta).
+        if better_pending && self.selected.is_none() {
+            return;
+        }
+        let nominating = self.transactions.iter().any(
+            |t| matches!(t.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
+        );
+        if !nominating {
+            if let Some(p) = self.checklist.get_mut(best) {
+                p.triggered = true;
+                p.nominated = true; // the next check on it carries USE-CANDIDATE
+            }
+        }
+    }
+
+    /// Records a nomination and selects the pair, unless the selected pair is better and
+    /// recently proven alive. A worse pair still takes over from a stale one: after a NAT
+    /// rebinding the old pair goes quiet while the peer keeps nominating the new one.
+    fn nominate(&mut self, now: Instant, pi: usize) {
+        let Some(p) = self.checklist.get_mut(pi) else {
+            return;
+        };
+        p.nominated = true;
+        let candidate_priority = p.priority;
+        if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
+            let fresh = sel
+                .last_response
+                .is_some_and(|t| now < t + self.config.consent_interval);
+            if sel.priority > candidate_priority && fresh {
+                return;
+            }
+        }
+        self.select(pi);
+    }
+
+    fn select(&mut self, pi: usize) {
+        if self.selected == Some(pi) {
+            return;
+        }
+        let Some(info) = self.path_info(pi) else {
+            return;
+        };
+        let first = self.path.is_none();
+        self.selected = Some(pi);
+        self.path = Some(info);
+        self.failed = false;
+        // Consent starts fresh on the new pair.
+        let interval = self.jittered_consent_interval();
+        let last = self
+            .checklist
+            .get(pi)
+            .and_then(|p| p.last_response)
+            .unwrap_or(Instant::ZERO);
+        self.consent_at = last + interval;
+        self.push_event(if first {
+            IceEvent::Connected(info)
+        } else {
+            IceEvent::PathChanged(info)
+        });
+    }
+
+    fn path_info(&self, pi: usize) -> Option<PathInfo> {
+        let p = self.checklist.get(pi)?;
+        let (l, r) = (self.locals.get(p.local)?, self.remotes.get(p.remote)?);
+        Some(PathInfo {
+            local: l.base,
+            remote: r.address,
+            local_kind: l.kind,
+            remote_kind: r.kind,
+            relayed: is_relayed(l, r),
+            rtt: Duration::from_micros(p.rtt_micros),
+        })
+    }
+
+    fn refresh_path_rtt(&mut self, pi: usize) {
+        if self.selected == Some(pi) {
+            if let (Some(path), Some(p)) = (self.path.as_mut(), self.checklist.get(pi)) {
+                path.rtt = Duration::from_micros(p.rtt_micros);
+            }
+        }
+    }
+
+    fn pair_failed(&mut self, now: Instant, pi: usize) {
+        let retry = now + self.config.upgrade_interval;
+        if let Some(p) = self.checklist.get_mut(pi) {
+            // A pair that worked stays valid until consent says otherwise.
+            if p.state != PairState::Succeeded {
+                p.state = PairState::Failed;
+            }
+            p.triggered = false;
+            p.retry_at = retry;
+        }
+        // Nothing left to check: let a frozen pair go next so the list never stalls.
+        if self.checklist.best_waiting().is_none() {
+            if let Some(f) = self.checklist.best_where(|p| p.state == PairState::Frozen) {
+                if let Some(p) = self.checklist.get_mut(f) {
+                    p.state = PairState::Waiting;
+                }
+            }
+        }
+    }
+
+    fn check_consent(&mut self, now: Instant) {
+        let Some(sel) = self.selected else { return };
+        let Some(p) = self.checklist.get(sel) else {
+            return;
+        };
+        let fresh = p
+            .last_response
+            .is_some_and(|t| now < t + self.config.consent_timeout);
+        if fresh {
+            return;
+        }
+        let lost = self.path;
+        if let Some(p) = self.checklist.get_mut(sel) {
+            p.state = PairState::Failed;
+            p.nominated = false;
+            p.retry_at = now + self.config.upgrade_interval;
+        }
+        self.selected = None;
+        // Fail over to the best pair that still has consent.
+        let timeout = self.config.consent_timeout;
+        let next = self.checklist.best_where(|p| {
+            p.state == PairState::Succeeded && p.last_response.is_some_and(|t| now < t + timeout)
+        });
+        match next {
+            Some(n) => self.select(n),
+            None => {
+                if let Some(info) = lost {
+                    self.push_event(IceEvent::ConsentLost(info));
+                }
+                self.path = None;
+                // Start over on every pair, as after a restart, so a new path can be found.
+                for i in 0..self.checklist.pairs().len() {
+                    if let Some(q) = self.checklist.get_mut(i) {
+                        if q.state != PairState::InProgress {
+                            q.state = PairState::Waiting;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_failed(&mut self) {
+        if self.failed || !self.remote_complete || self.path.is_some() || !self.checking {
+            return;
+        }
+        let all_failed = !self.checklist.pairs().is_empty()
+            && self
+                .checklist
+                .pairs()
+                .iter()
+                .all(|p| p.state == PairState::Failed);
+        if all_failed && self.gathering != Gathering::InProgress {
+            self.failed = true;
+            self.push_event(IceEvent::Failed);
+        }
+    }
+
+    fn switch_role(&mut self) {
+        self.controlling = !self.controlling;
+        for i in 0..self.checklist.pairs().len() {
+            let Some(p) = self.checklist.get(i) else {
+                continue;
+            };
+            let prio = self.pair_priority_of(&self.locals[p.local], &self.remotes[p.remote]);
+            if let Some(p) = self.checklist.get_mut(i) {
+                p.priority = prio;
+            }
+        }
+        self.push_event(IceEvent::RoleChanged {
+            controlling: self.controlling,
+        });
+    }
+
+    fn start_checking(&mut self) {
+        if !self.checking && self.remote.is_some() && !self.checklist.pairs().is_empty() {
+            self.checking = true;
+            self.push_event(IceEvent::Checking);
+        }
+    }
+
+    fn can_check(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    fn has_checkable_pair(&self) -> bool {
+        self.checklist
+            .pairs()
+            .iter()
+            .any(|p| p.triggered || matches!(p.state, PairState::Waiting | PairState::Frozen))
+    }
+
+    // ----- candidates -----
+
+    fn local_for_socket(&self, local: SocketAddr) -> Option<usize> {
+        let host = |c: &Candidate| matches!(c.kind, CandidateKind::Host | CandidateKind::Relayed);
+        self.locals
+            .iter()
+            .position(|c| host(c) && c.base == local)
+            .or_else(|| {
+                // A wildcard-bound socket reports 0.0.0.0:port: match the port and family.
+                self.locals.iter().position(|c| {
+                    host(c)
+                        && local.ip().is_unspecified()
+                        && c.base.port() == local.port()
+                        && c.base.is_ipv4() == local.is_ipv4()
+                })
+            })
+    }
+
+    fn add_server_reflexive(
+        &mut self,
+        now: Instant,
+        mapped: SocketAddr,
+        base: SocketAddr,
+        server: SocketAddr,
+    ) {
+        // Equal to a host candidate means no NAT: redundant (RFC 8445 §5.1.3).
+        if self.locals.iter().any(|c| c.address == mapped) {
+            return;
+        }
+        let c = Candidate::server_reflexive(mapped, base, server.ip());
+        let _ = self.add_local_candidate(now, c);
+    }
+
+    fn learn_local_peer_reflexive(&mut self, mapped: SocketAddr, base: SocketAddr) {
+        if self.locals.iter().any(|c| c.address == mapped) {
+            return;
+        }
+        if self.locals.len() < self.config.max_local_candidates {
+            let p = priority(CandidateKind::PeerReflexive, 65535, 1);
+            // Not signalled: peer-reflexive local candidates only matter to the valid list.
+            self.locals.push(Candidate::peer_reflexive(mapped, base, p));
+        }
+    }
+
+    fn check_gathering_complete(&mut self) {
+        let pending = self
+            .transactions
+            .iter()
+            .any(|t| matches!(t.purpose, Purpose::Gather { .. }));
+        if self.gathering == Gathering::InProgress && !pending {
+            self.gathering = Gathering::Complete;
+            self.push_event(IceEvent::GatheringComplete);
+        }
+    }
+
+    // ----- hard-NAT punching -----
+
+    /// Decides, once, whether this side should punch as the hard or the easy side: when checks
+    /// have not connected after the configured delay, both sides know all candidates, and
+    /// exactly one side's server-reflexive candidates show an endpoint-dependent mapping
+    /// (different ports towards different servers).
+    fn maybe_start_punch(&mut self, now: Instant) {
+        let Some(cfg) = self.config.punch else { return };
+        let Some(since) = self.checking_since else {
+            return;
+        };
+        if self.punch.decided || self.path.is_some() || now < since + cfg.delay {
+            return;
+        }
+        self.punch.delay_elapsed = true;
+        if self.gathering != Gathering::Complete || !self.remote_complete {
+            return;
+        }
+        self.punch.decided = true;
+        let srflx_ports = |cands: &[Candidate], ip: Option<core::net::IpAddr>| -> Vec<u16> {
+            cands
+                .iter()
+                .filter(|c| c.kind == CandidateKind::ServerReflexive)
+                .filter(|c| ip.is_none_or(|ip| c.address.ip() == ip))
+                .map(|c| c.address.port())
+                .collect()
+        };
+        let first_srflx = |cands: &[Candidate]| {
+            cands
+                .iter()
+                .find(|c| c.kind == CandidateKind::ServerReflexive)
+                .map(|c| c.address)
+        };
+        // A peer without server-reflexive candidates sits on its host address (no NAT).
+        let first_public = |cands: &[Candidate]| {
+            first_srflx(cands).or_else(|| {
+                cands
+                    .iter()
+                    .find(|c| c.kind == CandidateKind::Host)
+                    .map(|c| c.address)
+            })
+        };
+        let hard = |ports: &[u16]| ports.windows(2).any(|w| w[0] != w[1]);
+        let (mine, theirs) = (first_srflx(&self.locals), first_srflx(&self.remotes));
+        let my_ports = srflx_ports(&self.locals, mine.map(|a| a.ip()));
+        let their_ports = srflx_ports(&self.remotes, theirs.map(|a| a.ip()));
+        let (self_hard, remote_hard) = (hard(&my_ports), hard(&their_ports));
+        if self_hard && !remote_hard {
+            let Some(easy) = first_public(&self.remotes) else {
+                return;
+            };
+            // A sequential allocator is found by the peer's prediction; no sockets needed.
+            let sequential = PortPredictor::new(&my_ports)
+                .is_ok_and(|p| matches!(p.allocation(), PortAllocation::Sequential { .. }));
+            if sequential {
+                return;
+            }
+            if let Ok(mut plan) = HardSidePlan::new(cfg.hard, easy, now) {
+                if let Some(PunchAction::BindUdp { count }) = plan.poll_action() {
+                    self.punch.action = Some(Action::BindSockets { count });
+                }
+                self.punch
+                    .sockets
+                    .reserve(usize::from(plan.sockets_needed()));
+                self.punch.hard = Some(plan);
+            }
+        } else if !self_hard && remote_hard {
+            let Some(target) = theirs else { return };
+            let from = self
+                .locals
+                .iter()
+                .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4() == target.is_ipv4());
+            let Some(from) = from.map(|c| c.base) else {
+                return;
+            };
+            let predicted: Vec<u16> = match PortPredictor::new(&their_ports) {
+                Ok(p) if matches!(p.allocation(), PortAllocation::Sequential { .. }) => {
+                    p.predicted(cfg.predicted_ports).collect()
+                }
+                _ => Vec::new(),
+            };
+            let seed = self.rng.next_u64();
+            if let Ok(plan) = EasySidePlan::new(cfg.easy, target.ip(), predicted, seed, now) {
+                self.punch.easy = Some(plan);
+                self.punch.easy_from = Some(from);
+            }
+        }
+    }
+
+    /// The next punch probe due, started as a single-shot transaction.
+    fn start_probe(&mut self, now: Instant) -> Option<usize> {
+        if self.path.is_some() || self.remote.is_none() {
+            return None;
+        }
+        let (local, to) = if let Some(plan) = self.punch.hard.as_mut() {
+            let probe = plan.poll_probe(now)?;
+            (
+                *self.punch.sockets.get(usize::from(probe.socket_index))?,
+                probe.to,
+            )
+        } else {
+            let to = self.punch.easy.as_mut()?.poll_probe(now)?;
+            (self.punch.easy_from?, to)
+        };
+        let ti = self.start_transaction(now, Purpose::Probe, local, to, 1)?;
+        // Probes are not retransmitted; they only wait a short while for an answer.
+        self.transactions[ti].rto = Duration::from_millis(500);
+        Some(ti)
+    }
+
+    fn probe_succeeded(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rtt: Duration,
+    ) {
+        let Some(li) = self
+            .local_for_socket(local)
+            .or_else(|| self.adopt_punch_socket(local))
+        else {
+            return;
+        };
+        let ri = match self.remotes.iter().position(|r| r.address == remote) {
+            Some(ri) => ri,
+            None if self.remotes.len() < self.config.max_remote_candidates => {
+                let p = priority(CandidateKind::PeerReflexive, 65535, 1);
+                self.remotes
+                    .push(Candidate::peer_reflexive(remote, remote, p));
+                self.remotes.len() - 1
+            }
+            None => return,
+        };
+        if let Ok(Some(pi)) = self.form_pair(now, li, ri) {
+            let use_candidate =
+                self.controlling && self.config.nomination == Nomination::Aggressive;
+            self.pair_succeeded(now, pi, use_candidate, rtt);
+        }
+    }
+
+    /// A check arrived on one of the extra punch sockets: it becomes a local candidate (never
+    /// signalled) so the pair through it can be checked and used.
+    fn adopt_punch_socket(&mut self, local: SocketAddr) -> Option<usize> {
+        if !self.punch.sockets.contains(&local)
+            || self.locals.len() >= self.config.max_local_candidates + 16
+        {
+            return None;
+        }
+        self.locals.push(Candidate::host(local, 1));
+        Some(self.locals.len() - 1)
+    }
+
+    // ----- outputs -----
+
+    fn start_paced_check(&mut self, now: Instant) -> Option<usize> {
+        if !self.can_check() || now < self.next_check_at {
+            return None;
+        }
+        let pi = self
+            .checklist
+            .best_where(|p| p.triggered)
+            .or_else(|| self.checklist.best_waiting())
+            .or_else(|| {
+                // Nothing waiting: unfreeze the best frozen pair (trickle may never unfreeze it).
+                let f = self
+                    .checklist
+                    .best_where(|p| p.state == PairState::Frozen)?;
+                Some(f)
+            })?;
+        let (local, remote, nominated) = {
+            let p = self.checklist.get(pi)?;
+            (
+                self.locals[p.local].base,
+                self.remotes[p.remote].address,
+                p.nominated,
+            )
+        };
+        let use_candidate =
+            self.controlling && (self.config.nomination == Nomination::Aggressive || nominated);
+        let purpose = Purpose::Check {
+            pair: pi,
+            use_candidate,
+        };
+        let max_sends = self.config.check_max_sends;
+        let ti = self.start_transaction(now, purpose, local, remote, max_sends)?;
+        if let Some(p) = self.checklist.get_mut(pi) {
+            p.triggered = false;
+            if p.state != PairState::Succeeded {
+                p.state = PairState::InProgress;
+            }
+        }
+        self.next_check_at = now + self.config.ta;
+        Some(ti)
+    }
+
+    fn start_consent_check(&mut self, now: Instant) -> Option<usize> {
+        let sel = self.selected?;
+        if now < self.consent_at {
+            return None;
+        }
+        let in_flight = self
+            .transactions
+            .iter()
+            .any(|t| t.purpose == Purpose::Consent { pair: sel });
+        self.consent_at = now + self.jittered_consent_interval();
+        if in_flight {
+            return None;
+        }
+        let p = self.checklist.get(sel)?;
+        let (local, remote) = (self.locals[p.local].base, self.remotes[p.remote].address);
+        // Consent checks are single-shot: the 30 s window, not retransmission, gives the slack.
+        self.start_transaction(now, Purpose::Consent { pair: sel }, local, remote, 1)
+    }
+
+    fn start_transaction(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        local: SocketAddr,
+        to: SocketAddr,
+        max_sends: u32,
+    ) -> Option<usize> {
+        let ti = self
+            .transactions
+            .iter()
+            .position(|t| t.purpose == Purpose::Free)?;
+        let id = TransactionId::random(&mut self.rng);
+        let rto = self.config.check_rto;
+        self.transactions[ti] = Transaction {
+            purpose,
+            id,
+            local,
+            to,
+            sends: 0,
+            rto,
+            next_send: now,
+            last_sent: now,
+            deadline: Instant::FAR_FUTURE,
+            max_sends: max_sends.max(1),
+        };
+        Some(ti)
+    }
+
+    fn send_transaction(&mut self, now: Instant, ti: usize, out: &mut [u8]) -> Option<Transmit> {
+        let t = self.transactions[ti];
+        let len = match t.purpose {
+            Purpose::Gather { .. } => {
+                let b = MessageBuilder::new(out, Class::Request, Method::BINDING, t.id).ok()?;
+                finish_with_fingerprint(b)?
+            }
+            Purpose::Check {
+                pair,
+                use_candidate,
+            } => self.write_check(out, &t, pair, use_candidate)?,
+            Purpose::Consent { pair } => {
+                let renominate = self.controlling;
+                self.write_check(out, &t, pair, renominate)?
+            }
+            Purpose::Probe => {
+                let use_candidate = self.config.nomination == Nomination::Aggressive;
+                let prio = priority(CandidateKind::PeerReflexive, 1, 1);
+                self.write_request(out, t.id, prio, use_candidate)?
+            }
+            Purpose::Free => return None,
+        };
+        let t = &mut self.transactions[ti];
+        t.sends += 1;
+        t.last_sent = now;
+        if t.sends < t.max_sends {
+            t.next_send = now + t.rto;
+            t.rto = t.rto.saturating_mul(2);
+        } else {
+            t.next_send = Instant::FAR_FUTURE;
+            t.deadline = now + t.rto;
+        }
+        Some(Transmit {
+            from: Some(t.local),
+            to: t.to,
+            len,
+        })
+    }
+
+    fn write_check(
+        &self,
+        out: &mut [u8],
+        t: &Transaction,
+        pi: usize,
+        use_candidate: bool,
+    ) -> Option<usize> {
+        let p = self.checklist.get(pi)?;
+        let local = self.locals.get(p.local)?;
+        let local_preference = ((local.priority >> 8) & 0xffff) as u16;
+        let prflx_priority = priority(
+            CandidateKind::PeerReflexive,
+            local_preference,
+            local.component,
+        );
+        self.write_request(out, t.id, prflx_priority, use_candidate)
+    }
+
+    /// A connectivity check: USERNAME, PRIORITY, our role, USE-CANDIDATE when nominating,
+    /// MESSAGE-INTEGRITY with the peer's password, FINGERPRINT.
+    fn write_request(
+        &self,
+        out: &mut [u8],
+        id: TransactionId,
+        prflx_priority: u32,
+        use_candidate: bool,
+    ) -> Option<usize> {
+        let remote = self.remote.as_ref()?;
+        let username = core::str::from_utf8(&remote.username[..remote.username_len]).ok()?;
+        let mut b = MessageBuilder::new(out, Class::Request, Method::BINDING, id).ok()?;
+        b.add(&Attribute::Username(username)).ok()?;
+        b.add(&Attribute::Priority(prflx_priority)).ok()?;
+        let role = if self.controlling {
+            Attribute::IceControlling(self.tie_breaker)
+        } else {
+            Attribute::IceControlled(self.tie_breaker)
+        };
+        b.add(&role).ok()?;
+        if use_candidate && self.controlling {
+            b.add(&Attribute::UseCandidate).ok()?;
+        }
+        b.add_message_integrity(&remote.key).ok()?;
+        finish_with_fingerprint(b)
+    }
+
+    fn write_response(&self, r: &PendingResponse, out: &mut [u8]) -> Option<Transmit> {
+        let class = if r.role_conflict {
+            Class::ErrorResponse
+        } else {
+            Class::SuccessResponse
+        };
+        let mut b = MessageBuilder::new(out, class, Method::BINDING, r.id).ok()?;
+        if r.role_conflict {
+            b.add(&Attribute::ErrorCode(ErrorCode::ROLE_CONFLICT))
+                .ok()?;
+        } else {
+            b.add(&Attribute::XorMappedAddress(r.to)).ok()?;
+        }
+        b.add_message_integrity(&self.local_key).ok()?;
+        let len = finish_with_fingerprint(b)?;
+        Some(Transmit {
+            from: Some(r.local),
+            to: r.to,
+            len,
+        })
+    }
+
+    fn queue_response(&mut self, r: PendingResponse) {
+        if self.responses.len() < MAX_PENDING_RESPONSES {
+            self.responses.push(r);
+        }
+    }
+
+    fn push_event(&mut self, e: IceEvent) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    fn jittered_consent_interval(&mut self) -> Duration {
+        // RFC 7675 §5.1: uniformly within ±20% of the interval.
+        let base = crate::time::duration_micros(self.config.consent_interval);
+        let jitter = self.rng.below(base / 5 * 2 + 1);
+        Duration::from_micros(base - base / 5 + jitter)
+    }
+}
+
+fn finish_with_fingerprint(mut b: MessageBuilder<'_>) -> Option<usize> {
+    b.add_fingerprint().ok()?;
+    Some(b.finish())
+}

@@ -1,0 +1,110 @@
+//! The offer / signal line format: RFC 8839 attributes, one per line, appended as candidates
+//! trickle in.
+//!
+//! ```text
+//! ice-ufrag:92zk
+//! ice-pwd:IAhGN5DIlTb5ikNFYhjJLL
+//! a=candidate:1 1 udp 2130706431 192.168.1.2 33789 typ host
+//! a=candidate:2 1 udp 1694498815 203.0.113.10 33789 typ srflx raddr 192.168.1.2 rport 33789
+//! a=end-of-candidates
+//! ```
+//!
+//! The reader accepts what other stacks write (with or without `a=`, `\r\n` endings, TCP and
+//! host-name candidates and unknown lines ignored); the writers emit exactly the lines above, each
+//! with its terminating `\n`, so appending one call's output never leaves a torn line.
+
+use core::fmt;
+
+use crate::ice::candidate::{Candidate, CandidateError};
+use crate::ice::credentials::{CredentialsError, validate_pwd, validate_ufrag};
+
+/// Why an offer line that claims to be an ICE attribute was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// An `ice-ufrag` or `ice-pwd` line with an invalid value.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// A malformed `candidate` line (TCP and host-name candidates are not errors: they are
+    /// [`OfferLine::Ignored`]).
+    #[error(transparent)]
+    Candidate(#[from] CandidateError),
+}
+
+/// One parsed line of an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferLine<'a> {
+    /// `ice-ufrag:…`: the sender's username fragment (validated: 4 to 256 ICE-chars).
+    Ufrag(&'a str),
+    /// `ice-pwd:…`: the sender's password (validated: 22 to 256 ICE-chars).
+    Pwd(&'a str),
+    /// `a=candidate:…`: a usable UDP candidate.
+    Candidate(Candidate),
+    /// `a=end-of-candidates`: the sender will trickle no more (a hint; checks need not wait).
+    EndOfCandidates,
+    /// A blank line, an attribute this reader does not use, or a candidate it cannot use
+    /// (TCP, FQDN / mDNS address).
+    Ignored,
+}
+
+impl<'a> OfferLine<'a> {
+    /// Parses one line (surrounding whitespace, including a trailing `\r` or `\n`, is ignored).
+    ///
+    /// `ice-ufrag:`, `ice-pwd:`, `candidate:` and `end-of-candidates` are recognised with or
+    /// without the `a=` prefix; anything else is [`OfferLine::Ignored`].
+    pub fn parse(line: &'a str) -> Result<OfferLine<'a>, OfferError> {
+        let line = line.trim();
+        let attr = line.strip_prefix("a=").unwrap_or(line);
+        if let Some(ufrag) = strip_attribute(attr, "ice-ufrag:") {
+            validate_ufrag(ufrag)?;
+            return Ok(OfferLine::Ufrag(ufrag));
+        }
+        if let Some(pwd) = strip_attribute(attr, "ice-pwd:") {
+            validate_pwd(pwd)?;
+            return Ok(OfferLine::Pwd(pwd));
+        }
+        if attr.eq_ignore_ascii_case("end-of-candidates") {
+            return Ok(OfferLine::EndOfCandidates);
+        }
+        if strip_attribute(attr, "candidate:").is_some() {
+            return match Candidate::parse(attr) {
+                Ok(candidate) => Ok(OfferLine::Candidate(candidate)),
+                Err(CandidateError::UnsupportedTransport | CandidateError::UnsupportedAddress) => {
+                    Ok(OfferLine::Ignored)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        Ok(OfferLine::Ignored)
+    }
+}
+
+/// Writes `ice-ufrag:{ufrag}\n`.
+pub fn write_ufrag<W: fmt::Write + ?Sized>(out: &mut W, ufrag: &str) -> fmt::Result {
+    writeln!(out, "ice-ufrag:{ufrag}")
+}
+
+/// Writes `ice-pwd:{pwd}\n`.
+pub fn write_pwd<W: fmt::Write + ?Sized>(out: &mut W, pwd: &str) -> fmt::Result {
+    writeln!(out, "ice-pwd:{pwd}")
+}
+
+/// Writes `a=candidate:…\n` (see [`Candidate`]'s `Display`).
+pub fn write_candidate<W: fmt::Write + ?Sized>(out: &mut W, candidate: &Candidate) -> fmt::Result {
+    writeln!(out, "a={candidate}")
+}
+
+/// Writes `a=end-of-candidates\n`.
+pub fn write_end<W: fmt::Write + ?Sized>(out: &mut W) -> fmt::Result {
+    out.write_str("a=end-of-candidates\n")
+}
+
+/// The value after an attribute name (matched ignoring ASCII case), trimmed.
+fn strip_attribute<'a>(attr: &'a str, name: &str) -> Option<&'a str> {
+    let head = attr.get(..name.len())?;
+    if head.eq_ignore_ascii_case(name) {
+        attr.get(name.len()..).map(str::trim)
+    } else {
+        None
+    }
+}

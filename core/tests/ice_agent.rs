@@ -1,0 +1,292 @@
+//! Two ICE agents wired back to back in memory, in virtual time.
+#![allow(clippy::unwrap_used)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+
+use holepunch_core::demux::Received;
+use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent, PathInfo};
+use holepunch_core::ice::candidate::CandidateKind;
+use holepunch_core::stun::{Attribute, Class, IntegrityKey, MessageBuilder, Method, TransactionId};
+use holepunch_core::time::{Duration, Instant};
+
+const A: &str = "192.0.2.1:1000";
+const B: &str = "198.51.100.1:2000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A datagram in flight: delivery time, sequence (for stable ordering), destination side.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Flight {
+    at: Instant,
+    seq: u64,
+    to_b: bool,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct Pair {
+    a: Agent,
+    b: Agent,
+    now: Instant,
+    one_way: Duration,
+    wire: BinaryHeap<Reverse<Flight>>,
+    seq: u64,
+    events_a: Vec<IceEvent>,
+    events_b: Vec<IceEvent>,
+    /// Drop everything B sends (the peer "dies").
+    b_silent: bool,
+}
+
+impl Pair {
+    fn new(config_a: AgentConfig, config_b: AgentConfig, rtt: Duration) -> Self {
+        let mut a = Agent::new(config_a, 1);
+        let mut b = Agent::new(config_b, 2);
+        let now = Instant::from_millis(1);
+        a.add_host_candidate(now, addr(A)).unwrap();
+        b.add_host_candidate(now, addr(B)).unwrap();
+        a.gather(now);
+        b.gather(now);
+        Pair {
+            a,
+            b,
+            now,
+            one_way: rtt / 2,
+            wire: BinaryHeap::new(),
+            seq: 0,
+            events_a: Vec::new(),
+            events_b: Vec::new(),
+            b_silent: false,
+        }
+    }
+
+    /// Exchanges credentials and candidates (what signalling would do).
+    fn signal(&mut self) {
+        let (ca, cb) = (*self.a.local_credentials(), *self.b.local_credentials());
+        self.a.set_remote_credentials(&cb);
+        self.b.set_remote_credentials(&ca);
+        for c in self.b.local_candidates().to_vec() {
+            self.a.add_remote_candidate(self.now, c).unwrap();
+        }
+        for c in self.a.local_candidates().to_vec() {
+            self.b.add_remote_candidate(self.now, c).unwrap();
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 1500];
+        while let Some(t) = self.a.poll_transmit(self.now, &mut buf) {
+            self.seq += 1;
+            let f = Flight {
+                at: self.now + self.one_way,
+                seq: self.seq,
+                to_b: true,
+                from: t.from.unwrap(),
+                to: t.to,
+                bytes: buf[..t.len].to_vec(),
+            };
+            self.wire.push(Reverse(f));
+        }
+        while let Some(t) = self.b.poll_transmit(self.now, &mut buf) {
+            self.seq += 1;
+            if self.b_silent {
+                continue;
+            }
+            let f = Flight {
+                at: self.now + self.one_way,
+                seq: self.seq,
+                to_b: false,
+                from: t.from.unwrap(),
+                to: t.to,
+                bytes: buf[..t.len].to_vec(),
+            };
+            self.wire.push(Reverse(f));
+        }
+        while let Some(e) = self.a.poll_event() {
+            self.events_a.push(e);
+        }
+        while let Some(e) = self.b.poll_event() {
+            self.events_b.push(e);
+        }
+    }
+
+    /// Runs until `until`, bounded in steps.
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.drain();
+            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(Instant::FAR_FUTURE);
+            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
+            let next = next_timer.min(next_packet).max(self.now);
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = next;
+            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
+                let Reverse(f) = self.wire.pop().unwrap();
+                let agent = if f.to_b { &mut self.b } else { &mut self.a };
+                let r = agent.handle_datagram(self.now, f.to, f.from, &f.bytes);
+                assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
+            }
+            self.a.handle_timeout(self.now);
+            self.b.handle_timeout(self.now);
+        }
+        panic!("simulation did not converge");
+    }
+
+    fn connected(events: &[IceEvent]) -> Option<PathInfo> {
+        events.iter().find_map(|e| match e {
+            IceEvent::Connected(p) => Some(*p),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn two_agents_connect_directly_with_regular_nomination() {
+    let mut p = Pair::new(
+        AgentConfig::rfc(true),
+        AgentConfig::rfc(false),
+        Duration::from_millis(50),
+    );
+    p.signal();
+    p.run_until(Instant::from_millis(2000));
+    let a = Pair::connected(&p.events_a).expect("A connected");
+    let b = Pair::connected(&p.events_b).expect("B connected");
+    assert_eq!((a.local, a.remote), (addr(A), addr(B)));
+    assert_eq!((b.local, b.remote), (addr(B), addr(A)));
+    assert_eq!(a.local_kind, CandidateKind::Host);
+    assert!(!a.relayed);
+    assert!(p.events_a.contains(&IceEvent::Checking));
+}
+
+#[test]
+fn aggressive_profile_connects_within_two_rtt() {
+    let rtt = Duration::from_millis(50);
+    let mut p = Pair::new(
+        AgentConfig::aggressive(true),
+        AgentConfig::aggressive(false),
+        rtt,
+    );
+    p.signal();
+    let start = p.now;
+    p.run_until(start + rtt * 2);
+    assert!(
+        Pair::connected(&p.events_a).is_some(),
+        "A connected within 2 RTT: {:?}",
+        p.events_a
+    );
+    assert!(
+        Pair::connected(&p.events_b).is_some(),
+        "B connected within 2 RTT: {:?}",
+        p.events_b
+    );
+}
+
+#[test]
+fn consent_expires_after_thirty_seconds_of_silence() {
+    let mut p = Pair::new(
+        AgentConfig::rfc(true),
+        AgentConfig::rfc(false),
+        Duration::from_millis(50),
+    );
+    p.signal();
+    p.run_until(Instant::from_millis(2000));
+    assert!(Pair::connected(&p.events_a).is_some());
+    // The peer goes silent: A's consent must lapse 30 s after the last answer, not before.
+    p.b_silent = true;
+    let silent_from = p.now;
+    p.run_until(silent_from + Duration::from_secs(24));
+    assert!(
+        !p.events_a
+            .iter()
+            .any(|e| matches!(e, IceEvent::ConsentLost(_)))
+    );
+    p.run_until(silent_from + Duration::from_secs(36));
+    assert!(
+        p.events_a
+            .iter()
+            .any(|e| matches!(e, IceEvent::ConsentLost(_))),
+        "consent lost: {:?}",
+        p.events_a
+    );
+    assert!(p.a.selected_path().is_none());
+}
+
+#[test]
+fn forged_checks_change_nothing() {
+    let mut p = Pair::new(
+        AgentConfig::rfc(true),
+        AgentConfig::rfc(false),
+        Duration::from_millis(50),
+    );
+    p.signal();
+    p.run_until(Instant::from_millis(2000));
+    let before = p.b.selected_path().expect("connected");
+    let attacker = addr("203.0.113.66:6666");
+    let ufrags = format!(
+        "{}:{}",
+        p.b.local_credentials().ufrag(),
+        p.a.local_credentials().ufrag()
+    );
+    // Right username, wrong key; and a request with no integrity at all.
+    for key in [
+        Some(IntegrityKey::short_term(b"not-the-password-at-all")),
+        None,
+    ] {
+        let mut buf = [0u8; 512];
+        let mut m = MessageBuilder::new(
+            &mut buf,
+            Class::Request,
+            Method::BINDING,
+            TransactionId([9; 12]),
+        )
+        .unwrap();
+        m.add(&Attribute::Username(&ufrags)).unwrap();
+        m.add(&Attribute::Priority(0x7e00_00ff)).unwrap();
+        m.add(&Attribute::IceControlling(u64::MAX)).unwrap();
+        m.add(&Attribute::UseCandidate).unwrap();
+        if let Some(k) = &key {
+            m.add_message_integrity(k).unwrap();
+        }
+        m.add_fingerprint().unwrap();
+        let len = m.finish();
+        let now = p.now;
+        let r = p.b.handle_datagram(now, addr(B), attacker, &buf[..len]);
+        assert_eq!(r, Received::Consumed);
+        let mut out = [0u8; 1500];
+        while let Some(t) = p.b.poll_transmit(now, &mut out) {
+            assert_ne!(t.to, attacker, "no answer to a forged check");
+        }
+    }
+    p.run_until(p.now + Duration::from_secs(10));
+    assert_eq!(p.b.selected_path().map(|s| s.remote), Some(before.remote));
+    assert!(
+        !p.events_b
+            .iter()
+            .any(|e| matches!(e, IceEvent::PathChanged(_)))
+    );
+}
+
+#[test]
+fn application_data_is_demultiplexed() {
+    let mut a = Agent::new(AgentConfig::rfc(true), 3);
+    let now = Instant::ZERO;
+    a.add_host_candidate(now, addr(A)).unwrap();
+    let payload = [0x17u8, 1, 2, 3];
+    assert_eq!(
+        a.handle_datagram(now, addr(A), addr(B), &payload),
+        Received::AppData {
+            from: addr(B),
+            payload: &payload
+        }
+    );
+}
