@@ -1641,3 +1641,64 @@ proptest! {
         prop_assert_eq!(got, id);
     }
 }
+
+/// A server without RFC 5780 answers a padded request with 420 listing PADDING (a
+/// comprehension-required type it does not know): the client retries once without it.
+#[test]
+fn padding_rejected_by_a_plain_server_is_dropped_and_retried() {
+    use holepunch_core::stun::client::{Client, ClientConfig, ClientEvent};
+    use holepunch_core::stun::{Attribute, Class, ErrorCode, Message, MessageBuilder, Method};
+    let server: std::net::SocketAddr = "192.0.2.1:3478".parse().unwrap();
+    let me: std::net::SocketAddr = "198.51.100.7:5000".parse().unwrap();
+    let config = ClientConfig {
+        pad_requests_to: 120,
+        ..Default::default()
+    };
+    let mut client = Client::new(config, 1);
+    let now = holepunch_core::time::Instant::ZERO;
+    client.binding(now, server, Default::default()).unwrap();
+    let mut out = [0u8; 1500];
+    let mut resp = [0u8; 1500];
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        let Some(t) = client.poll_transmit(now, &mut out) else {
+            break;
+        };
+        sizes.push(t.len);
+        let req = Message::parse(&out[..t.len]).unwrap();
+        let padded = req
+            .attributes()
+            .any(|a| a.attr == holepunch_core::stun::attr::types::PADDING);
+        let len = if padded {
+            let mut b = MessageBuilder::new(
+                &mut resp,
+                Class::ErrorResponse,
+                Method::BINDING,
+                req.transaction_id(),
+            )
+            .unwrap();
+            b.add(&Attribute::ErrorCode(ErrorCode::UNKNOWN_ATTRIBUTE))
+                .unwrap();
+            b.add_unknown_attributes(&[holepunch_core::stun::attr::types::PADDING])
+                .unwrap();
+            b.finish()
+        } else {
+            let mut b = MessageBuilder::new(
+                &mut resp,
+                Class::SuccessResponse,
+                Method::BINDING,
+                req.transaction_id(),
+            )
+            .unwrap();
+            b.add(&Attribute::XorMappedAddress(me)).unwrap();
+            b.finish()
+        };
+        assert!(client.handle_datagram(now, server, &resp[..len]));
+    }
+    assert_eq!(sizes.len(), 2, "one padded try, one plain retry: {sizes:?}");
+    assert!(sizes[0] >= 120 && sizes[1] < 120, "{sizes:?}");
+    match client.poll_event() {
+        Some(ClientEvent::Succeeded { mapped, .. }) => assert_eq!(mapped, Some(me)),
+        other => panic!("expected success, got {other:?}"),
+    }
+}

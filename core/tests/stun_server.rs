@@ -324,7 +324,9 @@ fn rfc5780_change_request_from_every_socket() {
                 let m = check_response(&req, &resp);
                 assert_eq!(m.class(), Class::SuccessResponse, "{ctx}");
                 assert_eq!(m.xor_mapped_address(), Some(Ok(c4())), "{ctx}");
-                assert_eq!(addr_attr(&m, types::OTHER_ADDRESS), Some(a4()), "{ctx}");
+                // RFC 5780 §7.4: where a change-IP-and-port answer to this socket comes from.
+                let other = SocketAddr::new(other_ip(local.ip()), other_port(local.port()));
+                assert_eq!(addr_attr(&m, types::OTHER_ADDRESS), Some(other), "{ctx}");
                 assert_eq!(
                     addr_attr(&m, types::RESPONSE_ORIGIN),
                     Some(want),

@@ -101,22 +101,27 @@ pub enum ClientError {
 }
 
 /// How a transaction failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransactionError {
     /// No (valid) response after all retransmissions.
+    #[error("timed out: no valid response")]
     TimedOut,
     /// The server answered with an error we cannot recover from.
+    #[error("rejected with error {code}")]
     Rejected {
         /// The ERROR-CODE (0 if the error response carried none).
         code: u16,
     },
     /// The server asked for credentials we do not have, rejected the ones we sent, or sent a
     /// challenge we must not answer (no supported password algorithm, or a stripped list).
+    #[error("unauthorized")]
     Unauthorized,
     /// Too many 300 redirections, 401/438 retries, or a redirect we must not follow.
+    #[error("too many redirects or authentication retries")]
     TooManyRetries,
     /// A success response that lacked what its method requires (XOR-MAPPED-ADDRESS for Binding).
+    #[error("malformed success response")]
     MalformedResponse,
 }
 
@@ -531,6 +536,7 @@ impl Client {
         let retry = match code {
             300 => self.redirect(index, msg),
             401 | 438 => self.learn_challenge(index, code, msg),
+            420 => self.drop_padding(index, msg),
             _ => Err(TransactionError::Rejected { code }),
         };
         let result = retry.and_then(|()| {
@@ -541,6 +547,31 @@ impl Client {
         if let Err(e) = result {
             self.finish_failed(index, e);
         }
+    }
+
+    /// A server without RFC 5780 rejects PADDING (comprehension-required) with 420: retry once
+    /// without it, so padding for RFC 5780 servers never costs the plain answer.
+    fn drop_padding(&mut self, index: usize, msg: &Message<'_>) -> Result<(), TransactionError> {
+        let rejected = TransactionError::Rejected { code: 420 };
+        let listed = match msg.decode(types::UNKNOWN_ATTRIBUTES) {
+            Some(Ok(Attribute::UnknownAttributes(list))) => {
+                list.iter().any(|t| t == types::PADDING)
+            }
+            _ => false,
+        };
+        if !listed {
+            return Err(rejected);
+        }
+        let n = self.config.max_request_len;
+        let start = index * n + super::HEADER_LEN;
+        let len = self.slots[index].body_len;
+        let body = &mut self.bodies[start..start + len];
+        let kept = remove_attribute(body, types::PADDING);
+        if kept == len {
+            return Err(rejected); // nothing to drop: the 420 is about something else
+        }
+        self.slots[index].body_len = kept;
+        Ok(())
     }
 
     fn redirect(&mut self, index: usize, msg: &Message<'_>) -> Result<(), TransactionError> {
@@ -707,6 +738,26 @@ fn offers_password_algorithms(features: &str) -> bool {
         _ => return false,
     };
     sextet & 0x20 != 0
+}
+
+/// Removes every attribute of type `attr` from wire-form attributes in place; returns the new
+/// length. Stops at the first malformed header (the body was built by our own builder).
+fn remove_attribute(body: &mut [u8], attr: super::AttrType) -> usize {
+    let (mut read, mut write) = (0, 0);
+    while read + 4 <= body.len() {
+        let t = u16::from_be_bytes([body[read], body[read + 1]]);
+        let len = usize::from(u16::from_be_bytes([body[read + 2], body[read + 3]]));
+        let total = 4 + super::attr::padded(len);
+        if read + total > body.len() {
+            break;
+        }
+        if t != attr {
+            body.copy_within(read..read + total, write);
+            write += total;
+        }
+        read += total;
+    }
+    write
 }
 
 fn error_code(msg: &Message<'_>) -> u16 {

@@ -102,6 +102,34 @@ pub struct Message<'a> {
     fingerprint: Option<usize>,
     /// Ordinary attributes at or after this offset are ignored (they follow an integrity one).
     ignore_from: usize,
+    /// Offsets of the first processed occurrence of the hot attributes (see [`hot_slot`]),
+    /// 0 when absent: lookups on the per-packet path skip the attribute walk.
+    hot: [u32; HOT_TYPES.len()],
+}
+
+/// Attributes looked up on every ICE check or STUN response, indexed during `parse`.
+const HOT_TYPES: [AttrType; 7] = [
+    types::XOR_MAPPED_ADDRESS,
+    types::MAPPED_ADDRESS,
+    types::USERNAME,
+    types::ERROR_CODE,
+    types::PRIORITY,
+    types::ICE_CONTROLLED,
+    types::ICE_CONTROLLING,
+];
+
+/// The index of a hot attribute type in [`HOT_TYPES`] (a jump table, not a search).
+const fn hot_slot(attr: AttrType) -> Option<usize> {
+    match attr {
+        types::XOR_MAPPED_ADDRESS => Some(0),
+        types::MAPPED_ADDRESS => Some(1),
+        types::USERNAME => Some(2),
+        types::ERROR_CODE => Some(3),
+        types::PRIORITY => Some(4),
+        types::ICE_CONTROLLED => Some(5),
+        types::ICE_CONTROLLING => Some(6),
+        _ => None,
+    }
 }
 
 impl<'a> Message<'a> {
@@ -135,6 +163,7 @@ impl<'a> Message<'a> {
             integrity_sha256: None,
             fingerprint: None,
             ignore_from: buf.len(),
+            hot: [0; HOT_TYPES.len()],
         };
         let mut offset = HEADER_LEN;
         while offset < buf.len() {
@@ -164,7 +193,14 @@ impl<'a> Message<'a> {
                     check_len(attr, value.len(), |l| l == 4)?;
                     msg.fingerprint = Some(offset);
                 }
-                _ => {}
+                _ => {
+                    if let Some(slot) = hot_slot(attr) {
+                        if msg.hot[slot] == 0 && !within_ignored {
+                            // offset < buf.len() <= HEADER_LEN + u16::MAX, so it fits.
+                            msg.hot[slot] = offset as u32;
+                        }
+                    }
+                }
             }
             offset += 4 + padded(value.len());
         }
@@ -204,6 +240,14 @@ impl<'a> Message<'a> {
 
     /// The first attribute of type `attr` a receiver must process.
     pub fn find(&self, attr: AttrType) -> Option<RawAttribute<'a>> {
+        if let Some(slot) = hot_slot(attr) {
+            let offset = self.hot[slot] as usize;
+            return (offset != 0).then(|| RawAttribute {
+                attr,
+                value: self.value_at(offset),
+                offset,
+            });
+        }
         self.attributes().find(|a| a.attr == attr)
     }
 
@@ -631,4 +675,17 @@ fn unreachable_attr<T>(attr: AttrType) -> Result<T, AttrError> {
     // Attribute::decode maps each type to exactly one variant; reaching this means a bug, which
     // we report as a decode error rather than a panic on network data.
     Err(AttrError::BadLength { attr, len: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_slots_match_the_hot_type_table() {
+        for (i, t) in HOT_TYPES.iter().enumerate() {
+            assert_eq!(hot_slot(*t), Some(i));
+        }
+        assert_eq!(hot_slot(types::SOFTWARE), None);
+    }
 }

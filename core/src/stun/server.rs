@@ -273,7 +273,8 @@ impl Server {
             // RFC 5780 tests, so send neither rather than one.
             let both = 2 * addr_len(alt);
             if spare >= both {
-                b.add(&Attribute::OtherAddress(alt))?;
+                // §7.4: where a change-IP-and-port answer to *this* socket would come from.
+                b.add(&Attribute::OtherAddress(self.source(local, (true, true))))?;
                 b.add(&Attribute::ResponseOrigin(source))?;
                 spare -= both;
             }
