@@ -1,1 +1,63 @@
-fn main() {}
+//! `holepunch`: the command line (its contract, flags and `--json` events, is in cli.md).
+//!
+//! One module per subcommand; each turns its arguments into an exit status:
+//! 0 success, 1 the job failed (timeout, no answer), 2 bad usage (clap's own, or an impossible
+//! configuration).
+
+mod demo;
+mod json;
+mod stun;
+mod stun_server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when the job failed (no answer, timeout, socket error).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for bad usage (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// SOFTWARE attribute our servers add when a response has room for it.
+pub const SOFTWARE: &str = concat!("holepunch ", env!("CARGO_PKG_VERSION"));
+
+/// NAT traversal toolkit: STUN client and server, and a demo.
+#[derive(Debug, Parser)]
+#[command(name = "holepunch", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the built-in demo: today a STUN server and client talking over loopback.
+    Demo(demo::Args),
+    /// Serves STUN (RFC 8489); with --alternate also RFC 5780 behaviour discovery.
+    StunServer(stun_server::Args),
+    /// Runs one STUN Binding transaction and prints the mapped address.
+    Stun(stun::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args),
+        Command::StunServer(args) => stun_server::run(&args),
+        Command::Stun(args) => stun::run(&args),
+    }
+}
+
+/// A duration for humans: one decimal below 10 ms, whole milliseconds above.
+pub fn format_ms(d: std::time::Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// Whole milliseconds, rounded to nearest, for `--json` fields named `*_ms`.
+pub fn whole_ms(d: std::time::Duration) -> u128 {
+    (d.as_micros() + 500) / 1000
+}

@@ -1,0 +1,142 @@
+//! `holepunch stun-server --listen ADDR [--alternate ADDR]`: serves until SIGINT or SIGTERM.
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use holepunch_core::stun::server::ServerConfig;
+use holepunch_std::DriverError;
+
+use crate::{EXIT_FAILED, EXIT_USAGE, SOFTWARE};
+
+/// Arguments of `holepunch stun-server`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to serve on, IP:PORT (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// RFC 5780: the alternate address, with an IP and a port both different from --listen's.
+    #[arg(long, value_name = "ADDR")]
+    alternate: Option<SocketAddr>,
+}
+
+/// Names of the sockets, in `Server::local_addresses` order.
+const ROLES: [&str; 4] = [
+    "primary",
+    "alternate port",
+    "alternate IP",
+    "alternate IP and port",
+];
+
+/// Serves on a single-threaded tokio runtime (the server is stateless and cheap).
+pub fn run(args: &Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("holepunch stun-server: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &Args) -> ExitCode {
+    // Signal handlers first, so a signal that arrives as soon as we log is handled, not fatal.
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("holepunch stun-server: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let mut config = ServerConfig::new(args.listen);
+    config.alternate = args.alternate;
+    config.software = Some(SOFTWARE);
+    let server = match holepunch_tokio::serve_stun(config).await {
+        Ok(server) => server,
+        Err(e @ DriverError::Config(_)) => {
+            eprintln!("holepunch stun-server: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("holepunch stun-server: cannot listen: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    for (addr, role) in server.local_addrs().iter().zip(ROLES) {
+        eprintln!("stun-server: listening on udp {addr} ({role})");
+    }
+    let rfc5780 = if args.alternate.is_some() {
+        "with"
+    } else {
+        "without"
+    };
+    eprintln!(
+        "stun-server: serving {rfc5780} RFC 5780 behaviour discovery; stop with SIGINT or SIGTERM"
+    );
+
+    let mut health = tokio::time::interval(Duration::from_millis(500));
+    let reason = loop {
+        tokio::select! {
+            name = signals.recv() => break name.to_string(),
+            _ = health.tick() => {
+                if server.is_finished() {
+                    break "every socket failed".to_string();
+                }
+            }
+        }
+    };
+    eprintln!("stun-server: {reason}, stopping");
+    match server.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("holepunch stun-server: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), installed when built.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    /// Waits for the next stop signal and names it.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Interop with coturn: our client against `turnserver`, and coturn's `turnutils_stunclient`
+//! against our `holepunch stun-server`, all on loopback.
+//!
+//! Needs coturn (`turnserver`, `turnutils_stunclient`) on PATH. Without it each test prints why
+//! it skipped, or fails under `CI=true`.
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use holepunch_core::stun::client::BindingOptions;
+use holepunch_std::StunOptions;
+use support::{Proc, TempDir, addr, free_port, holepunch, json_str, listening_addr, run_bounded};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Whether coturn's tools are installed; skips (prints why) or, under CI, fails when not.
+fn coturn_installed() -> bool {
+    let missing: Vec<&str> = ["turnserver", "turnutils_stunclient"]
+        .into_iter()
+        .filter(|p| !support::on_path(p))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !support::is_ci(),
+        "CI=true: coturn is required but {missing:?} not on PATH (scripts/test.sh installs it as root)"
+    );
+    println!("skipped: coturn not installed (run scripts/test.sh as root)");
+    false
+}
+
+/// A `turnserver` in STUN-only mode on loopback, killed when dropped, with its pid file, log
+/// and database in a temporary directory.
+struct Coturn {
+    port: u16,
+    // Field order: the process dies before its directory is removed.
+    _proc: Proc,
+    dir: TempDir,
+}
+
+impl Coturn {
+    /// Starts coturn on `ips` (two IPs switch on its RFC 5780 support) and waits until it answers.
+    fn start(ips: &[IpAddr]) -> Coturn {
+        let dir = TempDir::new("holepunch-coturn");
+        let port = free_port(LOCALHOST);
+        let alt_port = free_port(LOCALHOST);
+        let mut cmd = std::process::Command::new("turnserver");
+        cmd.arg("-n") // no configuration file
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--alt-listening-port={alt_port}"))
+            .args([
+                "--stun-only",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--simple-log",
+            ])
+            .arg("--no-stdout-log")
+            .arg(format!(
+                "--log-file={}",
+                dir.path().join("turnserver.log").display()
+            ))
+            .arg(format!(
+                "--pidfile={}",
+                dir.path().join("turnserver.pid").display()
+            ))
+            .arg(format!(
+                "--userdb={}",
+                dir.path().join("turndb.sqlite").display()
+            ));
+        for ip in ips {
+            cmd.arg(format!("--listening-ip={ip}"));
+        }
+        let proc = Proc::spawn("turnserver", &mut cmd);
+        let coturn = Coturn {
+            port,
+            _proc: proc,
+            dir,
+        };
+        coturn.wait_ready(ips[0]);
+        coturn
+    }
+
+    /// Polls with short Binding requests until coturn answers, bounded.
+    fn wait_ready(&self, ip: IpAddr) {
+        let target = SocketAddr::new(ip, self.port);
+        let options = StunOptions::default().with_timeout(Duration::from_millis(300));
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline {
+            if holepunch_std::stun(target, &options).is_ok() {
+                return;
+            }
+        }
+        panic!(
+            "turnserver did not answer on {target} within {LIMIT:?}; its log:\n{}",
+            self.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("turnserver.log"))
+            .unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+}
+
+#[test]
+fn our_stun_cli_against_coturn() {
+    if !coturn_installed() {
+        return;
+    }
+    let coturn = Coturn::start(&[LOCALHOST]);
+    let target = format!("127.0.0.1:{}", coturn.port);
+    let out = run_bounded(
+        "holepunch stun --json",
+        holepunch().args(["stun", &target, "--json", "--timeout", "5"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}\ncoturn log:\n{}", coturn.log());
+    let line = out.stdout.trim();
+    assert_eq!(json_str(line, "event").as_deref(), Some("mapped"), "{line}");
+    let mapped = addr(&json_str(line, "address").expect("address field"));
+    assert_eq!(mapped.ip(), LOCALHOST, "{line}");
+    assert_ne!(mapped.port(), 0, "{line}");
+}
+
+#[test]
+fn our_rfc5780_client_against_coturn() {
+    if !coturn_installed() {
+        return;
+    }
+    if UdpSocket::bind((SECOND, 0)).is_err() {
+        assert!(!support::is_ci(), "CI=true: cannot bind {SECOND}");
+        println!("skipped: cannot bind {SECOND}");
+        return;
+    }
+    let coturn = Coturn::start(&[LOCALHOST, SECOND]);
+    let primary = SocketAddr::new(LOCALHOST, coturn.port);
+    let socket = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+    let local = socket.local_addr().expect("addr");
+    // Padded requests (PADDING is RFC 5780's own attribute): coturn must accept them.
+    let ask = |change_ip, change_port| {
+        let options = StunOptions::rfc5780()
+            .with_timeout(Duration::from_secs(5))
+            .with_binding(BindingOptions {
+                change_ip,
+                change_port,
+                response_port: None,
+            });
+        holepunch_std::stun_on(&socket, primary, &options).unwrap_or_else(|e| {
+            panic!(
+                "binding ({change_ip}, {change_port}): {e}\n{}",
+                coturn.log()
+            )
+        })
+    };
+    let plain = ask(false, false);
+    assert_eq!(plain.mapped, local, "{plain:?}");
+    assert_eq!(plain.from, primary, "{plain:?}");
+    assert_eq!(plain.response_origin, Some(primary), "{plain:?}");
+    let other = plain
+        .other_address
+        .expect("coturn with two IPs sends OTHER-ADDRESS");
+    assert_eq!(other.ip(), SECOND, "{plain:?}");
+    assert_ne!(other.port(), primary.port(), "{plain:?}");
+    for (change_ip, change_port) in [(true, true), (false, true), (true, false)] {
+        let r = ask(change_ip, change_port);
+        let expected = SocketAddr::new(
+            if change_ip { other.ip() } else { primary.ip() },
+            if change_port {
+                other.port()
+            } else {
+                primary.port()
+            },
+        );
+        assert_eq!(r.mapped, local, "{r:?}");
+        assert_eq!(
+            r.from, expected,
+            "change ({change_ip}, {change_port}): {r:?}"
+        );
+        assert_eq!(r.response_origin, Some(expected), "{r:?}");
+    }
+}
+
+/// Starts `holepunch stun-server` and returns it with its addresses once they are logged.
+fn start_our_server(args: &[&str], sockets: usize) -> (Proc, Vec<SocketAddr>) {
+    let mut server = Proc::spawn("stun-server", holepunch().arg("stun-server").args(args));
+    let lines = server.wait_for_lines("listening on udp", sockets, LIMIT);
+    server.wait_for_lines("stop with SIGINT or SIGTERM", 1, LIMIT);
+    (server, lines.iter().map(|l| listening_addr(l)).collect())
+}
+
+#[test]
+fn coturn_stunclient_against_our_server() {
+    if !coturn_installed() {
+        return;
+    }
+    let (_server, addrs) = start_our_server(&["--listen", "127.0.0.1:0"], 1);
+    let port = addrs[0].port().to_string();
+    let out = run_bounded(
+        "turnutils_stunclient",
+        std::process::Command::new("turnutils_stunclient").args(["-p", &port, "127.0.0.1"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let reflexive: Vec<SocketAddr> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("UDP reflexive addr: ").nth(1))
+        .map(|a| addr(a.trim()))
+        .collect();
+    assert!(
+        !reflexive.is_empty(),
+        "no reflexive address reported: {out:?}"
+    );
+    assert!(
+        reflexive
+            .iter()
+            .all(|a| a.ip() == LOCALHOST && a.port() != 0),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn coturn_stunclient_rfc5780_against_our_server() {
+    if !coturn_installed() {
+        return;
+    }
+    if UdpSocket::bind((SECOND, 0)).is_err() {
+        assert!(!support::is_ci(), "CI=true: cannot bind {SECOND}");
+        println!("skipped: cannot bind {SECOND}");
+        return;
+    }
+    let (_server, addrs) = start_our_server(
+        &["--listen", "127.0.0.1:0", "--alternate", "127.0.0.2:0"],
+        4,
+    );
+    let alternate = addrs[3];
+    // -f forces its RFC 5780 steps: CHANGE-REQUEST with RESPONSE-PORT, then a 1500-byte PADDING
+    // probe. Each must be answered, or it waits forever (hence the bound).
+    let out = run_bounded(
+        "turnutils_stunclient -f",
+        std::process::Command::new("turnutils_stunclient").args([
+            "-f",
+            "-p",
+            &addrs[0].port().to_string(),
+            "127.0.0.1",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout.contains("UDP reflexive addr: 127.0.0.1:"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Response origin: : {alternate}")),
+        "the change-IP-and-port answer must name the alternate: {out:?}"
+    );
+    assert!(
+        out.stdout.contains(&format!("Other addr: : {alternate}")),
+        "{out:?}"
+    );
+}
