@@ -1,0 +1,359 @@
+//! One NAT pair: two ICE agents behind modelled NATs, a STUN server, signalling, virtual time.
+//!
+//! The agents are pumped exactly as a driver pumps them: drain transmits, actions and events
+//! after every input, sleep until the earliest of `poll_timeout`, the next datagram and the next
+//! signalling line. Candidates travel as offer lines (`cli.md`'s format) through the same parser
+//! the CLI uses.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
+use holepunch_core::ice::credentials::IceCredentials;
+use holepunch_core::ice::offer::{self, OfferLine};
+use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::time::{Duration, Instant};
+
+use super::network::Network;
+use super::profile::Profile;
+
+/// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
+pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
+/// The STUN server's alternate address.
+pub const STUN_ALTERNATE: &str = "203.0.113.4:3479";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct PairConfig {
+    /// Side A's situation (A is the controlling agent).
+    pub a: Profile,
+    /// Side B's situation.
+    pub b: Profile,
+    /// Seed for NAT port choices, latency jitter, loss and the agents.
+    pub seed: u64,
+    /// One-way latency of each site to the internet core (RTT between A and B is 4×).
+    pub site_latency: Duration,
+    /// Random extra latency per datagram.
+    pub jitter: Duration,
+    /// Loss per mille on each site's access link.
+    pub loss_per_mille: u32,
+    /// How long signalling takes to carry a line.
+    pub signal_latency: Duration,
+    /// Give up after this much virtual time.
+    pub time_limit: Duration,
+    /// Agent configuration for a side (`true` = controlling).
+    pub agent: fn(bool) -> AgentConfig,
+}
+
+impl PairConfig {
+    /// The defaults the demo and the matrix use: 12.5 ms per site (50 ms RTT), 2 ms jitter, no
+    /// loss, 20 ms signalling, 30 s limit, the aggressive agent profile.
+    pub fn new(a: Profile, b: Profile, seed: u64) -> Self {
+        PairConfig {
+            a,
+            b,
+            seed,
+            site_latency: Duration::from_micros(12_500),
+            jitter: Duration::from_millis(2),
+            loss_per_mille: 0,
+            signal_latency: Duration::from_millis(20),
+            time_limit: Duration::from_secs(30),
+            agent: AgentConfig::aggressive,
+        }
+    }
+}
+
+/// How the pair ended up talking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    /// A direct UDP path (no relay).
+    Direct,
+    /// Through a relay.
+    Relay,
+    /// No path within the time limit.
+    None,
+}
+
+impl PathKind {
+    /// The name used in `cli.md`'s JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Relay => "relay",
+            PathKind::None => "none",
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct PairOutcome {
+    /// The path both sides selected (None unless both did).
+    pub path: PathKind,
+    /// Virtual time from start until both sides were connected.
+    pub elapsed: Option<Duration>,
+    /// Every event and signalling line, with its virtual time (for determinism checks).
+    pub log: Vec<String>,
+    /// Datagrams the network dropped (NAT filtering, loss, unroutable).
+    pub dropped: u64,
+}
+
+struct Side {
+    agent: Agent,
+    socket: SocketAddr,
+    extra_sockets: Vec<SocketAddr>,
+    connected: Option<PathInfo>,
+    connected_at: Option<Instant>,
+    failed: bool,
+    /// The peer's ufrag, held until its password line arrives.
+    pending_ufrag: Option<String>,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Signal {
+    at: Instant,
+    seq: u64,
+    to_b: bool,
+    line: String,
+}
+
+/// Runs one pair to completion (both connected, either failed, or the time limit).
+pub fn run_pair(config: &PairConfig) -> PairOutcome {
+    let mut net = Network::new(config.seed);
+    net.jitter = config.jitter;
+    let (mut site_a, host_a) = config.a.site(
+        Ipv4Addr::new(198, 51, 100, 10),
+        Ipv4Addr::new(192, 168, 1, 2),
+        config.site_latency,
+        config.seed ^ 0xa,
+    );
+    let (mut site_b, host_b) = config.b.site(
+        Ipv4Addr::new(198, 51, 100, 20),
+        Ipv4Addr::new(192, 168, 2, 2),
+        config.site_latency,
+        config.seed ^ 0xb,
+    );
+    site_a.loss_per_mille = config.loss_per_mille;
+    site_b.loss_per_mille = config.loss_per_mille;
+    net.add_site(site_a);
+    net.add_site(site_b);
+    let primary: SocketAddr = STUN_PRIMARY.parse().expect("constant");
+    let alternate: SocketAddr = STUN_ALTERNATE.parse().expect("constant");
+    net.add_public_host(primary.ip(), Duration::from_millis(5));
+    net.add_public_host(alternate.ip(), Duration::from_millis(5));
+    let mut server_config = ServerConfig::new(primary);
+    server_config.alternate = Some(alternate);
+    let server = Server::new(server_config).expect("valid server configuration");
+
+    let mut now = Instant::ZERO;
+    let mut sides = [
+        (config.a, host_a, true, 0xa11ceu64),
+        (config.b, host_b, false, 0xb0b),
+    ]
+    .map(|(_, host, controlling, salt)| {
+        let mut agent_config = (config.agent)(controlling);
+        agent_config.stun_servers = vec![primary, alternate];
+        let mut agent = Agent::new(agent_config, config.seed ^ salt);
+        let socket = SocketAddr::new(host, if controlling { 5000 } else { 6000 });
+        agent
+            .add_host_candidate(now, socket)
+            .expect("one host candidate fits");
+        agent.gather(now);
+        Side {
+            agent,
+            socket,
+            extra_sockets: Vec::new(),
+            connected: None,
+            connected_at: None,
+            failed: false,
+            pending_ufrag: None,
+        }
+    });
+
+    let mut log = Vec::new();
+    let mut signals = BinaryHeap::new();
+    let mut seq = 0u64;
+    for (i, side) in sides.iter().enumerate() {
+        let creds = side.agent.local_credentials();
+        for line in [
+            format!("ice-ufrag:{}", creds.ufrag()),
+            format!("ice-pwd:{}", creds.pwd()),
+        ] {
+            seq += 1;
+            signals.push(Reverse(Signal {
+                at: now + config.signal_latency,
+                seq,
+                to_b: i == 0,
+                line,
+            }));
+        }
+    }
+
+    let deadline = Instant::ZERO + config.time_limit;
+    let mut buf = vec![0u8; 1500];
+    // A state machine whose poll_timeout keeps naming a past instant without producing
+    // anything would spin here: catch that as the bug it is.
+    let mut stalled = (Instant::ZERO, 0u32);
+    for _ in 0..5_000_000u32 {
+        // Outputs of both agents.
+        for (i, side) in sides.iter_mut().enumerate() {
+            while let Some(action) = side.agent.poll_action() {
+                match action {
+                    Action::BindSockets { count } => {
+                        let base = 40_000 + side.extra_sockets.len() as u16;
+                        let ip = side.socket.ip();
+                        side.extra_sockets =
+                            (0..count).map(|k| SocketAddr::new(ip, base + k)).collect();
+                        side.agent
+                            .handle_io(now, IoResult::SocketsBound(&side.extra_sockets));
+                    }
+                    other => log.push(format!("{now:?} unsupported action {other:?}")),
+                }
+            }
+            while let Some(t) = side.agent.poll_transmit(now, &mut buf) {
+                net.send(now, t.from.unwrap_or(side.socket), t.to, &buf[..t.len]);
+            }
+            while let Some(event) = side.agent.poll_event() {
+                let name = if i == 0 { "A" } else { "B" };
+                log.push(format!("{:?} {name} {event:?}", now));
+                let line = match event {
+                    IceEvent::LocalCandidate(c) => {
+                        let mut s = String::new();
+                        let _ = offer::write_candidate(&mut s, &c);
+                        Some(s)
+                    }
+                    IceEvent::GatheringComplete => {
+                        let mut s = String::new();
+                        let _ = offer::write_end(&mut s);
+                        Some(s)
+                    }
+                    IceEvent::Connected(p) | IceEvent::PathChanged(p) => {
+                        side.connected = Some(p);
+                        side.connected_at.get_or_insert(now);
+                        None
+                    }
+                    IceEvent::ConsentLost(_) => {
+                        side.connected = None;
+                        None
+                    }
+                    IceEvent::Failed => {
+                        side.failed = true;
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(line) = line {
+                    seq += 1;
+                    signals.push(Reverse(Signal {
+                        at: now + config.signal_latency,
+                        seq,
+                        to_b: i == 0,
+                        line,
+                    }));
+                }
+            }
+        }
+        let both = sides[0].connected.is_some() && sides[1].connected.is_some();
+        if both || sides.iter().any(|s| s.failed) || now >= deadline {
+            break;
+        }
+        // Sleep until the next thing happens.
+        let next = [
+            sides[0].agent.poll_timeout(),
+            sides[1].agent.poll_timeout(),
+            net.next_arrival(),
+            signals.peek().map(|s| s.0.at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(deadline)
+        .clamp(now, deadline);
+        if next == stalled.0 {
+            stalled.1 += 1;
+            assert!(
+                stalled.1 < 10_000,
+                "no progress at {next:?}: a poll_timeout repeats a past deadline"
+            );
+        } else {
+            stalled = (next, 0);
+        }
+        now = next;
+        // Inputs.
+        while let Some(d) = net.poll_delivery(now) {
+            if d.to == primary || d.to == alternate || server.local_addresses().any(|a| a == d.to) {
+                if let Outcome::Respond(t) =
+                    server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)
+                {
+                    net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
+                }
+                continue;
+            }
+            if let Some(side) = sides
+                .iter_mut()
+                .find(|s| s.socket == d.to || s.extra_sockets.contains(&d.to))
+            {
+                let _ = side.agent.handle_datagram(now, d.to, d.from, &d.bytes);
+            }
+        }
+        while signals.peek().is_some_and(|s| s.0.at <= now) {
+            let Some(Reverse(signal)) = signals.pop() else {
+                break;
+            };
+            let side = &mut sides[usize::from(signal.to_b)];
+            apply_offer_line(now, side, &signal.line, &mut log);
+        }
+        for side in &mut sides {
+            side.agent.handle_timeout(now);
+        }
+    }
+
+    let path = match (sides[0].connected, sides[1].connected) {
+        (Some(a), Some(b)) if a.relayed || b.relayed => PathKind::Relay,
+        (Some(_), Some(_)) => PathKind::Direct,
+        _ => PathKind::None,
+    };
+    let elapsed = match (sides[0].connected_at, sides[1].connected_at, path) {
+        (Some(a), Some(b), PathKind::Direct | PathKind::Relay) => Some(a.max(b) - Instant::ZERO),
+        _ => None,
+    };
+    let mut summary = String::new();
+    let _ = write!(summary, "{:?} result {} {:?}", now, path.name(), elapsed);
+    log.push(summary);
+    PairOutcome {
+        path,
+        elapsed,
+        log,
+        dropped: net.dropped,
+    }
+}
+
+/// Feeds one signalled line to an agent, as the CLI does with the peer's offer.
+fn apply_offer_line(now: Instant, side: &mut Side, line: &str, log: &mut Vec<String>) {
+    match OfferLine::parse(line) {
+        Ok(OfferLine::Ufrag(u)) => side.pending_ufrag = Some(u.to_string()),
+        Ok(OfferLine::Pwd(p)) => {
+            let ufrag = side.pending_ufrag.take();
+            if let Some(creds) = ufrag.and_then(|u| IceCredentials::new(&u, p).ok()) {
+                side.agent.set_remote_credentials(&creds);
+            }
+        }
+        Ok(OfferLine::Candidate(c)) => {
+            let _ = side.agent.add_remote_candidate(now, c);
+        }
+        Ok(OfferLine::EndOfCandidates) => side.agent.end_of_remote_candidates(),
+        Ok(_) => {}
+        Err(e) => log.push(format!("{now:?} bad offer line {line:?}: {e}")),
+    }
+}
+
+/// The address a host behind `profile` uses on its LAN (for tests that need it).
+pub fn lan_host(b_side: bool) -> IpAddr {
+    IpAddr::V4(if b_side {
+        Ipv4Addr::new(192, 168, 2, 2)
+    } else {
+        Ipv4Addr::new(192, 168, 1, 2)
+    })
+}

@@ -1,0 +1,183 @@
+//! The NAT profiles of `../shared/cli.md`, as presets of the model's knobs.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use holepunch_core::time::Duration;
+
+use super::nat::{Allocation, Filtering, Kind, Mapping, Nat, NatConfig};
+use super::network::Site;
+
+/// A named NAT situation a host can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Profile {
+    /// A public address, no NAT, no firewall.
+    Open,
+    /// EIM/EIF.
+    FullCone,
+    /// EIM/ADF.
+    RestrictedCone,
+    /// EIM/APDF.
+    PortRestrictedCone,
+    /// APDM/APDF with sequential ports.
+    SymmetricSequential,
+    /// APDM/APDF with random ports.
+    SymmetricRandom,
+    /// A port-restricted home NAT behind an EIM/APDF carrier NAT (100.64.0.0/10 between).
+    Cgnat,
+    /// No NAT, stateful firewall (APDF).
+    Firewall,
+    /// All UDP dropped.
+    UdpBlocked,
+}
+
+impl Profile {
+    /// Every profile, in the order of `cli.md`.
+    pub const ALL: [Profile; 9] = [
+        Profile::Open,
+        Profile::FullCone,
+        Profile::RestrictedCone,
+        Profile::PortRestrictedCone,
+        Profile::SymmetricSequential,
+        Profile::SymmetricRandom,
+        Profile::Cgnat,
+        Profile::Firewall,
+        Profile::UdpBlocked,
+    ];
+
+    /// The name used by `demo` and the tests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Open => "open",
+            Profile::FullCone => "full-cone",
+            Profile::RestrictedCone => "restricted-cone",
+            Profile::PortRestrictedCone => "port-restricted-cone",
+            Profile::SymmetricSequential => "symmetric-sequential",
+            Profile::SymmetricRandom => "symmetric-random",
+            Profile::Cgnat => "cgnat",
+            Profile::Firewall => "firewall",
+            Profile::UdpBlocked => "udp-blocked",
+        }
+    }
+
+    /// The routers of this profile, innermost first, with their public addresses.
+    ///
+    /// `public` is the address facing the internet; a CGNAT's home router gets 100.64.0.2.
+    pub fn chain(self, public: Ipv4Addr, seed: u64) -> Vec<Nat> {
+        use Allocation::*;
+        use Filtering as F;
+        use Mapping as M;
+        let nat = |c: NatConfig, ip: Ipv4Addr, s: u64| Nat::new(c, ip, seed ^ s);
+        match self {
+            Profile::Open => vec![nat(NatConfig::of_kind(Kind::Open), public, 1)],
+            Profile::FullCone => vec![nat(
+                NatConfig::nat(M::EndpointIndependent, F::EndpointIndependent, Preserving),
+                public,
+                1,
+            )],
+            Profile::RestrictedCone => vec![nat(
+                NatConfig::nat(M::EndpointIndependent, F::AddressDependent, Preserving),
+                public,
+                1,
+            )],
+            Profile::PortRestrictedCone => vec![nat(
+                NatConfig::nat(
+                    M::EndpointIndependent,
+                    F::AddressAndPortDependent,
+                    Preserving,
+                ),
+                public,
+                1,
+            )],
+            Profile::SymmetricSequential => vec![nat(
+                NatConfig::nat(
+                    M::AddressAndPortDependent,
+                    F::AddressAndPortDependent,
+                    Sequential,
+                ),
+                public,
+                1,
+            )],
+            Profile::SymmetricRandom => vec![nat(
+                NatConfig::nat(
+                    M::AddressAndPortDependent,
+                    F::AddressAndPortDependent,
+                    Random,
+                ),
+                public,
+                1,
+            )],
+            Profile::Cgnat => vec![
+                nat(
+                    NatConfig::nat(
+                        M::EndpointIndependent,
+                        F::AddressAndPortDependent,
+                        Preserving,
+                    ),
+                    Ipv4Addr::new(100, 64, 0, 2),
+                    1,
+                ),
+                nat(
+                    NatConfig::nat(M::EndpointIndependent, F::AddressAndPortDependent, Random),
+                    public,
+                    2,
+                ),
+            ],
+            Profile::Firewall => vec![nat(NatConfig::of_kind(Kind::Firewall), public, 1)],
+            Profile::UdpBlocked => vec![nat(NatConfig::of_kind(Kind::UdpBlocked), public, 1)],
+        }
+    }
+
+    /// Whether the host sits directly on its public address.
+    pub fn has_public_host(self) -> bool {
+        matches!(
+            self,
+            Profile::Open | Profile::Firewall | Profile::UdpBlocked
+        )
+    }
+
+    /// A site for one host in this profile. Hosts behind a NAT get `lan_host`; others take the
+    /// public address. Returns the site and the host's address.
+    pub fn site(
+        self,
+        public: Ipv4Addr,
+        lan_host: Ipv4Addr,
+        latency: Duration,
+        seed: u64,
+    ) -> (Site, IpAddr) {
+        let host = if self.has_public_host() {
+            public
+        } else {
+            lan_host
+        };
+        let site = Site {
+            hosts: vec![IpAddr::V4(host)],
+            chain: self.chain(public, seed),
+            latency,
+            loss_per_mille: 0,
+        };
+        (site, IpAddr::V4(host))
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A profile name that is not one of `cli.md`'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown NAT profile {0:?}")]
+pub struct UnknownProfile(pub String);
+
+impl FromStr for Profile {
+    type Err = UnknownProfile;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownProfile(s.into()))
+    }
+}
