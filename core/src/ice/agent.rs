@@ -221,6 +221,8 @@ pub enum IoResult<'a> {
 const MAX_USERNAME: usize = 513;
 /// Responses to incoming checks waiting to be sent; more are dropped (the peer retransmits).
 const MAX_PENDING_RESPONSES: usize = 16;
+/// Transaction slots punch probes leave free for checks and consent.
+const PROBE_RESERVE: usize = 16;
 /// Events buffered between polls before the oldest is dropped.
 const MAX_EVENTS: usize = 64;
 
@@ -666,10 +668,13 @@ impl Agent {
                 });
             }
         }
-        if self.can_check() && self.has_checkable_pair() {
+        // A full transaction table wakes us when an entry ends (its deadline, above), not
+        // before: naming a due check we cannot start would have the caller spin.
+        let free = self.free_transactions();
+        if free > 0 && self.can_check() && self.has_checkable_pair() {
             at = at.min(self.next_check_at);
         }
-        if self.path.is_none() {
+        if self.path.is_none() && free > PROBE_RESERVE {
             if let Some(t) = self
                 .punch
                 .hard
@@ -1259,12 +1264,16 @@ impl Agent {
         }
         self.punch.decided = true;
         let srflx_ports = |cands: &[Candidate], ip: Option<core::net::IpAddr>| -> Vec<u16> {
-            cands
+            let mut ports: Vec<u16> = cands
                 .iter()
                 .filter(|c| c.kind == CandidateKind::ServerReflexive)
                 .filter(|c| ip.is_none_or(|ip| c.address.ip() == ip))
                 .map(|c| c.address.port())
-                .collect()
+                .collect();
+            // Answers (and so candidates) can arrive out of order; a sequential allocator
+            // handed the ports out in ascending order, which is what prediction needs.
+            ports.sort_unstable();
+            ports
         };
         let first_srflx = |cands: &[Candidate]| {
             cands
@@ -1330,7 +1339,9 @@ impl Agent {
 
     /// The next punch probe due, started as a single-shot transaction.
     fn start_probe(&mut self, now: Instant) -> Option<usize> {
-        if self.path.is_some() || self.remote.is_none() {
+        // Probes never take the last slots: checks and consent must always find room.
+        if self.path.is_some() || self.remote.is_none() || self.free_transactions() <= PROBE_RESERVE
+        {
             return None;
         }
         let (local, to) = if let Some(plan) = self.punch.hard.as_mut() {
@@ -1451,6 +1462,13 @@ impl Agent {
         let (local, remote) = (self.locals[p.local].base, self.remotes[p.remote].address);
         // Consent checks are single-shot: the 30 s window, not retransmission, gives the slack.
         self.start_transaction(now, Purpose::Consent { pair: sel }, local, remote, 1)
+    }
+
+    fn free_transactions(&self) -> usize {
+        self.transactions
+            .iter()
+            .filter(|t| t.purpose == Purpose::Free)
+            .count()
     }
 
     fn start_transaction(

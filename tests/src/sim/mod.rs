@@ -1,6 +1,7 @@
 //! The simulated internet: NAT models, a routed network in virtual time, and scenarios that run
 //! core state machines in it exactly as a driver would.
 
+pub mod matrix;
 pub mod nat;
 pub mod network;
 pub mod pair;

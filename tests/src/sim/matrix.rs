@@ -1,0 +1,171 @@
+//! The NAT-pair matrix: every profile against every profile, over many seeds.
+
+use holepunch_core::time::Duration;
+
+use super::pair::{PairConfig, PairOutcome, PathKind, run_pair};
+use super::profile::Profile;
+
+/// What a pair of profiles should achieve with what holepunch has today (no relay yet).
+///
+/// Direct works unless UDP is blocked on either side, or both sides' mappings are
+/// endpoint-dependent (neither can learn the port the other's NAT will use; a relay is needed).
+pub fn expected(a: Profile, b: Profile) -> PathKind {
+    let blocked = |p| p == Profile::UdpBlocked;
+    let hard = |p| matches!(p, Profile::SymmetricRandom | Profile::SymmetricSequential);
+    if blocked(a) || blocked(b) || (hard(a) && hard(b)) {
+        PathKind::None
+    } else {
+        PathKind::Direct
+    }
+}
+
+/// The results of one cell over all seeds.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Side A's profile (the controlling agent).
+    pub a: Profile,
+    /// Side B's profile.
+    pub b: Profile,
+    /// What the cell should achieve.
+    pub expected: PathKind,
+    /// One outcome per seed, in seed order.
+    pub outcomes: Vec<(PathKind, Option<Duration>)>,
+}
+
+impl Cell {
+    /// Runs that achieved the expected path.
+    pub fn successes(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(p, _)| *p == self.expected)
+            .count()
+    }
+
+    /// Runs that claimed a direct path where none should exist (never acceptable).
+    pub fn false_directs(&self) -> usize {
+        if self.expected == PathKind::Direct {
+            return 0;
+        }
+        self.outcomes
+            .iter()
+            .filter(|(p, _)| *p == PathKind::Direct)
+            .count()
+    }
+
+    /// Fraction of runs with the expected path.
+    pub fn success_rate(&self) -> f64 {
+        self.successes() as f64 / self.outcomes.len().max(1) as f64
+    }
+
+    /// The `q` quantile (0..=1) of time to connected among connected runs (nearest rank).
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let mut times: Vec<Duration> = self.outcomes.iter().filter_map(|(_, t)| *t).collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort();
+        let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+        Some(times[rank - 1])
+    }
+
+    /// The path most runs took.
+    pub fn typical_path(&self) -> PathKind {
+        let count = |k| self.outcomes.iter().filter(|(p, _)| *p == k).count();
+        [PathKind::Direct, PathKind::Relay, PathKind::None]
+            .into_iter()
+            .max_by_key(|k| count(*k))
+            .unwrap_or(PathKind::None)
+    }
+}
+
+/// Runs every ordered profile pair with seeds `first_seed..first_seed + seeds`.
+pub fn run_matrix(first_seed: u64, seeds: u64) -> Vec<Cell> {
+    run_cells(&Profile::ALL, &Profile::ALL, first_seed, seeds, |_| {})
+}
+
+/// Runs the given rows × columns; `on_run` sees each outcome as it completes (for logs).
+pub fn run_cells(
+    rows: &[Profile],
+    cols: &[Profile],
+    first_seed: u64,
+    seeds: u64,
+    mut on_run: impl FnMut(&PairOutcome),
+) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &a in rows {
+        for &b in cols {
+            let mut outcomes = Vec::with_capacity(seeds as usize);
+            for seed in first_seed..first_seed + seeds {
+                let o = run_pair(&PairConfig::new(a, b, seed));
+                on_run(&o);
+                outcomes.push((o.path, o.elapsed));
+            }
+            cells.push(Cell {
+                a,
+                b,
+                expected: expected(a, b),
+                outcomes,
+            });
+        }
+    }
+    cells
+}
+
+/// A readable grid: rows are A's profile, columns B's; each cell the typical path and median
+/// time to connected ("D 110" = direct in 110 ms, "-" = no path).
+pub fn render_grid(cells: &[Cell]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let short = |p: Profile| match p {
+        Profile::Open => "open",
+        Profile::FullCone => "full",
+        Profile::RestrictedCone => "restr",
+        Profile::PortRestrictedCone => "portr",
+        Profile::SymmetricSequential => "sym-seq",
+        Profile::SymmetricRandom => "sym-rnd",
+        Profile::Cgnat => "cgnat",
+        Profile::Firewall => "firewall",
+        Profile::UdpBlocked => "blocked",
+    };
+    let mut cols: Vec<Profile> = Vec::new();
+    for c in cells {
+        if !cols.contains(&c.b) {
+            cols.push(c.b);
+        }
+    }
+    let _ = write!(out, "{:22}", "A \\ B");
+    for b in &cols {
+        let _ = write!(out, "{:>9}", short(*b));
+    }
+    out.push('\n');
+    let mut row = None;
+    for c in cells {
+        if row != Some(c.a) {
+            if row.is_some() {
+                out.push('\n');
+            }
+            let _ = write!(out, "{:22}", c.a.name());
+            row = Some(c.a);
+        }
+        let text = match (c.typical_path(), c.quantile(0.5)) {
+            (PathKind::None, _) | (_, None) => "-".to_string(),
+            (p, Some(t)) => {
+                let tag = if p == PathKind::Relay { "R" } else { "D" };
+                format!("{tag} {}", fmt_ms(t))
+            }
+        };
+        let _ = write!(out, "{text:>9}");
+    }
+    out.push('\n');
+    out
+}
+
+/// Milliseconds for tables: whole numbers, seconds above 10 s.
+pub fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 10_000.0 {
+        format!("{:.0}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}")
+    }
+}
