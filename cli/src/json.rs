@@ -50,20 +50,6 @@ impl Event {
         self.raw(key, if value { "true" } else { "false" })
     }
 
-    /// Adds a list of strings.
-    pub fn str_list<T: Display>(mut self, key: &str, values: impl IntoIterator<Item = T>) -> Self {
-        self.key(key);
-        self.buf.push('[');
-        for (i, v) in values.into_iter().enumerate() {
-            if i > 0 {
-                self.buf.push(',');
-            }
-            push_str(&mut self.buf, &v.to_string());
-        }
-        self.buf.push(']');
-        self
-    }
-
     /// The finished line, without a newline.
     pub fn finish(mut self) -> String {
         self.buf.push('}');
@@ -81,7 +67,8 @@ impl Event {
         self.buf.push(':');
     }
 
-    fn raw(mut self, key: &str, value: &str) -> Self {
+    /// Adds a field whose value is already JSON (`null`, a number, a nested object).
+    pub fn raw(mut self, key: &str, value: &str) -> Self {
         self.key(key);
         self.buf.push_str(value);
         self

@@ -177,13 +177,33 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
         Some("42"),
         "{summary}"
     );
-    let checks = lines
+    let pairs: Vec<&&str> = lines
         .iter()
-        .filter(|l| json_str(l, "event").as_deref() == Some("check"))
-        .count();
+        .filter(|l| json_str(l, "event").as_deref() == Some("pair"))
+        .collect();
+    assert_eq!(
+        pairs.len(),
+        81,
+        "every ordered pair of the 9 profiles: {out:?}"
+    );
+    let direct = |a: &str, b: &str| {
+        pairs.iter().any(|l| {
+            json_str(l, "a").as_deref() == Some(a)
+                && json_str(l, "b").as_deref() == Some(b)
+                && json_str(l, "path").as_deref() == Some("direct")
+        })
+    };
     assert!(
-        checks >= 2,
-        "a plain binding and a CHANGE-REQUEST check: {out:?}"
+        direct("symmetric-random", "port-restricted-cone"),
+        "birthday punching"
+    );
+    assert!(
+        direct("port-restricted-cone", "symmetric-sequential"),
+        "port prediction"
+    );
+    assert!(
+        !direct("udp-blocked", "open"),
+        "udp-blocked never goes direct"
     );
 }
 
@@ -191,7 +211,8 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
 fn demo_human_exits_zero() {
     let out = run_bounded("demo", holepunch().arg("demo"), LIMIT);
     assert_eq!(out.code(), 0, "{out:?}");
-    assert!(out.stdout.contains("summary:"), "{out:?}");
+    assert!(out.stdout.contains("summary: 81 pairs"), "{out:?}");
+    assert!(out.stdout.contains("every pair as expected"), "{out:?}");
     assert!(!out.stdout.contains("FAILED"), "{out:?}");
 }
 
