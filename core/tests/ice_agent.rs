@@ -290,3 +290,34 @@ fn application_data_is_demultiplexed() {
         }
     );
 }
+
+#[path = "support/ice_net.rs"]
+mod ice_net;
+
+/// Issue 3's target: with 4 host + 2 srflx candidates a side at 50 ms RTT, the aggressive
+/// profile connects within 2 RTT of the second side learning the first side's candidates.
+#[test]
+fn aggressive_connects_within_two_rtt_of_the_second_side_learning_candidates() {
+    let rtt = Duration::from_millis(50);
+    let mut net = ice_net::Net::new(AgentConfig::aggressive, 4, 2, rtt);
+    // A learns B's candidates first and starts checking (its checks die at B's NAT) ...
+    net.signal(1, 0);
+    net.run_until(Instant::from_millis(300));
+    assert!(
+        net.sides[0].connected_at.is_none(),
+        "B has not sent anything yet"
+    );
+    // ... then B learns A's: from here both must be connected within 2 RTT.
+    let learned = net.now;
+    net.signal(0, 1);
+    net.run_until(learned + rtt * 4);
+    let done = net
+        .sides
+        .iter()
+        .map(|s| s.connected_at.expect("connected"))
+        .max()
+        .unwrap();
+    let took = done - learned;
+    println!("connected {took:?} after the second side learned the candidates (RTT {rtt:?})");
+    assert!(took < rtt * 2, "took {took:?}");
+}

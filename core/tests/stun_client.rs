@@ -2,6 +2,7 @@
 //! table, the long-term credential flow (RFC 8489 §9.2), ALTERNATE-SERVER (§10) and request
 //! padding. Everything runs in virtual time; servers are simulated with `MessageBuilder` or with
 //! core's own `Server`.
+#![allow(clippy::unwrap_used)] // tests: a panic is the right failure
 
 use std::net::SocketAddr;
 

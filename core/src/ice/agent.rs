@@ -75,6 +75,9 @@ pub struct AgentConfig {
     pub consent_timeout: Duration,
     /// How often failed pairs that beat the selected one are tried again after connecting.
     pub upgrade_interval: Duration,
+    /// Regular nomination: how long the controlling agent waits, after the first pair works,
+    /// for better pairs still being checked before nominating the best valid one.
+    pub nomination_delay: Duration,
     /// Hard-NAT punching, tried when ordinary checks have not connected after `delay`;
     /// `None` disables it.
     pub punch: Option<PunchConfig>,
@@ -122,6 +125,7 @@ impl AgentConfig {
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
             upgrade_interval: Duration::from_secs(5),
+            nomination_delay: Duration::from_millis(500),
             punch: Some(PunchConfig::default()),
         }
     }
@@ -251,6 +255,10 @@ pub struct Agent {
     checking: bool,
     failed: bool,
     checking_since: Option<Instant>,
+    /// Regular nomination: armed when the first pair succeeds; `due` is when to stop waiting
+    /// for better pairs (taken once by `handle_timeout`, so it is never a repeating wake-up).
+    nomination_armed: bool,
+    nomination_due: Option<Instant>,
     punch: Punch,
 }
 
@@ -363,6 +371,8 @@ impl Agent {
             checking: false,
             failed: false,
             checking_since: None,
+            nomination_armed: false,
+            nomination_due: None,
             punch: Punch::default(),
             rng,
             config,
@@ -500,6 +510,8 @@ impl Agent {
             .retain(|c| c.kind != CandidateKind::PeerReflexive);
         self.selected = None;
         self.remote_complete = false;
+        self.nomination_armed = false;
+        self.nomination_due = None;
         self.checking = false;
         self.failed = false;
         self.consent_at = Instant::FAR_FUTURE;
@@ -527,6 +539,7 @@ impl Agent {
     /// Returns [`Received::AppData`] for the application's own datagrams (anything that is not
     /// STUN, RFC 7983), [`Received::Consumed`] for ICE traffic, and [`Received::Unrecognized`]
     /// for STUN that is not ours.
+    #[inline]
     pub fn handle_datagram<'a>(
         &mut self,
         now: Instant,
@@ -534,12 +547,24 @@ impl Agent {
         from: SocketAddr,
         datagram: &'a [u8],
     ) -> Received<'a> {
+        // The application's datagrams take one branch and no call: inlined into the driver.
         if demux::classify(datagram) != demux::Kind::Stun {
             return Received::AppData {
                 from,
                 payload: datagram,
             };
         }
+        self.handle_stun(now, local, from, datagram)
+    }
+
+    #[inline(never)]
+    fn handle_stun(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Received<'static> {
         let Ok(msg) = Message::parse(datagram) else {
             return Received::Unrecognized;
         };
@@ -573,6 +598,12 @@ impl Agent {
             }
         }
         self.check_consent(now);
+        if self.nomination_due.is_some_and(|d| now >= d) {
+            self.nomination_due = None;
+            if self.controlling && self.path.is_none() {
+                self.maybe_nominate_regular(now);
+            }
+        }
         self.maybe_start_punch(now);
         if let Some(plan) = self.punch.hard.as_mut() {
             plan.handle_timeout(now);
@@ -670,6 +701,9 @@ impl Agent {
         }
         // A full transaction table wakes us when an entry ends (its deadline, above), not
         // before: naming a due check we cannot start would have the caller spin.
+        if let Some(due) = self.nomination_due {
+            at = at.min(due);
+        }
         let free = self.free_transactions();
         if free > 0 && self.can_check() && self.has_checkable_pair() {
             at = at.min(self.next_check_at);
@@ -969,7 +1003,11 @@ impl Agent {
         if nominate {
             self.nominate(now, pi);
         } else if controlling && self.config.nomination == Nomination::Regular {
-            self.maybe_nominate_regular();
+            if !self.nomination_armed && self.path.is_none() {
+                self.nomination_armed = true;
+                self.nomination_due = Some(now + self.config.nomination_delay);
+            }
+            self.maybe_nominate_regular(now);
         }
         if self.selected == Some(pi) {
             self.refresh_path_rtt(pi);
@@ -979,7 +1017,7 @@ impl Agent {
     /// Regular nomination: once no better pair is still being checked, repeat the best valid
     /// pair's check with USE-CANDIDATE (RFC 8445 §8.1.1). Also upgrades a selected path when a
     /// better pair starts working.
-    fn maybe_nominate_regular(&mut self) {
+    fn maybe_nominate_regular(&mut self, now: Instant) {
         let Some(best) = self
             .checklist
             .best_where(|p| p.state == PairState::Succeeded)
@@ -995,8 +1033,11 @@ impl Agent {
                 && matches!(p.state, PairState::Waiting | PairState::InProgress)
         });
         // While connected, upgrade without waiting; while connecting, give better pairs their
-        // chance first (they are checked first anyway, so this waits at most a few Ta).
-        if better_pending && self.selected.is_none() {
+        // chance first, but only for `nomination_delay` after the first pair worked: a better
+        // pair that never answers would otherwise hold nomination for its whole retransmission
+        // schedule (~40 s at RFC defaults).
+        let waited = self.nomination_armed && self.nomination_due.is_none_or(|d| now >= d);
+        if better_pending && self.selected.is_none() && !waited {
             return;
         }
         let nominating = self.transactions.iter().any(
@@ -1127,6 +1168,8 @@ impl Agent {
                     self.push_event(IceEvent::ConsentLost(info));
                 }
                 self.path = None;
+                self.nomination_armed = false;
+                self.nomination_due = None;
                 // Start over on every pair, as after a restart, so a new path can be found.
                 for i in 0..self.checklist.pairs().len() {
                     if let Some(q) = self.checklist.get_mut(i) {
