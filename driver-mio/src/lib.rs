@@ -37,6 +37,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod ice;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
