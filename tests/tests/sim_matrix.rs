@@ -127,3 +127,20 @@ fn ten_percent_loss_still_connects_easy_pairs() {
     }
     assert_eq!(ok, 20, "retransmissions should ride out 10% loss");
 }
+
+#[test]
+fn rfc_profile_reaches_the_same_outcomes() {
+    // Ta 50 ms, RTO 500 ms, regular nomination: slower, but every pair must end the same way,
+    // and the stall detector in run_pair proves no timer spins in this profile either.
+    for a in Profile::ALL {
+        for b in Profile::ALL {
+            for seed in 1..=3 {
+                let mut config = PairConfig::new(a, b, seed);
+                config.agent = holepunch_core::ice::agent::AgentConfig::rfc;
+                config.time_limit = holepunch_core::time::Duration::from_secs(60);
+                let o = run_pair(&config);
+                assert_eq!(o.path, expected(a, b), "{a} / {b} seed {seed}: {:?}", o.elapsed);
+            }
+        }
+    }
+}

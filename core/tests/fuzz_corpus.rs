@@ -1,0 +1,92 @@
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/*`) through the same checks the
+//! fuzz targets run (`fuzz/src/checks.rs`), so every seed and every reproducer added there is a
+//! regression test under a plain `cargo test`, without nightly or cargo-fuzz.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[path = "../../fuzz/src/checks.rs"]
+mod checks;
+
+/// What a fuzz target runs on one input.
+type Check = fn(&[u8]);
+
+/// Every fuzz target and its check; a corpus directory not listed here is an error.
+const TARGETS: [(&str, Check); 3] = [
+    ("stun_message", checks::check_message),
+    ("stun_attribute", checks::check_attribute_input),
+    ("ice_candidate", checks::check_ice_candidate),
+];
+
+fn corpus_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+}
+
+/// The files of one target's corpus, sorted; panics when there are none.
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = corpus_root().join(target);
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let data = fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+            (p, data)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no corpus files", dir.display());
+    files
+}
+
+#[test]
+fn every_corpus_directory_belongs_to_a_target() {
+    let root = corpus_root();
+    let mut dirs: Vec<String> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().expect("named").to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut targets: Vec<String> = TARGETS.iter().map(|(t, _)| t.to_string()).collect();
+    targets.sort();
+    assert_eq!(dirs, targets, "fuzz/corpus/ and TARGETS disagree");
+}
+
+#[test]
+fn every_corpus_file_passes_its_targets_checks() {
+    let mut failed = Vec::new();
+    for (target, check) in TARGETS {
+        for (path, data) in corpus(target) {
+            if std::panic::catch_unwind(|| check(&data)).is_err() {
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "corpus files failing their checks: {failed:#?}"
+    );
+}
+
+/// The seeds must exercise the success paths too, or the replay would prove little.
+#[test]
+fn rfc5769_seeds_parse_and_verify() {
+    use holepunch_core::stun::{IntegrityKey, Message};
+    let key = IntegrityKey::short_term(checks::FUZZ_PASSWORD);
+    let seeds = corpus("stun_message");
+    for name in [
+        "rfc5769-2.1-request",
+        "rfc5769-2.2-response-ipv4",
+        "rfc5769-2.3-response-ipv6",
+    ] {
+        let (_, data) = seeds
+            .iter()
+            .find(|(p, _)| p.ends_with(name))
+            .unwrap_or_else(|| panic!("seed {name} is missing"));
+        let msg = Message::parse(data).expect("seed parses");
+        msg.verify_integrity(&key).expect("seed verifies");
+        msg.verify_fingerprint().expect("seed fingerprint");
+    }
+}
