@@ -652,7 +652,7 @@ fn decode_text(attr: AttrType, value: &[u8], max: usize) -> Result<&str, AttrErr
     core::str::from_utf8(value).map_err(|_| AttrError::InvalidUtf8 { attr })
 }
 
-fn decode_address(attr: AttrType, v: &[u8]) -> Result<SocketAddr, AttrError> {
+pub(crate) fn decode_address(attr: AttrType, v: &[u8]) -> Result<SocketAddr, AttrError> {
     let bad_len = AttrError::BadLength { attr, len: v.len() };
     let family = *v.get(1).ok_or(bad_len)?;
     let port = u16::from_be_bytes([
@@ -693,7 +693,7 @@ fn encode_address(a: &SocketAddr, out: &mut [u8]) {
 }
 
 /// XORs an address with the magic cookie (and, for IPv6, the transaction id); an involution.
-fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
+pub(crate) fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
     let cookie = MAGIC_COOKIE.to_be_bytes();
     let port = a.port() ^ (MAGIC_COOKIE >> 16) as u16;
     let ip = match a.ip() {

@@ -353,15 +353,16 @@ impl<'a> Message<'a> {
         u16::from_be_bytes([self.buf[0], self.buf[1]]) & 0x3fff
     }
 
+    /// An address attribute decoded directly (the per-response hot path: no `Attribute` enum).
     fn address(&self, attr: AttrType) -> Option<Result<SocketAddr, AttrError>> {
-        self.decode(attr).map(|r| match r? {
-            Attribute::MappedAddress(a)
-            | Attribute::XorMappedAddress(a)
-            | Attribute::AlternateServer(a)
-            | Attribute::ResponseOrigin(a)
-            | Attribute::OtherAddress(a) => Ok(a),
-            _ => unreachable_attr(attr),
-        })
+        let raw = self.find(attr)?;
+        Some(attr::decode_address(attr, raw.value).map(|a| {
+            if attr == types::XOR_MAPPED_ADDRESS {
+                attr::xor_address(a, &self.transaction_id())
+            } else {
+                a
+            }
+        }))
     }
 
     fn value_at(&self, offset: usize) -> &'a [u8] {
