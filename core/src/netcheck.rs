@@ -19,10 +19,14 @@
 //!   the RFC 5780 OTHER-ADDRESS "B:b". Unless X1 is the socket's own address (no NAT), Test II
 //!   to B:a and Test III to B:b run concurrently (RFC 5780 §4.3).
 //! - Filtering socket: only ever talks to A:a. Test I, then concurrently Test II
-//!   (CHANGE-REQUEST ip+port) and Test III (port only) (RFC 5780 §4.4). Once X1 is known it also
-//!   sends the hairpin probe, a Binding request to X1; the mapping socket recognises it by its
-//!   transaction id. The probe's destination is the NAT's own address, never A or B, so it
-//!   cannot open filter state that would fake a filtering result.
+//!   (CHANGE-REQUEST ip+port) and Test III (port only) (RFC 5780 §4.4).
+//! - Hairpin probes, once both sockets know their public addresses (X1, and the filtering
+//!   socket's X1'): the filtering socket sends a Binding request to X1 and the mapping socket
+//!   one to X1'; each socket recognises the other's by its transaction id. Sending both ways is
+//!   a simultaneous open: a NAT that filters hairpinned packets like any inbound ones lets the
+//!   second one through, because the first opened its filter. The destinations are the NAT's
+//!   own address, never A or B, so they cannot open filter state that would fake a filtering
+//!   result.
 //! - Other-family socket: Test I to every server of its family (the public IPv6 address when
 //!   the pair is IPv4).
 //!
@@ -60,12 +64,13 @@
 //! **address-dependent**; neither answered → **address-and-port-dependent**; a server that
 //! rejects CHANGE-REQUEST or answers from the wrong address → **unknown**.
 //!
-//! Hairpinning: `Some(true)` once the mapping socket receives the probe, `Some(false)` when the
-//! probe's transaction ends without that, `None` when it never ran (no public address). NATs
-//! that apply their inbound filter to hairpinned packets, and filter by address, drop the probe
-//! (the mapping socket never sent to the NAT's own address), so they read as not hairpinning;
-//! for hole punching between hosts behind the same such NAT that is the right answer anyway.
-//! Without a NAT the probe goes to our own address and reads as `Some(true)`.
+//! Hairpinning: `Some(true)` once either socket receives the other's hairpin probe,
+//! `Some(false)` when both probes' transactions end without that, `None` when they never ran (a
+//! public address missing). An address-and-port-dependent mapping NAT that filters hairpinned
+//! packets reads as not hairpinning whatever it supports: each probe leaves through a new
+//! mapping the other socket's filter never saw, which is what hole punching between two hosts
+//! behind it would meet too. Without a NAT the probes go to our own addresses and read as
+//! `Some(true)`.
 //!
 //! [`Report::observed_ports`] lists the external port of every distinct mapping seen on the two
 //! sockets of the pair, in the order the mappings were created (their first request's send
@@ -289,6 +294,8 @@ pub struct Netcheck {
     sent: u32,
     /// The mapping socket's first public address, target of the hairpin probe.
     hairpin_target: Option<SocketAddr>,
+    /// The filtering socket's public address, target of the return hairpin probe.
+    hairpin_return_target: Option<SocketAddr>,
     mapping_phase: bool,
     filtering_phase: bool,
     hairpin_phase: bool,
@@ -307,8 +314,10 @@ enum Test {
     FilteringII,
     /// Filtering Test III: to A:a, change port.
     FilteringIII,
-    /// To the mapping socket's public address.
+    /// From the filtering socket to the mapping socket's public address.
     Hairpin,
+    /// From the mapping socket to the filtering socket's public address.
+    HairpinReturn,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,7 +333,7 @@ enum Outcome {
     NoAnswer,
     /// Any other failure: an error response, a malformed answer.
     Rejected,
-    /// The hairpin probe arrived on the mapping socket.
+    /// A hairpin probe arrived on the other socket of the pair.
     Seen,
 }
 
@@ -407,7 +416,7 @@ impl Netcheck {
         let clients = (0..locals.len())
             .map(|i| {
                 let max_transactions = if i == mapping_socket {
-                    n_pair + 2 // Test I to each server, Tests II and III
+                    n_pair + 3 // Test I to each server, Tests II and III, a hairpin probe
                 } else if i == filtering_socket {
                     4 // Test I, filtering Tests II and III, the hairpin probe
                 } else {
@@ -428,8 +437,8 @@ impl Netcheck {
             })
             .collect();
         Ok(Netcheck {
-            // Test I per server; mapping II, III; filtering I, II, III; the hairpin probe.
-            probes: Vec::with_capacity(n_pair + n_other + 6),
+            // Test I per server; mapping II, III; filtering I, II, III; two hairpin probes.
+            probes: Vec::with_capacity(n_pair + n_other + 7),
             locals,
             servers,
             pair_v4,
@@ -443,6 +452,7 @@ impl Netcheck {
             deadline: Instant::FAR_FUTURE,
             sent: 0,
             hairpin_target: None,
+            hairpin_return_target: None,
             mapping_phase: false,
             filtering_phase: false,
             hairpin_phase: false,
@@ -484,13 +494,21 @@ impl Netcheck {
         let Some(probe) = self.probes.iter_mut().find(|p| p.id == id) else {
             return false;
         };
-        if probe.test == Test::Hairpin
-            && socket == self.mapping_socket
-            && msg.class() == Class::Request
-            && probe.outcome == Outcome::Pending
-        {
-            probe.outcome = Outcome::Seen;
-            self.clients[probe.socket].cancel(id);
+        let hairpinned = match probe.test {
+            Test::Hairpin => socket == self.mapping_socket,
+            Test::HairpinReturn => socket == self.filtering_socket,
+            _ => false,
+        };
+        if hairpinned && msg.class() == Class::Request && probe.outcome == Outcome::Pending {
+            // One direction suffices: settle both probes.
+            for p in &mut self.probes {
+                if matches!(p.test, Test::Hairpin | Test::HairpinReturn)
+                    && p.outcome == Outcome::Pending
+                {
+                    p.outcome = Outcome::Seen;
+                    self.clients[p.socket].cancel(p.id);
+                }
+            }
         }
         true
     }
@@ -684,14 +702,18 @@ impl Netcheck {
             return;
         };
         probe.outcome = outcome;
-        if socket == self.mapping_socket && probe.test == Test::Binding {
+        if probe.test == Test::Binding {
             if let Outcome::Answered {
                 mapped: Some(m), ..
             } = outcome
             {
-                // Only an address the filtering socket can actually send to.
+                // Only an address the other socket of the pair can actually send to.
                 if m.is_ipv4() == self.pair_v4 && !m.ip().is_unspecified() && m.port() != 0 {
-                    self.hairpin_target.get_or_insert(m);
+                    if socket == self.mapping_socket {
+                        self.hairpin_target.get_or_insert(m);
+                    } else if socket == self.filtering_socket {
+                        self.hairpin_return_target.get_or_insert(m);
+                    }
                 }
             }
         }
@@ -699,19 +721,6 @@ impl Netcheck {
 
     /// Starts the second-phase tests once the first-phase answers they need are in.
     fn advance(&mut self, now: Instant) {
-        if !self.hairpin_phase {
-            if let Some(target) = self.hairpin_target {
-                self.hairpin_phase = true;
-                let socket = self.filtering_socket;
-                self.start_probe(
-                    now,
-                    socket,
-                    Test::Hairpin,
-                    target,
-                    BindingOptions::default(),
-                );
-            }
-        }
         let a = self.primary;
         if !self.mapping_phase {
             if let Some(outcome) = self.primary_outcome(self.mapping_socket) {
@@ -752,6 +761,16 @@ impl Netcheck {
                         self.start_probe(now, socket, Test::FilteringIII, a, port);
                     }
                 }
+            }
+        }
+        // Last, so a sequential allocator hands the tests' mappings consecutive ports.
+        if !self.hairpin_phase && self.mapping_phase {
+            if let (Some(target), Some(back)) = (self.hairpin_target, self.hairpin_return_target) {
+                self.hairpin_phase = true;
+                let plain = BindingOptions::default();
+                let (filtering, mapping) = (self.filtering_socket, self.mapping_socket);
+                self.start_probe(now, filtering, Test::Hairpin, target, plain);
+                self.start_probe(now, mapping, Test::HairpinReturn, back, plain);
             }
         }
     }
@@ -851,11 +870,18 @@ impl Netcheck {
     }
 
     fn hairpinning(&self) -> Option<bool> {
-        let p = self.probes.iter().find(|p| p.test == Test::Hairpin)?;
-        match p.outcome {
-            Outcome::Pending => None,
-            Outcome::Seen => Some(true),
-            _ => Some(false),
+        let outcomes = || {
+            self.probes
+                .iter()
+                .filter(|p| matches!(p.test, Test::Hairpin | Test::HairpinReturn))
+                .map(|p| p.outcome)
+        };
+        if outcomes().any(|o| o == Outcome::Seen) {
+            Some(true)
+        } else if outcomes().next().is_none() || outcomes().any(|o| o == Outcome::Pending) {
+            None
+        } else {
+            Some(false)
         }
     }
 

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod ice;
+pub mod netcheck;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

@@ -3,6 +3,7 @@
 
 pub mod matrix;
 pub mod nat;
+pub mod netcheck;
 pub mod network;
 pub mod pair;
 pub mod profile;

@@ -96,6 +96,20 @@ impl Network {
 
     /// Sends a datagram from socket `src` (a host's own address) to `dst`.
     pub fn send(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        if src.ip() == dst.ip() {
+            // A host talking to itself never leaves it (loopback through its own stack).
+            self.seq += 1;
+            let local = InFlight {
+                at: now,
+                seq: self.seq,
+                src,
+                dst,
+                hairpin: None,
+                bytes: bytes.to_vec(),
+            };
+            self.queue.push(Reverse(local));
+            return;
+        }
         let mut src = src;
         let mut latency = Duration::ZERO;
         let mut hairpin = None;
@@ -181,6 +195,15 @@ impl Network {
 
     fn arrive(&mut self, f: InFlight) -> Option<Delivery> {
         let at = f.at;
+        if f.hairpin.is_none() && f.src.ip() == f.dst.ip() {
+            // Sent by a host to itself (see `send`): no router involved.
+            return Some(Delivery {
+                at,
+                to: f.dst,
+                from: f.src,
+                bytes: f.bytes,
+            });
+        }
         let (si, start) = match f.hairpin {
             Some((si, depth)) => (si, depth as isize),
             None => {
