@@ -321,3 +321,128 @@ fn aggressive_connects_within_two_rtt_of_the_second_side_learning_candidates() {
     println!("connected {took:?} after the second side learned the candidates (RTT {rtt:?})");
     assert!(took < rtt * 2, "took {took:?}");
 }
+
+/// RFC 8445 §6.1.2: pairs form only between candidates of one family and component, local
+/// server-reflexive candidates are pruned in favour of their base, priorities follow the
+/// formula with G = the controlling side's candidate, and one pair per foundation pair is
+/// Waiting while its siblings are Frozen.
+#[test]
+fn pairing_pruning_priorities_and_freezing_follow_rfc_8445() {
+    use holepunch_core::ice::candidate::{Candidate, CandidateKind};
+    use holepunch_core::ice::checklist::{PairState, pair_priority};
+    use std::net::IpAddr;
+    let now = Instant::ZERO;
+    let mut a = Agent::new(AgentConfig::rfc(true), 5);
+    let host4 = addr("192.0.2.1:1000");
+    let host6 = addr("[2001:db8::1]:1000");
+    a.add_host_candidate(now, host4).unwrap();
+    a.add_host_candidate(now, host6).unwrap();
+    let server: IpAddr = "203.0.113.3".parse().unwrap();
+    a.add_local_candidate(
+        now,
+        Candidate::server_reflexive(addr("198.51.100.9:4000"), host4, server),
+    )
+    .unwrap();
+    // The peer: two host candidates with one foundation (same base IP), one srflx, one IPv6.
+    let r1 = Candidate::host(addr("198.51.100.1:2000"), 65535);
+    let r2 = Candidate::host(addr("198.51.100.1:2001"), 65534);
+    let r3 = Candidate::server_reflexive(addr("203.0.113.7:3000"), addr("10.0.0.2:3000"), server);
+    let r4 = Candidate::host(addr("[2001:db8::2]:2000"), 65535);
+    for r in [r1, r2, r3, r4] {
+        a.add_remote_candidate(now, r).unwrap();
+    }
+    let locals = a.local_candidates();
+    let remotes = a.remote_candidates();
+    let pairs = a.checklist().pairs();
+    // 3 IPv4 remotes with the IPv4 host, 1 IPv6 remote with the IPv6 host; no srflx-local pairs.
+    assert_eq!(pairs.len(), 4, "{pairs:?}");
+    for p in pairs {
+        let (l, r) = (&locals[p.local], &remotes[p.remote]);
+        assert_eq!(
+            l.kind,
+            CandidateKind::Host,
+            "srflx locals are pruned to their base"
+        );
+        assert_eq!(
+            l.address.is_ipv4(),
+            r.address.is_ipv4(),
+            "families never mix"
+        );
+        assert_eq!(
+            p.priority,
+            pair_priority(l.priority, r.priority),
+            "G is ours: we control"
+        );
+    }
+    // r1 and r2 share a foundation with the same local: one Waiting, the other Frozen.
+    let state_of = |remote: Candidate| {
+        pairs
+            .iter()
+            .find(|p| remotes[p.remote] == remote)
+            .map(|p| p.state)
+            .unwrap()
+    };
+    assert_eq!(state_of(r1), PairState::Waiting);
+    assert_eq!(state_of(r2), PairState::Frozen);
+    assert_eq!(state_of(r3), PairState::Waiting, "another foundation");
+}
+
+/// Both sides think they control (RFC 8445 §7.3.1.1): the tie-breakers settle it through 487
+/// or a silent switch, exactly one ends up controlling, and they connect.
+#[test]
+fn role_conflict_is_resolved_and_the_pair_connects() {
+    let mut p = Pair::new(
+        AgentConfig::rfc(true),
+        AgentConfig::rfc(true),
+        Duration::from_millis(50),
+    );
+    p.signal();
+    p.run_until(Instant::from_millis(3000));
+    assert_ne!(
+        p.a.is_controlling(),
+        p.b.is_controlling(),
+        "exactly one controls"
+    );
+    assert!(Pair::connected(&p.events_a).is_some());
+    assert!(Pair::connected(&p.events_b).is_some());
+    let switched = p
+        .events_a
+        .iter()
+        .chain(&p.events_b)
+        .filter(|e| matches!(e, IceEvent::RoleChanged { .. }))
+        .count();
+    assert_eq!(switched, 1, "one side switched role");
+}
+
+/// ICE restart: new credentials on one side, re-signalled; the old path keeps carrying data
+/// until the new checks select one, and the pair is connected again.
+#[test]
+fn restart_reconnects_with_new_credentials() {
+    let mut p = Pair::new(
+        AgentConfig::aggressive(true),
+        AgentConfig::aggressive(false),
+        Duration::from_millis(50),
+    );
+    p.signal();
+    p.run_until(Instant::from_millis(1000));
+    let old = *p.a.local_credentials();
+    let now = p.now;
+    p.a.restart(now);
+    assert_ne!(p.a.local_credentials().ufrag(), old.ufrag());
+    assert!(
+        p.a.selected_path().is_some(),
+        "the old path stays usable during the restart"
+    );
+    p.b.restart(now);
+    p.events_a.clear();
+    p.events_b.clear();
+    p.signal();
+    p.run_until(now + Duration::from_secs(2));
+    let reconnected = |events: &[IceEvent]| {
+        events
+            .iter()
+            .any(|e| matches!(e, IceEvent::Connected(_) | IceEvent::PathChanged(_)))
+    };
+    assert!(reconnected(&p.events_a), "{:?}", p.events_a);
+    assert!(reconnected(&p.events_b), "{:?}", p.events_b);
+}

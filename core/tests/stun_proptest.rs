@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 #[path = "../../fuzz/src/checks.rs"]
+#[allow(dead_code)] // shared with the fuzz targets; this file uses the STUN checks only
 mod checks;
 
 /// Every type [`attr::is_known`] accepts; `known_types_are_exactly_is_known` keeps it in sync.

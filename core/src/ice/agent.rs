@@ -321,6 +321,8 @@ struct Transaction {
     /// When the transaction fails if nothing answered (after its last send).
     deadline: Instant,
     max_sends: u32,
+    /// Our role when the request was last sent: a 487 only switches a role still held.
+    sent_controlling: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -349,6 +351,7 @@ impl Agent {
             last_sent: Instant::ZERO,
             deadline: Instant::FAR_FUTURE,
             max_sends: 0,
+            sent_controlling: config.controlling,
         };
         Agent {
             controlling: config.controlling,
@@ -469,9 +472,11 @@ impl Agent {
     /// Adds a candidate the peer signalled (trickled); checks on its pairs start at once.
     pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
         if let Some(existing) = self.remotes.iter().position(|r| r.address == c.address) {
-            // A peer-reflexive guess that is now signalled properly takes the signalled kind.
+            // A peer-reflexive guess that is now signalled properly takes the signalled kind,
+            // and its pairs the signalled priority (they were ranked with the check's).
             if self.remotes[existing].kind == CandidateKind::PeerReflexive {
                 self.remotes[existing] = c;
+                self.rerank_remote(now, existing);
             }
             return Ok(());
         }
@@ -527,6 +532,16 @@ impl Agent {
     /// The path application data should take, if one is selected.
     pub fn selected_path(&self) -> Option<PathInfo> {
         self.path
+    }
+
+    /// The check list: every pair, its state and priority (for diagnostics and tests).
+    pub fn checklist(&self) -> &CheckList {
+        &self.checklist
+    }
+
+    /// The peer's candidates, signalled or learnt from checks (peer-reflexive).
+    pub fn remote_candidates(&self) -> &[Candidate] {
+        &self.remotes
     }
 
     /// The local candidates gathered so far.
@@ -894,7 +909,11 @@ impl Agent {
                 if msg.class() == Class::ErrorResponse {
                     let code = msg.error_code().and_then(Result::ok).map_or(0, |e| e.code);
                     if code == ErrorCode::ROLE_CONFLICT.code {
-                        self.switch_role();
+                        // RFC 8445 §7.2.5.1: switch only if we still hold the role the request
+                        // claimed (a check from the peer may have switched us meanwhile).
+                        if t.sent_controlling == self.controlling {
+                            self.switch_role();
+                        }
                         if let Some(p) = self.checklist.get_mut(pair) {
                             p.state = PairState::Waiting;
                             p.triggered = true;
@@ -963,6 +982,39 @@ impl Agent {
             .ok_or(IceError::TooManyCandidates)?;
         self.start_checking();
         Ok(Some(index))
+    }
+
+    /// Recomputes the priorities of remote `remote`'s pairs after its candidate changed. A
+    /// nominated valid pair that now outranks the selected one is selected by the usual rule;
+    /// otherwise the two sides could keep different selected pairs (the controlled side ranks
+    /// a pair first checked from an unsignalled address lower than the controlling side does).
+    fn rerank_remote(&mut self, now: Instant, remote: usize) {
+        let mut best_nominated: Option<(usize, u64)> = None;
+        for i in 0..self.checklist.pairs().len() {
+            let Some(p) = self.checklist.get(i) else {
+                continue;
+            };
+            if p.remote != remote {
+                continue;
+            }
+            let prio = self.pair_priority_of(&self.locals[p.local], &self.remotes[remote]);
+            let selected = self.selected;
+            if let Some(p) = self.checklist.get_mut(i) {
+                p.priority = prio;
+                let valid = p.nominated && p.state == PairState::Succeeded;
+                if valid && selected != Some(i) && best_nominated.is_none_or(|(_, b)| prio > b) {
+                    best_nominated = Some((i, prio));
+                }
+            }
+        }
+        if let Some(sel) = self.selected {
+            if self.checklist.get(sel).is_some_and(|p| p.remote == remote) {
+                self.path = self.path_info(sel).or(self.path);
+            }
+        }
+        if let Some((i, _)) = best_nominated {
+            self.nominate(now, i);
+        }
     }
 
     fn pair_priority_of(&self, l: &Candidate, r: &Candidate) -> u64 {
@@ -1539,6 +1591,7 @@ impl Agent {
             last_sent: now,
             deadline: Instant::FAR_FUTURE,
             max_sends: max_sends.max(1),
+            sent_controlling: self.controlling,
         };
         Some(ti)
     }
@@ -1565,8 +1618,10 @@ impl Agent {
             }
             Purpose::Free => return None,
         };
+        let controlling = self.controlling;
         let t = &mut self.transactions[ti];
         t.sends += 1;
+        t.sent_controlling = controlling;
         t.last_sent = now;
         if t.sends < t.max_sends {
             t.next_send = now + t.rto;
