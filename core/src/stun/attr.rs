@@ -468,6 +468,7 @@ impl<'a> Attribute<'a> {
     }
 
     /// The attribute's type number.
+    #[inline]
     pub fn attr_type(&self) -> AttrType {
         use types::*;
         match self {
@@ -501,6 +502,7 @@ impl<'a> Attribute<'a> {
     }
 
     /// Length of the encoded value, without the header and padding.
+    #[inline]
     pub fn value_len(&self) -> usize {
         match self {
             Attribute::MappedAddress(a)
@@ -531,8 +533,14 @@ impl<'a> Attribute<'a> {
     }
 
     /// Checks the limits the RFC puts on a value before it is written.
+    #[inline]
     pub fn validate(&self) -> Result<(), AttrError> {
-        let attr = self.attr_type();
+        self.validate_len(self.attr_type(), self.value_len())
+    }
+
+    /// [`validate`](Self::validate) with the type and value length already at hand.
+    #[inline]
+    pub(crate) fn validate_len(&self, attr: AttrType, value_len: usize) -> Result<(), AttrError> {
         let too_long = |len: usize, max: usize| {
             if len > max {
                 Err(AttrError::BadLength { attr, len })
@@ -565,12 +573,13 @@ impl<'a> Attribute<'a> {
             Attribute::PasswordAlgorithms(PasswordAlgorithms::Native(list)) => list
                 .iter()
                 .try_for_each(|p| too_long(p.params.len(), u16::MAX as usize)),
-            _ => too_long(self.value_len(), u16::MAX as usize - 3),
+            _ => too_long(value_len, u16::MAX as usize - 3),
         }
     }
 
     /// Writes the value (no header, no padding) into `out`, which is exactly
     /// [`value_len`](Self::value_len) bytes.
+    #[inline]
     pub(crate) fn encode_value(&self, out: &mut [u8], tid: &TransactionId) {
         match self {
             Attribute::MappedAddress(a)
@@ -631,6 +640,7 @@ impl<'a> Attribute<'a> {
 }
 
 /// Rounds a length up to the next multiple of four (attribute padding).
+#[inline]
 pub(crate) const fn padded(len: usize) -> usize {
     (len + 3) & !3
 }
@@ -677,6 +687,7 @@ fn address_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 8 } else { 20 }
 }
 
+#[inline]
 fn encode_address(a: &SocketAddr, out: &mut [u8]) {
     out[0] = 0;
     out[2..4].copy_from_slice(&a.port().to_be_bytes());
@@ -693,6 +704,7 @@ fn encode_address(a: &SocketAddr, out: &mut [u8]) {
 }
 
 /// XORs an address with the magic cookie (and, for IPv6, the transaction id); an involution.
+#[inline]
 pub(crate) fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
     let cookie = MAGIC_COOKIE.to_be_bytes();
     let port = a.port() ^ (MAGIC_COOKIE >> 16) as u16;

@@ -491,6 +491,7 @@ impl<'b> MessageBuilder<'b> {
     /// Integrity and fingerprint values given here are copied verbatim (for re-encoding what was
     /// received); use [`add_message_integrity`](Self::add_message_integrity) and friends to
     /// compute them.
+    #[inline]
     pub fn add(&mut self, attribute: &Attribute<'_>) -> Result<(), EncodeError> {
         let attr = attribute.attr_type();
         let after = match attr {
@@ -502,8 +503,8 @@ impl<'b> MessageBuilder<'b> {
         if self.sealed > after || (self.sealed == after && after != Sealed::Open) {
             return Err(EncodeError::AfterIntegrity(attr));
         }
-        attribute.validate()?;
         let value_len = attribute.value_len();
+        attribute.validate_len(attr, value_len)?;
         let tid = self.tid;
         let value = self.reserve(attr, value_len)?;
         attribute.encode_value(value, &tid);
@@ -624,6 +625,7 @@ impl<'b> MessageBuilder<'b> {
     /// Appends an attribute header for a `value_len`-byte value plus its padding, updates the
     /// header's length field (so integrity computed next covers this attribute as the RFC
     /// requires), and returns the value's bytes for the caller to fill.
+    #[inline]
     fn reserve(&mut self, attr: AttrType, value_len: usize) -> Result<&mut [u8], EncodeError> {
         let start = self.len;
         let end = start + 4 + padded(value_len);
@@ -644,7 +646,11 @@ impl<'b> MessageBuilder<'b> {
         };
         self.buf[start..start + 2].copy_from_slice(&attr.to_be_bytes());
         self.buf[start + 2..start + 4].copy_from_slice(&value_len16.to_be_bytes());
-        self.buf[start + 4 + value_len..end].fill(self.pad_byte);
+        if value_len % 4 != 0 {
+            // Pre-fill the last word with padding; the value overwrites its front. One 4-byte
+            // store instead of a memset call for 1..=3 bytes.
+            self.buf[end - 4..end].copy_from_slice(&[self.pad_byte; 4]);
+        }
         self.buf[2..4].copy_from_slice(&msg_len16.to_be_bytes());
         self.len = end;
         Ok(&mut self.buf[start + 4..start + 4 + value_len])
