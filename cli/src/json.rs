@@ -112,7 +112,7 @@ mod tests {
             .num("rtt_ms", 3u32)
             .opt_str("other", None::<&str>)
             .bool("ok", true)
-            .str_list("all", ["a", "b"])
+            .raw("all", r#"["a","b"]"#)
             .finish();
         assert_eq!(
             line,

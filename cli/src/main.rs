@@ -4,8 +4,11 @@
 //! 0 success, 1 the job failed (timeout, no answer), 2 bad usage (clap's own, or an impossible
 //! configuration).
 
+mod connect;
 mod demo;
 mod json;
+mod netcheck;
+mod signal;
 mod stun;
 mod stun_server;
 
@@ -37,6 +40,13 @@ enum Command {
     StunServer(stun_server::Args),
     /// Runs one STUN Binding transaction and prints the mapped address.
     Stun(stun::Args),
+    /// Classifies this host's NAT: public addresses, mapping, filtering, hairpinning.
+    Netcheck(netcheck::Args),
+    /// Serves the rendezvous that forwards offer lines between named peers (for connect).
+    Signal(signal::Args),
+    /// Connects to a peer through NATs (ICE) and copies stdin/stdout as UDP datagrams (delivery
+    /// not guaranteed; a reliable, encrypted stream mode is planned).
+    Connect(connect::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +54,9 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::StunServer(args) => stun_server::run(&args),
         Command::Stun(args) => stun::run(&args),
+        Command::Netcheck(args) => netcheck::run(&args),
+        Command::Signal(args) => signal::run(&args),
+        Command::Connect(args) => connect::run(&args),
     }
 }
 

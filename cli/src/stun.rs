@@ -79,7 +79,7 @@ fn fail(args: &Args, server: Option<SocketAddr>, reason: &str) -> ExitCode {
 }
 
 /// `--timeout`: positive, finite seconds (fractions allowed).
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("not a number of seconds: {s}"))?;
@@ -93,7 +93,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 
 /// The server's address: an IP literal (with or without port) or a host name, resolved with the
 /// system resolver; IPv4 preferred when a name has both.
-fn resolve(server: &str) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(server: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = server.parse::<SocketAddr>() {
         return Ok(addr);
     }

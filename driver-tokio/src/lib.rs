@@ -4,6 +4,9 @@
 //!   `tokio::time::sleep_until` raced against the socket.
 //! - [`serve_stun`]: a STUN server as spawned tasks (one per socket), stopped through the
 //!   returned [`StunServerHandle`].
+//! - [`ice`]: an ICE session ([`ice::Endpoint`], [`ice::Connection`]) whose offer lines travel
+//!   over a [`Signalling`]: the [`signal`] rendezvous ([`signal::SignalClient`], served by
+//!   [`signal::serve_signal`]), a pair of files ([`OfferFiles`]) or an in-process channel.
 //!
 //! Shared types ([`StunOptions`], [`StunReport`], [`DriverError`], [`Clock`]) come from
 //! `holepunch-std`, as does the port-0-aware socket binding of the server.
@@ -21,6 +24,10 @@
 //! # }
 //! ```
 
+pub mod ice;
+pub mod signal;
+pub mod signalling;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +42,7 @@ pub use holepunch_std::{Clock, DriverError, StunOptions, StunReport, os_seed};
 use holepunch_std::{
     RECV_BUFFER_LEN, RESPONSE_BUFFER_LEN, event_id, is_transient, report_or_error,
 };
+pub use signalling::{ChannelSignalling, OfferFiles, Signalling};
 
 /// Runs one Binding transaction to `server` from a fresh socket (see [`StunOptions::local`]).
 pub async fn stun(server: SocketAddr, options: &StunOptions) -> Result<StunReport, DriverError> {

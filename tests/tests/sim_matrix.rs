@@ -139,7 +139,12 @@ fn rfc_profile_reaches_the_same_outcomes() {
                 config.agent = holepunch_core::ice::agent::AgentConfig::rfc;
                 config.time_limit = holepunch_core::time::Duration::from_secs(60);
                 let o = run_pair(&config);
-                assert_eq!(o.path, expected(a, b), "{a} / {b} seed {seed}: {:?}", o.elapsed);
+                assert_eq!(
+                    o.path,
+                    expected(a, b),
+                    "{a} / {b} seed {seed}: {:?}",
+                    o.elapsed
+                );
             }
         }
     }

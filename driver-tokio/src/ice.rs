@@ -1,0 +1,952 @@
+//! An ICE session on tokio: [`Endpoint`] binds the sockets, [`Connection`] is the result.
+//!
+//! ```no_run
+//! use holepunch_tokio::ice::{Endpoint, EndpointConfig};
+//! use holepunch_tokio::signal::SignalClient;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = EndpointConfig::aggressive().with_stun_servers(vec!["192.0.2.1:3478".parse()?]);
+//! let endpoint = Endpoint::bind(&["0.0.0.0:0".parse()?, "[::]:0".parse()?], config).await?;
+//! let signalling = SignalClient::connect("192.0.2.7:7000".parse()?, "alice", "bob").await?;
+//! let connection = endpoint.connect(signalling, true).await?;
+//! connection.send(b"hello").await?;
+//! let mut buf = [0u8; 1500];
+//! let n = connection.recv(&mut buf).await?;
+//! println!("{:?} over {:?}", &buf[..n], connection.path());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sockets and host candidates
+//!
+//! Every host candidate gets a socket bound to its own IP, so a datagram's arrival socket names
+//! the local address exactly (the agent needs it; a wildcard socket cannot tell without
+//! `IP_PKTINFO`, which std does not offer). [`Endpoint::bind`] takes the addresses to bind:
+//!
+//! - a specified IP is bound as given (failure is an error);
+//! - an unspecified IP (`0.0.0.0:P`, `[::]:P`) stands for this host's addresses of that family,
+//!   found without any new dependency: the source address the kernel picks for a route to a
+//!   public anchor (`8.8.8.8`, `2001:4860:4860::8888`) and to each configured STUN server
+//!   (connecting a throwaway UDP socket and reading its local address; no packet is sent).
+//!   That is the default-route interface plus whatever interface reaches the STUN servers
+//!   (loopback for a local one). When IPv4 has no route at all, `127.0.0.1` is used; IPv6 with
+//!   no route is skipped. Other interfaces are not enumerated: bind their IPs explicitly.
+//!
+//! When the agent asks for extra sockets (hard-NAT punching, `Action::BindSockets`) they are
+//! bound on the first IPv4 host address, port 0.
+//!
+//! # The task
+//!
+//! [`Endpoint::start`] spawns one task that owns the agent, the sockets and the signalling. It
+//! writes our offer (credentials, trickled candidates, `a=end-of-candidates`), applies the
+//! peer's lines as they come (checks start with the first candidate; the first credentials
+//! received are kept), feeds every socket's datagrams to the agent, sends what the agent
+//! transmits, and reports [`ConnectionEvent`]s. The task ends when the [`Connection`] is
+//! dropped, when ICE fails, or when no path is found within
+//! [`EndpointConfig::connect_timeout`] (also after consent is lost).
+//!
+//! # Application data
+//!
+//! Datagrams are sent on the selected path; received ones are delivered when they come from the
+//! selected remote or any remote selected before (so nothing is lost while the peer switches
+//! paths). Datagrams that arrive before this side selected a path (the peer may connect a round
+//! trip earlier) wait in a small buffer and are delivered if their sender becomes the path.
+//! Each received datagram costs one allocation on its way to [`Connection::recv`]. Delivery is
+//! not guaranteed: this is UDP.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use holepunch_core::demux::Received;
+use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
+use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::ice::credentials::IceCredentials;
+use holepunch_core::ice::offer::{self, OfferLine};
+use holepunch_std::{RECV_BUFFER_LEN, is_transient};
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::signalling::{EOF_LINE, Signalling};
+use crate::{Clock, os_seed};
+
+/// Datagrams from not-yet-selected remotes held until a path is selected.
+const EARLY_DATAGRAMS: usize = 256;
+/// Remotes remembered as the peer's (the current path's and earlier ones).
+const PEER_ADDRESSES: usize = 8;
+/// Where IPv4 routes are looked up to find the default interface (no packet is sent).
+const ANCHOR_V4: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)), 53);
+/// Where IPv6 routes are looked up (no packet is sent).
+const ANCHOR_V6: SocketAddr = SocketAddr::new(
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888)),
+    53,
+);
+
+/// How an [`Endpoint`] runs ICE.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// The agent's configuration, STUN servers included; its `controlling` is replaced by the
+    /// role given to [`Endpoint::start`].
+    pub agent: AgentConfig,
+    /// Give up ([`ConnectError::TimedOut`]) when no path is selected this long after the start,
+    /// or after consent on the path was lost; `None` waits for ever.
+    pub connect_timeout: Option<Duration>,
+    /// The agent's seed; `None` draws one from the OS. Fixed seeds are for tests only.
+    pub seed: Option<u64>,
+    /// Received datagrams waiting for [`Connection::recv`]; more are dropped.
+    pub recv_queue: usize,
+}
+
+impl EndpointConfig {
+    /// The aggressive agent profile (Ta 2 ms, aggressive nomination), a 30 s connect timeout.
+    pub fn aggressive() -> Self {
+        EndpointConfig {
+            agent: AgentConfig::aggressive(true),
+            connect_timeout: Some(Duration::from_secs(30)),
+            seed: None,
+            recv_queue: 1024,
+        }
+    }
+
+    /// The RFC 8445 agent profile (Ta 50 ms, regular nomination), a 30 s connect timeout.
+    pub fn rfc() -> Self {
+        EndpointConfig {
+            agent: AgentConfig::rfc(true),
+            ..Self::aggressive()
+        }
+    }
+
+    /// The same configuration gathering server-reflexive candidates from `servers`.
+    #[must_use]
+    pub fn with_stun_servers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.agent.stun_servers = servers;
+        self
+    }
+}
+
+impl Default for EndpointConfig {
+    /// [`EndpointConfig::aggressive`].
+    fn default() -> Self {
+        Self::aggressive()
+    }
+}
+
+/// Why a connection attempt ended without a path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// ICE failed: every candidate pair failed after the peer's end-of-candidates.
+    #[error("no path: every candidate pair failed")]
+    NoPath,
+    /// No path was selected within the configured time.
+    #[error("no path within {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
+    /// Signalling failed before a path was found.
+    #[error("signalling failed: {0}")]
+    Signalling(#[source] io::Error),
+    /// The connection's task is gone (it panicked or was dropped).
+    #[error("the connection task ended")]
+    Closed,
+}
+
+/// What a [`Connection`] reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A local candidate, signalled to the peer.
+    LocalCandidate(Candidate),
+    /// Local gathering finished: `candidates` were signalled, then `a=end-of-candidates`.
+    GatheringComplete {
+        /// How many local candidates were signalled.
+        candidates: usize,
+    },
+    /// A candidate the peer signalled.
+    RemoteCandidate(Candidate),
+    /// Connectivity checks started (the peer's credentials and a first pair are known).
+    Checking,
+    /// The first path was selected; [`Connection::send`] works from now on.
+    Connected(PathInfo),
+    /// The path changed: an upgrade, a renomination, or a new path after consent was lost.
+    PathChanged(PathInfo),
+    /// The path stopped answering consent checks and no other was valid; the agent looks for
+    /// a new one (until the connect timeout) and sends fail with `NotConnected` meanwhile.
+    ConsentLost(PathInfo),
+    /// A role conflict switched our role.
+    RoleChanged {
+        /// Whether we are controlling now.
+        controlling: bool,
+    },
+    /// The peer signalled that it sends no more datagrams ([`Connection::finish`] there).
+    PeerFinished,
+    /// The signalling channel closed (or failed) after the start; the session goes on without
+    /// it.
+    SignallingClosed(Option<io::Error>),
+    /// The session ended without a path; no more events follow.
+    Failed(ConnectError),
+}
+
+/// UDP sockets on this host's addresses, ready to run one ICE session.
+#[derive(Debug)]
+pub struct Endpoint {
+    sockets: Vec<Arc<UdpSocket>>,
+    hosts: Vec<SocketAddr>,
+    config: EndpointConfig,
+}
+
+impl Endpoint {
+    /// Binds one socket per host address (see the [module docs](self) for what an
+    /// unspecified address expands to). Fails when nothing could be bound, or when an
+    /// explicitly given address cannot be.
+    pub async fn bind(local: &[SocketAddr], config: EndpointConfig) -> io::Result<Endpoint> {
+        let mut wanted: Vec<(SocketAddr, bool)> = Vec::new();
+        let mut want =
+            |addr: SocketAddr, explicit: bool| match wanted.iter_mut().find(|(a, _)| *a == addr) {
+                Some(w) => w.1 |= explicit,
+                None => wanted.push((addr, explicit)),
+            };
+        for &addr in local {
+            if addr.ip().is_unspecified() {
+                for ip in host_ips(addr.is_ipv4(), &config.agent.stun_servers) {
+                    want(SocketAddr::new(ip, addr.port()), false);
+                }
+            } else {
+                want(addr, true);
+            }
+        }
+        let mut sockets = Vec::new();
+        let mut hosts = Vec::new();
+        let mut first_error = None;
+        for (addr, explicit) in wanted {
+            match UdpSocket::bind(addr).await {
+                Ok(socket) => {
+                    hosts.push(socket.local_addr()?);
+                    sockets.push(Arc::new(socket));
+                }
+                Err(e) if explicit => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if sockets.is_empty() {
+            return Err(first_error.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::AddrNotAvailable, "no local address to bind")
+            }));
+        }
+        Ok(Endpoint {
+            sockets,
+            hosts,
+            config,
+        })
+    }
+
+    /// The bound host addresses, in candidate priority order.
+    pub fn host_addrs(&self) -> &[SocketAddr] {
+        &self.hosts
+    }
+
+    /// Starts the session at once and returns the [`Connection`] it will carry; progress comes
+    /// as [`ConnectionEvent`]s. `controlling` is our initial ICE role (the peer must normally
+    /// take the other; a conflict is repaired by RFC 8445's tie-breaker).
+    pub fn start<S: Signalling>(self, signalling: S, controlling: bool) -> Connection {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (data_tx, data_rx) = mpsc::channel(self.config.recv_queue.max(1));
+        let (route_tx, route_rx) = watch::channel(None);
+        let (commands_tx, commands_rx) = mpsc::channel(8);
+        let mut agent_config = self.config.agent.clone();
+        agent_config.controlling = controlling;
+        let agent = Agent::new(agent_config, self.config.seed.unwrap_or_else(os_seed));
+        let by_local = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (*a, i))
+            .collect();
+        let driver = Driver {
+            agent,
+            clock: Clock::new(),
+            host_count: self.sockets.len(),
+            sockets: self.sockets,
+            locals: self.hosts.clone(),
+            by_local,
+            signalling,
+            signalling_open: true,
+            signalling_failed: false,
+            events: events_tx,
+            data: data_tx,
+            route: route_tx,
+            commands: commands_rx,
+            remote_ufrag: None,
+            remote_pwd: None,
+            remote_credentials_set: false,
+            peer_finished: false,
+            signalled: 0,
+            path: None,
+            had_path: false,
+            peers: VecDeque::new(),
+            early: VecDeque::new(),
+            connect_timeout: self.config.connect_timeout,
+            give_up_at: None,
+            out: vec![0u8; 1500],
+            buf: vec![0u8; RECV_BUFFER_LEN],
+            rotate: 0,
+        };
+        Connection {
+            route: route_rx,
+            data: Mutex::new(data_rx),
+            events: Mutex::new(events_rx),
+            commands: commands_tx,
+            task: tokio::spawn(driver.run()),
+            hosts: self.hosts,
+        }
+    }
+
+    /// [`start`](Self::start), then waits for the first path. Progress events are consumed;
+    /// later ones ([`ConnectionEvent::PathChanged`], …) come from
+    /// [`Connection::next_event`].
+    pub async fn connect<S: Signalling>(
+        self,
+        signalling: S,
+        controlling: bool,
+    ) -> Result<Connection, ConnectError> {
+        let connection = self.start(signalling, controlling);
+        loop {
+            match connection.next_event().await {
+                Some(ConnectionEvent::Connected(_)) => return Ok(connection),
+                Some(ConnectionEvent::Failed(e)) => return Err(e),
+                Some(_) => {}
+                None => return Err(ConnectError::Closed),
+            }
+        }
+    }
+}
+
+/// A running ICE session: datagrams to and from the peer over the selected path.
+///
+/// Every method takes `&self`, so one task can wait in [`recv`](Self::recv) while another
+/// sends or reads events (share it in an `Arc`). Dropping it stops the session.
+#[derive(Debug)]
+pub struct Connection {
+    route: watch::Receiver<Option<Route>>,
+    data: Mutex<mpsc::Receiver<Vec<u8>>>,
+    events: Mutex<mpsc::UnboundedReceiver<ConnectionEvent>>,
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+    hosts: Vec<SocketAddr>,
+}
+
+impl Connection {
+    /// The selected path, if there is one now.
+    pub fn path(&self) -> Option<PathInfo> {
+        self.route.borrow().as_ref().map(|r| r.path)
+    }
+
+    /// The host addresses the session's sockets are bound to.
+    pub fn host_addrs(&self) -> &[SocketAddr] {
+        &self.hosts
+    }
+
+    /// Sends one datagram to the peer over the selected path.
+    ///
+    /// Fails with `NotConnected` while there is no path, and with `InvalidInput` for a datagram
+    /// whose first byte is 0–3: the peer would take it for STUN (RFC 7983) and drop it.
+    pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        if datagram.first().is_some_and(|b| *b <= 3) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram starting with a byte 0-3 would be taken for STUN (RFC 7983)",
+            ));
+        }
+        let route = self.route.borrow().clone();
+        let Some(route) = route else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no path to the peer (yet)",
+            ));
+        };
+        route.socket.send_to(datagram, route.path.remote).await?;
+        Ok(())
+    }
+
+    /// Waits for the next datagram from the peer and copies it into `buf` (truncated if `buf`
+    /// is shorter), returning its length. Fails with `NotConnected` once the session ended and
+    /// every received datagram was read. Cancel-safe.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut data = self.data.lock().await;
+        match data.recv().await {
+            Some(d) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(n)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the session ended",
+            )),
+        }
+    }
+
+    /// The next event; `None` once the session ended and every event was read. Cancel-safe.
+    pub async fn next_event(&self) -> Option<ConnectionEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Tells the peer, over signalling, that we will send no more datagrams (it sees
+    /// [`ConnectionEvent::PeerFinished`]); returns once the line was handed to the signalling.
+    /// Sending still works afterwards; the peer just was told otherwise.
+    pub async fn finish(&self) -> io::Result<()> {
+        let gone = || io::Error::new(io::ErrorKind::NotConnected, "the session ended");
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Finish(tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Whether the session's task has ended (failed, or timed out).
+    pub fn is_closed(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// This host's addresses of one family (see the module docs), best first.
+pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
+    let anchor = if ipv4 { ANCHOR_V4 } else { ANCHOR_V6 };
+    let mut ips = Vec::new();
+    let targets =
+        std::iter::once(anchor).chain(stun_servers.iter().copied().filter(|s| s.is_ipv4() == ipv4));
+    for to in targets {
+        if let Some(ip) = route_source(to) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    if ips.is_empty() && ipv4 {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    ips
+}
+
+/// The source address the kernel would use towards `to` (connecting a UDP socket sends
+/// nothing).
+fn route_source(to: SocketAddr) -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind(holepunch_std::unspecified_like(to)).ok()?;
+    socket.connect(to).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+#[derive(Clone, Debug)]
+struct Route {
+    path: PathInfo,
+    socket: Arc<UdpSocket>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Finish(oneshot::Sender<io::Result<()>>),
+}
+
+/// What woke the task up.
+enum Wake {
+    Timer,
+    Datagram(usize, SocketAddr, usize),
+    Line(io::Result<Option<String>>),
+    Command(Option<Command>),
+}
+
+struct Driver<S> {
+    agent: Agent,
+    clock: Clock,
+    /// Host sockets first, then the extra (punching) sockets.
+    sockets: Vec<Arc<UdpSocket>>,
+    locals: Vec<SocketAddr>,
+    by_local: HashMap<SocketAddr, usize>,
+    host_count: usize,
+    signalling: S,
+    signalling_open: bool,
+    signalling_failed: bool,
+    events: mpsc::UnboundedSender<ConnectionEvent>,
+    data: mpsc::Sender<Vec<u8>>,
+    route: watch::Sender<Option<Route>>,
+    commands: mpsc::Receiver<Command>,
+    remote_ufrag: Option<String>,
+    remote_pwd: Option<String>,
+    remote_credentials_set: bool,
+    peer_finished: bool,
+    /// Local candidates signalled so far.
+    signalled: usize,
+    path: Option<PathInfo>,
+    had_path: bool,
+    /// Remote addresses of every path selected so far, newest first.
+    peers: VecDeque<SocketAddr>,
+    early: VecDeque<(SocketAddr, Vec<u8>)>,
+    connect_timeout: Option<Duration>,
+    give_up_at: Option<tokio::time::Instant>,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    /// Which socket to poll first next time (fairness across sockets).
+    rotate: usize,
+}
+
+impl<S: Signalling> Driver<S> {
+    async fn run(mut self) {
+        if let Err(e) = self.session().await {
+            self.emit(ConnectionEvent::Failed(e));
+        }
+    }
+
+    /// The whole session; `Ok` when the connection was dropped.
+    async fn session(&mut self) -> Result<(), ConnectError> {
+        let credentials = *self.agent.local_credentials();
+        let mut lines = String::new();
+        let _ = offer::write_ufrag(&mut lines, credentials.ufrag());
+        let _ = offer::write_pwd(&mut lines, credentials.pwd());
+        for line in lines.lines() {
+            self.signal(line).await?;
+        }
+        let now = self.clock.now();
+        for i in 0..self.host_count {
+            // Only a full candidate table fails here; the first sixteen addresses are plenty.
+            let _ = self.agent.add_host_candidate(now, self.locals[i]);
+        }
+        self.agent.gather(now);
+        self.give_up_at = self.deadline_from_now();
+        let mut idle_timer_wakes = 0u32;
+        loop {
+            let progressed = self.drain().await?;
+            let mut wake_at = self.agent.poll_timeout().map(|t| self.clock.deadline(t));
+            // A deadline in the past that produced nothing must not spin the CPU.
+            if !progressed && idle_timer_wakes > 2 {
+                let floor = std::time::Instant::now() + Duration::from_millis(1);
+                wake_at = wake_at.map(|w| w.max(floor));
+            }
+            let mut wake_at = wake_at.map(tokio::time::Instant::from_std);
+            if let Some(g) = self.give_up_at {
+                wake_at = Some(wake_at.map_or(g, |w| w.min(g)));
+            }
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let sleep = tokio::time::sleep_until(wake_at.unwrap_or(far));
+            let wake = {
+                let sockets = &self.sockets;
+                let buf = &mut self.buf;
+                let rotate = &mut self.rotate;
+                let signalling = &mut self.signalling;
+                tokio::select! {
+                    command = self.commands.recv() => Wake::Command(command),
+                    (i, from, n) = recv_any(sockets, buf, rotate) => Wake::Datagram(i, from, n),
+                    line = signalling.recv(), if self.signalling_open => Wake::Line(line),
+                    () = sleep => Wake::Timer,
+                }
+            };
+            idle_timer_wakes = match wake {
+                Wake::Timer if !progressed => idle_timer_wakes + 1,
+                _ => 0,
+            };
+            let now_core = self.clock.now();
+            match wake {
+                Wake::Timer => {}
+                Wake::Datagram(i, from, n) => self.datagram(now_core, i, from, n),
+                Wake::Line(Ok(Some(line))) => self.remote_line(now_core, &line),
+                Wake::Line(Ok(None)) => self.signalling_closed(None),
+                Wake::Line(Err(e)) => self.signalling_closed(Some(e)),
+                Wake::Command(Some(Command::Finish(ack))) => {
+                    let result = self.send_line(EOF_LINE).await;
+                    let _ = ack.send(result);
+                }
+                // The connection was dropped.
+                Wake::Command(None) => return Ok(()),
+            }
+            self.agent.handle_timeout(now_core);
+            if self.path.is_none()
+                && self
+                    .give_up_at
+                    .is_some_and(|g| tokio::time::Instant::now() >= g)
+            {
+                let limit = self.connect_timeout.unwrap_or_default();
+                return Err(ConnectError::TimedOut(limit));
+            }
+        }
+    }
+
+    /// Drains the agent's actions, transmits and events; whether there was any.
+    async fn drain(&mut self) -> Result<bool, ConnectError> {
+        let mut any = false;
+        loop {
+            let now = self.clock.now();
+            let mut progressed = false;
+            while let Some(action) = self.agent.poll_action() {
+                progressed = true;
+                if let Action::BindSockets { count } = action {
+                    self.bind_extra(count);
+                }
+            }
+            while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
+                progressed = true;
+                let socket = t
+                    .from
+                    .and_then(|a| self.by_local.get(&a).copied())
+                    .or_else(|| {
+                        self.locals
+                            .iter()
+                            .position(|l| l.is_ipv4() == t.to.is_ipv4())
+                    });
+                if let Some(i) = socket {
+                    // Not `try_send_to`: it trusts tokio's readiness cache, which a new socket
+                    // fills only after the reactor's first poll, so the first datagrams would
+                    // be dropped as `WouldBlock`. On a writable socket this completes at once.
+                    // An error (unreachable address) is a lost datagram: ICE retries.
+                    let socket = Arc::clone(&self.sockets[i]);
+                    let _ = socket.send_to(&self.out[..t.len], t.to).await;
+                }
+            }
+            while let Some(event) = self.agent.poll_event() {
+                progressed = true;
+                self.ice_event(event).await?;
+            }
+            if !progressed {
+                return Ok(any);
+            }
+            any = true;
+        }
+    }
+
+    async fn ice_event(&mut self, event: IceEvent) -> Result<(), ConnectError> {
+        match event {
+            IceEvent::LocalCandidate(c) => {
+                let mut line = String::new();
+                let _ = offer::write_candidate(&mut line, &c);
+                self.signal(line.trim_end()).await?;
+                self.signalled += 1;
+                self.emit(ConnectionEvent::LocalCandidate(c));
+            }
+            IceEvent::GatheringComplete => {
+                let mut line = String::new();
+                let _ = offer::write_end(&mut line);
+                self.signal(line.trim_end()).await?;
+                self.emit(ConnectionEvent::GatheringComplete {
+                    candidates: self.signalled,
+                });
+            }
+            IceEvent::Checking => self.emit(ConnectionEvent::Checking),
+            IceEvent::Connected(p) | IceEvent::PathChanged(p) => {
+                let first = !self.had_path;
+                self.select(p);
+                self.emit(if first {
+                    ConnectionEvent::Connected(p)
+                } else {
+                    ConnectionEvent::PathChanged(p)
+                });
+            }
+            IceEvent::ConsentLost(p) => {
+                self.path = None;
+                self.route.send_replace(None);
+                self.give_up_at = self.deadline_from_now();
+                self.emit(ConnectionEvent::ConsentLost(p));
+            }
+            IceEvent::Failed if self.path.is_none() => return Err(ConnectError::NoPath),
+            IceEvent::RoleChanged { controlling } => {
+                self.emit(ConnectionEvent::RoleChanged { controlling });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A new selected path: route sends over it, deliver what its remote sent early.
+    fn select(&mut self, p: PathInfo) {
+        self.path = Some(p);
+        self.had_path = true;
+        self.give_up_at = None;
+        if let Some(&i) = self.by_local.get(&p.local) {
+            self.route.send_replace(Some(Route {
+                path: p,
+                socket: Arc::clone(&self.sockets[i]),
+            }));
+        }
+        self.peers.retain(|a| *a != p.remote);
+        self.peers.push_front(p.remote);
+        self.peers.truncate(PEER_ADDRESSES);
+        for (from, d) in std::mem::take(&mut self.early) {
+            if self.peers.contains(&from) {
+                let _ = self.data.try_send(d);
+            }
+        }
+    }
+
+    fn datagram(&mut self, now: holepunch_core::Instant, i: usize, from: SocketAddr, n: usize) {
+        let local = self.locals[i];
+        let payload = match self.agent.handle_datagram(now, local, from, &self.buf[..n]) {
+            Received::AppData { from, payload } => (from, payload.to_vec()),
+            _ => return,
+        };
+        let (from, d) = payload;
+        if self.peers.contains(&from) {
+            // A full queue drops the datagram, as a full socket buffer would.
+            let _ = self.data.try_send(d);
+        } else if self.path.is_none() && self.early.len() < EARLY_DATAGRAMS {
+            self.early.push_back((from, d));
+        }
+    }
+
+    fn remote_line(&mut self, now: holepunch_core::Instant, line: &str) {
+        let line = line.trim();
+        if line == EOF_LINE {
+            if !std::mem::replace(&mut self.peer_finished, true) {
+                self.emit(ConnectionEvent::PeerFinished);
+            }
+            return;
+        }
+        match OfferLine::parse(line) {
+            Ok(OfferLine::Ufrag(u)) if self.remote_ufrag.is_none() => {
+                self.remote_ufrag = Some(u.to_owned());
+            }
+            Ok(OfferLine::Pwd(p)) if self.remote_pwd.is_none() => {
+                self.remote_pwd = Some(p.to_owned());
+            }
+            Ok(OfferLine::Candidate(c)) => self.remote_candidate(now, c),
+            Ok(OfferLine::EndOfCandidates) => self.agent.end_of_remote_candidates(),
+            // Unknown attributes, TCP candidates, malformed lines, a second set of
+            // credentials: not ours to act on.
+            _ => {}
+        }
+        if !self.remote_credentials_set {
+            if let (Some(u), Some(p)) = (&self.remote_ufrag, &self.remote_pwd) {
+                if let Ok(credentials) = IceCredentials::new(u, p) {
+                    self.agent.set_remote_credentials(&credentials);
+                    self.remote_credentials_set = true;
+                }
+            }
+        }
+    }
+
+    fn remote_candidate(&mut self, now: holepunch_core::Instant, c: Candidate) {
+        // A full table (a peer signalling dozens of candidates) drops the extras.
+        if self.agent.add_remote_candidate(now, c).is_ok() {
+            self.emit(ConnectionEvent::RemoteCandidate(c));
+        }
+    }
+
+    /// Opens `count` sockets on the first IPv4 host address for hard-NAT punching.
+    fn bind_extra(&mut self, count: u16) {
+        let hosts = &self.locals[..self.host_count];
+        let Some(ip) = hosts
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(hosts.first())
+            .map(SocketAddr::ip)
+        else {
+            return;
+        };
+        let mut bound = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+                .and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    Ok(s)
+                })
+                .and_then(UdpSocket::from_std);
+            let Ok(socket) = socket else { break };
+            let Ok(addr) = socket.local_addr() else { break };
+            self.by_local.insert(addr, self.sockets.len());
+            self.sockets.push(Arc::new(socket));
+            self.locals.push(addr);
+            bound.push(addr);
+        }
+        // Fewer than asked is fine: it only lowers the odds.
+        self.agent
+            .handle_io(self.clock.now(), IoResult::SocketsBound(&bound));
+    }
+
+    /// Sends a line; before the first path a failure ends the session.
+    async fn signal(&mut self, line: &str) -> Result<(), ConnectError> {
+        match self.send_line(line).await {
+            Err(e) if !self.had_path => Err(ConnectError::Signalling(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_line(&mut self, line: &str) -> io::Result<()> {
+        if self.signalling_failed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "signalling is closed",
+            ));
+        }
+        let result = self.signalling.send(line).await;
+        if let Err(e) = &result {
+            self.signalling_failed = true;
+            if self.had_path {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.signalling_closed(Some(copy));
+            }
+        }
+        result
+    }
+
+    fn signalling_closed(&mut self, error: Option<io::Error>) {
+        if self.signalling_open {
+            self.signalling_open = false;
+            self.emit(ConnectionEvent::SignallingClosed(error));
+        }
+    }
+
+    fn deadline_from_now(&self) -> Option<tokio::time::Instant> {
+        self.connect_timeout
+            .map(|d| tokio::time::Instant::now() + d)
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        // Nobody listening (the connection is being dropped) is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The next datagram on any socket: `(socket index, sender, length)`, into `buf`. Sockets are
+/// polled round-robin from `rotate` so a busy one cannot starve the others.
+async fn recv_any(
+    sockets: &[Arc<UdpSocket>],
+    buf: &mut [u8],
+    rotate: &mut usize,
+) -> (usize, SocketAddr, usize) {
+    poll_fn(|cx| {
+        let n = sockets.len();
+        for k in 0..n {
+            let i = (*rotate + k) % n;
+            loop {
+                let mut read = ReadBuf::new(buf);
+                match sockets[i].poll_recv_from(cx, &mut read) {
+                    Poll::Ready(Ok(from)) => {
+                        *rotate = i + 1;
+                        return Poll::Ready((i, from, read.filled().len()));
+                    }
+                    // An ICMP report consumed: look again.
+                    Poll::Ready(Err(e)) if is_transient(&e) => continue,
+                    // A broken socket: skip it (it registered no wake-up, so it cannot spin).
+                    Poll::Ready(Err(_)) | Poll::Pending => break,
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signalling::ChannelSignalling;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn loopback_config() -> EndpointConfig {
+        let mut config = EndpointConfig::aggressive();
+        config.connect_timeout = Some(Duration::from_secs(8));
+        config
+    }
+
+    async fn endpoint() -> Endpoint {
+        Endpoint::bind(&["127.0.0.1:0".parse().expect("addr")], loopback_config())
+            .await
+            .expect("bind")
+    }
+
+    #[tokio::test]
+    async fn two_endpoints_connect_and_exchange_datagrams() {
+        let (sa, sb) = ChannelSignalling::pair();
+        let (a, b) = (endpoint().await, endpoint().await);
+        let (a, b) = tokio::time::timeout(LIMIT, async {
+            tokio::join!(a.connect(sa, true), b.connect(sb, false))
+        })
+        .await
+        .expect("connect within the limit");
+        let (a, b) = (a.expect("a connects"), b.expect("b connects"));
+        let (pa, pb) = (a.path().expect("a path"), b.path().expect("b path"));
+        assert!(!pa.relayed && !pb.relayed);
+        assert_eq!(pa.local, pb.remote);
+        a.send(b"hello").await.expect("send");
+        b.send(b"world").await.expect("send");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(LIMIT, b.recv(&mut buf))
+            .await
+            .expect("in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], b"hello");
+        let n = tokio::time::timeout(LIMIT, a.recv(&mut buf))
+            .await
+            .expect("in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], b"world");
+        assert_eq!(
+            a.send(&[0x01, 2]).await.expect_err("STUN range").kind(),
+            io::ErrorKind::InvalidInput
+        );
+        a.finish().await.expect("finish");
+        let finished = tokio::time::timeout(LIMIT, async {
+            while let Some(e) = b.next_event().await {
+                if matches!(e, ConnectionEvent::PeerFinished) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("in time");
+        assert!(finished, "b hears that a finished");
+    }
+
+    #[tokio::test]
+    async fn no_peer_times_out() {
+        let (sa, _sb) = ChannelSignalling::pair();
+        let mut config = loopback_config();
+        config.connect_timeout = Some(Duration::from_millis(300));
+        let a = Endpoint::bind(&["127.0.0.1:0".parse().expect("addr")], config)
+            .await
+            .expect("bind");
+        let started = std::time::Instant::now();
+        let err = tokio::time::timeout(LIMIT, a.connect(sa, true))
+            .await
+            .expect("in time")
+            .expect_err("nobody answers");
+        assert!(matches!(err, ConnectError::TimedOut(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn unspecified_binds_expand_to_host_addresses() {
+        let e = Endpoint::bind(&["0.0.0.0:0".parse().expect("addr")], loopback_config())
+            .await
+            .expect("bind");
+        assert!(!e.host_addrs().is_empty());
+        assert!(
+            e.host_addrs()
+                .iter()
+                .all(|a| a.is_ipv4() && !a.ip().is_unspecified())
+        );
+        let twice: SocketAddr = "0.0.0.0:0".parse().expect("addr");
+        let e2 = Endpoint::bind(&[twice, twice], loopback_config())
+            .await
+            .expect("bind");
+        assert_eq!(
+            e2.host_addrs().len(),
+            e.host_addrs().len(),
+            "no duplicate sockets"
+        );
+        let with_local_stun = host_ips(true, &["127.0.0.1:3478".parse().expect("addr")]);
+        assert!(with_local_stun.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+}

@@ -1,0 +1,749 @@
+//! The `holepunch signal` rendezvous: a TCP line protocol that forwards offer lines between
+//! named peers, with its server ([`serve_signal`]) and its client ([`SignalClient`], a
+//! [`Signalling`]).
+//!
+//! # Protocol
+//!
+//! A connection carries lines of UTF-8 text ending in `\n` (a `\r` before it is dropped), at most
+//! [`MAX_LINE`] bytes each without the ending. Client to server:
+//!
+//! | line | meaning |
+//! | --- | --- |
+//! | `register NAME` | must come first; the server answers `ok`, then every line queued for NAME |
+//! | `to PEER TEXT` | forward TEXT to PEER, who receives `from NAME TEXT` |
+//! | `ping` | the server answers `pong` (a keepalive for NATs that drop idle TCP) |
+//!
+//! Server to client: `ok`, `from NAME TEXT`, `pong`, and `error REASON [DETAIL]`.
+//!
+//! - Names are 1 to [`MAX_NAME`] printable ASCII characters without spaces
+//!   ([`is_valid_name`]), unique among connected clients.
+//! - A line for a PEER that is not connected is queued until PEER registers: at most
+//!   [`SignalServerConfig::queue_lines`] lines (256) and [`SignalServerConfig::queue_bytes`]
+//!   (64 KiB) per recipient; beyond that the sender gets `error queue-full PEER` and the line is
+//!   dropped. Queued lines are dropped when their sender disconnects: a peer that left has a
+//!   stale offer.
+//! - Lines reach each recipient in the order they were sent (queued ones first).
+//! - Fatal errors close the connection after the error line: `error name-taken NAME` (a live
+//!   client has it), `error bad-name`, `error already-registered`, `error not-registered`
+//!   (anything but `register` or `ping` first), `error line-too-long`. Non-fatal:
+//!   `error queue-full PEER`, `error bad-name PEER` (in `to`), `error unknown-command CMD`,
+//!   `error bad-utf8`. A client that stops reading until [`OUTBOX`] lines pile up for it is
+//!   disconnected.
+//!
+//! ```text
+//! alice> register alice          bob> register bob
+//! alice< ok                      bob< ok
+//! alice> to bob ice-ufrag:92zk   bob< from alice ice-ufrag:92zk
+//! ```
+//!
+//! The server keeps no state beyond connected names and the bounded queues; it does not parse
+//! TEXT, so any line protocol can ride on it.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::signalling::Signalling;
+
+/// The longest line, in bytes without its `\n`, either side sends (the server's `from NAME `
+/// prefix may add up to [`MAX_NAME`] + 3 bytes to a forwarded `to` line's length).
+pub const MAX_LINE: usize = 4096;
+/// The longest name.
+pub const MAX_NAME: usize = 64;
+/// Lines waiting to be written to one client before it counts as stuck and is disconnected.
+pub const OUTBOX: usize = 1024;
+/// How long a closing connection is given to read its last error line (and to drain its
+/// unread input, so the close does not turn into a reset that loses that line).
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Whether `name` can be registered: 1 to [`MAX_NAME`] printable ASCII characters, no spaces.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Limits of a [`serve_signal`] server.
+#[derive(Clone, Debug)]
+pub struct SignalServerConfig {
+    /// The TCP address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Lines queued per absent recipient.
+    pub queue_lines: usize,
+    /// Bytes queued per absent recipient.
+    pub queue_bytes: usize,
+    /// Recipients with a queue at once.
+    pub max_queues: usize,
+    /// Connections at once; more are closed right after `accept`.
+    pub max_clients: usize,
+}
+
+impl SignalServerConfig {
+    /// Defaults: 256 lines and 64 KiB per queue, 1024 queues, 1024 clients.
+    pub fn new(listen: SocketAddr) -> Self {
+        SignalServerConfig {
+            listen,
+            queue_lines: 256,
+            queue_bytes: 64 * 1024,
+            max_queues: 1024,
+            max_clients: 1024,
+        }
+    }
+}
+
+/// Binds `config.listen` and serves the protocol on a spawned task until
+/// [`SignalServerHandle::shutdown`] (or until the handle is dropped). Must be called within a
+/// tokio runtime.
+pub async fn serve_signal(config: SignalServerConfig) -> io::Result<SignalServerHandle> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let state = Arc::new(State {
+        config,
+        registry: Mutex::new(Registry::default()),
+    });
+    let task = tokio::spawn(accept_loop(listener, state, stopped));
+    Ok(SignalServerHandle {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+/// A running [`serve_signal`] server. Dropping it stops the server without waiting.
+#[derive(Debug)]
+pub struct SignalServerHandle {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SignalServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every connection and waits for them (about a second at most).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A [`Signalling`] over the rendezvous: registered as one name, talking to one peer. Lines
+/// from other senders are ignored; an `error` line from the server is an error.
+#[derive(Debug)]
+pub struct SignalClient {
+    stream: TcpStream,
+    peer: String,
+    reader: LineReader,
+}
+
+impl SignalClient {
+    /// Connects to the server at `server`, registers as `id` and waits for `ok`; lines are then
+    /// sent to and received from `peer`. The caller bounds the wait (e.g. with
+    /// `tokio::time::timeout`).
+    pub async fn connect(server: SocketAddr, id: &str, peer: &str) -> io::Result<SignalClient> {
+        for name in [id, peer] {
+            if !is_valid_name(name) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "invalid name {name:?}: 1 to {MAX_NAME} printable ASCII characters without spaces"
+                    ),
+                ));
+            }
+        }
+        let mut stream = TcpStream::connect(server).await?;
+        stream.set_nodelay(true)?;
+        stream
+            .write_all(format!("register {id}\n").as_bytes())
+            .await?;
+        let mut client = SignalClient {
+            stream,
+            peer: peer.to_owned(),
+            // Forwarded lines carry a `from NAME ` prefix beyond MAX_LINE.
+            reader: LineReader::new(MAX_LINE + MAX_NAME + 8),
+        };
+        match client.reader.read_line(&mut client.stream).await? {
+            Some(line) => match line.lossy() {
+                Some(text) if text == "ok" => Ok(client),
+                Some(text) => Err(server_error(&text)),
+                None => Err(too_long()),
+            },
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "signal server closed the connection",
+            )),
+        }
+    }
+
+    /// The peer this client talks to.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+}
+
+impl Signalling for SignalClient {
+    async fn send(&mut self, line: &str) -> io::Result<()> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.contains('\n') || line.len() + self.peer.len() + 4 > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "signal line too long or multi-line",
+            ));
+        }
+        let framed = format!("to {} {line}\n", self.peer);
+        self.stream.write_all(framed.as_bytes()).await
+    }
+
+    async fn recv(&mut self) -> io::Result<Option<String>> {
+        loop {
+            let Some(line) = self.reader.read_line(&mut self.stream).await? else {
+                return Ok(None);
+            };
+            let Some(line) = line.lossy() else {
+                return Err(too_long());
+            };
+            if let Some(rest) = line.strip_prefix("from ") {
+                let (from, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                if from == self.peer {
+                    return Ok(Some(text.to_owned()));
+                }
+            } else if line.starts_with("error") {
+                return Err(server_error(&line));
+            }
+            // `pong`, and lines from anyone else: not for us.
+        }
+    }
+}
+
+fn too_long() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "signal server sent an over-long line",
+    )
+}
+
+fn server_error(line: &str) -> io::Error {
+    let reason = line.strip_prefix("error ").unwrap_or(line);
+    io::Error::other(format!("signal server: {reason}"))
+}
+
+/// One line from a [`LineReader`].
+#[derive(Debug)]
+enum Line {
+    /// A line's bytes without its `\n` or `\r\n`.
+    Text(Vec<u8>),
+    /// A line longer than the limit (reported once; the reader skips to its end).
+    TooLong,
+}
+
+impl Line {
+    /// The text, with replacement characters for bytes that are not UTF-8.
+    fn lossy(self) -> Option<String> {
+        match self {
+            Line::Text(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Line::TooLong => None,
+        }
+    }
+}
+
+/// Splits a byte stream into bounded lines; cancel-safe (partial input stays in the buffer).
+#[derive(Debug)]
+struct LineReader {
+    buf: Vec<u8>,
+    max: usize,
+    /// Dropping the rest of an over-long line.
+    skipping: bool,
+}
+
+impl LineReader {
+    fn new(max: usize) -> Self {
+        LineReader {
+            buf: Vec::with_capacity(512),
+            max,
+            skipping: false,
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream (a final line without `\n` is
+    /// dropped).
+    async fn read_line<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<Option<Line>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                if std::mem::take(&mut self.skipping) {
+                    continue;
+                }
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.len() > self.max {
+                    return Ok(Some(Line::TooLong));
+                }
+                return Ok(Some(Line::Text(line)));
+            }
+            if self.buf.len() > self.max + 1 {
+                self.buf.clear();
+                if !self.skipping {
+                    self.skipping = true;
+                    return Ok(Some(Line::TooLong));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = r.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+// ----- server -----
+
+#[derive(Debug)]
+struct State {
+    config: SignalServerConfig,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    next_session: u64,
+    clients: HashMap<String, Client>,
+    queues: HashMap<String, Queue>,
+}
+
+#[derive(Debug)]
+struct Client {
+    session: u64,
+    outbox: mpsc::Sender<String>,
+    kick: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    lines: VecDeque<(u64, String)>,
+    bytes: usize,
+}
+
+/// What a client's line asks of the session.
+enum Reply {
+    /// Keep going (any answer is already in the outbox).
+    Continue,
+    /// Send this error line, then close.
+    Fatal(String),
+}
+
+impl State {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new_session(&self) -> u64 {
+        let mut r = self.registry();
+        r.next_session += 1;
+        r.next_session
+    }
+
+    /// Registers `name` and, under the same lock (so no forwarded line can overtake them),
+    /// puts `ok` and the queued lines into the client's outbox.
+    fn register(&self, name: &str, client: Client) -> Result<(), ()> {
+        let mut r = self.registry();
+        if r.clients.get(name).is_some_and(|c| !c.outbox.is_closed()) {
+            return Err(());
+        }
+        let _ = client.outbox.try_send("ok\n".to_owned());
+        if let Some(queue) = r.queues.remove(name) {
+            for (_, line) in queue.lines {
+                // The outbox holds more than a full queue, so this never drops.
+                let _ = client.outbox.try_send(line);
+            }
+        }
+        r.clients.insert(name.to_owned(), client);
+        Ok(())
+    }
+
+    /// Forwards `text` from `from` to `to`, or queues it; `Err` when the queue is full.
+    fn forward(&self, from: &str, session: u64, to: &str, text: &str) -> Result<(), ()> {
+        let line = format!("from {from} {text}\n");
+        let mut r = self.registry();
+        if let Some(c) = r.clients.get(to) {
+            match c.outbox.try_send(line) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Not reading: disconnect it rather than buffer without bound.
+                    c.kick.notify_one();
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Closed(line)) => {
+                    r.clients.remove(to);
+                    return self.enqueue(&mut r, session, to, line);
+                }
+            }
+        }
+        self.enqueue(&mut r, session, to, line)
+    }
+
+    fn enqueue(&self, r: &mut Registry, session: u64, to: &str, line: String) -> Result<(), ()> {
+        let cfg = &self.config;
+        let count = r.queues.len();
+        let queue = match r.queues.get_mut(to) {
+            Some(q) => q,
+            None if count < cfg.max_queues => r.queues.entry(to.to_owned()).or_default(),
+            None => return Err(()),
+        };
+        if queue.lines.len() >= cfg.queue_lines || queue.bytes + line.len() > cfg.queue_bytes {
+            return Err(());
+        }
+        queue.bytes += line.len();
+        queue.lines.push_back((session, line));
+        Ok(())
+    }
+
+    /// Forgets a session: its name, and the lines it queued for absent peers.
+    fn leave(&self, session: u64, name: Option<&str>) {
+        let mut r = self.registry();
+        if let Some(name) = name {
+            if r.clients.get(name).is_some_and(|c| c.session == session) {
+                r.clients.remove(name);
+            }
+        }
+        r.queues.retain(|_, q| {
+            q.lines.retain(|(s, _)| *s != session);
+            q.bytes = q.lines.iter().map(|(_, l)| l.len()).sum();
+            !q.lines.is_empty()
+        });
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if sessions.len() < state.config.max_clients => {
+                    sessions.spawn(session(stream, Arc::clone(&state), stop.clone()));
+                }
+                Ok(_) => {} // over the limit: dropping the stream closes it
+                // Out of descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
+}
+
+/// One client connection: reads its lines, runs a writer task for its outbox.
+async fn session(stream: TcpStream, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<String>(OUTBOX.max(state.config.queue_lines + 2));
+    let writer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let id = state.new_session();
+    let kick = Arc::new(Notify::new());
+    let mut name: Option<String> = None;
+    let mut reader = LineReader::new(MAX_LINE);
+    let mut linger = false;
+    loop {
+        let read = tokio::select! {
+            _ = stop.changed() => break,
+            () = kick.notified() => break,
+            read = reader.read_line(&mut rd) => read,
+        };
+        let reply = match read {
+            Ok(Some(Line::Text(bytes))) => match String::from_utf8(bytes) {
+                Ok(line) => handle_line(&state, id, &mut name, &tx, &kick, &line),
+                Err(_) => {
+                    let _ = tx.try_send("error bad-utf8\n".to_owned());
+                    Reply::Continue
+                }
+            },
+            Ok(Some(Line::TooLong)) => Reply::Fatal("error line-too-long\n".to_owned()),
+            Ok(None) | Err(_) => break,
+        };
+        if let Reply::Fatal(line) = reply {
+            let _ = tx.try_send(line);
+            linger = true;
+            break;
+        }
+    }
+    state.leave(id, name.as_deref());
+    drop(tx);
+    if linger {
+        // Read (and drop) what the client still sends, so closing with unread input does not
+        // reset the connection before the error line arrives.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 4096];
+            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(LINGER, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+fn handle_line(
+    state: &State,
+    session: u64,
+    name: &mut Option<String>,
+    tx: &mpsc::Sender<String>,
+    kick: &Arc<Notify>,
+    line: &str,
+) -> Reply {
+    let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match (command, name.as_deref()) {
+        ("ping", _) => {
+            let _ = tx.try_send("pong\n".to_owned());
+            Reply::Continue
+        }
+        ("", _) => Reply::Continue,
+        ("register", Some(_)) => Reply::Fatal("error already-registered\n".to_owned()),
+        ("register", None) => {
+            if !is_valid_name(rest) {
+                return Reply::Fatal("error bad-name\n".to_owned());
+            }
+            let client = Client {
+                session,
+                outbox: tx.clone(),
+                kick: Arc::clone(kick),
+            };
+            match state.register(rest, client) {
+                Ok(()) => {
+                    *name = Some(rest.to_owned());
+                    Reply::Continue
+                }
+                Err(()) => Reply::Fatal(format!("error name-taken {rest}\n")),
+            }
+        }
+        (_, None) => Reply::Fatal("error not-registered\n".to_owned()),
+        ("to", Some(from)) => {
+            let (peer, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            if !is_valid_name(peer) {
+                let _ = tx.try_send(format!("error bad-name {peer}\n"));
+            } else if state.forward(from, session, peer, text).is_err() {
+                let _ = tx.try_send(format!("error queue-full {peer}\n"));
+            }
+            Reply::Continue
+        }
+        (other, Some(_)) => {
+            let shown: String = other.chars().take(MAX_NAME).collect();
+            let _ = tx.try_send(format!("error unknown-command {shown}\n"));
+            Reply::Continue
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    struct Raw {
+        rd: BufReader<OwnedReadHalf>,
+        wr: OwnedWriteHalf,
+    }
+
+    impl Raw {
+        async fn connect(addr: SocketAddr) -> Raw {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (rd, wr) = stream.into_split();
+            Raw {
+                rd: BufReader::new(rd),
+                wr,
+            }
+        }
+
+        async fn send(&mut self, line: &str) {
+            self.wr
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("write");
+        }
+
+        /// The next line, `None` at EOF (or a reset); panics after 5 s.
+        async fn line(&mut self) -> Option<String> {
+            let mut s = String::new();
+            let n = tokio::time::timeout(LIMIT, self.rd.read_line(&mut s))
+                .await
+                .expect("a line within 5 s")
+                .unwrap_or(0);
+            (n > 0).then(|| s.trim_end().to_owned())
+        }
+    }
+
+    async fn server() -> SignalServerHandle {
+        let mut config = SignalServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.queue_lines = 4;
+        config.queue_bytes = 200;
+        serve_signal(config).await.expect("serve")
+    }
+
+    #[tokio::test]
+    async fn forwards_and_queues_until_the_peer_registers() {
+        let server = server().await;
+        let mut a = Raw::connect(server.local_addr()).await;
+        a.send("register alice").await;
+        assert_eq!(a.line().await.as_deref(), Some("ok"));
+        a.send("to bob one").await;
+        a.send("to bob two words").await;
+        a.send("ping").await;
+        assert_eq!(
+            a.line().await.as_deref(),
+            Some("pong"),
+            "no error for queued lines"
+        );
+        let mut b = Raw::connect(server.local_addr()).await;
+        b.send("register bob").await;
+        assert_eq!(b.line().await.as_deref(), Some("ok"));
+        assert_eq!(b.line().await.as_deref(), Some("from alice one"));
+        assert_eq!(b.line().await.as_deref(), Some("from alice two words"));
+        b.send("to alice hi").await;
+        assert_eq!(a.line().await.as_deref(), Some("from bob hi"));
+        a.send("to bob live").await;
+        assert_eq!(b.line().await.as_deref(), Some("from alice live"));
+        server.shutdown().await;
+        assert_eq!(a.line().await, None, "shutdown closes connections");
+    }
+
+    #[tokio::test]
+    async fn queues_are_bounded_and_dropped_with_their_sender() {
+        let server = server().await;
+        let mut a = Raw::connect(server.local_addr()).await;
+        a.send("register a").await;
+        assert_eq!(a.line().await.as_deref(), Some("ok"));
+        for i in 0..5 {
+            a.send(&format!("to b {i}")).await;
+        }
+        assert_eq!(a.line().await.as_deref(), Some("error queue-full b"));
+        a.send(&format!("to c {}", "x".repeat(300))).await;
+        assert_eq!(
+            a.line().await.as_deref(),
+            Some("error queue-full c"),
+            "bytes bound"
+        );
+        drop(a);
+        // The sender left: its queued lines went with it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut b = Raw::connect(server.local_addr()).await;
+        b.send("register b").await;
+        assert_eq!(b.line().await.as_deref(), Some("ok"));
+        b.send("ping").await;
+        assert_eq!(b.line().await.as_deref(), Some("pong"));
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_and_validated() {
+        let server = server().await;
+        let mut a = Raw::connect(server.local_addr()).await;
+        a.send("register dup").await;
+        assert_eq!(a.line().await.as_deref(), Some("ok"));
+        let mut twin = Raw::connect(server.local_addr()).await;
+        twin.send("register dup").await;
+        twin.send("to someone hello").await; // unread input must not lose the error line
+        assert_eq!(twin.line().await.as_deref(), Some("error name-taken dup"));
+        assert_eq!(twin.line().await, None, "closed after a fatal error");
+        a.send("register again").await;
+        assert_eq!(a.line().await.as_deref(), Some("error already-registered"));
+        assert_eq!(a.line().await, None);
+        // The name is free once its holder left.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = Raw::connect(server.local_addr()).await;
+        c.send("register dup").await;
+        assert_eq!(c.line().await.as_deref(), Some("ok"));
+        c.send("to has space x").await;
+        c.send("to  x").await;
+        assert_eq!(c.line().await.as_deref(), Some("error bad-name"));
+        c.wr.write_all(b"to x \xff\xfe\n").await.expect("write");
+        assert_eq!(c.line().await.as_deref(), Some("error bad-utf8"));
+        c.send("frobnicate").await;
+        assert_eq!(
+            c.line().await.as_deref(),
+            Some("error unknown-command frobnicate")
+        );
+        let mut d = Raw::connect(server.local_addr()).await;
+        d.send("register with space").await;
+        assert_eq!(d.line().await.as_deref(), Some("error bad-name"));
+        let mut e = Raw::connect(server.local_addr()).await;
+        e.send("to a b").await;
+        assert_eq!(e.line().await.as_deref(), Some("error not-registered"));
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn long_lines_close_the_connection() {
+        let server = server().await;
+        let mut a = Raw::connect(server.local_addr()).await;
+        a.send("register long").await;
+        assert_eq!(a.line().await.as_deref(), Some("ok"));
+        a.send(&format!("to x {}", "y".repeat(MAX_LINE))).await;
+        assert_eq!(a.line().await.as_deref(), Some("error line-too-long"));
+        assert_eq!(a.line().await, None);
+        // Exactly at the limit is fine.
+        let mut b = Raw::connect(server.local_addr()).await;
+        b.send("register fine").await;
+        assert_eq!(b.line().await.as_deref(), Some("ok"));
+        b.send(&format!("to fine {}", "z".repeat(MAX_LINE - 8)))
+            .await;
+        assert_eq!(
+            b.line().await.map(|l| l.len()),
+            Some(MAX_LINE - 8 + "from fine ".len())
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn client_talks_to_one_peer() {
+        let server = server().await;
+        let mut a = SignalClient::connect(server.local_addr(), "a", "b")
+            .await
+            .expect("a");
+        a.send("ice-ufrag:abcd").await.expect("send");
+        let mut b = SignalClient::connect(server.local_addr(), "b", "a")
+            .await
+            .expect("b");
+        let got = tokio::time::timeout(LIMIT, b.recv())
+            .await
+            .expect("in time");
+        assert_eq!(got.expect("recv").as_deref(), Some("ice-ufrag:abcd"));
+        let err = SignalClient::connect(server.local_addr(), "a", "c")
+            .await
+            .expect_err("name taken");
+        assert!(err.to_string().contains("name-taken"), "{err}");
+        assert!(
+            SignalClient::connect(server.local_addr(), "x y", "c")
+                .await
+                .is_err()
+        );
+        server.shutdown().await;
+        let end = tokio::time::timeout(LIMIT, b.recv())
+            .await
+            .expect("in time");
+        assert_eq!(end.expect("clean close"), None);
+    }
+}
