@@ -418,7 +418,14 @@ impl Agent {
         if base.ip().is_unspecified() {
             return Err(IceError::Unspecified(base));
         }
-        let local_preference = 65535u16.saturating_sub(self.locals.len() as u16);
+        // RFC 8421: prefer IPv6 over IPv4 host candidates; within a family, earlier first.
+        let same_family = self
+            .locals
+            .iter()
+            .filter(|c| c.kind == CandidateKind::Host && c.address.is_ipv4() == base.is_ipv4())
+            .count() as u16;
+        let family_base: u16 = if base.is_ipv6() { 65535 } else { 65535 - 1024 };
+        let local_preference = family_base.saturating_sub(same_family);
         self.add_local_candidate(now, Candidate::host(base, local_preference))
     }
 
@@ -1377,11 +1384,12 @@ impl Agent {
                 .map(|c| c.address)
         };
         // A peer without server-reflexive candidates sits on its host address (no NAT).
+        // Punch sockets are IPv4 (the family NATs are about): the fallback host must be too.
         let first_public = |cands: &[Candidate]| {
             first_srflx(cands).or_else(|| {
                 cands
                     .iter()
-                    .find(|c| c.kind == CandidateKind::Host)
+                    .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4())
                     .map(|c| c.address)
             })
         };
