@@ -25,8 +25,8 @@ use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 
 use super::network::Network;
-use super::pair::{STUN_ALTERNATE, STUN_PRIMARY};
-use super::profile::Profile;
+use super::pair::{STUN_ALTERNATE, STUN_PRIMARY, host_v6};
+use super::profile::{Profile, V6Policy};
 
 /// The public address of the site (the outermost router's, or the host's own when it has one).
 pub const SITE_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -55,6 +55,10 @@ pub struct NetcheckScenario {
     pub loss_per_mille: u32,
     /// Give up after this much virtual time (the prober's own cap is 5 s).
     pub time_limit: Duration,
+    /// Make the site dual-stack: the host also gets an IPv6 address (side A's,
+    /// [`host_v6`]`(false)`) behind this policy. The prober still probes over IPv4 only, so the
+    /// report must not change; `None` (the default): IPv4 only.
+    pub ipv6: Option<V6Policy>,
 }
 
 impl NetcheckScenario {
@@ -69,7 +73,14 @@ impl NetcheckScenario {
             jitter: Duration::from_millis(2),
             loss_per_mille: 0,
             time_limit: Duration::from_secs(30),
+            ipv6: None,
         }
+    }
+
+    /// Makes the site dual-stack behind `policy` (see [`NetcheckScenario::ipv6`]).
+    pub fn with_ipv6(mut self, policy: V6Policy) -> Self {
+        self.ipv6 = Some(policy);
+        self
     }
 
     /// Turns hairpinning on or off on every router of the profile's chain (for a CGNAT both
@@ -116,6 +127,9 @@ pub fn run_netcheck(scenario: &NetcheckScenario) -> NetcheckOutcome {
         for nat in &mut site.chain {
             nat.config.hairpin = on;
         }
+    }
+    if let Some(policy) = scenario.ipv6 {
+        policy.attach(&mut site, host_v6(false), scenario.seed ^ 0x6);
     }
     net.add_site(site);
     let primary: SocketAddr = STUN_PRIMARY.parse().expect("constant");

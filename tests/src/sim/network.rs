@@ -4,6 +4,16 @@
 //! internet, and is filtered and translated by the receiver's NATs (outer to inner) when it
 //! arrives, so NAT state is consulted at the right virtual time: simultaneous-open races come out
 //! as they would on a real network. Everything is deterministic for a seed.
+//!
+//! # IPv6
+//!
+//! A site may be dual-stack: its [`Site::hosts`] may hold IPv6 addresses next to the IPv4 ones.
+//! IPv6 needs no NAT, so those addresses are global: the internet routes them straight to the
+//! site, where they cross the site's [`Site::v6_router`] (a stateful firewall, say) instead of
+//! the IPv4 chain. [`Network::send`] and the delivery side pick the path by address family; a
+//! datagram whose source and destination families differ is unroutable and dropped. Public
+//! hosts may have IPv6 addresses too. A network without IPv6 addresses behaves exactly as
+//! before: the IPv4 path, its checks and its random draws are untouched.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,13 +24,22 @@ use holepunch_core::time::{Duration, Instant};
 
 use super::nat::Nat;
 
-/// A private network with hosts behind a chain of routers (innermost first).
+/// A private network with hosts behind a chain of routers (innermost first), and optionally
+/// IPv6 hosts behind their own router.
 #[derive(Debug)]
 pub struct Site {
-    /// The hosts' addresses on the innermost LAN.
+    /// The hosts' addresses: IPv4 ones on the innermost LAN, and IPv6 ones (global, see the
+    /// module documentation). One host with several interfaces or addresses lists each.
     pub hosts: Vec<IpAddr>,
-    /// Routers from the LAN outwards; the last one's public IP faces the internet.
+    /// IPv4 routers from the LAN outwards; the last one's public IP faces the internet.
     pub chain: Vec<Nat>,
+    /// The router IPv6 traffic of this site's IPv6 hosts crosses, in both directions: a
+    /// non-translating kind ([`Kind::Firewall`](super::nat::Kind::Firewall) for a stateful
+    /// APDF firewall, [`Kind::UdpBlocked`](super::nat::Kind::UdpBlocked),
+    /// [`Kind::Open`](super::nat::Kind::Open)); its `public_ip` and hairpin setting are unused.
+    /// `None`: no filtering at all (the same as `Kind::Open`). NAT66/NPTv6 is not modelled: a
+    /// translating router here drops what it would translate.
+    pub v6_router: Option<Nat>,
     /// One-way latency between this site's hosts and the internet core.
     pub latency: Duration,
     /// Probability (0..=1000 per mille) that a datagram entering or leaving is lost.
@@ -110,6 +129,13 @@ impl Network {
             self.queue.push(Reverse(local));
             return;
         }
+        if src.is_ipv4() != dst.is_ipv4() {
+            // No NAT64 or other translation between families: unroutable.
+            return self.drop_one();
+        }
+        if src.is_ipv6() {
+            return self.send_v6(now, src, dst, bytes);
+        }
         let mut src = src;
         let mut latency = Duration::ZERO;
         let mut hairpin = None;
@@ -147,6 +173,19 @@ impl Network {
                 },
             }
         }
+        self.launch(now, latency, src, dst, hairpin, bytes);
+    }
+
+    /// Adds jitter to `latency` and puts the datagram in flight.
+    fn launch(
+        &mut self,
+        now: Instant,
+        mut latency: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        hairpin: Option<(usize, usize)>,
+        bytes: &[u8],
+    ) {
         if !self.jitter.is_zero() {
             let j = self
                 .rng
@@ -163,6 +202,39 @@ impl Network {
             bytes: bytes.to_vec(),
         };
         self.queue.push(Reverse(flight));
+    }
+
+    /// The IPv6 half of [`send`](Self::send): the sending site's IPv6 router instead of its
+    /// NAT chain, and no translation, so the source stays the host's own address.
+    ///
+    /// Two IPv6 hosts of one site reach each other the same way, out through the router and
+    /// back in (as if the router were the LAN's only path), which keeps the model to one rule.
+    fn send_v6(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        let mut latency = Duration::ZERO;
+        if let Some(si) = self.site_of_host(src.ip()) {
+            latency += self.sites[si].latency;
+            if self.lost(si) {
+                return self.drop_one();
+            }
+            if let Some(router) = self.sites[si].v6_router.as_mut() {
+                if router.outbound(now, src, dst) != Some(src) {
+                    // Filtered, or a translating router (NAT66 is not modelled).
+                    return self.drop_one();
+                }
+            }
+        } else if let Some(l) = self.public_latency(src.ip()) {
+            latency += l;
+        } else {
+            return self.drop_one();
+        }
+        match self.site_of_host(dst.ip()).map(|s| self.sites[s].latency) {
+            Some(l) => latency += l,
+            None => match self.public_latency(dst.ip()) {
+                Some(l) => latency += l,
+                None => return self.drop_one(),
+            },
+        }
+        self.launch(now, latency, src, dst, None, bytes);
     }
 
     /// When the next datagram arrives anywhere.
@@ -193,6 +265,13 @@ impl Network {
         }
     }
 
+    /// Forgets every pinhole of a site's IPv6 router.
+    pub fn flush_v6(&mut self, site: usize) {
+        if let Some(n) = self.sites.get_mut(site).and_then(|s| s.v6_router.as_mut()) {
+            n.flush();
+        }
+    }
+
     fn arrive(&mut self, f: InFlight) -> Option<Delivery> {
         let at = f.at;
         if f.hairpin.is_none() && f.src.ip() == f.dst.ip() {
@@ -203,6 +282,9 @@ impl Network {
                 from: f.src,
                 bytes: f.bytes,
             });
+        }
+        if f.dst.is_ipv6() {
+            return self.arrive_v6(f);
         }
         let (si, start) = match f.hairpin {
             Some((si, depth)) => (si, depth as isize),
@@ -247,6 +329,35 @@ impl Network {
         })
     }
 
+    /// The IPv6 half of [`arrive`](Self::arrive): a public host, or a site's IPv6 host through
+    /// that site's IPv6 router.
+    fn arrive_v6(&mut self, f: InFlight) -> Option<Delivery> {
+        let delivery = |f: InFlight| Delivery {
+            at: f.at,
+            to: f.dst,
+            from: f.src,
+            bytes: f.bytes,
+        };
+        if self.public_latency(f.dst.ip()).is_some() {
+            return Some(delivery(f));
+        }
+        let Some(si) = self.site_of_host(f.dst.ip()) else {
+            self.drop_one();
+            return None;
+        };
+        if self.lost(si) {
+            self.drop_one();
+            return None;
+        }
+        if let Some(router) = self.sites[si].v6_router.as_mut() {
+            if router.inbound(f.at, f.src, f.dst) != Some(f.dst) {
+                self.drop_one();
+                return None;
+            }
+        }
+        Some(delivery(f))
+    }
+
     fn lost(&mut self, site: usize) -> bool {
         let p = self.sites[site].loss_per_mille;
         p > 0 && self.rng.below(1000) < u64::from(p)
@@ -273,5 +384,82 @@ impl Network {
             .iter()
             .find(|(h, _)| *h == ip)
             .map(|(_, l)| *l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::nat::{Kind, NatConfig};
+    use std::net::Ipv4Addr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    /// A dual-stack site (IPv4 behind an open router, IPv6 behind `v6`) and an IPv6 server.
+    fn net(v6: Kind) -> Network {
+        let mut net = Network::new(1);
+        net.add_site(Site {
+            hosts: vec![
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
+                a("[2001:db8:a::2]:0").ip(),
+            ],
+            chain: vec![Nat::new(
+                NatConfig::of_kind(Kind::Open),
+                Ipv4Addr::new(198, 51, 100, 10),
+                1,
+            )],
+            v6_router: Some(Nat::new(NatConfig::of_kind(v6), Ipv4Addr::UNSPECIFIED, 2)),
+            latency: Duration::from_millis(10),
+            loss_per_mille: 0,
+        });
+        net.add_public_host(a("[2001:db8:5::3]:0").ip(), Duration::from_millis(5));
+        net
+    }
+
+    fn deliver(net: &mut Network) -> Option<Delivery> {
+        let at = net.next_arrival()?;
+        net.poll_delivery(at)
+    }
+
+    #[test]
+    fn ipv6_firewall_admits_only_answers() {
+        let mut net = net(Kind::Firewall);
+        let (host, server) = (a("[2001:db8:a::2]:5000"), a("[2001:db8:5::3]:3478"));
+        // Unsolicited: filtered.
+        net.send(Instant::ZERO, server, host, b"x");
+        assert_eq!(deliver(&mut net), None);
+        assert_eq!(net.dropped, 1);
+        // Out, untranslated, then the answer comes in through the pinhole.
+        net.send(Instant::ZERO, host, server, b"q");
+        let out = deliver(&mut net).expect("reaches the server");
+        assert_eq!((out.from, out.to), (host, server));
+        assert_eq!(out.at, Instant::ZERO + Duration::from_millis(15));
+        net.send(out.at, server, host, b"r");
+        let back = deliver(&mut net).expect("answer admitted");
+        assert_eq!((back.from, back.to), (server, host));
+        // Another port on the server is a stranger (APDF).
+        net.send(back.at, a("[2001:db8:5::3]:3479"), host, b"x");
+        assert_eq!(deliver(&mut net), None);
+    }
+
+    #[test]
+    fn ipv6_blocked_and_mixed_families_are_dropped() {
+        let mut net = net(Kind::UdpBlocked);
+        net.send(
+            Instant::ZERO,
+            a("[2001:db8:a::2]:5000"),
+            a("[2001:db8:5::3]:3478"),
+            b"q",
+        );
+        net.send(
+            Instant::ZERO,
+            a("198.51.100.10:5000"),
+            a("[2001:db8:5::3]:3478"),
+            b"q",
+        );
+        assert_eq!(net.next_arrival(), None);
+        assert_eq!(net.dropped, 2);
     }
 }

@@ -4,11 +4,16 @@
 //! after every input, sleep until the earliest of `poll_timeout`, the next datagram and the next
 //! signalling line. Candidates travel as offer lines (`cli.md`'s format) through the same parser
 //! the CLI uses.
+//!
+//! With [`PairConfig::ipv6`] set, the sites are dual-stack: each host also has a global IPv6
+//! address ([`host_v6`]) behind its side's [`V6Policy`], the agent gets a second host candidate
+//! on it (port 5000 for A, 6000 for B, as on IPv4) and the STUN server list gains
+//! [`STUN_V6`]. Without it (the default) everything is IPv4 only, exactly as before.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::credentials::IceCredentials;
@@ -17,12 +22,41 @@ use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 
 use super::network::Network;
-use super::profile::Profile;
+use super::profile::{Profile, V6Policy};
 
 /// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
 pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
 /// The STUN server's alternate address.
 pub const STUN_ALTERNATE: &str = "203.0.113.4:3479";
+/// The STUN server's IPv6 address in dual-stack scenarios (a plain server: one address).
+pub const STUN_V6: &str = "[2001:db8:5::3]:3478";
+
+/// Which sides of a pair are dual-stack, and behind what IPv6 policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DualStack {
+    /// Side A's IPv6 policy; `None`: A has no IPv6 address.
+    pub a: Option<V6Policy>,
+    /// Side B's IPv6 policy; `None`: B has no IPv6 address.
+    pub b: Option<V6Policy>,
+}
+
+impl DualStack {
+    /// Both sides dual-stack behind the same policy.
+    pub fn both(policy: V6Policy) -> Self {
+        DualStack {
+            a: Some(policy),
+            b: Some(policy),
+        }
+    }
+
+    /// Each side behind its own policy.
+    pub fn sides(a: V6Policy, b: V6Policy) -> Self {
+        DualStack {
+            a: Some(a),
+            b: Some(b),
+        }
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -45,6 +79,8 @@ pub struct PairConfig {
     pub time_limit: Duration,
     /// Agent configuration for a side (`true` = controlling).
     pub agent: fn(bool) -> AgentConfig,
+    /// Dual-stack sites; `None` (the default): IPv4 only.
+    pub ipv6: Option<DualStack>,
 }
 
 impl PairConfig {
@@ -61,7 +97,14 @@ impl PairConfig {
             signal_latency: Duration::from_millis(20),
             time_limit: Duration::from_secs(30),
             agent: AgentConfig::aggressive,
+            ipv6: None,
         }
+    }
+
+    /// The same pair with dual-stack sites.
+    pub fn with_ipv6(mut self, ipv6: DualStack) -> Self {
+        self.ipv6 = Some(ipv6);
+        self
     }
 }
 
@@ -98,11 +141,15 @@ pub struct PairOutcome {
     pub log: Vec<String>,
     /// Datagrams the network dropped (NAT filtering, loss, unroutable).
     pub dropped: u64,
+    /// The path each side (A, B) selected last, if any.
+    pub selected: [Option<PathInfo>; 2],
 }
 
 struct Side {
     agent: Agent,
     socket: SocketAddr,
+    /// The IPv6 host socket of a dual-stack side.
+    socket_v6: Option<SocketAddr>,
     extra_sockets: Vec<SocketAddr>,
     connected: Option<PathInfo>,
     connected_at: Option<Instant>,
@@ -137,6 +184,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     );
     site_a.loss_per_mille = config.loss_per_mille;
     site_b.loss_per_mille = config.loss_per_mille;
+    let v6 = config.ipv6.unwrap_or(DualStack { a: None, b: None });
+    let host_v6_a =
+        v6.a.map(|p| p.attach(&mut site_a, host_v6(false), config.seed ^ 0x6a));
+    let host_v6_b =
+        v6.b.map(|p| p.attach(&mut site_b, host_v6(true), config.seed ^ 0x6b));
     net.add_site(site_a);
     net.add_site(site_b);
     let primary: SocketAddr = STUN_PRIMARY.parse().expect("constant");
@@ -146,24 +198,45 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     let mut server_config = ServerConfig::new(primary);
     server_config.alternate = Some(alternate);
     let server = Server::new(server_config).expect("valid server configuration");
+    let stun_v6: SocketAddr = STUN_V6.parse().expect("constant");
+    let server_v6 = (host_v6_a.is_some() || host_v6_b.is_some()).then(|| {
+        net.add_public_host(stun_v6.ip(), Duration::from_millis(5));
+        Server::new(ServerConfig::new(stun_v6)).expect("valid server configuration")
+    });
 
     let mut now = Instant::ZERO;
     let mut sides = [
-        (config.a, host_a, true, 0xa11ceu64),
-        (config.b, host_b, false, 0xb0b),
+        (host_a, host_v6_a, true, 0xa11ceu64),
+        (host_b, host_v6_b, false, 0xb0b),
     ]
-    .map(|(_, host, controlling, salt)| {
+    .map(|(host, host_v6, controlling, salt)| {
         let mut agent_config = (config.agent)(controlling);
         agent_config.stun_servers = vec![primary, alternate];
+        if host_v6.is_some() {
+            agent_config.stun_servers.push(stun_v6);
+        }
         let mut agent = Agent::new(agent_config, config.seed ^ salt);
-        let socket = SocketAddr::new(host, if controlling { 5000 } else { 6000 });
+        let port = if controlling { 5000 } else { 6000 };
+        let socket = SocketAddr::new(host, port);
         agent
             .add_host_candidate(now, socket)
             .expect("one host candidate fits");
+        // IPv4 first: the agent ranks host candidates by the order they are added, so this
+        // gives IPv4 the higher local preference (RFC 8421 would rather prefer IPv6). It also
+        // keeps the IPv4 host candidate first in the peer's list, which the agent's hard-NAT
+        // punching reads without looking at the family. Across NATs only the IPv6 host pair
+        // can work anyway, and it outranks every server-reflexive pair by type preference.
+        let socket_v6 = host_v6.map(|ip| SocketAddr::new(ip, port));
+        if let Some(s) = socket_v6 {
+            agent
+                .add_host_candidate(now, s)
+                .expect("two host candidates fit");
+        }
         agent.gather(now);
         Side {
             agent,
             socket,
+            socket_v6,
             extra_sockets: Vec::new(),
             connected: None,
             connected_at: None,
@@ -291,10 +364,20 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 }
                 continue;
             }
-            if let Some(side) = sides
-                .iter_mut()
-                .find(|s| s.socket == d.to || s.extra_sockets.contains(&d.to))
+            if let Some(server) = server_v6
+                .as_ref()
+                .filter(|s| s.local_addresses().any(|a| a == d.to))
             {
+                if let Outcome::Respond(t) =
+                    server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)
+                {
+                    net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
+                }
+                continue;
+            }
+            if let Some(side) = sides.iter_mut().find(|s| {
+                s.socket == d.to || s.socket_v6 == Some(d.to) || s.extra_sockets.contains(&d.to)
+            }) {
                 let _ = side.agent.handle_datagram(now, d.to, d.from, &d.bytes);
             }
         }
@@ -327,6 +410,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         elapsed,
         log,
         dropped: net.dropped,
+        selected: [sides[0].connected, sides[1].connected],
     }
 }
 
@@ -346,6 +430,16 @@ fn apply_offer_line(now: Instant, side: &mut Side, line: &str, log: &mut Vec<Str
         Ok(OfferLine::EndOfCandidates) => side.agent.end_of_remote_candidates(),
         Ok(_) => {}
         Err(e) => log.push(format!("{now:?} bad offer line {line:?}: {e}")),
+    }
+}
+
+/// A dual-stack host's IPv6 address: 2001:db8:a::2 for A, 2001:db8:b::2 for B (the
+/// documentation prefix, RFC 3849).
+pub fn host_v6(b_side: bool) -> Ipv6Addr {
+    if b_side {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 2)
+    } else {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 2)
     }
 }
 
