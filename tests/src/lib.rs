@@ -118,4 +118,5 @@ mod tests {
     }
 }
 
+pub mod lab;
 pub mod sim;
