@@ -44,6 +44,22 @@ pub fn check_message(data: &[u8]) {
         !msg.has_fingerprint()
     );
     let _ = msg.unknown_comprehension_required(attr::is_known).count();
+    // The address accessors' fast paths agree with the general decoder.
+    for (t, fast) in [
+        (types::XOR_MAPPED_ADDRESS, msg.xor_mapped_address()),
+        (types::MAPPED_ADDRESS, msg.mapped_address()),
+    ] {
+        let general = msg.decode(t).map(|r| {
+            r.map(|a| match a {
+                Attribute::XorMappedAddress(x) | Attribute::MappedAddress(x) => x,
+                other => panic!("{t:#06x} decoded as {other:?}"),
+            })
+        });
+        assert_eq!(
+            fast, general,
+            "fast and general decoding of {t:#06x} differ"
+        );
+    }
 
     // Walk the processed attributes: in bounds, increasing, values exactly where the header says,
     // and nothing but MESSAGE-INTEGRITY-SHA256 / FINGERPRINT after the first integrity attribute.

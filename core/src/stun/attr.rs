@@ -683,6 +683,37 @@ pub(crate) fn decode_address(attr: AttrType, v: &[u8]) -> Result<SocketAddr, Att
     Ok(SocketAddr::new(ip, port))
 }
 
+/// XOR-MAPPED-ADDRESS straight from its value and the message's bytes 4..20 (magic cookie and
+/// transaction id, the XOR mask): the per-response fast path, with the same checks as
+/// [`decode_address`].
+#[inline]
+pub(crate) fn decode_xor_address(
+    attr: AttrType,
+    v: &[u8],
+    mask: &[u8; 16],
+) -> Result<SocketAddr, AttrError> {
+    let bad_len = AttrError::BadLength { attr, len: v.len() };
+    let port = |v: &[u8]| u16::from_be_bytes([v[2] ^ mask[0], v[3] ^ mask[1]]);
+    if v.len() < 4 {
+        return Err(bad_len);
+    }
+    match (v[1], v.len()) {
+        (0x01, 8) => {
+            let ip = u32::from_be_bytes([v[4], v[5], v[6], v[7]])
+                ^ u32::from_be_bytes([mask[0], mask[1], mask[2], mask[3]]);
+            Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port(v)))
+        }
+        (0x02, 20) => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&v[4..20]);
+            let ip = u128::from_be_bytes(o) ^ u128::from_be_bytes(*mask);
+            Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port(v)))
+        }
+        (0x01 | 0x02, _) => Err(bad_len),
+        (family, _) => Err(AttrError::BadFamily { attr, family }),
+    }
+}
+
 fn address_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 8 } else { 20 }
 }

@@ -356,13 +356,12 @@ impl<'a> Message<'a> {
     /// An address attribute decoded directly (the per-response hot path: no `Attribute` enum).
     fn address(&self, attr: AttrType) -> Option<Result<SocketAddr, AttrError>> {
         let raw = self.find(attr)?;
-        Some(attr::decode_address(attr, raw.value).map(|a| {
-            if attr == types::XOR_MAPPED_ADDRESS {
-                attr::xor_address(a, &self.transaction_id())
-            } else {
-                a
-            }
-        }))
+        if attr == types::XOR_MAPPED_ADDRESS {
+            let mut mask = [0u8; 16];
+            mask.copy_from_slice(&self.buf[4..HEADER_LEN]);
+            return Some(attr::decode_xor_address(attr, raw.value, &mask));
+        }
+        Some(attr::decode_address(attr, raw.value))
     }
 
     fn value_at(&self, offset: usize) -> &'a [u8] {
