@@ -1,0 +1,320 @@
+//! `holepunch connect` under network faults in the netns lab: packet loss, a NAT that forgets
+//! its mappings (`conntrack -F`), a new public address, and a peer that dies.
+//!
+//! Each test builds its own lab: a server host with `holepunch stun-server` (203.0.113.3:3478,
+//! alternate 203.0.113.4:3479) and `holepunch signal` (203.0.113.3:7000), and two sites. Needs
+//! root and `conntrack` (skips with a reason otherwise; fails under `CI=true`).
+mod lab_common;
+
+use std::time::{Duration, Instant};
+
+use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Site, Stream};
+use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch};
+
+/// Where `holepunch signal` listens.
+const SIGNAL: &str = "203.0.113.3:7000";
+/// `connect --timeout`.
+const CONNECT_TIMEOUT_S: u64 = 20;
+/// How long the data may stop after a fault.
+const RECOVERY: Duration = Duration::from_secs(10);
+/// Loss on each router in the loss test: ~20 % of the packets between the peers end to end.
+const LOSS_PER_ROUTER: u8 = 11;
+/// How often each side sends a line while streaming.
+const TICK: Duration = Duration::from_millis(200);
+
+/// A connected pair in its own lab. Field order: processes are dropped (killed) before the lab.
+struct Pair {
+    a: LabProcess,
+    b: LabProcess,
+    _signal: LabProcess,
+    _stun: LabProcess,
+    site_a: Site,
+    site_b: Site,
+    /// The next sequence number each side sends.
+    next_a: u64,
+    next_b: u64,
+    lab: Lab,
+}
+
+fn lab_with_conntrack() -> Option<Lab> {
+    let lab = lab::require()?;
+    lab::require_programs(&["conntrack"]).then_some(lab)
+}
+
+/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe.
+fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
+    let timeout = CONNECT_TIMEOUT_S.to_string();
+    let stun1 = STUN_PRIMARY.to_string();
+    let stun2 = STUN_ALTERNATE.to_string();
+    lab.spawn_with_stdin(
+        ns,
+        &format!("connect-{id}"),
+        holepunch(),
+        [
+            "connect",
+            "--signal",
+            SIGNAL,
+            "--id",
+            id,
+            "--peer",
+            peer,
+            "--stun",
+            &stun1,
+            "--stun",
+            &stun2,
+            "--json",
+            "--timeout",
+            &timeout,
+        ],
+    )
+}
+
+/// Servers and two sites; `before` runs on the lab and sites before the peers start. Returns
+/// once both printed `connected` (panics otherwise), and the time that took.
+fn pair(
+    pa: Profile,
+    pb: Profile,
+    before: impl FnOnce(&Lab, &Site, &Site),
+) -> Option<(Pair, Duration)> {
+    let lab = lab_with_conntrack()?;
+    let (srv, stun) = lab_common::stun_server(&lab);
+    let mut signal = lab.spawn(&srv, "signal", holepunch(), ["signal", "--listen", SIGNAL]);
+    signal.expect_line(Stream::Stderr, lab_common::START_LIMIT, |l| {
+        l.contains("signal: listening")
+    });
+    let site_a = lab.nat_site(pa, false);
+    let site_b = lab.nat_site(pb, false);
+    before(&lab, &site_a, &site_b);
+    let started = Instant::now();
+    let mut a = connect(&lab, site_a.host(), "a", "b");
+    let mut b = connect(&lab, site_b.host(), "b", "a");
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        assert!(
+            line.contains("\"event\":\"connected\"") && line.contains("\"path\":\"direct\""),
+            "did not connect directly: {}",
+            p.describe()
+        );
+    }
+    let took = started.elapsed();
+    Some((
+        Pair {
+            a,
+            b,
+            _signal: signal,
+            _stun: stun,
+            site_a,
+            site_b,
+            next_a: 0,
+            next_b: 0,
+            lab,
+        },
+        took,
+    ))
+}
+
+/// The highest sequence number among the lines `<from> N` that `p` printed on stdout.
+fn max_seq(p: &LabProcess, from: &str) -> Option<u64> {
+    p.lines(Stream::Stdout)
+        .iter()
+        .filter_map(|l| l.strip_prefix(from)?.strip_prefix(' ')?.trim().parse().ok())
+        .max()
+}
+
+impl Pair {
+    /// One line from each side: `a N` and `b N`.
+    fn tick(&mut self) {
+        let line = format!("a {}\n", self.next_a);
+        self.a
+            .write_stdin(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}: {}", self.a.describe()));
+        self.next_a += 1;
+        let line = format!("b {}\n", self.next_b);
+        self.b
+            .write_stdin(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}: {}", self.b.describe()));
+        self.next_b += 1;
+    }
+
+    /// Streams (a line from each side every [`TICK`]) until `b` printed a line of `a` numbered
+    /// at least `from_a` and `a` one of `b` numbered at least `from_b`; the time that took, or
+    /// `None` after `limit`.
+    fn stream_until(&mut self, from_a: u64, from_b: u64, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        loop {
+            let b_ok = max_seq(&self.b, "a").is_some_and(|n| n >= from_a);
+            let a_ok = max_seq(&self.a, "b").is_some_and(|n| n >= from_b);
+            if a_ok && b_ok {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            self.tick();
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// The events (`"event":"..."` names) `p` printed on stderr after its first `connected`.
+    fn events_after_connected(p: &LabProcess) -> Vec<String> {
+        p.lines(Stream::Stderr)
+            .iter()
+            .filter_map(|l| lab::parse_json(l).ok())
+            .filter_map(|j| j.str_field("event").map(str::to_string))
+            .skip_while(|e| e != "connected")
+            .skip(1)
+            .collect()
+    }
+
+    /// Streams until data flows both ways (within 5 s), applies `fault`, then asserts that data
+    /// sent after the fault arrives on both sides within [`RECOVERY`], with no `failed` event
+    /// and both still running. Returns the recovery time.
+    fn survive(&mut self, what: &str, fault: impl FnOnce(&mut Pair)) -> Duration {
+        let baseline = self.stream_until(0, 0, Duration::from_secs(5));
+        assert!(
+            baseline.is_some(),
+            "{what}: no data before the fault:\n{}\n{}",
+            self.a.describe(),
+            self.b.describe()
+        );
+        fault(self);
+        // Every line numbered from here on is written after the fault.
+        let (from_a, from_b) = (self.next_a, self.next_b);
+        let recovered = self.stream_until(from_a, from_b, RECOVERY);
+        let (ea, eb) = (
+            Self::events_after_connected(&self.a),
+            Self::events_after_connected(&self.b),
+        );
+        println!("{what}: events after connected: a {ea:?}, b {eb:?}");
+        let Some(took) = recovered else {
+            panic!(
+                "{what}: data sent after the fault did not arrive within {RECOVERY:?} (b's last \
+                 from a: {:?}, a's last from b: {:?}, fault at a {from_a}, b {from_b}):\n{}\n{}",
+                max_seq(&self.b, "a"),
+                max_seq(&self.a, "b"),
+                self.a.describe(),
+                self.b.describe()
+            )
+        };
+        for p in [&mut self.a, &mut self.b] {
+            assert!(
+                !p.stderr().contains("\"event\":\"failed\"") && p.is_running(),
+                "{what}: failed: {}",
+                p.describe()
+            );
+        }
+        took
+    }
+
+    /// Ends both sides with EOF; both must exit 0.
+    fn finish(mut self) {
+        self.a.close_stdin();
+        self.b.close_stdin();
+        for p in [&mut self.a, &mut self.b] {
+            let status = p.wait_exit(Duration::from_secs(10));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "did not exit 0 after EOF: {}",
+                p.describe()
+            );
+        }
+    }
+}
+
+/// Loss on both routers, 11 % each: every packet between the peers crosses both routers, so
+/// about 20 % of the packets (1 - 0.89²) and 37 % of the request/response pairs are lost. The
+/// pair still connects and lines get through.
+///
+/// (With 20 % on each router, 36 % of the packets and 59 % of the round trips, the aggressive
+/// agent gives up after its 7 check transmissions, "every candidate pair failed" at ~13 s,
+/// before `--timeout 20`, in about 1 run in 30.)
+#[test]
+fn loss_20_percent_still_connects() {
+    let Some((mut p, took)) = pair(
+        Profile::PortRestrictedCone,
+        Profile::PortRestrictedCone,
+        |lab, a, b| {
+            lab.set_loss(&a.router, LOSS_PER_ROUTER);
+            lab.set_loss(&b.router, LOSS_PER_ROUTER);
+        },
+    ) else {
+        return;
+    };
+    let data = p.stream_until(0, 0, Duration::from_secs(10));
+    assert!(
+        data.is_some(),
+        "no data under loss:\n{}\n{}",
+        p.a.describe(),
+        p.b.describe()
+    );
+    println!(
+        "{LOSS_PER_ROUTER} % loss per router (~20 % per packet end to end): connected in \
+         {took:?}; first lines through in {:?}",
+        data.unwrap_or_default()
+    );
+    p.lab.set_loss(&p.site_a.router, 0);
+    p.lab.set_loss(&p.site_b.router, 0);
+    p.finish();
+}
+
+/// `conntrack -F` on the symmetric router mid-session: its mapping changes, and data flows
+/// again within 10 s without `failed`.
+#[test]
+fn conntrack_flush_on_symmetric_router_recovers() {
+    let Some((mut p, _)) = pair(Profile::SymmetricRandom, Profile::FullCone, |_, _, _| {}) else {
+        return;
+    };
+    let took = p.survive("conntrack -F on symmetric-random", |p| {
+        p.lab.flush_conntrack(&p.site_a.router);
+    });
+    println!("conntrack -F on symmetric-random (peer full-cone): data again after {took:?}");
+    p.finish();
+}
+
+/// A new public address on a port-restricted router mid-session: data flows again within
+/// 10 s without `failed`.
+#[test]
+fn public_ip_change_recovers() {
+    let Some((mut p, _)) = pair(Profile::PortRestrictedCone, Profile::FullCone, |_, _, _| {})
+    else {
+        return;
+    };
+    let took = p.survive("new public IP on port-restricted-cone", |p| {
+        let new_ip = p.site_a.spare_ip();
+        p.lab.change_public_ip(&mut p.site_a, new_ip);
+    });
+    println!("new public IP on port-restricted-cone (peer full-cone): data again after {took:?}");
+    p.finish();
+}
+
+/// The peer is killed (no EOF, no goodbye): the survivor reports `consent_lost` or `failed`
+/// within 40 s (consent expires after 30 s without answers).
+#[test]
+fn killed_peer_is_noticed() {
+    let Some((mut p, _)) = pair(
+        Profile::PortRestrictedCone,
+        Profile::PortRestrictedCone,
+        |_, _, _| {},
+    ) else {
+        return;
+    };
+    assert!(
+        p.stream_until(0, 0, Duration::from_secs(5)).is_some(),
+        "no data before the kill:\n{}\n{}",
+        p.a.describe(),
+        p.b.describe()
+    );
+    p.b.kill();
+    let killed = Instant::now();
+    let line =
+        p.a.expect_line(Stream::Stderr, Duration::from_secs(40), |l| {
+            l.contains("\"event\":\"consent_lost\"") || l.contains("\"event\":\"failed\"")
+        });
+    println!(
+        "killed peer: survivor noticed after {:.1} s: {line}",
+        killed.elapsed().as_secs_f64()
+    );
+}
