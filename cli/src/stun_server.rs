@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use holepunch_core::stun::server::ServerConfig;
+use holepunch_core::stun::server::{AmplificationPolicy, ServerConfig};
 use holepunch_std::DriverError;
 
 use crate::{EXIT_FAILED, EXIT_USAGE, SOFTWARE};
@@ -19,6 +19,23 @@ pub struct Args {
     /// RFC 5780: the alternate address, with an IP and a port both different from --listen's.
     #[arg(long, value_name = "ADDR")]
     alternate: Option<SocketAddr>,
+    /// How answers to unauthenticated requests are bounded: `bounded` (default: optional
+    /// attributes only within the request's size, worst case 2.2x), `strict` (never larger than
+    /// the request) or `unbounded` (every answer in full, up to 4.6x: labs and trusted networks
+    /// only; standard tools that send bare requests need it for RFC 5780).
+    #[arg(long, value_name = "POLICY", default_value = "bounded", value_parser = parse_policy)]
+    amplification: AmplificationPolicy,
+}
+
+fn parse_policy(s: &str) -> Result<AmplificationPolicy, String> {
+    match s {
+        "bounded" => Ok(AmplificationPolicy::Bounded),
+        "strict" => Ok(AmplificationPolicy::Strict),
+        "unbounded" => Ok(AmplificationPolicy::Unbounded),
+        other => Err(format!(
+            "unknown policy {other:?} (bounded, strict or unbounded)"
+        )),
+    }
 }
 
 /// Names of the sockets, in `Server::local_addresses` order.
@@ -56,6 +73,7 @@ async fn serve(args: &Args) -> ExitCode {
     let mut config = ServerConfig::new(args.listen);
     config.alternate = args.alternate;
     config.software = Some(SOFTWARE);
+    config.amplification = args.amplification;
     let server = match holepunch_tokio::serve_stun(config).await {
         Ok(server) => server,
         Err(e @ DriverError::Config(_)) => {

@@ -9,8 +9,15 @@ mod lab_common;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Json, Lab, Profile, Site};
+use holepunch_tests::lab::{self, Json, Lab, Profile, Site, Stream};
 use lab_common::{COTURN_PRIMARY, NatDiscovery, STUN_PRIMARY, holepunch};
+
+/// Our server again, answering in full (`--amplification unbounded`), for natdiscovery.
+const UNBOUNDED_PRIMARY: SocketAddrV4 =
+    SocketAddrV4::new(std::net::Ipv4Addr::new(203, 0, 113, 3), 3480);
+/// Its RFC 5780 alternate.
+const UNBOUNDED_ALTERNATE: SocketAddrV4 =
+    SocketAddrV4::new(std::net::Ipv4Addr::new(203, 0, 113, 4), 3481);
 
 /// How long one netcheck may take.
 const NETCHECK_LIMIT: Duration = Duration::from_secs(60);
@@ -138,13 +145,37 @@ fn netcheck_matches_every_profile_and_natdiscovery() {
         return;
     }
     let started = Instant::now();
-    let (_stun_ns, _stun) = lab_common::stun_server(&lab);
+    let (stun_ns, _stun) = lab_common::stun_server(&lab);
+    // The same server with --amplification unbounded on other ports: natdiscovery sends bare
+    // requests, which our default policy answers without the RFC 5780 attributes.
+    let mut full = lab.spawn(
+        &stun_ns,
+        "stun-server-unbounded",
+        holepunch(),
+        [
+            "stun-server",
+            "--listen",
+            &UNBOUNDED_PRIMARY.to_string(),
+            "--alternate",
+            &UNBOUNDED_ALTERNATE.to_string(),
+            "--amplification",
+            "unbounded",
+        ],
+    );
+    full.expect_line(Stream::Stderr, lab_common::START_LIMIT, |l| {
+        l.contains("stun-server: serving")
+    });
     let (_coturn_ns, _coturn) = lab_common::coturn(&lab);
     let sites: Vec<Site> = Profile::ALL
         .iter()
         .map(|&p| lab.nat_site(p, false))
         .collect();
-    type Outcome = (Result<Json, String>, Result<Json, String>, NatDiscovery);
+    type Outcome = (
+        Result<Json, String>,
+        Result<Json, String>,
+        NatDiscovery,
+        NatDiscovery,
+    );
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = sites
             .iter()
@@ -154,7 +185,8 @@ fn netcheck_matches_every_profile_and_natdiscovery() {
                     let ours = netcheck(lab, site, STUN_PRIMARY);
                     let coturn = netcheck(lab, site, COTURN_PRIMARY);
                     let disc = lab_common::natdiscovery(lab, site.host(), COTURN_PRIMARY);
-                    (ours, coturn, disc)
+                    let disc_ours = lab_common::natdiscovery(lab, site.host(), UNBOUNDED_PRIMARY);
+                    (ours, coturn, disc, disc_ours)
                 })
             })
             .collect();
@@ -164,8 +196,15 @@ fn netcheck_matches_every_profile_and_natdiscovery() {
             .collect()
     });
     let mut wrong = Vec::new();
-    for (site, (ours, coturn, disc)) in sites.iter().zip(&outcomes) {
+    for (site, (ours, coturn, disc, disc_ours)) in sites.iter().zip(&outcomes) {
         let p = site.profile;
+        // coturn's natdiscovery against our server agrees with it against coturn.
+        if (disc_ours.mapping, disc_ours.filtering) != (disc.mapping, disc.filtering) {
+            wrong.push(format!(
+                "{p}: natdiscovery against holepunch stun-server said {:?}/{:?}, against coturn {:?}/{:?}",
+                disc_ours.mapping, disc_ours.filtering, disc.mapping, disc.filtering
+            ));
+        }
         for (server, result) in [("holepunch stun-server", ours), ("coturn", coturn)] {
             match result {
                 Err(e) => wrong.push(format!("{p}, against {server}: no report: {e}")),

@@ -993,3 +993,35 @@ proptest! {
         }
     }
 }
+
+/// The opt-in `Unbounded` policy answers a bare 20-byte request in full (what coturn's
+/// `turnutils_natdiscovery` needs); its documented worst case is 92 bytes for 20 (IPv6).
+#[test]
+fn unbounded_policy_answers_bare_requests_in_full() {
+    use holepunch_core::stun::server::{AmplificationPolicy, Outcome, Server, ServerConfig};
+    let primary: SocketAddr = "[2001:db8::1]:3478".parse().expect("address");
+    let alternate: SocketAddr = "[2001:db8::2]:3479".parse().expect("address");
+    let client: SocketAddr = "[2001:db8::9]:5000".parse().expect("address");
+    let mut config = ServerConfig::new(primary);
+    config.alternate = Some(alternate);
+    config.amplification = AmplificationPolicy::Unbounded;
+    let server = Server::new(config).expect("valid");
+    let mut req = [0u8; 20];
+    let b = holepunch_core::stun::MessageBuilder::new(
+        &mut req,
+        Class::Request,
+        holepunch_core::stun::Method::BINDING,
+        holepunch_core::stun::TransactionId([3; 12]),
+    )
+    .expect("fits");
+    let len = b.len();
+    let _ = b.finish();
+    let mut out = [0u8; 1280];
+    let Outcome::Respond(t) = server.handle_datagram(primary, client, &req[..len], &mut out) else {
+        panic!("a bare request is answered");
+    };
+    let m = holepunch_core::stun::Message::parse(&out[..t.len]).expect("parses");
+    assert_eq!(m.xor_mapped_address(), Some(Ok(client)));
+    assert!(m.find(types::OTHER_ADDRESS).is_some() && m.find(types::RESPONSE_ORIGIN).is_some());
+    assert_eq!(t.len, 92, "20 + 3 IPv6 address attributes of 24 bytes");
+}

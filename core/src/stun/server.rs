@@ -33,6 +33,10 @@ pub enum AmplificationPolicy {
     /// Never answer with more bytes than the request had: requests too small for their minimal
     /// answer are dropped. Clients must pad (for example with SOFTWARE or PADDING).
     Strict,
+    /// Every answer in full, whatever the request's size: what standard tools that send bare
+    /// requests (`turnutils_natdiscovery`) need for RFC 5780. Up to 4.6× for IPv6 (20 bytes in,
+    /// 92 out): only for labs and trusted networks, never on the open internet.
+    Unbounded,
 }
 
 /// Server configuration.
@@ -400,15 +404,18 @@ impl Budget {
 
     /// Whether a response whose mandatory attributes take `floor` bytes may be sent at all.
     fn allows_floor(&self, floor: usize) -> bool {
-        self.policy == AmplificationPolicy::Bounded || HEADER_LEN + floor <= self.request_len
+        self.policy != AmplificationPolicy::Strict || HEADER_LEN + floor <= self.request_len
     }
 
     /// Bytes available for optional attributes beyond `floor` bytes of mandatory ones: within
     /// the request's size and the output buffer.
     fn extra(&self, floor: usize) -> usize {
-        self.request_len
-            .min(self.out_len)
-            .saturating_sub(HEADER_LEN + floor)
+        let limit = match self.policy {
+            // Bounded by the output buffer only (the caller's 1280 bytes fit every answer).
+            AmplificationPolicy::Unbounded => self.out_len,
+            _ => self.request_len.min(self.out_len),
+        };
+        limit.saturating_sub(HEADER_LEN + floor)
     }
 }
 
