@@ -151,12 +151,6 @@ impl CheckList {
     }
 }
 
-/// The type preference used for a local candidate in PRIORITY of a check: what the candidate
-/// would have as peer-reflexive (RFC 8445 §7.1.1).
-pub const fn prflx_type_preference() -> u32 {
-    110
-}
-
 /// Whether the pair's local candidate is relayed (for path reporting).
 pub fn is_relayed(local: &Candidate, remote: &Candidate) -> bool {
     local.kind == CandidateKind::Relayed || remote.kind == CandidateKind::Relayed
