@@ -116,16 +116,102 @@ fn same_seed_gives_byte_identical_event_logs() {
 }
 
 #[test]
-fn ten_percent_loss_still_connects_easy_pairs() {
+fn twenty_percent_loss_at_each_nat_still_connects_easy_pairs() {
+    // 20 % at each NAT, both ways: a check's round trip crosses four lossy hops and fails 59 %
+    // of the time. The aggressive profile's 22 sends make a working pair fail by chance once in
+    // ~100,000 tries, and its 7 gathering sends miss a STUN server once in ~1,300.
+    for (a, b) in [
+        (Profile::PortRestrictedCone, Profile::PortRestrictedCone),
+        (Profile::PortRestrictedCone, Profile::Cgnat),
+        (Profile::FullCone, Profile::SymmetricSequential),
+    ] {
+        let mut ok = 0;
+        for seed in 0..50 {
+            let mut config = PairConfig::new(a, b, seed);
+            config.loss_per_mille = 200;
+            if run_pair(&config).path == PathKind::Direct {
+                ok += 1;
+            }
+        }
+        assert_eq!(
+            ok, 50,
+            "{a} / {b}: retransmissions should ride out 20% loss"
+        );
+    }
+}
+
+#[test]
+fn birthday_punching_survives_twenty_percent_loss() {
+    // Each probe that hits an open mapping gets through both NATs and back only 41 % of the
+    // time, so the expected hits of the 2048-probe search drop from 8 to about 3: ~95 % success
+    // in theory. Measured: 98 of 100 seeds (the two misses are true birthday misses; a third
+    // failure mode, a STUN server missed during gathering so the hard side looks easy, is
+    // what the 7 gathering sends are for).
     let mut ok = 0;
-    for seed in 0..20 {
-        let mut config = PairConfig::new(Profile::PortRestrictedCone, Profile::Cgnat, seed);
-        config.loss_per_mille = 100;
+    for seed in 0..100 {
+        let mut config =
+            PairConfig::new(Profile::SymmetricRandom, Profile::PortRestrictedCone, seed);
+        config.loss_per_mille = 200;
         if run_pair(&config).path == PathKind::Direct {
             ok += 1;
         }
     }
-    assert_eq!(ok, 20, "retransmissions should ride out 10% loss");
+    assert!(ok >= 96, "birthday punching under 20% loss: {ok} of 100");
+}
+
+#[test]
+fn late_signalling_on_one_side_still_connects() {
+    // B learns A's candidates at once and starts checking; A hears of B's only 15 s later (a
+    // signalling connection stalled on loss). B's checks must still be running when A's arrive.
+    for (a, b) in [
+        (Profile::PortRestrictedCone, Profile::PortRestrictedCone),
+        (Profile::Cgnat, Profile::RestrictedCone),
+    ] {
+        for seed in 0..5 {
+            let mut config = PairConfig::new(a, b, seed);
+            config.signal_stall_to_a = holepunch_core::time::Duration::from_secs(15);
+            let o = run_pair(&config);
+            assert_eq!(
+                o.path,
+                PathKind::Direct,
+                "{a} / {b} seed {seed}: {:?}",
+                o.log.last()
+            );
+        }
+    }
+}
+
+/// The aggressive profile with checks that give up after three sends (0.7 s).
+fn impatient_checks(controlling: bool) -> holepunch_core::ice::agent::AgentConfig {
+    let mut config = holepunch_core::ice::agent::AgentConfig::aggressive(controlling);
+    config.check_max_sends = 3;
+    config
+}
+
+#[test]
+fn failure_waits_for_punching_to_finish() {
+    // Ordinary checks against a symmetric-random NAT fail long before a birthday search ends;
+    // `Failed` must wait for the search, or the hard cells would lose most of their runs.
+    for seed in 0..20 {
+        let mut config =
+            PairConfig::new(Profile::SymmetricRandom, Profile::PortRestrictedCone, seed);
+        config.agent = impatient_checks;
+        let o = run_pair(&config);
+        assert_eq!(o.path, PathKind::Direct, "seed {seed}: {:?}", o.log.last());
+    }
+    // Where no punching applies, failure is still prompt: both sides symmetric.
+    let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::SymmetricRandom, 1);
+    config.agent = impatient_checks;
+    let o = run_pair(&config);
+    assert_eq!(o.path, PathKind::None);
+    let failed_at = o
+        .log
+        .iter()
+        .find(|l| l.contains("Failed"))
+        .and_then(|l| l.split('s').next())
+        .and_then(|t| t.parse::<f64>().ok())
+        .expect("a Failed event with its time");
+    assert!(failed_at < 5.0, "failed only at {failed_at} s");
 }
 
 #[test]

@@ -75,6 +75,8 @@ pub struct PairConfig {
     pub loss_per_mille: u32,
     /// How long signalling takes to carry a line.
     pub signal_latency: Duration,
+    /// Extra delay of every line to A, as when A's signalling connection stalls on loss.
+    pub signal_stall_to_a: Duration,
     /// Give up after this much virtual time.
     pub time_limit: Duration,
     /// Agent configuration for a side (`true` = controlling).
@@ -95,6 +97,7 @@ impl PairConfig {
             jitter: Duration::from_millis(2),
             loss_per_mille: 0,
             signal_latency: Duration::from_millis(20),
+            signal_stall_to_a: Duration::ZERO,
             time_limit: Duration::from_secs(30),
             agent: AgentConfig::aggressive,
             ipv6: None,
@@ -164,6 +167,15 @@ struct Signal {
     seq: u64,
     to_b: bool,
     line: String,
+}
+
+/// How long a line from side `from` (0 = A) takes to reach the other side.
+fn signal_delay(config: &PairConfig, from: usize) -> Duration {
+    if from == 1 {
+        config.signal_latency + config.signal_stall_to_a
+    } else {
+        config.signal_latency
+    }
 }
 
 /// Runs one pair to completion (both connected, either failed, or the time limit).
@@ -256,7 +268,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         ] {
             seq += 1;
             signals.push(Reverse(Signal {
-                at: now + config.signal_latency,
+                at: now + signal_delay(config, i),
                 seq,
                 to_b: i == 0,
                 line,
@@ -320,7 +332,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 if let Some(line) = line {
                     seq += 1;
                     signals.push(Reverse(Signal {
-                        at: now + config.signal_latency,
+                        at: now + signal_delay(config, i),
                         seq,
                         to_b: i == 0,
                         line,
