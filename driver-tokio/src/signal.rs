@@ -160,7 +160,7 @@ impl SignalClient {
                 ));
             }
         }
-        let mut stream = TcpStream::connect(server).await?;
+        let mut stream = connect_staggered(server).await?;
         stream.set_nodelay(true)?;
         stream
             .write_all(format!("register {id}\n").as_bytes())
@@ -220,6 +220,48 @@ impl Signalling for SignalClient {
                 return Err(server_error(&line));
             }
             // `pong`, and lines from anyone else: not for us.
+        }
+    }
+}
+
+/// A fresh connection attempt starts this often while none has completed.
+const CONNECT_STAGGER: Duration = Duration::from_millis(500);
+/// The most connection attempts in flight at once.
+const CONNECT_ATTEMPTS: usize = 6;
+
+/// Opens a TCP connection to `server`, starting a new attempt every [`CONNECT_STAGGER`] while
+/// none has completed (up to [`CONNECT_ATTEMPTS`]); the first to complete wins and the rest
+/// are dropped.
+///
+/// On a lossy path the kernel resends a lost SYN 1 s, 3 s and 7 s after the first, and a
+/// connection whose SYN was retransmitted starts with a 3 s retransmission timeout (RFC 6298
+/// §5.7): two lost SYNs cost a single attempt seconds, long enough to sink an ICE session waiting
+/// for the peer's candidates. Overlapping attempts ride out a lost SYN in half a second, and the
+/// winner, whose first SYN got through, keeps the short timeout.
+async fn connect_staggered(server: SocketAddr) -> io::Result<TcpStream> {
+    let mut attempts = JoinSet::new();
+    attempts.spawn(TcpStream::connect(server));
+    let mut started = 1;
+    let mut last_error = None;
+    loop {
+        let more = started < CONNECT_ATTEMPTS;
+        tokio::select! {
+            done = attempts.join_next(), if !attempts.is_empty() => match done {
+                Some(Ok(Ok(stream))) => return Ok(stream),
+                Some(Ok(Err(e))) => last_error = Some(e),
+                Some(Err(e)) => last_error = Some(io::Error::other(e)),
+                None => {}
+            },
+            () = tokio::time::sleep(CONNECT_STAGGER), if more => {
+                attempts.spawn(TcpStream::connect(server));
+                started += 1;
+                continue;
+            },
+        }
+        // An attempt failed outright (refused, unreachable): no point in waiting for the
+        // stagger unless others are still under way.
+        if attempts.is_empty() {
+            return Err(last_error.unwrap_or_else(|| io::Error::other("no connection attempt")));
         }
     }
 }
@@ -628,6 +670,49 @@ mod tests {
         assert_eq!(b.line().await.as_deref(), Some("from alice live"));
         server.shutdown().await;
         assert_eq!(a.line().await, None, "shutdown closes connections");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_fails_without_waiting_for_the_stagger() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let started = std::time::Instant::now();
+        let result = connect_staggered(addr).await;
+        assert!(result.is_err(), "nothing listens there");
+        assert!(
+            started.elapsed() < CONNECT_STAGGER,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_syn_is_overtaken_by_a_fresh_attempt() {
+        // A listener whose accept queue is full drops new SYNs, as a lossy link would; the
+        // kernel resends one only after 1 s, while the next attempt starts after 500 ms.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("constant"))
+            .expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let filler = TcpStream::connect(addr).await.expect("fills the queue");
+        let started = std::time::Instant::now();
+        let drain = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Free the queue: from now on a new SYN is answered.
+            let accepted = listener.accept().await.expect("accept");
+            (accepted, listener)
+        };
+        let (result, _kept) = tokio::join!(connect_staggered(addr), drain);
+        let took = started.elapsed();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            took >= CONNECT_STAGGER && took < Duration::from_millis(950),
+            "the second attempt should win at about 500 ms, took {took:?}"
+        );
+        drop(filler);
     }
 
     #[tokio::test]
