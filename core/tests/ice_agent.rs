@@ -446,3 +446,62 @@ fn restart_reconnects_with_new_credentials() {
     assert!(reconnected(&p.events_a), "{:?}", p.events_a);
     assert!(reconnected(&p.events_b), "{:?}", p.events_b);
 }
+
+#[test]
+fn punch_sockets_are_asked_for_on_the_base_behind_the_hard_nat() {
+    // A multi-homed host: a VPN-ish address that reaches nothing, and the LAN address behind a
+    // symmetric NAT (two servers saw two different ports). The punch sockets must be bound on
+    // the LAN address, whatever order the host candidates came in.
+    use holepunch_core::ice::agent::Action;
+    use holepunch_core::ice::candidate::Candidate;
+    use std::net::IpAddr;
+
+    let now = Instant::ZERO;
+    let mut hard = Agent::new(AgentConfig::aggressive(true), 7);
+    let (vpn, lan) = (addr("10.8.0.2:5000"), addr("192.168.1.2:5000"));
+    hard.add_host_candidate(now, vpn).unwrap();
+    hard.add_host_candidate(now, lan).unwrap();
+    let servers: [IpAddr; 2] = [
+        "203.0.113.3".parse().unwrap(),
+        "203.0.113.4".parse().unwrap(),
+    ];
+    for (port, server) in [(40_001, servers[0]), (51_234, servers[1])] {
+        let mapped = SocketAddr::new("198.51.100.10".parse().unwrap(), port);
+        hard.add_local_candidate(now, Candidate::server_reflexive(mapped, lan, server))
+            .unwrap();
+    }
+    hard.gather(now);
+    let easy = Agent::new(AgentConfig::aggressive(false), 8);
+    hard.set_remote_credentials(easy.local_credentials());
+    for server in servers {
+        let mapped = addr("198.51.100.20:6000");
+        let c = Candidate::server_reflexive(mapped, addr("192.168.2.2:6000"), server);
+        hard.add_remote_candidate(now, c).unwrap();
+    }
+    hard.end_of_remote_candidates();
+
+    // Nothing answers; run until the punch decision (0.5 s after checks start).
+    let mut buf = [0u8; 1500];
+    let mut t = now;
+    let mut action = None;
+    for _ in 0..10_000 {
+        while hard.poll_transmit(t, &mut buf).is_some() {}
+        if let Some(a) = hard.poll_action() {
+            action = Some(a);
+            break;
+        }
+        let next = hard.poll_timeout().unwrap_or(t + Duration::from_millis(10));
+        t = next.max(t + Duration::from_millis(1));
+        if t > now + Duration::from_secs(5) {
+            break;
+        }
+        hard.handle_timeout(t);
+    }
+    match action {
+        Some(Action::BindSockets { count, ip }) => {
+            assert_eq!(ip, lan.ip(), "the base whose mappings vary");
+            assert!(count > 0);
+        }
+        other => panic!("expected BindSockets within 5 s, got {other:?}"),
+    }
+}

@@ -329,19 +329,19 @@ impl IceSockets {
     /// addresses it reported. The pump calls this for every action the agent emits; it is
     /// public for callers that drive actions themselves and for tests.
     ///
-    /// [`Action::BindSockets`] binds up to `count` sockets on the host socket's IP (port 0),
+    /// [`Action::BindSockets`] binds up to `count` sockets on the IP it names (port 0),
     /// within the [`token_span`](Self::token_span), registers them under the next tokens and
     /// reports the ones that work (fewer is fine, the agent only loses odds); it fails only
     /// when none could be opened, after answering the agent with no sockets. Actions this
     /// driver does not know fail with [`io::ErrorKind::Unsupported`].
     pub fn perform_action(&mut self, action: Action) -> io::Result<Vec<SocketAddr>> {
         match action {
-            Action::BindSockets { count } => {
+            Action::BindSockets { count, ip } => {
                 let room = self.span.saturating_sub(self.sockets.len());
                 let count = count.min(u16::try_from(room).unwrap_or(u16::MAX));
                 let mut bound = Vec::with_capacity(usize::from(count));
                 let mut error = None;
-                match bind_extra_sockets(self.local_addr().ip(), count) {
+                match bind_extra_sockets(ip, count) {
                     Ok(sockets) => {
                         for socket in sockets {
                             match self.add_socket(socket) {

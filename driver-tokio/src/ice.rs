@@ -591,8 +591,8 @@ impl<S: Signalling> Driver<S> {
             let mut progressed = false;
             while let Some(action) = self.agent.poll_action() {
                 progressed = true;
-                if let Action::BindSockets { count } = action {
-                    self.bind_extra(count);
+                if let Action::BindSockets { count, ip } = action {
+                    self.bind_extra(count, ip);
                 }
             }
             while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
@@ -741,17 +741,8 @@ impl<S: Signalling> Driver<S> {
         }
     }
 
-    /// Opens `count` sockets on the first IPv4 host address for hard-NAT punching.
-    fn bind_extra(&mut self, count: u16) {
-        let hosts = &self.locals[..self.host_count];
-        let Some(ip) = hosts
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(hosts.first())
-            .map(SocketAddr::ip)
-        else {
-            return;
-        };
+    /// Opens `count` sockets on `ip` (the agent names its host base) for hard-NAT punching.
+    fn bind_extra(&mut self, count: u16, ip: IpAddr) {
         let mut bound = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))

@@ -320,7 +320,10 @@ fn bind_sockets_action_registers_the_next_tokens() {
     let host = ice.local_addr();
 
     let bound = ice
-        .perform_action(Action::BindSockets { count: 8 })
+        .perform_action(Action::BindSockets {
+            count: 8,
+            ip: ice.local_addr().ip(),
+        })
         .expect("bind extra sockets");
     // What perform_action returns is exactly what it reported to the agent with handle_io.
     assert_eq!(bound.len(), 8, "{bound:?}");
@@ -377,7 +380,10 @@ fn extra_sockets_stay_within_the_token_span() {
     assert_eq!(err.kind(), io::ErrorKind::NotConnected);
 
     let bound = ice
-        .perform_action(Action::BindSockets { count: 8 })
+        .perform_action(Action::BindSockets {
+            count: 8,
+            ip: ice.local_addr().ip(),
+        })
         .expect("bind what fits");
     assert_eq!(bound.len(), 3, "host socket plus three fill a span of four");
     assert_eq!(
@@ -385,8 +391,11 @@ fn extra_sockets_stay_within_the_token_span() {
         vec![Token(7), Token(8), Token(9), Token(10)]
     );
     assert_eq!(
-        ice.perform_action(Action::BindSockets { count: 8 })
-            .expect("nothing fits"),
+        ice.perform_action(Action::BindSockets {
+            count: 8,
+            ip: ice.local_addr().ip()
+        })
+        .expect("nothing fits"),
         Vec::<SocketAddr>::new()
     );
 

@@ -289,7 +289,10 @@ fn bind_sockets_action_opens_distinct_sockets_that_are_read() {
     let host = ice.local_addr();
 
     let bound = ice
-        .perform_action(Action::BindSockets { count: 8 })
+        .perform_action(Action::BindSockets {
+            count: 8,
+            ip: ice.local_addr().ip(),
+        })
         .expect("bind extra sockets");
     // What perform_action returns is exactly what it reported to the agent with handle_io.
     assert_eq!(bound.len(), 8, "{bound:?}");
@@ -340,8 +343,11 @@ fn zero_sockets_and_misuse_are_reported() {
     let host = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let mut ice = IceSocket::bind(host, AgentConfig::rfc(false)).expect("bind");
     assert_eq!(
-        ice.perform_action(Action::BindSockets { count: 0 })
-            .expect("zero sockets"),
+        ice.perform_action(Action::BindSockets {
+            count: 0,
+            ip: ice.local_addr().ip()
+        })
+        .expect("zero sockets"),
         Vec::<SocketAddr>::new()
     );
     assert_eq!(ice.local_addrs().len(), 1);

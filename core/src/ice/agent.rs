@@ -18,7 +18,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use super::candidate::{Candidate, CandidateKind, priority};
 use super::checklist::{CheckList, PairState, compatible, is_relayed, pair_priority};
@@ -225,11 +225,15 @@ pub enum IceEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Open `count` extra UDP sockets on the same local address as the host candidate and
+    /// Open `count` extra UDP sockets on local address `ip` (ports chosen by the system) and
     /// report them with [`IoResult::SocketsBound`]; fewer is fine (it lowers the odds).
     BindSockets {
         /// How many.
         count: u16,
+        /// The IP to bind on: the base of the host candidate whose mappings the NAT varies, so
+        /// the new sockets leave through the same NAT (on a multi-homed host, the same
+        /// interface).
+        ip: IpAddr,
     },
 }
 
@@ -1401,7 +1405,7 @@ impl Agent {
             return;
         }
         self.punch.decided = true;
-        let srflx_ports = |cands: &[Candidate], ip: Option<core::net::IpAddr>| -> Vec<u16> {
+        let srflx_ports = |cands: &[Candidate], ip: Option<IpAddr>| -> Vec<u16> {
             let mut ports: Vec<u16> = cands
                 .iter()
                 .filter(|c| c.kind == CandidateKind::ServerReflexive)
@@ -1444,9 +1448,18 @@ impl Agent {
             if sequential {
                 return;
             }
+            // The sockets go where the varying mappings came from: the srflx candidate's base.
+            let Some(ip) = self
+                .locals
+                .iter()
+                .find(|c| c.kind == CandidateKind::ServerReflexive && Some(c.address) == mine)
+                .map(|c| c.base.ip())
+            else {
+                return;
+            };
             if let Ok(mut plan) = HardSidePlan::new(cfg.hard, easy, now) {
                 if let Some(PunchAction::BindUdp { count }) = plan.poll_action() {
-                    self.punch.action = Some(Action::BindSockets { count });
+                    self.punch.action = Some(Action::BindSockets { count, ip });
                 }
                 self.punch
                     .sockets

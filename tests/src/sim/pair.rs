@@ -286,9 +286,9 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         for (i, side) in sides.iter_mut().enumerate() {
             while let Some(action) = side.agent.poll_action() {
                 match action {
-                    Action::BindSockets { count } => {
+                    Action::BindSockets { count, ip } => {
+                        assert_eq!(ip, side.socket.ip(), "punch sockets belong on the host IP");
                         let base = 40_000 + side.extra_sockets.len() as u16;
-                        let ip = side.socket.ip();
                         side.extra_sockets =
                             (0..count).map(|k| SocketAddr::new(ip, base + k)).collect();
                         side.agent
