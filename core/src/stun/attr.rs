@@ -374,7 +374,10 @@ impl<'a> Attribute<'a> {
         Ok(match attr {
             MAPPED_ADDRESS => Attribute::MappedAddress(decode_address(attr, value)?),
             XOR_MAPPED_ADDRESS => {
-                Attribute::XorMappedAddress(xor_address(decode_address(attr, value)?, tid))
+                let mut mask = [0u8; 16];
+                mask[..4].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+                mask[4..].copy_from_slice(&tid.0);
+                Attribute::XorMappedAddress(decode_xor_address(attr, value, &mask)?)
             }
             ALTERNATE_SERVER => Attribute::AlternateServer(decode_address(attr, value)?),
             RESPONSE_ORIGIN => Attribute::ResponseOrigin(decode_address(attr, value)?),
@@ -683,9 +686,8 @@ pub(crate) fn decode_address(attr: AttrType, v: &[u8]) -> Result<SocketAddr, Att
     Ok(SocketAddr::new(ip, port))
 }
 
-/// XOR-MAPPED-ADDRESS straight from its value and the message's bytes 4..20 (magic cookie and
-/// transaction id, the XOR mask): the per-response fast path, with the same checks as
-/// [`decode_address`].
+/// XOR-MAPPED-ADDRESS from its value and the XOR mask, the message's bytes 4..20 (magic cookie
+/// and transaction id), with the same checks as [`decode_address`]: the only decoder of it.
 #[inline]
 pub(crate) fn decode_xor_address(
     attr: AttrType,
@@ -734,7 +736,7 @@ fn encode_address(a: &SocketAddr, out: &mut [u8]) {
     }
 }
 
-/// XORs an address with the magic cookie (and, for IPv6, the transaction id); an involution.
+/// XORs an address with the magic cookie (and, for IPv6, the transaction id) for encoding.
 #[inline]
 pub(crate) fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
     let cookie = MAGIC_COOKIE.to_be_bytes();

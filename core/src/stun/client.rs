@@ -665,15 +665,11 @@ impl Client {
         let algorithm = if let Some(features) = nonce.strip_prefix(NONCE_COOKIE) {
             // §9.2.5: take the first offered algorithm we support; keep the list to echo it.
             match msg.decode(types::PASSWORD_ALGORITHMS) {
-                Some(Ok(Attribute::PasswordAlgorithms(list))) => {
+                Some(Ok(Attribute::PasswordAlgorithms(list @ PasswordAlgorithms::Wire(raw)))) => {
                     let chosen = list
                         .iter()
                         .find_map(|p| PasswordAlgorithmKind::from_number(p.algorithm))
                         .ok_or(TransactionError::Unauthorized)?;
-                    let raw = msg
-                        .find(types::PASSWORD_ALGORITHMS)
-                        .map(|a| a.value)
-                        .unwrap_or(&[]);
                     Some((chosen, raw.to_vec()))
                 }
                 // §9.2.5: the cookie announces PASSWORD-ALGORITHMS but there is no (valid)
@@ -765,12 +761,5 @@ fn error_code(msg: &Message<'_>) -> u16 {
 }
 
 fn address(msg: &Message<'_>, attr: super::AttrType) -> Option<SocketAddr> {
-    match msg.decode(attr) {
-        Some(Ok(
-            Attribute::OtherAddress(a)
-            | Attribute::ResponseOrigin(a)
-            | Attribute::AlternateServer(a),
-        )) => Some(a),
-        _ => None,
-    }
+    msg.address(attr).and_then(Result::ok)
 }

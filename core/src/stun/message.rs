@@ -108,14 +108,11 @@ pub struct Message<'a> {
 }
 
 /// Attributes looked up on every ICE check or STUN response, indexed during `parse`.
-const HOT_TYPES: [AttrType; 7] = [
+const HOT_TYPES: [AttrType; 4] = [
     types::XOR_MAPPED_ADDRESS,
     types::MAPPED_ADDRESS,
     types::USERNAME,
     types::ERROR_CODE,
-    types::PRIORITY,
-    types::ICE_CONTROLLED,
-    types::ICE_CONTROLLING,
 ];
 
 /// The index of a hot attribute type in [`HOT_TYPES`] (a jump table, not a search).
@@ -125,9 +122,6 @@ const fn hot_slot(attr: AttrType) -> Option<usize> {
         types::MAPPED_ADDRESS => Some(1),
         types::USERNAME => Some(2),
         types::ERROR_CODE => Some(3),
-        types::PRIORITY => Some(4),
-        types::ICE_CONTROLLED => Some(5),
-        types::ICE_CONTROLLING => Some(6),
         _ => None,
     }
 }
@@ -354,7 +348,7 @@ impl<'a> Message<'a> {
     }
 
     /// An address attribute decoded directly (the per-response hot path: no `Attribute` enum).
-    fn address(&self, attr: AttrType) -> Option<Result<SocketAddr, AttrError>> {
+    pub(crate) fn address(&self, attr: AttrType) -> Option<Result<SocketAddr, AttrError>> {
         let raw = self.find(attr)?;
         if attr == types::XOR_MAPPED_ADDRESS {
             let mut mask = [0u8; 16];
