@@ -251,6 +251,10 @@ const MAX_USERNAME: usize = 513;
 const MAX_PENDING_RESPONSES: usize = 16;
 /// Transaction slots punch probes leave free for checks and consent.
 const PROBE_RESERVE: usize = 16;
+/// Priority of a peer-reflexive candidate learned without a PRIORITY to go by.
+const PRFLX_PRIORITY: u32 = priority(CandidateKind::PeerReflexive, 65535, 1);
+/// Initial retransmission timeout of a punch probe (sent once; it only waits this long).
+const PROBE_RTO: Duration = Duration::from_millis(500);
 /// Events buffered between polls before the oldest is dropped.
 const MAX_EVENTS: usize = 64;
 
@@ -494,7 +498,8 @@ impl Agent {
                 if server.is_ipv4() == base.address.is_ipv4() {
                     let purpose = Purpose::Gather { server };
                     let sends = self.config.gather_max_sends;
-                    let _ = self.start_transaction(now, purpose, base.base, server, sends);
+                    let rto = self.config.check_rto;
+                    let _ = self.start_transaction(now, purpose, base.base, server, sends, rto);
                 }
             }
         }
@@ -661,14 +666,9 @@ impl Agent {
         if let Some(sel) = self.selected {
             // Keep trying pairs better than the selected one (relay → direct upgrades).
             let sel_priority = self.checklist.get(sel).map_or(0, |p| p.priority);
-            for i in 0..self.checklist.pairs().len() {
-                if let Some(p) = self.checklist.get_mut(i) {
-                    if p.state == PairState::Failed
-                        && p.priority > sel_priority
-                        && p.retry_at <= now
-                    {
-                        p.state = PairState::Waiting;
-                    }
+            for p in self.checklist.pairs_mut() {
+                if p.state == PairState::Failed && p.priority > sel_priority && p.retry_at <= now {
+                    p.state = PairState::Waiting;
                 }
             }
         }
@@ -850,24 +850,12 @@ impl Agent {
             role_conflict: false,
         });
 
-        let Some(li) = self
-            .local_for_socket(local)
-            .or_else(|| self.adopt_punch_socket(local))
-        else {
+        let Some(li) = self.local_or_punch_socket(local) else {
             return Received::Consumed;
         };
-        let ri = match self.remotes.iter().position(|r| r.address == from) {
-            Some(ri) => ri,
-            None => {
-                // Peer-reflexive remote candidate (RFC 8445 §7.3.1.3).
-                let p = peer_priority
-                    .unwrap_or_else(|| priority(CandidateKind::PeerReflexive, 65535, 1));
-                if self.remotes.len() >= self.config.max_remote_candidates {
-                    return Received::Consumed;
-                }
-                self.remotes.push(Candidate::peer_reflexive(from, from, p));
-                self.remotes.len() - 1
-            }
+        let Some(ri) = self.remote_or_peer_reflexive(from, peer_priority.unwrap_or(PRFLX_PRIORITY))
+        else {
+            return Received::Consumed;
         };
         let Ok(Some(pi)) = self.form_pair(now, li, ri) else {
             return Received::Consumed;
@@ -995,6 +983,11 @@ impl Agent {
         if !matches!(l.kind, CandidateKind::Host | CandidateKind::Relayed) || !compatible(&l, &r) {
             return Ok(None);
         }
+        // Every check received lands here: a known pair needs no sibling scan.
+        if let Some(index) = self.checklist.find(local, remote) {
+            self.start_checking();
+            return Ok(Some(index));
+        }
         let prio = self.pair_priority_of(&l, &r);
         // One pair per foundation pair checks first; the rest wait frozen (RFC 8445 §6.1.2.6).
         let sibling_active = self.checklist.pairs().iter().any(|p| {
@@ -1022,21 +1015,16 @@ impl Agent {
     /// a pair first checked from an unsignalled address lower than the controlling side does).
     fn rerank_remote(&mut self, now: Instant, remote: usize) {
         let mut best_nominated: Option<(usize, u64)> = None;
-        for i in 0..self.checklist.pairs().len() {
-            let Some(p) = self.checklist.get(i) else {
-                continue;
-            };
+        let (controlling, selected) = (self.controlling, self.selected);
+        for (i, p) in self.checklist.pairs_mut().iter_mut().enumerate() {
             if p.remote != remote {
                 continue;
             }
-            let prio = self.pair_priority_of(&self.locals[p.local], &self.remotes[remote]);
-            let selected = self.selected;
-            if let Some(p) = self.checklist.get_mut(i) {
-                p.priority = prio;
-                let valid = p.nominated && p.state == PairState::Succeeded;
-                if valid && selected != Some(i) && best_nominated.is_none_or(|(_, b)| prio > b) {
-                    best_nominated = Some((i, prio));
-                }
+            let prio = ranked_priority(controlling, &self.locals[p.local], &self.remotes[remote]);
+            p.priority = prio;
+            let valid = p.nominated && p.state == PairState::Succeeded;
+            if valid && selected != Some(i) && best_nominated.is_none_or(|(_, b)| prio > b) {
+                best_nominated = Some((i, prio));
             }
         }
         if let Some(sel) = self.selected {
@@ -1050,11 +1038,7 @@ impl Agent {
     }
 
     fn pair_priority_of(&self, l: &Candidate, r: &Candidate) -> u64 {
-        if self.controlling {
-            pair_priority(l.priority, r.priority)
-        } else {
-            pair_priority(r.priority, l.priority)
-        }
+        ranked_priority(self.controlling, l, r)
     }
 
     fn pair_succeeded(&mut self, now: Instant, pi: usize, use_candidate: bool, rtt: Duration) {
@@ -1072,16 +1056,11 @@ impl Agent {
             self.locals[p.local].foundation,
             self.remotes[p.remote].foundation,
         );
-        for i in 0..self.checklist.pairs().len() {
-            let (pl, pr) = match self.checklist.get(i) {
-                Some(q) => (q.local, q.remote),
-                None => continue,
-            };
-            let same = self.locals[pl].foundation == lf && self.remotes[pr].foundation == rf;
-            if let Some(q) = self.checklist.get_mut(i) {
-                if same && q.state == PairState::Frozen {
-                    q.state = PairState::Waiting;
-                }
+        for q in self.checklist.pairs_mut() {
+            let same =
+                self.locals[q.local].foundation == lf && self.remotes[q.remote].foundation == rf;
+            if same && q.state == PairState::Frozen {
+                q.state = PairState::Waiting;
             }
         }
         if nominate {
@@ -1255,11 +1234,9 @@ impl Agent {
                 self.nomination_armed = false;
                 self.nomination_due = None;
                 // Start over on every pair, as after a restart, so a new path can be found.
-                for i in 0..self.checklist.pairs().len() {
-                    if let Some(q) = self.checklist.get_mut(i) {
-                        if q.state != PairState::InProgress {
-                            q.state = PairState::Waiting;
-                        }
+                for q in self.checklist.pairs_mut() {
+                    if q.state != PairState::InProgress {
+                        q.state = PairState::Waiting;
                     }
                 }
             }
@@ -1299,14 +1276,10 @@ impl Agent {
 
     fn switch_role(&mut self) {
         self.controlling = !self.controlling;
-        for i in 0..self.checklist.pairs().len() {
-            let Some(p) = self.checklist.get(i) else {
-                continue;
-            };
-            let prio = self.pair_priority_of(&self.locals[p.local], &self.remotes[p.remote]);
-            if let Some(p) = self.checklist.get_mut(i) {
-                p.priority = prio;
-            }
+        let controlling = self.controlling;
+        for p in self.checklist.pairs_mut() {
+            p.priority =
+                ranked_priority(controlling, &self.locals[p.local], &self.remotes[p.remote]);
         }
         self.push_event(IceEvent::RoleChanged {
             controlling: self.controlling,
@@ -1369,9 +1342,9 @@ impl Agent {
             return;
         }
         if self.locals.len() < self.config.max_local_candidates {
-            let p = priority(CandidateKind::PeerReflexive, 65535, 1);
             // Not signalled: peer-reflexive local candidates only matter to the valid list.
-            self.locals.push(Candidate::peer_reflexive(mapped, base, p));
+            self.locals
+                .push(Candidate::peer_reflexive(mapped, base, PRFLX_PRIORITY));
         }
     }
 
@@ -1506,10 +1479,8 @@ impl Agent {
             let to = self.punch.easy.as_mut()?.poll_probe(now)?;
             (self.punch.easy_from?, to)
         };
-        let ti = self.start_transaction(now, Purpose::Probe, local, to, 1)?;
         // Probes are not retransmitted; they only wait a short while for an answer.
-        self.transactions[ti].rto = Duration::from_millis(500);
-        Some(ti)
+        self.start_transaction(now, Purpose::Probe, local, to, 1, PROBE_RTO)
     }
 
     fn probe_succeeded(
@@ -1519,27 +1490,37 @@ impl Agent {
         remote: SocketAddr,
         rtt: Duration,
     ) {
-        let Some(li) = self
-            .local_for_socket(local)
-            .or_else(|| self.adopt_punch_socket(local))
-        else {
+        let Some(li) = self.local_or_punch_socket(local) else {
             return;
         };
-        let ri = match self.remotes.iter().position(|r| r.address == remote) {
-            Some(ri) => ri,
-            None if self.remotes.len() < self.config.max_remote_candidates => {
-                let p = priority(CandidateKind::PeerReflexive, 65535, 1);
-                self.remotes
-                    .push(Candidate::peer_reflexive(remote, remote, p));
-                self.remotes.len() - 1
-            }
-            None => return,
+        let Some(ri) = self.remote_or_peer_reflexive(remote, PRFLX_PRIORITY) else {
+            return;
         };
         if let Ok(Some(pi)) = self.form_pair(now, li, ri) {
             let use_candidate =
                 self.controlling && self.config.nomination == Nomination::Aggressive;
             self.pair_succeeded(now, pi, use_candidate, rtt);
         }
+    }
+
+    /// The local candidate whose socket is `local`, adopting a punch socket as one if need be.
+    fn local_or_punch_socket(&mut self, local: SocketAddr) -> Option<usize> {
+        self.local_for_socket(local)
+            .or_else(|| self.adopt_punch_socket(local))
+    }
+
+    /// The remote candidate at `address`; a new one is learned as peer-reflexive (RFC 8445
+    /// §7.3.1.3) with `priority` while the table has room.
+    fn remote_or_peer_reflexive(&mut self, address: SocketAddr, priority: u32) -> Option<usize> {
+        if let Some(ri) = self.remotes.iter().position(|r| r.address == address) {
+            return Some(ri);
+        }
+        if self.remotes.len() >= self.config.max_remote_candidates {
+            return None;
+        }
+        self.remotes
+            .push(Candidate::peer_reflexive(address, address, priority));
+        Some(self.remotes.len() - 1)
     }
 
     /// A check arrived on one of the extra punch sockets: it becomes a local candidate (never
@@ -1564,13 +1545,8 @@ impl Agent {
             .checklist
             .best_where(|p| p.triggered)
             .or_else(|| self.checklist.best_waiting())
-            .or_else(|| {
-                // Nothing waiting: unfreeze the best frozen pair (trickle may never unfreeze it).
-                let f = self
-                    .checklist
-                    .best_where(|p| p.state == PairState::Frozen)?;
-                Some(f)
-            })?;
+            // Nothing waiting: unfreeze the best frozen pair (trickle may never unfreeze it).
+            .or_else(|| self.checklist.best_where(|p| p.state == PairState::Frozen))?;
         let (local, remote, nominated) = {
             let p = self.checklist.get(pi)?;
             (
@@ -1586,7 +1562,8 @@ impl Agent {
             use_candidate,
         };
         let max_sends = self.config.check_max_sends;
-        let ti = self.start_transaction(now, purpose, local, remote, max_sends)?;
+        let rto = self.config.check_rto;
+        let ti = self.start_transaction(now, purpose, local, remote, max_sends, rto)?;
         if let Some(p) = self.checklist.get_mut(pi) {
             p.triggered = false;
             if p.state != PairState::Succeeded {
@@ -1613,7 +1590,8 @@ impl Agent {
         let p = self.checklist.get(sel)?;
         let (local, remote) = (self.locals[p.local].base, self.remotes[p.remote].address);
         // Consent checks are single-shot: the 30 s window, not retransmission, gives the slack.
-        self.start_transaction(now, Purpose::Consent { pair: sel }, local, remote, 1)
+        let rto = self.config.check_rto;
+        self.start_transaction(now, Purpose::Consent { pair: sel }, local, remote, 1, rto)
     }
 
     fn free_transactions(&self) -> usize {
@@ -1630,13 +1608,13 @@ impl Agent {
         local: SocketAddr,
         to: SocketAddr,
         max_sends: u32,
+        rto: Duration,
     ) -> Option<usize> {
         let ti = self
             .transactions
             .iter()
             .position(|t| t.purpose == Purpose::Free)?;
         let id = TransactionId::random(&mut self.rng);
-        let rto = self.config.check_rto;
         self.transactions[ti] = Transaction {
             purpose,
             id,
@@ -1779,6 +1757,15 @@ impl Agent {
         let base = crate::time::duration_micros(self.config.consent_interval);
         let jitter = self.rng.below(base / 5 * 2 + 1);
         Duration::from_micros(base - base / 5 + jitter)
+    }
+}
+
+/// A pair's priority (RFC 8445 §6.1.2.3) from our role and its local and remote candidates.
+fn ranked_priority(controlling: bool, local: &Candidate, remote: &Candidate) -> u64 {
+    if controlling {
+        pair_priority(local.priority, remote.priority)
+    } else {
+        pair_priority(remote.priority, local.priority)
     }
 }
 

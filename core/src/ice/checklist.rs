@@ -81,6 +81,11 @@ impl CheckList {
         &self.pairs
     }
 
+    /// Every pair, mutably (indices stay valid: the list cannot grow or shrink through this).
+    pub fn pairs_mut(&mut self) -> &mut [Pair] {
+        &mut self.pairs
+    }
+
     /// A pair by index.
     pub fn get(&self, index: usize) -> Option<&Pair> {
         self.pairs.get(index)
@@ -98,9 +103,8 @@ impl CheckList {
             .position(|p| p.local == local && p.remote == remote)
     }
 
-    /// Forms the pair of `local` and `remote` unless it exists, is redundant or the list is
-    /// full; returns its index. `redundant_with` lists local candidates whose pairs make this one
-    /// redundant (same base, RFC 8445 §6.1.2.4 pruning).
+    /// Forms the pair of `local` and `remote` unless it exists or the list is full; returns its
+    /// index (the existing one if it exists).
     pub fn add(
         &mut self,
         local: usize,

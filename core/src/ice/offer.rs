@@ -15,7 +15,7 @@
 
 use core::fmt;
 
-use crate::ice::candidate::{Candidate, CandidateError};
+use crate::ice::candidate::{Candidate, CandidateError, strip_prefix_ignore_case};
 use crate::ice::credentials::{CredentialsError, validate_pwd, validate_ufrag};
 
 /// Why an offer line that claims to be an ICE attribute was rejected.
@@ -101,10 +101,5 @@ pub fn write_end<W: fmt::Write + ?Sized>(out: &mut W) -> fmt::Result {
 
 /// The value after an attribute name (matched ignoring ASCII case), trimmed.
 fn strip_attribute<'a>(attr: &'a str, name: &str) -> Option<&'a str> {
-    let head = attr.get(..name.len())?;
-    if head.eq_ignore_ascii_case(name) {
-        attr.get(name.len()..).map(str::trim)
-    } else {
-        None
-    }
+    strip_prefix_ignore_case(attr, name).map(str::trim)
 }
