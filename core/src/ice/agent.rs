@@ -283,10 +283,8 @@ pub struct Agent {
     checking: bool,
     failed: bool,
     checking_since: Option<Instant>,
-    /// Regular nomination: armed when the first pair succeeds; `due` is when to stop waiting
-    /// for better pairs (taken once by `handle_timeout`, so it is never a repeating wake-up).
-    nomination_armed: bool,
-    nomination_due: Option<Instant>,
+    /// Regular nomination's wait for better pairs after the first one succeeds.
+    nomination_wait: NominationWait,
     punch: Punch,
 }
 
@@ -317,6 +315,18 @@ enum Gathering {
     NotStarted,
     InProgress,
     Complete,
+}
+
+/// Regular nomination's wait, armed when the first pair succeeds while not connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NominationWait {
+    /// Not armed.
+    Idle,
+    /// Better pairs get until then; `handle_timeout` takes the deadline once (so it is never a
+    /// repeating wake-up) and moves on to `Elapsed`.
+    Until(Instant),
+    /// The wait is over: nominate the best valid pair.
+    Elapsed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,8 +412,7 @@ impl Agent {
             checking: false,
             failed: false,
             checking_since: None,
-            nomination_armed: false,
-            nomination_due: None,
+            nomination_wait: NominationWait::Idle,
             punch: Punch::default(),
             rng,
             config,
@@ -552,8 +561,7 @@ impl Agent {
             .retain(|c| c.kind != CandidateKind::PeerReflexive);
         self.selected = None;
         self.remote_complete = false;
-        self.nomination_armed = false;
-        self.nomination_due = None;
+        self.nomination_wait = NominationWait::Idle;
         self.checking = false;
         self.failed = false;
         self.consent_at = Instant::FAR_FUTURE;
@@ -650,8 +658,8 @@ impl Agent {
             }
         }
         self.check_consent(now);
-        if self.nomination_due.is_some_and(|d| now >= d) {
-            self.nomination_due = None;
+        if matches!(self.nomination_wait, NominationWait::Until(d) if now >= d) {
+            self.nomination_wait = NominationWait::Elapsed;
             if self.controlling && self.path.is_none() {
                 self.maybe_nominate_regular(now);
             }
@@ -748,7 +756,7 @@ impl Agent {
         }
         // A full transaction table wakes us when an entry ends (its deadline, above), not
         // before: naming a due check we cannot start would have the caller spin.
-        if let Some(due) = self.nomination_due {
+        if let NominationWait::Until(due) = self.nomination_wait {
             at = at.min(due);
         }
         let free = self.free_transactions();
@@ -1066,9 +1074,8 @@ impl Agent {
         if nominate {
             self.nominate(now, pi);
         } else if controlling && self.config.nomination == Nomination::Regular {
-            if !self.nomination_armed && self.path.is_none() {
-                self.nomination_armed = true;
-                self.nomination_due = Some(now + self.config.nomination_delay);
+            if self.nomination_wait == NominationWait::Idle && self.path.is_none() {
+                self.nomination_wait = NominationWait::Until(now + self.config.nomination_delay);
             }
             self.maybe_nominate_regular(now);
         }
@@ -1099,7 +1106,11 @@ impl Agent {
         // chance first, but only for `nomination_delay` after the first pair worked: a better
         // pair that never answers would otherwise hold nomination for its whole retransmission
         // schedule (~40 s at RFC defaults).
-        let waited = self.nomination_armed && self.nomination_due.is_none_or(|d| now >= d);
+        let waited = match self.nomination_wait {
+            NominationWait::Idle => false,
+            NominationWait::Until(due) => now >= due,
+            NominationWait::Elapsed => true,
+        };
         if better_pending && self.selected.is_none() && !waited {
             return;
         }
@@ -1231,8 +1242,7 @@ impl Agent {
                     self.push_event(IceEvent::ConsentLost(info));
                 }
                 self.path = None;
-                self.nomination_armed = false;
-                self.nomination_due = None;
+                self.nomination_wait = NominationWait::Idle;
                 // Start over on every pair, as after a restart, so a new path can be found.
                 for q in self.checklist.pairs_mut() {
                     if q.state != PairState::InProgress {
