@@ -610,11 +610,7 @@ impl Netcheck {
         self.deadline = now + self.timeout;
         for k in 0..self.servers.len() {
             let server = self.servers[k];
-            let socket = if server.is_ipv4() == self.pair_v4 {
-                self.mapping_socket
-            } else if let Some(s) = self.other_socket {
-                s
-            } else {
+            let Some(socket) = self.socket_for(server) else {
                 continue;
             };
             self.start_probe(
@@ -905,15 +901,21 @@ impl Netcheck {
         ports
     }
 
+    /// The socket that probes `server`: the mapping socket for the pair's family, the other
+    /// family's socket otherwise (if there is one).
+    fn socket_for(&self, server: SocketAddr) -> Option<usize> {
+        if server.is_ipv4() == self.pair_v4 {
+            Some(self.mapping_socket)
+        } else {
+            self.other_socket
+        }
+    }
+
     fn server_rtts(&self) -> Vec<ServerRtt> {
         self.servers
             .iter()
             .filter_map(|&server| {
-                let socket = if server.is_ipv4() == self.pair_v4 {
-                    self.mapping_socket
-                } else {
-                    self.other_socket?
-                };
+                let socket = self.socket_for(server)?;
                 let p = self
                     .probes
                     .iter()
