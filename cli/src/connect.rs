@@ -39,6 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::json::Event;
 use crate::signal::StopSignals;
+use crate::stun::parse_secs;
 use crate::{EXIT_FAILED, EXIT_USAGE, format_ms, whole_ms};
 
 /// The largest datagram made from stdin: one read of at most this many bytes.
@@ -136,10 +137,7 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("holepunch connect: {reason}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(rt) => rt,
         Err(e) => return report.failed(&format!("cannot start the runtime: {e}")),
     };
@@ -535,19 +533,6 @@ fn parse_turn(s: &str) -> Result<TurnServer, String> {
         server: server.into(),
         tcp,
     })
-}
-
-/// `--timeout`: positive, finite seconds (fractions allowed).
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("not a number of seconds: {s}"))?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!(
-            "must be more than 0 and at most 86400 seconds: {s}"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// An address: IP:PORT, a bare IP (with `default_port`), or a host name resolved by the system

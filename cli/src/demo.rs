@@ -99,7 +99,7 @@ fn print_json(args: &Args, cells: &[Cell], all_expected: bool) {
             .str("b", c.b.name())
             .str("path", c.typical_path().name());
         e = match median {
-            Some(t) => e.unsigned("elapsed_ms", (t.as_micros() + 500) / 1000),
+            Some(t) => e.unsigned("elapsed_ms", crate::whole_ms(t)),
             None => e.raw("elapsed_ms", "null"),
         };
         e = e

@@ -74,3 +74,10 @@ pub fn format_ms(d: std::time::Duration) -> String {
 pub fn whole_ms(d: std::time::Duration) -> u128 {
     (d.as_micros() + 500) / 1000
 }
+
+/// The single-threaded tokio runtime the serving and connecting commands run on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

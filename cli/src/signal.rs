@@ -29,10 +29,7 @@ pub struct Args {
 
 /// Serves on a single-threaded runtime until a stop signal.
 pub fn run(args: &Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("holepunch signal: cannot start the runtime: {e}");

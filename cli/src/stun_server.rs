@@ -1,6 +1,5 @@
 //! `holepunch stun-server --listen ADDR [--alternate ADDR]`: serves until SIGINT or SIGTERM.
 
-use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +7,7 @@ use std::time::Duration;
 use holepunch_core::stun::server::{AmplificationPolicy, ServerConfig};
 use holepunch_std::DriverError;
 
+use crate::signal::StopSignals;
 use crate::{EXIT_FAILED, EXIT_USAGE, SOFTWARE};
 
 /// Arguments of `holepunch stun-server`.
@@ -48,10 +48,7 @@ const ROLES: [&str; 4] = [
 
 /// Serves on a single-threaded tokio runtime (the server is stateless and cheap).
 pub fn run(args: &Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("holepunch stun-server: cannot start the runtime: {e}");
@@ -63,7 +60,7 @@ pub fn run(args: &Args) -> ExitCode {
 
 async fn serve(args: &Args) -> ExitCode {
     // Signal handlers first, so a signal that arrives as soon as we log is handled, not fatal.
-    let mut signals = match Signals::new() {
+    let mut signals = match StopSignals::new() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("holepunch stun-server: cannot install signal handlers: {e}");
@@ -114,47 +111,6 @@ async fn serve(args: &Args) -> ExitCode {
         Err(e) => {
             eprintln!("holepunch stun-server: {e}");
             ExitCode::from(EXIT_FAILED)
-        }
-    }
-}
-
-/// SIGINT and SIGTERM (Ctrl-C elsewhere), installed when built.
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Signals {})
-        }
-    }
-
-    /// Waits for the next stop signal and names it.
-    async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => "SIGINT",
-                _ = self.terminate.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
         }
     }
 }

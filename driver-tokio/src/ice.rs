@@ -67,6 +67,8 @@ use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult,
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
+use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
+use holepunch_std::netcheck::local_ip_towards;
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
@@ -271,7 +273,6 @@ impl Endpoint {
         let driver = Driver {
             agent,
             clock: Clock::new(),
-            host_count: self.sockets.len(),
             sockets: self.sockets,
             locals: self.hosts.clone(),
             by_local,
@@ -288,12 +289,11 @@ impl Endpoint {
             peer_finished: false,
             signalled: 0,
             path: None,
-            had_path: false,
             peers: VecDeque::new(),
             early: VecDeque::new(),
             connect_timeout: self.config.connect_timeout,
             give_up_at: None,
-            out: vec![0u8; 1500],
+            out: vec![0u8; TRANSMIT_BUFFER_LEN],
             buf: vec![0u8; RECV_BUFFER_LEN],
             rotate: 0,
         };
@@ -429,7 +429,7 @@ pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
     let targets =
         std::iter::once(anchor).chain(stun_servers.iter().copied().filter(|s| s.is_ipv4() == ipv4));
     for to in targets {
-        if let Some(ip) = route_source(to) {
+        if let Ok(ip) = local_ip_towards(to) {
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
@@ -439,15 +439,6 @@ pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
         ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     ips
-}
-
-/// The source address the kernel would use towards `to` (connecting a UDP socket sends
-/// nothing).
-fn route_source(to: SocketAddr) -> Option<IpAddr> {
-    let socket = std::net::UdpSocket::bind(holepunch_std::unspecified_like(to)).ok()?;
-    socket.connect(to).ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
 }
 
 #[derive(Clone, Debug)]
@@ -476,7 +467,6 @@ struct Driver<S> {
     sockets: Vec<Arc<UdpSocket>>,
     locals: Vec<SocketAddr>,
     by_local: HashMap<SocketAddr, usize>,
-    host_count: usize,
     signalling: S,
     signalling_open: bool,
     signalling_failed: bool,
@@ -491,7 +481,6 @@ struct Driver<S> {
     /// Local candidates signalled so far.
     signalled: usize,
     path: Option<PathInfo>,
-    had_path: bool,
     /// Remote addresses of every path selected so far, newest first.
     peers: VecDeque<SocketAddr>,
     early: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -520,9 +509,10 @@ impl<S: Signalling> Driver<S> {
             self.signal(line).await?;
         }
         let now = self.clock.now();
-        for i in 0..self.host_count {
+        // Only host sockets are bound yet (extra ones come with `Action::BindSockets`).
+        for &local in &self.locals {
             // Only a full candidate table fails here; the first sixteen addresses are plenty.
-            let _ = self.agent.add_host_candidate(now, self.locals[i]);
+            let _ = self.agent.add_host_candidate(now, local);
         }
         self.agent.gather(now);
         self.give_up_at = self.deadline_from_now();
@@ -610,8 +600,7 @@ impl<S: Signalling> Driver<S> {
                     // fills only after the reactor's first poll, so the first datagrams would
                     // be dropped as `WouldBlock`. On a writable socket this completes at once.
                     // An error (unreachable address) is a lost datagram: ICE retries.
-                    let socket = Arc::clone(&self.sockets[i]);
-                    let _ = socket.send_to(&self.out[..t.len], t.to).await;
+                    let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
                 }
             }
             while let Some(event) = self.agent.poll_event() {
@@ -644,7 +633,7 @@ impl<S: Signalling> Driver<S> {
             }
             IceEvent::Checking => self.emit(ConnectionEvent::Checking),
             IceEvent::Connected(p) | IceEvent::PathChanged(p) => {
-                let first = !self.had_path;
+                let first = !self.had_path();
                 self.select(p);
                 self.emit(if first {
                     ConnectionEvent::Connected(p)
@@ -670,7 +659,6 @@ impl<S: Signalling> Driver<S> {
     /// A new selected path: route sends over it, deliver what its remote sent early.
     fn select(&mut self, p: PathInfo) {
         self.path = Some(p);
-        self.had_path = true;
         self.give_up_at = None;
         if let Some(&i) = self.by_local.get(&p.local) {
             self.route.send_replace(Some(Route {
@@ -690,16 +678,16 @@ impl<S: Signalling> Driver<S> {
 
     fn datagram(&mut self, now: holepunch_core::Instant, i: usize, from: SocketAddr, n: usize) {
         let local = self.locals[i];
-        let payload = match self.agent.handle_datagram(now, local, from, &self.buf[..n]) {
-            Received::AppData { from, payload } => (from, payload.to_vec()),
-            _ => return,
+        let Received::AppData { from, payload } =
+            self.agent.handle_datagram(now, local, from, &self.buf[..n])
+        else {
+            return;
         };
-        let (from, d) = payload;
         if self.peers.contains(&from) {
             // A full queue drops the datagram, as a full socket buffer would.
-            let _ = self.data.try_send(d);
+            let _ = self.data.try_send(payload.to_vec());
         } else if self.path.is_none() && self.early.len() < EARLY_DATAGRAMS {
-            self.early.push_back((from, d));
+            self.early.push_back((from, payload.to_vec()));
         }
     }
 
@@ -744,13 +732,10 @@ impl<S: Signalling> Driver<S> {
     /// Opens `count` sockets on `ip` (the agent names its host base) for hard-NAT punching.
     fn bind_extra(&mut self, count: u16, ip: IpAddr) {
         let mut bound = Vec::with_capacity(usize::from(count));
-        for _ in 0..count {
-            let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
-                .and_then(|s| {
-                    s.set_nonblocking(true)?;
-                    Ok(s)
-                })
-                .and_then(UdpSocket::from_std);
+        for socket in bind_extra_sockets(ip, count).unwrap_or_default() {
+            let socket = socket
+                .set_nonblocking(true)
+                .and_then(|()| UdpSocket::from_std(socket));
             let Ok(socket) = socket else { break };
             let Ok(addr) = socket.local_addr() else { break };
             self.by_local.insert(addr, self.sockets.len());
@@ -766,7 +751,7 @@ impl<S: Signalling> Driver<S> {
     /// Sends a line; before the first path a failure ends the session.
     async fn signal(&mut self, line: &str) -> Result<(), ConnectError> {
         match self.send_line(line).await {
-            Err(e) if !self.had_path => Err(ConnectError::Signalling(e)),
+            Err(e) if !self.had_path() => Err(ConnectError::Signalling(e)),
             _ => Ok(()),
         }
     }
@@ -781,7 +766,7 @@ impl<S: Signalling> Driver<S> {
         let result = self.signalling.send(line).await;
         if let Err(e) = &result {
             self.signalling_failed = true;
-            if self.had_path {
+            if self.had_path() {
                 let copy = io::Error::new(e.kind(), e.to_string());
                 self.signalling_closed(Some(copy));
             }
@@ -794,6 +779,11 @@ impl<S: Signalling> Driver<S> {
             self.signalling_open = false;
             self.emit(ConnectionEvent::SignallingClosed(error));
         }
+    }
+
+    /// Whether a path was ever selected (`select` records every path's remote in `peers`).
+    fn had_path(&self) -> bool {
+        !self.peers.is_empty()
     }
 
     fn deadline_from_now(&self) -> Option<tokio::time::Instant> {
