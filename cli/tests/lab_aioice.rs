@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use holepunch_tests::lab::{self, LabProcess, Profile, Stream};
-use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch};
+use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch, require_aioice};
 
 /// The aioice side: `python3 agent.py --controlling|--controlled OUT IN STUN_IP STUN_PORT`.
 ///
@@ -103,21 +103,6 @@ async def main():
 
 asyncio.run(main())
 "#;
-
-/// Whether python3 can import aioice; when not, fails under CI and otherwise prints why.
-fn require_aioice() -> bool {
-    let mut cmd = std::process::Command::new(lab::python3());
-    cmd.args(["-c", "import aioice"]);
-    let ok = lab::run_bounded(&mut cmd, Duration::from_secs(20)).is_ok_and(|o| o.success());
-    if !ok {
-        assert!(
-            !holepunch_tests::is_ci(),
-            "CI=true: python3 cannot import aioice (pip install aioice)"
-        );
-        println!("skipped: python3 cannot import aioice (pip install aioice)");
-    }
-    ok
-}
 
 /// Our agent (`controlling` or not) behind one port-restricted-cone NAT, aioice behind another.
 fn interop(we_control: bool) {

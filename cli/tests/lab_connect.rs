@@ -13,13 +13,8 @@ mod lab_common;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Stream};
-use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch};
-
-/// Where `holepunch signal` listens.
-const SIGNAL: &str = "203.0.113.3:7000";
-/// `connect --timeout`.
-const CONNECT_TIMEOUT_S: u64 = 20;
+use holepunch_tests::lab::{self, LabProcess, Profile, Stream};
+use lab_common::{CONNECT_TIMEOUT_S, connect, servers};
 
 /// What one pair is expected to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,44 +31,6 @@ struct Outcome {
     expect: Expect,
     /// `connected`/`failed` with details, or the error that broke the run.
     result: Result<String, String>,
-}
-
-/// The signal server's host with the STUN server and the signal server running.
-fn servers(lab: &Lab) -> (Ns, LabProcess, LabProcess) {
-    let (srv, stun) = lab_common::stun_server(lab);
-    let mut signal = lab.spawn(&srv, "signal", holepunch(), ["signal", "--listen", SIGNAL]);
-    signal.expect_line(Stream::Stderr, lab_common::START_LIMIT, |l| {
-        l.contains("signal: listening")
-    });
-    (srv, stun, signal)
-}
-
-/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe.
-fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
-    let timeout = CONNECT_TIMEOUT_S.to_string();
-    let stun1 = STUN_PRIMARY.to_string();
-    let stun2 = STUN_ALTERNATE.to_string();
-    lab.spawn_with_stdin(
-        ns,
-        &format!("connect-{id}"),
-        holepunch(),
-        [
-            "connect",
-            "--signal",
-            SIGNAL,
-            "--id",
-            id,
-            "--peer",
-            peer,
-            "--stun",
-            &stun1,
-            "--stun",
-            &stun2,
-            "--json",
-            "--timeout",
-            &timeout,
-        ],
-    )
 }
 
 /// The first `connected` or `failed` event of `p`, waiting up to `limit`.

@@ -9,21 +9,15 @@ mod lab_common;
 
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Lab, Profile};
+use holepunch_tests::lab::Profile;
 use lab_common::{COTURN_ALTERNATE, COTURN_PRIMARY};
-
-/// A lab, or `None` (after printing why) when the lab or coturn is missing.
-fn coturn_lab(programs: &[&str]) -> Option<Lab> {
-    let lab = lab::require()?;
-    lab::require_programs(programs).then_some(lab)
-}
 
 /// `holepunch stun` against coturn, to its primary and its alternate address, from behind a
 /// port-keeping NAT, a symmetric NAT, a double NAT and from an open host: the mapped address is
 /// the site's public one, and coturn's RFC 5780 attributes reach our client.
 #[test]
 fn holepunch_stun_against_coturn() {
-    let Some(lab) = coturn_lab(&["turnserver"]) else {
+    let Some(lab) = lab_common::require_with(&["turnserver"]) else {
         return;
     };
     let (_ns, _coturn) = lab_common::coturn(&lab);
@@ -67,7 +61,9 @@ fn holepunch_stun_against_coturn() {
 /// (`turnutils_uclient` to `turnutils_peer`), so the lab can host relayed paths.
 #[test]
 fn coturn_relays_from_behind_a_symmetric_nat() {
-    let Some(lab) = coturn_lab(&["turnserver", "turnutils_uclient", "turnutils_peer"]) else {
+    let Some(lab) =
+        lab_common::require_with(&["turnserver", "turnutils_uclient", "turnutils_peer"])
+    else {
         return;
     };
     let (_ns, _coturn) = lab_common::coturn(&lab);
@@ -117,7 +113,7 @@ fn coturn_relays_from_behind_a_symmetric_nat() {
 /// say "no NAT" when its local address is unbound.
 #[test]
 fn natdiscovery_agrees_with_every_profile() {
-    let Some(lab) = coturn_lab(&["turnserver", "turnutils_natdiscovery"]) else {
+    let Some(lab) = lab_common::require_with(&["turnserver", "turnutils_natdiscovery"]) else {
         return;
     };
     let started = Instant::now();

@@ -8,13 +8,9 @@ mod lab_common;
 
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Site, Stream};
-use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch};
+use holepunch_tests::lab::{self, Lab, LabProcess, Profile, Site, Stream};
+use lab_common::{CONNECT_TIMEOUT_S, connect};
 
-/// Where `holepunch signal` listens.
-const SIGNAL: &str = "203.0.113.3:7000";
-/// `connect --timeout`.
-const CONNECT_TIMEOUT_S: u64 = 20;
 /// How long the data may stop after a fault.
 const RECOVERY: Duration = Duration::from_secs(10);
 /// Loss on each router in the loss test (36 % of the packets between the peers end to end).
@@ -36,39 +32,6 @@ struct Pair {
     lab: Lab,
 }
 
-fn lab_with_conntrack() -> Option<Lab> {
-    let lab = lab::require()?;
-    lab::require_programs(&["conntrack"]).then_some(lab)
-}
-
-/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe.
-fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
-    let timeout = CONNECT_TIMEOUT_S.to_string();
-    let stun1 = STUN_PRIMARY.to_string();
-    let stun2 = STUN_ALTERNATE.to_string();
-    lab.spawn_with_stdin(
-        ns,
-        &format!("connect-{id}"),
-        holepunch(),
-        [
-            "connect",
-            "--signal",
-            SIGNAL,
-            "--id",
-            id,
-            "--peer",
-            peer,
-            "--stun",
-            &stun1,
-            "--stun",
-            &stun2,
-            "--json",
-            "--timeout",
-            &timeout,
-        ],
-    )
-}
-
 /// Servers and two sites; `before` runs on the lab and sites before the peers start. Returns
 /// once both printed `connected` (panics otherwise), and the time that took.
 fn pair(
@@ -76,12 +39,8 @@ fn pair(
     pb: Profile,
     before: impl FnOnce(&Lab, &Site, &Site),
 ) -> Option<(Pair, Duration)> {
-    let lab = lab_with_conntrack()?;
-    let (srv, stun) = lab_common::stun_server(&lab);
-    let mut signal = lab.spawn(&srv, "signal", holepunch(), ["signal", "--listen", SIGNAL]);
-    signal.expect_line(Stream::Stderr, lab_common::START_LIMIT, |l| {
-        l.contains("signal: listening")
-    });
+    let lab = lab_common::require_with(&["conntrack"])?;
+    let (_srv, stun, signal) = lab_common::servers(&lab);
     let site_a = lab.nat_site(pa, false);
     let site_b = lab.nat_site(pb, false);
     before(&lab, &site_a, &site_b);

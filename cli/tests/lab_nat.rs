@@ -29,10 +29,7 @@ struct World {
 }
 
 fn world(sites: &[(Profile, bool, usize)]) -> Option<World> {
-    let lab = lab::require()?;
-    if !lab::require_programs(&["python3", "conntrack"]) {
-        return None;
-    }
+    let lab = lab_common::require_with(&["python3", "conntrack"])?;
     let (srv, stun) = lab_common::stun_server(&lab);
     let (_, reflector) = lab_common::reflector(&lab);
     let sites = sites

@@ -2,14 +2,13 @@
 //! `holepunch stun-server` and against coturn, the report must equal the profile, and agree with
 //! coturn's `turnutils_natdiscovery` run from the same host.
 //!
-//! Until the binary has the `netcheck` subcommand this test returns early with a message.
 //! Needs root and coturn (skips with a reason otherwise; fails under `CI=true`).
 mod lab_common;
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Json, Lab, Profile, Site, Stream};
+use holepunch_tests::lab::{Json, Lab, Profile, Site, Stream};
 use lab_common::{COTURN_PRIMARY, NatDiscovery, STUN_PRIMARY, holepunch};
 
 /// Our server again, answering in full (`--amplification unbounded`), for natdiscovery.
@@ -134,16 +133,9 @@ fn mismatches(site: &Site, report: &Json) -> Vec<String> {
 /// natdiscovery from the same hosts: each report equals the profile and natdiscovery's verdict.
 #[test]
 fn netcheck_matches_every_profile_and_natdiscovery() {
-    if !lab_common::has_subcommand("netcheck") {
-        println!("returning early: this holepunch has no netcheck subcommand yet");
-        return;
-    }
-    let Some(lab) = lab::require() else {
+    let Some(lab) = lab_common::require_with(&["turnserver", "turnutils_natdiscovery"]) else {
         return;
     };
-    if !lab::require_programs(&["turnserver", "turnutils_natdiscovery"]) {
-        return;
-    }
     let started = Instant::now();
     let (stun_ns, _stun) = lab_common::stun_server(&lab);
     // The same server with --amplification unbounded on other ports: natdiscovery sends bare

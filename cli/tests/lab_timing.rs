@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Stream};
-use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch};
+use lab_common::{STUN_ALTERNATE, STUN_PRIMARY, holepunch, require_aioice};
 
 /// Runs of each implementation.
 const RUNS: usize = 10;
@@ -155,21 +155,6 @@ struct Sample {
     first: char,
     /// From starting the agents to both offers complete, in ms.
     gather_ms: f64,
-}
-
-/// Whether python3 can import aioice; when not, fails under CI and otherwise prints why.
-fn require_aioice() -> bool {
-    let mut cmd = std::process::Command::new(lab::python3());
-    cmd.args(["-c", "import aioice"]);
-    let ok = lab::run_bounded(&mut cmd, Duration::from_secs(20)).is_ok_and(|o| o.success());
-    if !ok {
-        assert!(
-            !holepunch_tests::is_ci(),
-            "CI=true: python3 cannot import aioice (pip install aioice)"
-        );
-        println!("skipped: python3 cannot import aioice (pip install aioice)");
-    }
-    ok
 }
 
 /// Whether the file at `path` exists and contains `a=end-of-candidates` on a complete line.

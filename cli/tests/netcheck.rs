@@ -34,16 +34,6 @@ fn start_server(args: &[&str], sockets: usize) -> (Proc, Vec<SocketAddr>) {
     (server, addrs)
 }
 
-/// Whether 127.0.0.2 can be bound (Linux routes all of 127/8 to loopback; macOS does not).
-fn second_loopback() -> bool {
-    if UdpSocket::bind("127.0.0.2:0").is_ok() {
-        return true;
-    }
-    assert!(!support::is_ci(), "CI=true: cannot bind 127.0.0.2");
-    println!("skipped: cannot bind 127.0.0.2");
-    false
-}
-
 /// Runs `holepunch netcheck --json` with `args` and returns its one output line.
 fn netcheck_json(args: &[&str]) -> String {
     let out = run_bounded(
@@ -70,7 +60,7 @@ fn netcheck_json(args: &[&str]) -> String {
 
 #[test]
 fn rfc5780_server_on_loopback_sees_no_nat() {
-    if !second_loopback() {
+    if !support::second_loopback() {
         return;
     }
     let (_server, addrs) = start_server(

@@ -1,48 +1,17 @@
 //! The agent's steady state (application data both ways, consent checks and their answers)
 //! allocates nothing. Connection setup may allocate; the measured window starts after it.
-#![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig};
 use holepunch_core::time::{Duration, Instant};
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only bumps a thread-local counter besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations_in(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(Cell::get)
-}
+use counting_alloc::allocations;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -97,7 +66,7 @@ fn steady_state_allocates_nothing() {
 
     let payload = [0x42u8; 1200];
     let mut delivered = 0usize;
-    let n = allocations_in(|| {
+    let (n, ()) = allocations(|| {
         // Two minutes of traffic: ~24 consent rounds each way and 12 000 app datagrams.
         for _ in 0..12_000 {
             pump(&mut a, &mut b, now, la, lb);
@@ -119,7 +88,7 @@ fn steady_state_allocates_nothing() {
 
 #[test]
 fn the_counter_counts() {
-    let n = allocations_in(|| {
+    let (n, ()) = allocations(|| {
         let v: Vec<u8> = Vec::with_capacity(16);
         std::hint::black_box(v);
     });

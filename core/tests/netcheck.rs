@@ -4,11 +4,8 @@
 //! or off, no NAT with or without a stateful firewall, UDP blocked) in front of the prober's
 //! sockets at 192.168.1.2. Everything runs in virtual time; each case must reproduce the NAT's
 //! configured behaviour exactly, quickly, deterministically and without allocating per packet.
-#![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 
 use holepunch_core::netcheck::{
@@ -23,38 +20,13 @@ use proptest::prelude::*;
 // ---------------------------------------------------------------------------------------------
 // Allocation counting (per thread, only around the prober's calls).
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only bumps a thread-local counter besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 /// Runs `f`, adding the allocations it made to `count`.
 fn counted<T>(count: &mut usize, f: impl FnOnce() -> T) -> T {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    *count += COUNT.with(Cell::get);
+    let (n, r) = counting_alloc::allocations(f);
+    *count += n;
     r
 }
 

@@ -1,6 +1,7 @@
 //! holepunch-std's ICE driver ([`IceSocket`]): two agents on loopback, one thread each,
 //! signalling through in-process channels; consent loss when the peer goes away; the sockets
 //! [`Action::BindSockets`] asks for.
+mod common;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -11,28 +12,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{
+    DATAGRAMS, KEEP_ALIVE, PHASE_TIMEOUT, Signal, app_payload, assert_direct, parse_app_payload,
+};
 use holepunch_core::ice::agent::{Action, AgentConfig, IceEvent, PathInfo};
-use holepunch_core::ice::candidate::{Candidate, CandidateKind};
-use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_std::ice::{IceSocket, Output};
 
 /// The longest one [`IceSocket::step`] waits, so signalling is applied promptly.
 const STEP: Duration = Duration::from_millis(20);
-/// The bound on every phase of a test (connecting, exchanging, losing consent).
-const PHASE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Application datagrams each side sends.
-const DATAGRAMS: u32 = 100;
-/// How long both sides stay up after connecting in the consent test: longer than the consent
-/// timeout, so a path that survives it is being refreshed.
-const KEEP_ALIVE: Duration = Duration::from_millis(1500);
-
-/// What the signalling channel carries.
-enum Signal {
-    /// Boxed: inline credentials are over 500 bytes, the other variants small.
-    Credentials(Box<IceCredentials>),
-    Candidate(Candidate),
-    EndOfCandidates,
-}
 
 /// One side: its socket and its ends of the signalling channels.
 struct Side {
@@ -103,21 +90,6 @@ struct ExchangeReport {
     received: BTreeSet<u32>,
 }
 
-fn app_payload(i: u32) -> Vec<u8> {
-    // 'a' (0x61) is outside the STUN first-byte range 0..=3 (RFC 7983), so it is app data.
-    let mut payload = b"app:".to_vec();
-    payload.extend_from_slice(&i.to_be_bytes());
-    payload
-}
-
-fn parse_app_payload(payload: &[u8]) -> u32 {
-    let bytes = payload
-        .strip_prefix(b"app:")
-        .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
-        .unwrap_or_else(|| panic!("unexpected app payload {payload:?}"));
-    u32::from_be_bytes(bytes)
-}
-
 /// Connects, sends [`DATAGRAMS`] datagrams on the selected path once connected, and receives
 /// the peer's, stepping until both sides have everything (`done` counts finished sides).
 fn exchange(mut side: Side, peer: SocketAddr, done: &AtomicUsize) -> ExchangeReport {
@@ -163,15 +135,6 @@ fn exchange(mut side: Side, peer: SocketAddr, done: &AtomicUsize) -> ExchangeRep
         selected_at_end: side.ice.selected_path(),
         received,
     }
-}
-
-/// A direct host-to-host path between the two sockets.
-fn assert_direct(path: &PathInfo, local: SocketAddr, remote: SocketAddr) {
-    assert_eq!(path.local, local, "{path:?}");
-    assert_eq!(path.remote, remote, "{path:?}");
-    assert_eq!(path.local_kind, CandidateKind::Host, "{path:?}");
-    assert_eq!(path.remote_kind, CandidateKind::Host, "{path:?}");
-    assert!(!path.relayed, "{path:?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! What the netns lab tests (`lab_*.rs`) share: the fixed addresses of the lab's servers, and
-//! starting `holepunch stun-server`, the UDP reflector and coturn inside a lab.
+//! What the netns lab tests (`lab_*.rs`) share: the fixed addresses of the lab's servers,
+//! checking for the programs a test needs, starting `holepunch stun-server`, `holepunch signal`,
+//! the UDP reflector and coturn inside a lab, and running `holepunch connect`.
 #![allow(dead_code, reason = "each lab test file uses a different subset")]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -24,20 +25,35 @@ pub const REFLECTORS: [SocketAddrV4; 4] = [
 ];
 /// How long a server may take to come up.
 pub const START_LIMIT: Duration = Duration::from_secs(10);
+/// Where `holepunch signal` listens.
+pub const SIGNAL: &str = "203.0.113.3:7000";
+/// `connect --timeout`.
+pub const CONNECT_TIMEOUT_S: u64 = 20;
 
 /// The `holepunch` binary cargo built for these tests.
 pub fn holepunch() -> &'static str {
     env!("CARGO_BIN_EXE_holepunch")
 }
 
-/// Whether `holepunch --help` lists `subcommand` (some are still being written).
-pub fn has_subcommand(subcommand: &str) -> bool {
-    let mut cmd = std::process::Command::new(holepunch());
-    cmd.arg("--help");
-    let out = lab::run_bounded(&mut cmd, Duration::from_secs(10)).expect("run holepunch --help");
-    out.stdout
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(subcommand))
+/// A lab, or `None` (after printing why) when the lab or one of `programs` is missing.
+pub fn require_with(programs: &[&str]) -> Option<Lab> {
+    let lab = lab::require()?;
+    lab::require_programs(programs).then_some(lab)
+}
+
+/// Whether python3 can import aioice; when not, fails under CI and otherwise prints why.
+pub fn require_aioice() -> bool {
+    let mut cmd = std::process::Command::new(lab::python3());
+    cmd.args(["-c", "import aioice"]);
+    let ok = lab::run_bounded(&mut cmd, Duration::from_secs(20)).is_ok_and(|o| o.success());
+    if !ok {
+        assert!(
+            !holepunch_tests::is_ci(),
+            "CI=true: python3 cannot import aioice (pip install aioice)"
+        );
+        println!("skipped: python3 cannot import aioice (pip install aioice)");
+    }
+    ok
 }
 
 /// A server host with 203.0.113.3 and .4 running `holepunch stun-server` on
@@ -60,6 +76,45 @@ pub fn stun_server(lab: &Lab) -> (Ns, LabProcess) {
         l.contains("stun-server: serving")
     });
     (ns, p)
+}
+
+/// The signal server's host with the STUN server (as [`stun_server`]) and `holepunch signal` on
+/// [`SIGNAL`] running.
+pub fn servers(lab: &Lab) -> (Ns, LabProcess, LabProcess) {
+    let (srv, stun) = stun_server(lab);
+    let mut signal = lab.spawn(&srv, "signal", holepunch(), ["signal", "--listen", SIGNAL]);
+    signal.expect_line(Stream::Stderr, START_LIMIT, |l| {
+        l.contains("signal: listening")
+    });
+    (srv, stun, signal)
+}
+
+/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe.
+pub fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
+    let timeout = CONNECT_TIMEOUT_S.to_string();
+    let stun1 = STUN_PRIMARY.to_string();
+    let stun2 = STUN_ALTERNATE.to_string();
+    lab.spawn_with_stdin(
+        ns,
+        &format!("connect-{id}"),
+        holepunch(),
+        [
+            "connect",
+            "--signal",
+            SIGNAL,
+            "--id",
+            id,
+            "--peer",
+            peer,
+            "--stun",
+            &stun1,
+            "--stun",
+            &stun2,
+            "--json",
+            "--timeout",
+            &timeout,
+        ],
+    )
 }
 
 /// A host with 203.0.113.50 and .51 running the prober's reflector on [`REFLECTORS`].

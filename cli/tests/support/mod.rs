@@ -16,8 +16,17 @@ pub fn holepunch() -> Command {
 }
 
 /// Whether the tests run under CI, where missing tools fail instead of skipping.
-pub fn is_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+pub use holepunch_tests::is_ci;
+
+/// Whether 127.0.0.2 can be bound (Linux routes all of 127/8 to loopback; macOS does not); when
+/// not, fails under CI and otherwise prints why the test is skipped.
+pub fn second_loopback() -> bool {
+    if holepunch_tests::second_loopback_available() {
+        return true;
+    }
+    assert!(!is_ci(), "CI=true: cannot bind 127.0.0.2");
+    println!("skipped: cannot bind 127.0.0.2");
+    false
 }
 
 /// Whether `program` is an executable file somewhere on `PATH`.

@@ -358,15 +358,6 @@ impl Lab {
         &self.dir
     }
 
-    /// The namespaces created so far, in creation order.
-    pub fn namespaces(&self) -> Vec<Ns> {
-        lock(&self.state)
-            .namespaces
-            .iter()
-            .map(|n| Ns(n.clone()))
-            .collect()
-    }
-
     /// Creates an empty namespace `<prefix>-<role>` with its loopback up.
     ///
     /// # Panics
@@ -930,13 +921,6 @@ impl Lab {
         } else {
             Err(problems.join("; "))
         }
-    }
-}
-
-impl Lab {
-    /// Every namespace on this machine with the project's naming; see [`leftovers`].
-    pub fn leftovers() -> Vec<String> {
-        leftovers()
     }
 }
 

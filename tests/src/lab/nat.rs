@@ -197,11 +197,6 @@ impl Site {
         &self.hosts[0]
     }
 
-    /// The first host's own address.
-    pub fn lan_ip(&self) -> Ipv4Addr {
-        self.lan_ips[0]
-    }
-
     /// An internet address kept free for this site's [`super::Lab::change_public_ip`]: the
     /// original router address + 2.
     pub fn spare_ip(&self) -> Ipv4Addr {

@@ -122,16 +122,6 @@ impl LabProcess {
         Arc::clone(&self.reaped)
     }
 
-    /// The name given at spawn.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The namespace it runs in.
-    pub fn ns(&self) -> &Ns {
-        &self.ns
-    }
-
     /// Everything written to `stream` so far.
     pub fn output(&self, stream: Stream) -> String {
         let path = match stream {

@@ -215,16 +215,6 @@ impl Nat {
         Some(e.internal)
     }
 
-    /// Forgets every mapping (a reboot, or `conntrack -F`).
-    pub fn flush(&mut self) {
-        self.entries.clear();
-    }
-
-    /// Live mappings.
-    pub fn mapping_count(&self) -> usize {
-        self.entries.len()
-    }
-
     fn expire(&mut self, now: Instant) {
         let timeout = self.config.timeout;
         self.entries.retain(|e| now < e.last_used + timeout);

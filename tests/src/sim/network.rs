@@ -254,24 +254,6 @@ impl Network {
         None
     }
 
-    /// Forgets every mapping on one router (`conntrack -F`).
-    pub fn flush(&mut self, site: usize, depth: usize) {
-        if let Some(n) = self
-            .sites
-            .get_mut(site)
-            .and_then(|s| s.chain.get_mut(depth))
-        {
-            n.flush();
-        }
-    }
-
-    /// Forgets every pinhole of a site's IPv6 router.
-    pub fn flush_v6(&mut self, site: usize) {
-        if let Some(n) = self.sites.get_mut(site).and_then(|s| s.v6_router.as_mut()) {
-            n.flush();
-        }
-    }
-
     fn arrive(&mut self, f: InFlight) -> Option<Delivery> {
         let at = f.at;
         if f.hairpin.is_none() && f.src.ip() == f.dst.ip() {

@@ -368,17 +368,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         now = next;
         // Inputs.
         while let Some(d) = net.poll_delivery(now) {
-            if d.to == primary || d.to == alternate || server.local_addresses().any(|a| a == d.to) {
-                if let Outcome::Respond(t) =
-                    server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)
-                {
-                    net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
-                }
-                continue;
-            }
-            if let Some(server) = server_v6
-                .as_ref()
-                .filter(|s| s.local_addresses().any(|a| a == d.to))
+            // The RFC 5780 server's four sockets (primary and alternate among them), then the
+            // IPv6 server's one when there is one.
+            if let Some(server) = std::iter::once(&server)
+                .chain(server_v6.as_ref())
+                .find(|s| s.local_addresses().any(|a| a == d.to))
             {
                 if let Outcome::Respond(t) =
                     server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)

@@ -1,10 +1,13 @@
-//! Assertions and guards the driver tests share (each test file compiles its own copy).
+//! Assertions, guards and helpers the driver tests share (each test file compiles its own copy).
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use holepunch_core::ice::agent::PathInfo;
+use holepunch_core::ice::candidate::{Candidate, CandidateKind};
+use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::stun::client::BindingOptions;
 use holepunch_std::{StunOptions, StunReport};
 use holepunch_tests::{expected_source, loopback_any_port};
@@ -103,4 +106,46 @@ pub fn assert_rfc5780_addrs(addrs: &[SocketAddr]) {
     assert_ne!(a.port(), 0, "{addrs:?}");
     assert_eq!(addrs[1], SocketAddr::new(p.ip(), a.port()), "{addrs:?}");
     assert_eq!(addrs[2], SocketAddr::new(a.ip(), p.port()), "{addrs:?}");
+}
+
+/// The bound on every phase of an ICE driver test (connecting, exchanging, losing consent).
+pub const PHASE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Application datagrams each side sends in the ICE driver tests.
+pub const DATAGRAMS: u32 = 100;
+/// How long both sides stay up after connecting in the consent tests: longer than the consent
+/// timeout, so a path that survives it is being refreshed.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(1500);
+
+/// What the ICE driver tests' signalling channel carries.
+pub enum Signal {
+    /// Boxed: inline credentials are over 500 bytes, the other variants small.
+    Credentials(Box<IceCredentials>),
+    Candidate(Candidate),
+    EndOfCandidates,
+}
+
+/// Application datagram `i`: `app:` and `i` big-endian.
+pub fn app_payload(i: u32) -> Vec<u8> {
+    // 'a' (0x61) is outside the STUN first-byte range 0..=3 (RFC 7983), so it is app data.
+    let mut payload = b"app:".to_vec();
+    payload.extend_from_slice(&i.to_be_bytes());
+    payload
+}
+
+/// The `i` of an [`app_payload`]; panics on anything else.
+pub fn parse_app_payload(payload: &[u8]) -> u32 {
+    let bytes = payload
+        .strip_prefix(b"app:")
+        .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
+        .unwrap_or_else(|| panic!("unexpected app payload {payload:?}"));
+    u32::from_be_bytes(bytes)
+}
+
+/// A direct host-to-host path between the two sockets.
+pub fn assert_direct(path: &PathInfo, local: SocketAddr, remote: SocketAddr) {
+    assert_eq!(path.local, local, "{path:?}");
+    assert_eq!(path.remote, remote, "{path:?}");
+    assert_eq!(path.local_kind, CandidateKind::Host, "{path:?}");
+    assert_eq!(path.remote_kind, CandidateKind::Host, "{path:?}");
+    assert!(!path.relayed, "{path:?}");
 }
