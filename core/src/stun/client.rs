@@ -24,7 +24,7 @@ use core::net::SocketAddr;
 
 use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
 use super::integrity::{IntegrityKey, PasswordAlgorithmKind};
-use super::message::{EncodeError, Message, MessageBuilder};
+use super::message::{EncodeError, Message, MessageBuilder, read_attribute};
 use super::{Class, Method, TransactionId};
 use crate::Transmit;
 use crate::rng::Rng;
@@ -740,13 +740,8 @@ fn offers_password_algorithms(features: &str) -> bool {
 /// length. Stops at the first malformed header (the body was built by our own builder).
 fn remove_attribute(body: &mut [u8], attr: super::AttrType) -> usize {
     let (mut read, mut write) = (0, 0);
-    while read + 4 <= body.len() {
-        let t = u16::from_be_bytes([body[read], body[read + 1]]);
-        let len = usize::from(u16::from_be_bytes([body[read + 2], body[read + 3]]));
+    while let Ok((t, len)) = read_attribute(body, read).map(|(t, v)| (t, v.len())) {
         let total = 4 + super::attr::padded(len);
-        if read + total > body.len() {
-            break;
-        }
         if t != attr {
             body.copy_within(read..read + total, write);
             write += total;

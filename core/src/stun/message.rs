@@ -487,15 +487,7 @@ impl<'b> MessageBuilder<'b> {
     #[inline]
     pub fn add(&mut self, attribute: &Attribute<'_>) -> Result<(), EncodeError> {
         let attr = attribute.attr_type();
-        let after = match attr {
-            types::MESSAGE_INTEGRITY => Sealed::Integrity,
-            types::MESSAGE_INTEGRITY_SHA256 => Sealed::IntegritySha256,
-            types::FINGERPRINT => Sealed::Fingerprint,
-            _ => Sealed::Open,
-        };
-        if self.sealed > after || (self.sealed == after && after != Sealed::Open) {
-            return Err(EncodeError::AfterIntegrity(attr));
-        }
+        let after = self.admit(attr)?;
         let value_len = attribute.value_len();
         attribute.validate_len(attr, value_len)?;
         let tid = self.tid;
@@ -517,11 +509,7 @@ impl<'b> MessageBuilder<'b> {
                     len: raw.len(),
                 })
             })?;
-            if matches!(
-                attr,
-                types::MESSAGE_INTEGRITY | types::MESSAGE_INTEGRITY_SHA256 | types::FINGERPRINT
-            ) || self.sealed != Sealed::Open
-            {
+            if self.admit(attr)? != Sealed::Open {
                 return Err(EncodeError::AfterIntegrity(attr));
             }
             at += 4 + padded(value.len());
@@ -553,50 +541,62 @@ impl<'b> MessageBuilder<'b> {
 
     /// Appends `len` bytes of PADDING (RFC 5780 §7.6), filled with zeros.
     pub fn add_padding(&mut self, len: usize) -> Result<(), EncodeError> {
-        if self.sealed != Sealed::Open {
-            return Err(EncodeError::AfterIntegrity(types::PADDING));
-        }
+        self.admit(types::PADDING)?;
         self.reserve(types::PADDING, len)?.fill(0);
         Ok(())
     }
 
     /// Appends MESSAGE-INTEGRITY (HMAC-SHA1) over everything written so far.
     pub fn add_message_integrity(&mut self, key: &IntegrityKey) -> Result<(), EncodeError> {
-        if self.sealed != Sealed::Open {
-            return Err(EncodeError::AfterIntegrity(types::MESSAGE_INTEGRITY));
-        }
-        let start = self.len;
-        self.reserve(types::MESSAGE_INTEGRITY, 20)?;
-        let tag = key.sha1(&[&self.buf[..start]]);
-        self.buf[start + 4..start + 24].copy_from_slice(&tag);
-        self.sealed = Sealed::Integrity;
-        Ok(())
+        self.add_computed(types::MESSAGE_INTEGRITY, |covered| key.sha1(&[covered]))
     }
 
     /// Appends MESSAGE-INTEGRITY-SHA256 (full 32 bytes) over everything written so far,
     /// which may include a MESSAGE-INTEGRITY.
     pub fn add_message_integrity_sha256(&mut self, key: &IntegrityKey) -> Result<(), EncodeError> {
-        if self.sealed > Sealed::Integrity {
-            return Err(EncodeError::AfterIntegrity(types::MESSAGE_INTEGRITY_SHA256));
-        }
-        let start = self.len;
-        self.reserve(types::MESSAGE_INTEGRITY_SHA256, 32)?;
-        let tag = key.sha256(&[&self.buf[..start]]);
-        self.buf[start + 4..start + 36].copy_from_slice(&tag);
-        self.sealed = Sealed::IntegritySha256;
-        Ok(())
+        self.add_computed(types::MESSAGE_INTEGRITY_SHA256, |covered| {
+            key.sha256(&[covered])
+        })
     }
 
     /// Appends FINGERPRINT; nothing can be added after it.
     pub fn add_fingerprint(&mut self) -> Result<(), EncodeError> {
-        if self.sealed == Sealed::Fingerprint {
-            return Err(EncodeError::AfterIntegrity(types::FINGERPRINT));
+        self.add_computed(types::FINGERPRINT, |covered| {
+            integrity::fingerprint(&[covered]).to_be_bytes()
+        })
+    }
+
+    /// What the message is sealed by once `attr` is appended, or why `attr` may not come next:
+    /// only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT follow MESSAGE-INTEGRITY, only FINGERPRINT
+    /// follows MESSAGE-INTEGRITY-SHA256, and nothing follows FINGERPRINT (RFC 8489 §14.5-14.7).
+    #[inline]
+    fn admit(&self, attr: AttrType) -> Result<Sealed, EncodeError> {
+        let after = match attr {
+            types::MESSAGE_INTEGRITY => Sealed::Integrity,
+            types::MESSAGE_INTEGRITY_SHA256 => Sealed::IntegritySha256,
+            types::FINGERPRINT => Sealed::Fingerprint,
+            _ => Sealed::Open,
+        };
+        if self.sealed > after || (self.sealed == after && after != Sealed::Open) {
+            return Err(EncodeError::AfterIntegrity(attr));
         }
+        Ok(after)
+    }
+
+    /// Appends `attr` with the `N`-byte value `compute` derives from everything written before
+    /// it (the header's length already counting this attribute), then seals the message.
+    #[inline]
+    fn add_computed<const N: usize>(
+        &mut self,
+        attr: AttrType,
+        compute: impl FnOnce(&[u8]) -> [u8; N],
+    ) -> Result<(), EncodeError> {
+        let after = self.admit(attr)?;
         let start = self.len;
-        self.reserve(types::FINGERPRINT, 4)?;
-        let crc = integrity::fingerprint(&[&self.buf[..start]]);
-        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-        self.sealed = Sealed::Fingerprint;
+        self.reserve(attr, N)?;
+        let value = compute(&self.buf[..start]);
+        self.buf[start + 4..start + 4 + N].copy_from_slice(&value);
+        self.sealed = after;
         Ok(())
     }
 
@@ -650,7 +650,9 @@ impl<'b> MessageBuilder<'b> {
     }
 }
 
-fn read_attribute(buf: &[u8], offset: usize) -> Result<(AttrType, &[u8]), DecodeError> {
+/// The attribute whose header starts at `offset`: its type and value (without padding), or an
+/// error if the header, value or padding runs past `buf`.
+pub(crate) fn read_attribute(buf: &[u8], offset: usize) -> Result<(AttrType, &[u8]), DecodeError> {
     let header = buf
         .get(offset..offset + 4)
         .ok_or(DecodeError::TruncatedAttribute { attr: 0, offset })?;
