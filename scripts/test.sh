@@ -15,14 +15,17 @@
 #               that needs coturn or root skips or fails is decided by the test itself: outside CI it skips
 #               with a printed reason, under CI=true it fails.
 #   5. fuzz     each target of `cargo +nightly fuzz list`, run for a bounded time from its checked-in
-#               corpus (fuzz/corpus/TARGET, which is read, never written).
+#               corpus (fuzz/corpus/TARGET, which is read, never written). Under CI it cannot be
+#               skipped: a missing nightly toolchain or SKIP_FUZZ fails the run.
 # Every step runs even when an earlier one failed, so one run shows every problem; the script exits
-# non-zero when any step failed. It ends with a summary, the total time, and the tests' counts.
+# non-zero when any step failed. It ends with a summary, the total time, and the tests' counts. A test
+# that cannot run prints a line starting with "skipped:" and returns (outside CI; under CI it fails):
+# the summary counts those as skipped, not passed, and names them.
 #
 # Knobs (environment variables):
 #   CI=true          failures to install, or missing tools, are errors instead of skips
 #   SKIP_INSTALL=1   install nothing, even as root
-#   SKIP_FUZZ=1      skip step 5
+#   SKIP_FUZZ=1      skip step 5 (not under CI, where it fails the run)
 #   FUZZ_SECONDS=60  time limit per fuzz target (libFuzzer -max_total_time)
 #   FUZZ_RUNS=200000 run limit per fuzz target (libFuzzer -runs)
 #   TEST_TIMEOUT=45m under CI, the wall-clock limit of `cargo test`, so a hung test fails with a message
@@ -155,12 +158,20 @@ finish() {
     printf 'total time: %s\n' "$(fmt_seconds $(($(date +%s) - START_TIME)))"
     if [[ -f "$WORK_DIR/test.log" ]] && grep -q '^test result:' "$WORK_DIR/test.log"; then
         # "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
-        grep '^test result:' "$WORK_DIR/test.log" | awk '
+        local skips skipped_count
+        skips=$(runtime_skips "$WORK_DIR/test.log")
+        skipped_count=$(printf '%s' "$skips" | grep -c '^  - ' || true)
+        if [[ "$skipped_count" -gt 0 ]]; then
+            echo "tests that skipped at run time (counted as skipped, not passed):"
+            printf '%s\n' "$skips"
+        fi
+        # "skipped" = ignored + skipped at run time; "passed" excludes the latter.
+        grep '^test result:' "$WORK_DIR/test.log" | awk -v rs="$skipped_count" '
             { for (i = 1; i <= NF; i++) {
                   if ($(i + 1) ~ /^passed/)  p += $i
                   if ($(i + 1) ~ /^failed/)  f += $i
                   if ($(i + 1) ~ /^ignored/) s += $i } }
-            END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }'
+            END { printf "tests: %d passed, %d failed, %d skipped\n", p - rs, f, s + rs }'
     else
         echo "no test results: cargo test did not run to completion"
     fi
@@ -275,7 +286,7 @@ install_cargo_fuzz() {
         return 0
     fi
     if ! have_nightly; then
-        # Step 5 reports this skip.
+        # Step 5 reports this (a skip, or under CI a failure).
         echo "cargo-fuzz: not installed, no nightly toolchain to run it with"
         return 0
     fi
@@ -357,9 +368,24 @@ step_clippy() {
 }
 
 step_test() {
-    # --no-fail-fast: report every failing test binary, not just the first. The log is kept for the
-    # closing counts.
-    with_timeout "$TEST_TIMEOUT" cargo test --workspace --release --no-fail-fast 2>&1 | tee "$WORK_DIR/test.log"
+    # --no-fail-fast: report every failing test binary, not just the first. --show-output: passing
+    # tests' output is printed too, so the "skipped:" lines of tests that could not run reach the log,
+    # which is kept for the closing counts.
+    with_timeout "$TEST_TIMEOUT" cargo test --workspace --release --no-fail-fast -- --show-output 2>&1 |
+        tee "$WORK_DIR/test.log"
+}
+
+# Tests that passed only because they skipped: each prints a line starting with "skipped:" (the
+# helpers in tests/src and cli/tests do), which libtest shows under "---- NAME stdout ----".
+# Prints "NAME: reason", once per test.
+runtime_skips() {
+    awk '
+        /^successes:$/ { passing = 1; name = ""; next }
+        /^failures:$|^test result:|^running [0-9]+ tests?$/ { passing = 0; name = ""; next }
+        /^---- .* stdout ----$/ { name = $2; next }
+        /^skipped: / && passing && name != "" && !(name in seen) {
+            seen[name] = 1; sub(/^skipped: /, ""); print "  - " name ": " $0 }
+    ' "$1"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,6 +394,10 @@ step_test() {
 
 step_fuzz() {
     if [[ -n "${SKIP_FUZZ:-}" ]]; then
+        if is_ci; then
+            echo "CI=true: SKIP_FUZZ is set, but CI must fuzz (unset it)"
+            return 1
+        fi
         skip "fuzzing: SKIP_FUZZ is set"
         exit 3
     fi
@@ -376,6 +406,10 @@ step_fuzz() {
         exit 3
     fi
     if ! have_nightly; then
+        if is_ci; then
+            echo "CI=true: fuzzing needs a nightly toolchain (rustup toolchain install nightly)"
+            return 1
+        fi
         skip "fuzzing: needs a nightly toolchain (rustup toolchain install nightly)"
         exit 3
     fi
