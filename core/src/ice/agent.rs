@@ -541,11 +541,17 @@ impl Agent {
     /// [`IceEvent::Failed`] instead of waiting for more.
     pub fn end_of_remote_candidates(&mut self) {
         self.remote_complete = true;
+        // Every pair may have failed already, with no timer left to notice: decide now.
+        self.check_failed();
     }
 
     /// ICE restart (RFC 8445 §9): new local credentials, remote state forgotten. The selected
-    /// path stays usable for sending until a new one is selected.
+    /// path stays usable for sending until a new one is selected, or until its consent expires
+    /// (its last answer + `consent_timeout`): a peer that dies mid-restart is still noticed.
     pub fn restart(&mut self, now: Instant) {
+        let old_answer = self
+            .selected
+            .and_then(|s| self.checklist.get(s)?.last_response);
         self.local_credentials = IceCredentials::random(&mut self.rng);
         self.local_key = IntegrityKey::short_term(self.local_credentials.pwd().as_bytes());
         self.remote = None;
@@ -564,7 +570,8 @@ impl Agent {
         self.nomination_wait = NominationWait::Idle;
         self.checking = false;
         self.failed = false;
-        self.consent_at = Instant::FAR_FUTURE;
+        // Mid-restart (no pair selected, old path kept) `consent_at` is the old path's deadline.
+        self.consent_at = old_answer.unwrap_or(now) + self.config.consent_timeout;
         self.next_check_at = now;
         for c in self.locals.clone().iter() {
             self.push_event(IceEvent::LocalCandidate(*c));
@@ -780,13 +787,20 @@ impl Agent {
             {
                 at = at.min(t);
             }
-            if let (Some(cfg), Some(since), false) = (
-                self.config.punch,
-                self.checking_since,
-                self.punch.delay_elapsed,
-            ) {
+            // The decision is due after the delay, or at once when end-of-candidates arrived
+            // after it (it waited for them): in both cases `handle_timeout` decides.
+            let decision_due = !self.punch.delay_elapsed
+                || (!self.punch.decided
+                    && self.remote_complete
+                    && self.gathering == Gathering::Complete);
+            if let (Some(cfg), Some(since), true) =
+                (self.config.punch, self.checking_since, decision_due)
+            {
                 at = at.min(since + cfg.delay);
             }
+        }
+        if self.selected.is_none() && self.path.is_some() {
+            at = at.min(self.consent_at); // mid-restart: the old path's consent deadline
         }
         if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
             at = at.min(self.consent_at);
@@ -1213,7 +1227,14 @@ impl Agent {
     }
 
     fn check_consent(&mut self, now: Instant) {
-        let Some(sel) = self.selected else { return };
+        let Some(sel) = self.selected else {
+            // Mid-restart: the old path goes when its consent deadline passes.
+            if let Some(info) = self.path.filter(|_| now >= self.consent_at) {
+                self.path = None;
+                self.push_event(IceEvent::ConsentLost(info));
+            }
+            return;
+        };
         let Some(p) = self.checklist.get(sel) else {
             return;
         };

@@ -1,0 +1,529 @@
+//! The ICE rules a mutation audit found unpinned (issue 17): role conflicts settled by the
+//! tie-breaker with an authenticated 487, consent lost at exactly its deadline, trickle's
+//! end-of-candidates, and restarts (one-sided, and with a peer that dies midway).
+//!
+//! Two agents on a simulated wire in virtual time, through the public API only. Every datagram
+//! delivered is logged, so the tests can check what went over the wire, not just the outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+
+use holepunch_core::demux::Received;
+use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
+use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::ice::checklist::PairState;
+use holepunch_core::stun::attr::types;
+use holepunch_core::stun::{Attribute, Class, ErrorCode, IntegrityKey, Message};
+use holepunch_core::time::{Duration, Instant};
+
+const A: usize = 0;
+const B: usize = 1;
+const ADDRS: [&str; 2] = ["192.0.2.1:1000", "198.51.100.1:2000"];
+/// A candidate nobody answers on: datagrams to it are dropped.
+const NOWHERE: &str = "203.0.113.9:9";
+const RTT: Duration = Duration::from_millis(50);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A datagram in flight: delivery time, sequence (stable order), then the datagram.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Flight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// A datagram handed to an agent.
+struct Delivered {
+    at: Instant,
+    to_side: usize,
+    bytes: Vec<u8>,
+}
+
+struct Net {
+    agents: [Agent; 2],
+    now: Instant,
+    wire: BinaryHeap<Reverse<Flight>>,
+    seq: u64,
+    events: [Vec<(Instant, IceEvent)>; 2],
+    /// A side whose datagrams are all lost (the peer died).
+    silent: [bool; 2],
+    delivered: Vec<Delivered>,
+}
+
+impl Net {
+    fn new(configs: [AgentConfig; 2], seeds: [u64; 2]) -> Net {
+        let now = Instant::from_millis(1);
+        let [ca, cb] = configs;
+        let mut agents = [Agent::new(ca, seeds[0]), Agent::new(cb, seeds[1])];
+        for (side, agent) in agents.iter_mut().enumerate() {
+            agent.add_host_candidate(now, addr(ADDRS[side])).unwrap();
+            agent.gather(now);
+        }
+        Net {
+            agents,
+            now,
+            wire: BinaryHeap::new(),
+            seq: 0,
+            events: [Vec::new(), Vec::new()],
+            silent: [false; 2],
+            delivered: Vec::new(),
+        }
+    }
+
+    /// Signalling from `from` to `to`: credentials and every local candidate.
+    fn signal(&mut self, from: usize, to: usize) {
+        let creds = *self.agents[from].local_credentials();
+        let candidates = self.agents[from].local_candidates().to_vec();
+        let now = self.now;
+        self.agents[to].set_remote_credentials(&creds);
+        for c in candidates {
+            self.agents[to].add_remote_candidate(now, c).unwrap();
+        }
+    }
+
+    fn signal_both(&mut self) {
+        self.signal(A, B);
+        self.signal(B, A);
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 1500];
+        for side in [A, B] {
+            while let Some(t) = self.agents[side].poll_transmit(self.now, &mut buf) {
+                self.seq += 1;
+                if self.silent[side] {
+                    continue;
+                }
+                self.wire.push(Reverse(Flight {
+                    at: self.now + RTT / 2,
+                    seq: self.seq,
+                    from: t.from.unwrap(),
+                    to: t.to,
+                    bytes: buf[..t.len].to_vec(),
+                }));
+            }
+            while let Some(e) = self.agents[side].poll_event() {
+                self.events[side].push((self.now, e));
+            }
+        }
+    }
+
+    /// Runs until `until`, bounded in steps.
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.drain();
+            let next_timer = self
+                .agents
+                .iter()
+                .filter_map(Agent::poll_timeout)
+                .min()
+                .unwrap_or(Instant::FAR_FUTURE);
+            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
+            let next = next_timer.min(next_packet).max(self.now);
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = next;
+            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
+                let Reverse(f) = self.wire.pop().unwrap();
+                // Only the two hosts exist; anything else is lost in the network.
+                let Some(side) = [A, B].into_iter().find(|&s| addr(ADDRS[s]) == f.to) else {
+                    continue;
+                };
+                let r = self.agents[side].handle_datagram(self.now, f.to, f.from, &f.bytes);
+                assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
+                self.delivered.push(Delivered {
+                    at: self.now,
+                    to_side: side,
+                    bytes: f.bytes,
+                });
+            }
+            for agent in &mut self.agents {
+                agent.handle_timeout(self.now);
+            }
+        }
+        panic!("simulation did not converge");
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    /// When `side` first reported an event matching `pred` at or after `since`.
+    fn event_at(
+        &self,
+        side: usize,
+        since: Instant,
+        pred: impl Fn(&IceEvent) -> bool,
+    ) -> Option<Instant> {
+        self.events[side]
+            .iter()
+            .find(|(at, e)| *at >= since && pred(e))
+            .map(|(at, _)| *at)
+    }
+
+    /// When `side` last received a Binding success response before `before`.
+    fn last_success_response(&self, side: usize, before: Instant) -> Option<Instant> {
+        self.delivered
+            .iter()
+            .rev()
+            .filter(|d| d.to_side == side && d.at < before)
+            .find(|d| Message::parse(&d.bytes).unwrap().class() == Class::SuccessResponse)
+            .map(|d| d.at)
+    }
+}
+
+fn is_connected(e: &IceEvent) -> bool {
+    matches!(e, IceEvent::Connected(_) | IceEvent::PathChanged(_))
+}
+
+fn is_consent_lost(e: &IceEvent) -> bool {
+    matches!(e, IceEvent::ConsentLost(_))
+}
+
+fn is_failed(e: &IceEvent) -> bool {
+    matches!(e, IceEvent::Failed)
+}
+
+// ----- role conflict (RFC 8445 §7.3.1.1) -----
+
+/// The tie-breaker an agent made from `seed`, read from the role attribute of its first check.
+fn tie_breaker(seed: u64) -> u64 {
+    let now = Instant::ZERO;
+    let mut agent = Agent::new(AgentConfig::rfc(true), seed);
+    agent.add_host_candidate(now, addr(ADDRS[A])).unwrap();
+    let peer = Agent::new(AgentConfig::rfc(false), u64::MAX);
+    agent.set_remote_credentials(peer.local_credentials());
+    agent
+        .add_remote_candidate(now, Candidate::host(addr(ADDRS[B]), 65535))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    for _ in 0..100 {
+        let Some(t) = agent.poll_transmit(now, &mut buf) else {
+            break;
+        };
+        let msg = Message::parse(&buf[..t.len]).unwrap();
+        if let Some(Ok(Attribute::IceControlling(tie))) = msg.decode(types::ICE_CONTROLLING) {
+            return tie;
+        }
+    }
+    panic!("no check with ICE-CONTROLLING from seed {seed}");
+}
+
+/// Seeds for A and B such that A's tie-breaker is the larger one exactly when `a_larger`.
+fn seeds(a_larger: bool) -> [u64; 2] {
+    let (s1, s2) = (11, 12);
+    let (t1, t2) = (tie_breaker(s1), tie_breaker(s2));
+    assert_ne!(t1, t2);
+    if (t1 > t2) == a_larger {
+        [s1, s2]
+    } else {
+        [s2, s1]
+    }
+}
+
+/// Both agents start in the role `controlling`. RFC 8445 §7.3.1.1: the larger tie-breaker ends
+/// up controlling and the smaller controlled, in either starting role; the side that keeps its
+/// role answers the other's check with a 487 (Role Conflict) that carries valid
+/// MESSAGE-INTEGRITY, the other switches, and the pair connects.
+fn role_conflict(controlling: bool, a_larger: bool) {
+    let seeds = seeds(a_larger);
+    let (larger, smaller) = if a_larger { (A, B) } else { (B, A) };
+    let mut net = Net::new(
+        [AgentConfig::rfc(controlling), AgentConfig::rfc(controlling)],
+        seeds,
+    );
+    net.signal_both();
+    net.run_for(Duration::from_secs(3));
+
+    assert!(
+        net.agents[larger].is_controlling(),
+        "the larger tie-breaker controls"
+    );
+    assert!(
+        !net.agents[smaller].is_controlling(),
+        "the smaller tie-breaker is controlled"
+    );
+    // Who had to switch: from controlling, the smaller; from controlled, the larger.
+    let (switcher, keeper) = if controlling {
+        (smaller, larger)
+    } else {
+        (larger, smaller)
+    };
+    let keeper_key =
+        IntegrityKey::short_term(net.agents[keeper].local_credentials().pwd().as_bytes());
+    let conflicts: Vec<&Delivered> = net
+        .delivered
+        .iter()
+        .filter(|d| {
+            let msg = Message::parse(&d.bytes).unwrap();
+            msg.class() == Class::ErrorResponse
+                && matches!(msg.error_code(), Some(Ok(e)) if e.code == ErrorCode::ROLE_CONFLICT.code)
+        })
+        .collect();
+    assert!(!conflicts.is_empty(), "a 487 went over the wire");
+    for d in &conflicts {
+        assert_eq!(
+            d.to_side, switcher,
+            "only the side that must switch gets a 487"
+        );
+        let msg = Message::parse(&d.bytes).unwrap();
+        assert!(
+            msg.verify_integrity(&keeper_key).is_ok(),
+            "the 487 carries MESSAGE-INTEGRITY with the sender's password"
+        );
+        assert!(msg.verify_fingerprint().is_ok());
+    }
+    let switches = |side: usize| {
+        net.events[side]
+            .iter()
+            .filter(|(_, e)| matches!(e, IceEvent::RoleChanged { .. }))
+            .count()
+    };
+    assert_eq!(switches(switcher), 1, "{:?}", net.events[switcher]);
+    assert_eq!(switches(keeper), 0, "{:?}", net.events[keeper]);
+    for side in [A, B] {
+        assert!(
+            net.event_at(side, Instant::ZERO, is_connected).is_some(),
+            "side {side} connected: {:?}",
+            net.events[side]
+        );
+    }
+}
+
+#[test]
+fn both_controlling_the_larger_tie_breaker_on_a_keeps_control() {
+    role_conflict(true, true);
+}
+
+#[test]
+fn both_controlling_the_larger_tie_breaker_on_b_keeps_control() {
+    role_conflict(true, false);
+}
+
+#[test]
+fn both_controlled_the_larger_tie_breaker_on_a_takes_control() {
+    role_conflict(false, true);
+}
+
+#[test]
+fn both_controlled_the_larger_tie_breaker_on_b_takes_control() {
+    role_conflict(false, false);
+}
+
+// ----- consent freshness (RFC 7675) -----
+
+/// Consent is lost at exactly the last consent response + 30 s: not a tick earlier or later,
+/// in virtual time where the timing is exact.
+#[test]
+fn consent_is_lost_exactly_thirty_seconds_after_the_last_response() {
+    let mut net = Net::new([AgentConfig::rfc(true), AgentConfig::rfc(false)], [1, 2]);
+    net.signal_both();
+    // Long enough for several jittered consent checks to have been answered.
+    net.run_for(Duration::from_secs(17));
+    assert!(net.agents[A].selected_path().is_some());
+    net.silent[B] = true;
+    let silent_from = net.now;
+    net.run_for(Duration::from_secs(60));
+    let last = net
+        .last_success_response(A, silent_from + RTT)
+        .expect("A heard B before the silence");
+    assert!(
+        last > Instant::from_millis(10_000),
+        "consent responses, not just checks"
+    );
+    let lost = net
+        .event_at(A, silent_from, is_consent_lost)
+        .expect("consent lost");
+    assert_eq!(
+        lost,
+        last + Duration::from_secs(30),
+        "events: {:?}",
+        net.events[A]
+    );
+    assert!(net.agents[A].selected_path().is_none());
+}
+
+// ----- trickle: end-of-candidates (RFC 8838 §8) -----
+
+/// A has B's credentials but only a candidate that goes nowhere; B knows nothing of A yet.
+/// With `punch`, A also waits for end-of-candidates to decide on hard-NAT punching; without,
+/// only the end-of-candidates rule stands between failed pairs and `Failed`.
+fn trickle_with_a_dead_candidate(punch: bool) -> Net {
+    let config = |controlling| {
+        let mut c = AgentConfig::aggressive(controlling);
+        if !punch {
+            c.punch = None;
+        }
+        c
+    };
+    let mut net = Net::new([config(true), config(false)], [3, 4]);
+    let creds = *net.agents[B].local_credentials();
+    let now = net.now;
+    net.agents[A].set_remote_credentials(&creds);
+    net.agents[A]
+        .add_remote_candidate(now, Candidate::host(addr(NOWHERE), 65535))
+        .unwrap();
+    // Longer than any check's retransmissions and punching's decision.
+    net.run_for(Duration::from_secs(60));
+    let pairs = net.agents[A].checklist().pairs();
+    assert!(!pairs.is_empty());
+    assert!(
+        pairs.iter().all(|p| p.state == PairState::Failed),
+        "every pair failed: {pairs:?}"
+    );
+    net
+}
+
+/// Every pair failed, but the peer has not said it is done: no `Failed`, and a candidate
+/// trickled in late still connects.
+#[test]
+fn without_end_of_candidates_failed_pairs_are_not_failure_and_a_late_candidate_connects() {
+    for punch in [false, true] {
+        late_candidate_connects(punch);
+    }
+}
+
+fn late_candidate_connects(punch: bool) {
+    let mut net = trickle_with_a_dead_candidate(punch);
+    assert!(
+        net.event_at(A, Instant::ZERO, is_failed).is_none(),
+        "no Failed before end-of-candidates (punch {punch}): {:?}",
+        net.events[A]
+    );
+    let late = net.now;
+    net.signal(A, B);
+    net.signal(B, A);
+    net.run_for(Duration::from_secs(2));
+    for side in [A, B] {
+        assert!(
+            net.event_at(side, late, is_connected).is_some(),
+            "side {side} connected: {:?}",
+            net.events[side]
+        );
+    }
+    assert!(net.event_at(A, Instant::ZERO, is_failed).is_none());
+}
+
+/// Every pair failed and then the peer signals end-of-candidates: `Failed` follows.
+#[test]
+fn failed_follows_end_of_candidates_once_every_pair_failed() {
+    for punch in [false, true] {
+        failed_follows_end_of_candidates(punch);
+    }
+}
+
+fn failed_follows_end_of_candidates(punch: bool) {
+    let mut net = trickle_with_a_dead_candidate(punch);
+    let eoc = net.now;
+    net.agents[A].end_of_remote_candidates();
+    net.run_for(Duration::from_secs(1));
+    let failed = net.event_at(A, Instant::ZERO, is_failed);
+    assert!(
+        failed.is_some_and(|at| at >= eoc),
+        "Failed after end-of-candidates (punch {punch}): {:?}",
+        net.events[A]
+    );
+}
+
+// ----- ICE restart (RFC 8445 §9) -----
+
+fn connected_pair() -> Net {
+    let mut net = Net::new(
+        [
+            AgentConfig::aggressive(true),
+            AgentConfig::aggressive(false),
+        ],
+        [5, 6],
+    );
+    net.signal_both();
+    net.run_for(Duration::from_secs(12));
+    for side in [A, B] {
+        assert!(
+            net.agents[side].selected_path().is_some(),
+            "side {side} connected"
+        );
+    }
+    net
+}
+
+/// A restarts and B dies before answering: the old path must not stay selected forever;
+/// consent runs on during the restart, so A notices within 30 s.
+#[test]
+fn a_peer_that_dies_mid_restart_is_noticed_within_thirty_seconds() {
+    let mut net = connected_pair();
+    let restart = net.now;
+    net.agents[A].restart(restart);
+    assert!(
+        net.agents[A].selected_path().is_some(),
+        "the old path stays usable during the restart"
+    );
+    net.silent[B] = true;
+    net.run_for(Duration::from_secs(120));
+    let lost = net
+        .event_at(A, restart, is_consent_lost)
+        .unwrap_or_else(|| panic!("consent lost: {:?}", net.events[A]));
+    let last = net.last_success_response(A, restart + RTT).unwrap();
+    assert!(
+        lost >= last + Duration::from_secs(30),
+        "not before the consent timeout: lost at {lost:?}, last response {last:?}"
+    );
+    assert!(
+        lost <= restart + Duration::from_secs(30),
+        "within 30 s of the restart: lost at {lost:?}, restart at {restart:?}"
+    );
+    assert!(net.agents[A].selected_path().is_none());
+}
+
+/// Only A restarts: B sees a new ufrag and password for A and keeps its own. Both reconnect
+/// on the new credentials and keep consent afterwards.
+#[test]
+fn a_one_sided_restart_reconnects() {
+    let mut net = connected_pair();
+    let old = *net.agents[A].local_credentials();
+    let restart = net.now;
+    net.agents[A].restart(restart);
+    assert_ne!(net.agents[A].local_credentials().ufrag(), old.ufrag());
+    net.signal(A, B);
+    net.signal(B, A);
+    net.run_for(Duration::from_secs(2));
+    assert!(
+        net.event_at(A, restart, is_connected).is_some(),
+        "A selected a path on the new credentials: {:?}",
+        net.events[A]
+    );
+    // Well past the consent timeout: both sides' consent checks use A's new password.
+    net.run_for(Duration::from_secs(90));
+    for side in [A, B] {
+        assert!(
+            net.event_at(side, restart, is_consent_lost).is_none(),
+            "side {side} kept consent: {:?}",
+            net.events[side]
+        );
+        let path = net.agents[side].selected_path().expect("a path");
+        assert_eq!(path.remote, addr(ADDRS[1 - side]));
+    }
+    let key = IntegrityKey::short_term(net.agents[A].local_credentials().pwd().as_bytes());
+    let late_answers_from_a = net
+        .delivered
+        .iter()
+        .filter(|d| d.to_side == B && d.at > restart + Duration::from_secs(60))
+        .filter(|d| Message::parse(&d.bytes).unwrap().class() == Class::SuccessResponse)
+        .inspect(|d| {
+            let msg = Message::parse(&d.bytes).unwrap();
+            assert!(
+                msg.verify_integrity(&key).is_ok(),
+                "A answers with its new password"
+            );
+        })
+        .count();
+    assert!(late_answers_from_a > 0, "B's consent checks are answered");
+}
