@@ -83,6 +83,9 @@ pub struct Args {
     /// The peer's name at the signal server.
     #[arg(long, value_name = "NAME", requires = "signal")]
     peer: Option<String>,
+    /// Prove this shared secret to the signal server to register --id (its --secret).
+    #[arg(long, value_name = "S", requires = "signal")]
+    signal_secret: Option<String>,
     /// Write our offer to this file (created or truncated).
     #[arg(
         long,
@@ -185,7 +188,8 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
     if let (Some(server), Some(id), Some(peer)) = (&args.signal, &args.id, &args.peer) {
         let connecting = async {
             let addr = resolve(server, None).await?;
-            SignalClient::connect(addr, id, peer)
+            let secret = args.signal_secret.as_deref().map(str::as_bytes);
+            SignalClient::connect_with_secret(addr, id, peer, secret)
                 .await
                 .map_err(|e| format!("signal server {server}: {e}"))
         };

@@ -9,11 +9,31 @@
 //!
 //! | line | meaning |
 //! | --- | --- |
-//! | `register NAME` | must come first; the server answers `ok`, then every line queued for NAME |
+//! | `register NAME [PROOF]` | must come first; the server answers `ok`, then every line queued for NAME |
 //! | `to PEER TEXT` | forward TEXT to PEER, who receives `from NAME TEXT` |
 //! | `ping` | the server answers `pong` (a keepalive for NATs that drop idle TCP) |
 //!
-//! Server to client: `ok`, `from NAME TEXT`, `pong`, and `error REASON [DETAIL]`.
+//! Server to client: `ok`, `from NAME TEXT`, `pong`, `challenge NONCE`, and
+//! `error REASON [DETAIL]`.
+//!
+//! # Claiming a name
+//!
+//! A server started with a secret ([`SignalServerConfig::secret`]) sends `challenge NONCE` as
+//! soon as a connection is accepted, and `register` must carry PROOF: [`register_proof`], the
+//! lowercase hex HMAC-SHA256 of the nonce and the name under the secret. A missing or wrong
+//! proof gets `error bad-proof` and the connection is closed; the HMAC is checked in constant
+//! time, and a nonce is never reused, so a proof seen on the wire cannot be replayed. Only a
+//! proven owner of a name receives the lines queued for it. Without a secret anyone may take a
+//! free name.
+//!
+//! # Limits
+//!
+//! A connection must register within [`SignalServerConfig::register_timeout`] (10 s) and is
+//! closed after [`SignalServerConfig::idle_timeout`] (120 s) without a line from it
+//! ([`SignalClient`] sends `ping` every [`KEEPALIVE`]); at most
+//! [`SignalServerConfig::max_per_ip`] connections (64) come from one IPv4 address or IPv6 /64,
+//! and [`SignalServerConfig::max_clients`] (1024) in all. A client that stops reading is
+//! disconnected once [`OUTBOX`] lines or [`OUTBOX_BYTES`] bytes wait for it.
 //!
 //! - Names are 1 to [`MAX_NAME`] printable ASCII characters without spaces
 //!   ([`is_valid_name`]), unique among connected clients.
@@ -25,10 +45,10 @@
 //! - Lines reach each recipient in the order they were sent (queued ones first).
 //! - Fatal errors close the connection after the error line: `error name-taken NAME` (a live
 //!   client has it), `error bad-name`, `error already-registered`, `error not-registered`
-//!   (anything but `register` or `ping` first), `error line-too-long`. Non-fatal:
+//!   (anything but `register` or `ping` first), `error line-too-long`, `error bad-proof`,
+//!   `error register-timeout`, `error idle-timeout`. Non-fatal:
 //!   `error queue-full PEER`, `error bad-name PEER` (in `to`), `error unknown-command CMD`,
-//!   `error bad-utf8`. A client that stops reading until [`OUTBOX`] lines pile up for it is
-//!   disconnected.
+//!   `error bad-utf8`.
 //!
 //! ```text
 //! alice> register alice          bob> register bob
@@ -41,9 +61,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use holepunch_core::rng::Rng;
+use sha2::Sha256;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +84,11 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_NAME: usize = 64;
 /// Lines waiting to be written to one client before it counts as stuck and is disconnected.
 pub const OUTBOX: usize = 1024;
+/// Bytes waiting to be written to one client before it counts as stuck and is disconnected
+/// (twice a full queue, which registering may flush at once).
+pub const OUTBOX_BYTES: usize = 128 * 1024;
+/// How often an idle [`SignalClient`] sends `ping`, well inside the server's idle timeout.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a closing connection is given to read its last error line (and to drain its
 /// unread input, so the close does not turn into a reset that loses that line).
 const LINGER: Duration = Duration::from_secs(1);
@@ -66,6 +96,44 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Whether `name` can be registered: 1 to [`MAX_NAME`] printable ASCII characters, no spaces.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The PROOF of `register NAME PROOF` on a server with `secret`: lowercase hex of
+/// HMAC-SHA256(secret, "holepunch-signal register\n" NONCE "\n" NAME), NONCE from the server's
+/// `challenge` line.
+pub fn register_proof(secret: &[u8], nonce: &str, name: &str) -> String {
+    let mac = proof_mac(secret, nonce, name).finalize().into_bytes();
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn proof_mac(secret: &[u8], nonce: &str, name: &str) -> Hmac<Sha256> {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(b"holepunch-signal register\n");
+    mac.update(nonce.as_bytes());
+    mac.update(b"\n");
+    mac.update(name.as_bytes());
+    mac
+}
+
+/// Whether `proof` (hex) is [`register_proof`] for this secret, nonce and name; compared in
+/// constant time.
+fn proof_is_valid(secret: &[u8], nonce: &str, name: &str, proof: &str) -> bool {
+    let Some(bytes) = decode_hex(proof) else {
+        return false;
+    };
+    proof_mac(secret, nonce, name).verify_slice(&bytes).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Limits of a [`serve_signal`] server.
@@ -81,10 +149,20 @@ pub struct SignalServerConfig {
     pub max_queues: usize,
     /// Connections at once; more are closed right after `accept`.
     pub max_clients: usize,
+    /// Connections at once from one IPv4 address or one IPv6 /64; more are closed right after
+    /// `accept`, so one source cannot take every slot.
+    pub max_per_ip: usize,
+    /// How long a new connection has to register before it is closed.
+    pub register_timeout: Duration,
+    /// How long a registered connection may stay silent (no line, not even `ping`).
+    pub idle_timeout: Duration,
+    /// When set, `register` must prove knowledge of this secret (see the module docs).
+    pub secret: Option<Vec<u8>>,
 }
 
 impl SignalServerConfig {
-    /// Defaults: 256 lines and 64 KiB per queue, 1024 queues, 1024 clients.
+    /// Defaults: 256 lines and 64 KiB per queue, 1024 queues, 1024 clients, 64 per source,
+    /// 10 s to register, 120 s idle, no secret.
     pub fn new(listen: SocketAddr) -> Self {
         SignalServerConfig {
             listen,
@@ -92,6 +170,10 @@ impl SignalServerConfig {
             queue_bytes: 64 * 1024,
             max_queues: 1024,
             max_clients: 1024,
+            max_per_ip: 64,
+            register_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            secret: None,
         }
     }
 }
@@ -106,6 +188,8 @@ pub async fn serve_signal(config: SignalServerConfig) -> io::Result<SignalServer
     let state = Arc::new(State {
         config,
         registry: Mutex::new(Registry::default()),
+        sources: Mutex::new(HashMap::new()),
+        nonces: Mutex::new(Rng::from_seed(holepunch_std::os_seed())),
     });
     let task = tokio::spawn(accept_loop(listener, state, stopped));
     Ok(SignalServerHandle {
@@ -143,13 +227,27 @@ pub struct SignalClient {
     stream: TcpStream,
     peer: String,
     reader: LineReader,
+    /// When we last wrote a line: [`KEEPALIVE`] after it, `recv` sends `ping`.
+    last_sent: tokio::time::Instant,
 }
 
 impl SignalClient {
     /// Connects to the server at `server`, registers as `id` and waits for `ok`; lines are then
     /// sent to and received from `peer`. The caller bounds the wait (e.g. with
-    /// `tokio::time::timeout`).
+    /// `tokio::time::timeout`). Fails against a server that requires a secret.
     pub async fn connect(server: SocketAddr, id: &str, peer: &str) -> io::Result<SignalClient> {
+        Self::connect_with_secret(server, id, peer, None).await
+    }
+
+    /// [`connect`](Self::connect), proving knowledge of `secret` when it is given (see the
+    /// module docs). With a secret, a server that checks none is an error: names there are
+    /// first come, first served, which the caller asked not to rely on.
+    pub async fn connect_with_secret(
+        server: SocketAddr,
+        id: &str,
+        peer: &str,
+        secret: Option<&[u8]>,
+    ) -> io::Result<SignalClient> {
         for name in [id, peer] {
             if !is_valid_name(name) {
                 return Err(io::Error::new(
@@ -160,23 +258,54 @@ impl SignalClient {
                 ));
             }
         }
-        let mut stream = connect_staggered(server).await?;
+        let stream = connect_staggered(server).await?;
         stream.set_nodelay(true)?;
-        stream
-            .write_all(format!("register {id}\n").as_bytes())
-            .await?;
         let mut client = SignalClient {
             stream,
             peer: peer.to_owned(),
             // Forwarded lines carry a `from NAME ` prefix beyond MAX_LINE.
             reader: LineReader::new(MAX_LINE + MAX_NAME + 8),
+            last_sent: tokio::time::Instant::now(),
         };
-        match client.reader.read_line(&mut client.stream).await? {
-            Some(line) => match line.lossy() {
-                Some(text) if text == "ok" => Ok(client),
-                Some(text) => Err(server_error(&text)),
-                None => Err(too_long()),
-            },
+        let register = match secret {
+            None => format!("register {id}\n"),
+            Some(secret) => {
+                // A server with a secret sends its challenge at once; one without answers the
+                // ping with `pong`.
+                client.stream.write_all(b"ping\n").await?;
+                let first = client.first_line().await?;
+                let Some(nonce) = first.strip_prefix("challenge ") else {
+                    return Err(if first == "pong" {
+                        io::Error::other(
+                            "the signal server checks no secret: anyone can take a name there",
+                        )
+                    } else {
+                        server_error(&first)
+                    });
+                };
+                format!("register {id} {}\n", register_proof(secret, nonce, id))
+            }
+        };
+        client.stream.write_all(register.as_bytes()).await?;
+        loop {
+            let line = client.first_line().await?;
+            match line.as_str() {
+                "ok" => return Ok(client),
+                "pong" => {}
+                l if l.starts_with("challenge ") => {
+                    return Err(io::Error::other(
+                        "the signal server requires a secret (holepunch connect --signal-secret)",
+                    ));
+                }
+                l => return Err(server_error(l)),
+            }
+        }
+    }
+
+    /// A line while registering: EOF or an over-long line is an error.
+    async fn first_line(&mut self) -> io::Result<String> {
+        match self.reader.read_line(&mut self.stream).await? {
+            Some(line) => line.lossy().ok_or_else(too_long),
             None => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "signal server closed the connection",
@@ -200,12 +329,27 @@ impl Signalling for SignalClient {
             ));
         }
         let framed = format!("to {} {line}\n", self.peer);
-        self.stream.write_all(framed.as_bytes()).await
+        self.stream.write_all(framed.as_bytes()).await?;
+        self.last_sent = tokio::time::Instant::now();
+        Ok(())
     }
 
     async fn recv(&mut self) -> io::Result<Option<String>> {
         loop {
-            let Some(line) = self.reader.read_line(&mut self.stream).await? else {
+            // The deadline is kept in `last_sent`, not in a timer of this call, because callers
+            // cancel `recv` whenever something else wakes them.
+            let keepalive = tokio::time::sleep_until(self.last_sent + KEEPALIVE);
+            let read = tokio::select! {
+                read = self.reader.read_line(&mut self.stream) => read?,
+                () = keepalive => {
+                    // Five bytes into a socket with room: done in the first poll, so a
+                    // cancelled `recv` does not leave half a line.
+                    self.stream.write_all(b"ping\n").await?;
+                    self.last_sent = tokio::time::Instant::now();
+                    continue;
+                }
+            };
+            let Some(line) = read else {
                 return Ok(None);
             };
             let Some(line) = line.lossy() else {
@@ -356,6 +500,56 @@ impl LineReader {
 struct State {
     config: SignalServerConfig,
     registry: Mutex<Registry>,
+    /// Open connections per source (IPv4 address, IPv6 /64).
+    sources: Mutex<HashMap<IpAddr, usize>>,
+    /// Challenge nonces (seeded from the OS; a 128-bit nonce never repeats in practice).
+    nonces: Mutex<Rng>,
+}
+
+/// One connection's share of its source's [`SignalServerConfig::max_per_ip`]; given back on
+/// drop.
+struct SourceSlot {
+    state: Arc<State>,
+    source: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(state: &Arc<State>, peer: IpAddr) -> Option<SourceSlot> {
+        let source = match peer.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+            v4 => v4,
+        };
+        let mut sources = state.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = sources.entry(source).or_insert(0);
+        if *open >= state.config.max_per_ip {
+            return None;
+        }
+        *open += 1;
+        Some(SourceSlot {
+            state: Arc::clone(state),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut sources = self
+            .state
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = sources.get_mut(&self.source) {
+            *open -= 1;
+            if *open == 0 {
+                sources.remove(&self.source);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -369,7 +563,28 @@ struct Registry {
 struct Client {
     session: u64,
     outbox: mpsc::Sender<String>,
+    /// Bytes in `outbox` not yet written (the writer subtracts what it wrote).
+    pending: Arc<AtomicUsize>,
     kick: Arc<Notify>,
+}
+
+impl Client {
+    /// Puts `line` into the outbox; a client with [`OUTBOX`] lines or [`OUTBOX_BYTES`] bytes
+    /// unwritten is not reading and is kicked instead of buffered for without bound.
+    fn push(&self, line: String) -> Result<(), mpsc::error::TrySendError<String>> {
+        let len = line.len();
+        if self.pending.fetch_add(len, Ordering::Relaxed) + len > OUTBOX_BYTES {
+            self.pending.fetch_sub(len, Ordering::Relaxed);
+            self.kick.notify_one();
+            return Ok(());
+        }
+        self.outbox.try_send(line).inspect_err(|e| {
+            self.pending.fetch_sub(len, Ordering::Relaxed);
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.kick.notify_one();
+            }
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -404,11 +619,11 @@ impl State {
         if r.clients.get(name).is_some_and(|c| !c.outbox.is_closed()) {
             return Err(());
         }
-        let _ = client.outbox.try_send("ok\n".to_owned());
+        let _ = client.push("ok\n".to_owned());
         if let Some(queue) = r.queues.remove(name) {
             for (_, line) in queue.lines {
-                // The outbox holds more than a full queue, so this never drops.
-                let _ = client.outbox.try_send(line);
+                // The outbox holds more than a full queue (lines and bytes): this never drops.
+                let _ = client.push(line);
             }
         }
         r.clients.insert(name.to_owned(), client);
@@ -420,13 +635,9 @@ impl State {
         let line = format!("from {from} {text}\n");
         let mut r = self.registry();
         if let Some(c) = r.clients.get(to) {
-            match c.outbox.try_send(line) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Not reading: disconnect it rather than buffer without bound.
-                    c.kick.notify_one();
-                    return Ok(());
-                }
+            match c.push(line) {
+                // Full: not reading, so it was kicked rather than buffered for without bound.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => return Ok(()),
                 Err(mpsc::error::TrySendError::Closed(line)) => {
                     r.clients.remove(to);
                     return self.enqueue(&mut r, session, to, line);
@@ -475,8 +686,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
             _ = stop.changed() => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if sessions.len() < state.config.max_clients => {
-                    sessions.spawn(session(stream, Arc::clone(&state), stop.clone()));
+                Ok((stream, peer)) if sessions.len() < state.config.max_clients => {
+                    // Over its source's limit: dropping the stream closes it.
+                    if let Some(slot) = SourceSlot::take(&state, peer.ip()) {
+                        sessions.spawn(session(stream, slot, stop.clone()));
+                    }
                 }
                 Ok(_) => {} // over the limit: dropping the stream closes it
                 // Out of descriptors and the like: back off instead of spinning.
@@ -489,32 +703,66 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
 }
 
 /// One client connection: reads its lines, runs a writer task for its outbox.
-async fn session(stream: TcpStream, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+async fn session(stream: TcpStream, slot: SourceSlot, mut stop: watch::Receiver<bool>) {
+    let state = Arc::clone(&slot.state);
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX.max(state.config.queue_lines + 2));
+    let pending = Arc::new(AtomicUsize::new(0));
+    let written = Arc::clone(&pending);
     let writer = tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
             if wr.write_all(line.as_bytes()).await.is_err() {
                 return;
             }
+            // Lines the server itself answers (pong, errors) were never counted: saturate.
+            let _ = written.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(line.len()))
+            });
         }
         let _ = wr.shutdown().await;
     });
     let id = state.new_session();
     let kick = Arc::new(Notify::new());
     let mut name: Option<String> = None;
+    let nonce = state.config.secret.as_ref().map(|_| {
+        let mut rng = state.nonces.lock().unwrap_or_else(PoisonError::into_inner);
+        format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+    });
+    if let Some(nonce) = &nonce {
+        let _ = tx.try_send(format!("challenge {nonce}\n"));
+    }
     let mut reader = LineReader::new(MAX_LINE);
     let mut linger = false;
+    let mut deadline = tokio::time::Instant::now() + state.config.register_timeout;
     loop {
         let read = tokio::select! {
             _ = stop.changed() => break,
             () = kick.notified() => break,
+            () = tokio::time::sleep_until(deadline) => {
+                let reason = if name.is_some() { "idle-timeout" } else { "register-timeout" };
+                let _ = tx.try_send(format!("error {reason}\n"));
+                linger = true;
+                break;
+            }
             read = reader.read_line(&mut rd) => read,
         };
         let reply = match read {
             Ok(Some(Line::Text(bytes))) => match String::from_utf8(bytes) {
-                Ok(line) => handle_line(&state, id, &mut name, &tx, &kick, &line),
+                Ok(line) => {
+                    let ctx = Session {
+                        id,
+                        tx: &tx,
+                        pending: &pending,
+                        kick: &kick,
+                        nonce: nonce.as_deref(),
+                    };
+                    let reply = handle_line(&state, &ctx, &mut name, &line);
+                    if name.is_some() {
+                        deadline = tokio::time::Instant::now() + state.config.idle_timeout;
+                    }
+                    reply
+                }
                 Err(_) => {
                     let _ = tx.try_send("error bad-utf8\n".to_owned());
                     Reply::Continue
@@ -544,16 +792,21 @@ async fn session(stream: TcpStream, state: Arc<State>, mut stop: watch::Receiver
     if tokio::time::timeout(LINGER, writer).await.is_err() {
         abort.abort();
     }
+    drop(slot);
 }
 
-fn handle_line(
-    state: &State,
-    session: u64,
-    name: &mut Option<String>,
-    tx: &mpsc::Sender<String>,
-    kick: &Arc<Notify>,
-    line: &str,
-) -> Reply {
+/// What `handle_line` needs of its connection.
+struct Session<'a> {
+    id: u64,
+    tx: &'a mpsc::Sender<String>,
+    pending: &'a Arc<AtomicUsize>,
+    kick: &'a Arc<Notify>,
+    /// The challenge sent, when the server has a secret.
+    nonce: Option<&'a str>,
+}
+
+fn handle_line(state: &State, ctx: &Session<'_>, name: &mut Option<String>, line: &str) -> Reply {
+    let (session, tx) = (ctx.id, ctx.tx);
     let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
     match (command, name.as_deref()) {
         ("ping", _) => {
@@ -563,20 +816,34 @@ fn handle_line(
         ("", _) => Reply::Continue,
         ("register", Some(_)) => Reply::Fatal("error already-registered\n".to_owned()),
         ("register", None) => {
-            if !is_valid_name(rest) {
+            // With a secret: `register NAME PROOF`; without, the whole rest is the name.
+            let (wanted, proof) = match (&state.config.secret, ctx.nonce) {
+                (Some(secret), Some(nonce)) => {
+                    let (wanted, proof) = rest.split_once(' ').unwrap_or((rest, ""));
+                    (wanted, Some((secret, nonce, proof)))
+                }
+                _ => (rest, None),
+            };
+            if !is_valid_name(wanted) {
                 return Reply::Fatal("error bad-name\n".to_owned());
+            }
+            if let Some((secret, nonce, proof)) = proof {
+                if !proof_is_valid(secret, nonce, wanted, proof) {
+                    return Reply::Fatal("error bad-proof\n".to_owned());
+                }
             }
             let client = Client {
                 session,
                 outbox: tx.clone(),
-                kick: Arc::clone(kick),
+                pending: Arc::clone(ctx.pending),
+                kick: Arc::clone(ctx.kick),
             };
-            match state.register(rest, client) {
+            match state.register(wanted, client) {
                 Ok(()) => {
-                    *name = Some(rest.to_owned());
+                    *name = Some(wanted.to_owned());
                     Reply::Continue
                 }
-                Err(()) => Reply::Fatal(format!("error name-taken {rest}\n")),
+                Err(()) => Reply::Fatal(format!("error name-taken {wanted}\n")),
             }
         }
         (_, None) => Reply::Fatal("error not-registered\n".to_owned()),
@@ -613,11 +880,27 @@ mod tests {
     impl Raw {
         async fn connect(addr: SocketAddr) -> Raw {
             let stream = TcpStream::connect(addr).await.expect("connect");
+            Raw::from(stream)
+        }
+
+        fn from(stream: TcpStream) -> Raw {
             let (rd, wr) = stream.into_split();
             Raw {
                 rd: BufReader::new(rd),
                 wr,
             }
+        }
+
+        /// Connects from `source` (another loopback address: another "client IP").
+        async fn connect_from(addr: SocketAddr, source: IpAddr, recv_buffer: Option<u32>) -> Raw {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            if let Some(size) = recv_buffer {
+                socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+            }
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .expect("bind source");
+            Raw::from(socket.connect(addr).await.expect("connect"))
         }
 
         async fn send(&mut self, line: &str) {
@@ -830,5 +1113,237 @@ mod tests {
             .await
             .expect("in time");
         assert_eq!(end.expect("clean close"), None);
+    }
+
+    fn is_ci() -> bool {
+        matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+    }
+
+    /// 127.0.0.2 as a second client address: Linux routes all of 127/8 to loopback. Elsewhere
+    /// the test skips, except under CI.
+    fn second_source() -> Option<IpAddr> {
+        let ip = IpAddr::from([127, 0, 0, 2]);
+        if std::net::UdpSocket::bind((ip, 0)).is_ok() {
+            return Some(ip);
+        }
+        assert!(!is_ci(), "CI=true: cannot bind 127.0.0.2");
+        println!("skipped: cannot bind 127.0.0.2");
+        None
+    }
+
+    #[tokio::test]
+    async fn two_thousand_idle_connections_from_one_source_do_not_lock_out_a_pair() {
+        let Some(other) = second_source() else {
+            return;
+        };
+        let server = serve_signal(SignalServerConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
+        .await
+        .expect("serve");
+        let addr = server.local_addr();
+        // More than max_clients (1024): without a per-source cap they would fill every slot
+        // until the registration timeout.
+        let mut idle = Vec::with_capacity(2000);
+        for _ in 0..2000 {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let started = std::time::Instant::now();
+        let mut alice = Raw::connect_from(addr, other, None).await;
+        alice.send("register alice").await;
+        assert_eq!(alice.line().await.as_deref(), Some("ok"));
+        let mut bob = Raw::connect_from(addr, other, None).await;
+        bob.send("register bob").await;
+        assert_eq!(bob.line().await.as_deref(), Some("ok"));
+        alice.send("to bob offer").await;
+        assert_eq!(bob.line().await.as_deref(), Some("from alice offer"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The source's connections beyond its 64 were closed at once.
+        let mut closed = 0;
+        for stream in &mut idle {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut byte)).await
+            {
+                closed += 1;
+            }
+        }
+        assert!(closed >= 2000 - 64, "closed {closed} of 2000");
+        drop(idle);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn silent_connections_are_closed_before_and_after_registering() {
+        let mut config = SignalServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.register_timeout = Duration::from_millis(200);
+        config.idle_timeout = Duration::from_millis(400);
+        let server = serve_signal(config).await.expect("serve");
+        let started = std::time::Instant::now();
+        let mut never = Raw::connect(server.local_addr()).await;
+        assert_eq!(
+            never.line().await.as_deref(),
+            Some("error register-timeout")
+        );
+        assert_eq!(never.line().await, None);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let mut quiet = Raw::connect(server.local_addr()).await;
+        quiet.send("register quiet").await;
+        assert_eq!(quiet.line().await.as_deref(), Some("ok"));
+        // Lines keep it open past the idle timeout...
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            quiet.send("ping").await;
+            assert_eq!(quiet.line().await.as_deref(), Some("pong"));
+        }
+        // ... silence closes it.
+        assert_eq!(quiet.line().await.as_deref(), Some("error idle-timeout"));
+        assert_eq!(quiet.line().await, None);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_squatter_without_the_secret_cannot_take_a_name_or_read_its_queue() {
+        let secret = b"correct horse".as_slice();
+        let mut config = SignalServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.secret = Some(secret.to_vec());
+        let server = serve_signal(config).await.expect("serve");
+        let addr = server.local_addr();
+        let mut alice = SignalClient::connect_with_secret(addr, "alice", "bob", Some(secret))
+            .await
+            .expect("alice proves the secret");
+        alice.send("offer for bob only").await.expect("queued");
+        // No proof, a proof under another secret, a proof replayed from another challenge.
+        for attempt in 0..3 {
+            let mut squatter = Raw::connect(addr).await;
+            let challenge = squatter.line().await.expect("a challenge");
+            let nonce = challenge
+                .strip_prefix("challenge ")
+                .expect("challenge NONCE");
+            let line = match attempt {
+                0 => "register bob".to_owned(),
+                1 => format!("register bob {}", register_proof(b"guess", nonce, "bob")),
+                _ => format!(
+                    "register bob {}",
+                    register_proof(secret, "0123456789abcdef", "bob")
+                ),
+            };
+            squatter.send(&line).await;
+            assert_eq!(
+                squatter.line().await.as_deref(),
+                Some("error bad-proof"),
+                "{line}"
+            );
+            assert_eq!(squatter.line().await, None, "closed, queue unread");
+        }
+        let err = SignalClient::connect(addr, "bob", "alice")
+            .await
+            .expect_err("no secret");
+        assert!(err.to_string().contains("requires a secret"), "{err}");
+        let mut bob = SignalClient::connect_with_secret(addr, "bob", "alice", Some(secret))
+            .await
+            .expect("bob proves the secret");
+        let got = tokio::time::timeout(LIMIT, bob.recv())
+            .await
+            .expect("in time");
+        assert_eq!(got.expect("recv").as_deref(), Some("offer for bob only"));
+        server.shutdown().await;
+        // A client with a secret refuses a server that checks none.
+        let open = server_default().await;
+        let err = SignalClient::connect_with_secret(open.local_addr(), "a", "b", Some(secret))
+            .await
+            .expect_err("no secret checked");
+        assert!(err.to_string().contains("checks no secret"), "{err}");
+        open.shutdown().await;
+    }
+
+    async fn server_default() -> SignalServerHandle {
+        serve_signal(SignalServerConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
+        .await
+        .expect("serve")
+    }
+
+    #[test]
+    fn proofs_are_bound_to_secret_nonce_and_name() {
+        let p = register_proof(b"s", "n", "bob");
+        assert_eq!(p.len(), 64);
+        assert!(proof_is_valid(b"s", "n", "bob", &p));
+        assert!(!proof_is_valid(b"t", "n", "bob", &p));
+        assert!(!proof_is_valid(b"s", "m", "bob", &p));
+        assert!(!proof_is_valid(b"s", "n", "bot", &p));
+        assert!(!proof_is_valid(b"s", "n", "bob", &p[..62]));
+        assert!(!proof_is_valid(b"s", "n", "bob", "zz"));
+        assert!(!proof_is_valid(b"s", "n", "bob", "é"));
+    }
+
+    #[test]
+    fn an_outbox_never_holds_more_than_its_byte_bound() {
+        let (tx, _rx) = mpsc::channel(OUTBOX);
+        let client = Client {
+            session: 1,
+            outbox: tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            kick: Arc::new(Notify::new()),
+        };
+        let line = "x".repeat(MAX_LINE);
+        for _ in 0..OUTBOX {
+            let _ = client.push(line.clone());
+            assert!(client.pending.load(Ordering::Relaxed) <= OUTBOX_BYTES);
+        }
+        let kicked = client.kick.notified();
+        tokio::pin!(kicked);
+        assert!(
+            futures_ready(kicked.as_mut()),
+            "the client was kicked once the bound was reached"
+        );
+    }
+
+    /// Whether `fut` is ready on its first poll.
+    fn futures_ready<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        fut.poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_disconnected() {
+        let server = server_default().await;
+        let addr = server.local_addr();
+        // A small receive buffer: the kernel holds little for it, the server's bound does the rest.
+        let mut stuck = Raw::connect_from(addr, IpAddr::from([127, 0, 0, 1]), Some(4096)).await;
+        stuck.send("register stuck").await;
+        assert_eq!(stuck.line().await.as_deref(), Some("ok"));
+        let mut flood = Raw::connect(addr).await;
+        flood.send("register flood").await;
+        assert_eq!(flood.line().await.as_deref(), Some("ok"));
+        let line = format!("to stuck {}", "x".repeat(4000));
+        let mut sent = 0usize;
+        let gone = loop {
+            for _ in 0..50 {
+                flood.send(&line).await;
+            }
+            sent += 50 * line.len();
+            // Once `stuck` is gone, lines for it are queued: 256 lines or 64 KiB, then
+            // `queue-full`; while it is connected, nothing comes back but `pong`.
+            flood.send("ping").await;
+            match flood.line().await.as_deref() {
+                Some("pong") => {}
+                Some("error queue-full stuck") => break true,
+                other => panic!("unexpected {other:?}"),
+            }
+            if sent > 32 * 1024 * 1024 {
+                break false;
+            }
+        };
+        assert!(gone, "still connected after {sent} bytes were sent to it");
+        println!("disconnected after {} KiB were sent to it", sent / 1024);
+        drop(stuck);
+        server.shutdown().await;
     }
 }
