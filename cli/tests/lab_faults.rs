@@ -191,18 +191,47 @@ impl Pair {
 /// checks keep going for 20 s (22 sends, backoff capped at 1 s), and the signal client overlaps
 /// connection attempts, because a connection whose SYN or SYN-ACK was resent starts with a 3 s
 /// retransmission timeout and once left a peer's candidates 9 s late.
+///
+/// One run by default. The README's "100 runs of 100" is this test looped, each run in a fresh
+/// lab, every run required to connect (as root):
+/// `CI=true HOLEPUNCH_LOSS_RUNS=100 cargo test --release -p holepunch-cli --test lab_faults
+/// loss_20_percent_still_connects -- --nocapture`.
 #[test]
 fn loss_20_percent_still_connects() {
-    let Some((mut p, took)) = pair(
+    let runs: usize = std::env::var("HOLEPUNCH_LOSS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 1000);
+    let mut times = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        let Some(took) = loss_20_percent_run() else {
+            return;
+        };
+        println!("run {run} of {runs}: connected in {took:?}");
+        times.push(took);
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{LOSS_PER_ROUTER} % loss per router: {runs} runs of {runs} connected; from start to \
+         connected: median {:?}, p90 {:?}, worst {:?}",
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
+}
+
+/// One run of [`loss_20_percent_still_connects`]: the time to `connected` (`None`: skipped).
+fn loss_20_percent_run() -> Option<Duration> {
+    let (mut p, took) = pair(
         Profile::PortRestrictedCone,
         Profile::PortRestrictedCone,
         |lab, a, b| {
             lab.set_loss(&a.router, LOSS_PER_ROUTER);
             lab.set_loss(&b.router, LOSS_PER_ROUTER);
         },
-    ) else {
-        return;
-    };
+    )?;
     let data = p.stream_until(0, 0, Duration::from_secs(10));
     assert!(
         data.is_some(),
@@ -218,6 +247,7 @@ fn loss_20_percent_still_connects() {
     p.lab.set_loss(&p.site_a.router, 0);
     p.lab.set_loss(&p.site_b.router, 0);
     p.finish();
+    Some(took)
 }
 
 /// `conntrack -F` on the symmetric router mid-session: its mapping changes, and data flows
@@ -250,8 +280,10 @@ fn public_ip_change_recovers() {
     p.finish();
 }
 
-/// The peer is killed (no EOF, no goodbye): the survivor reports `consent_lost` or `failed`
-/// within 40 s (consent expires after 30 s without answers).
+/// The peer is killed (no EOF, no goodbye): the survivor reports `consent_lost` when consent
+/// expires, 30 s after the last answer. Consent checks go out every 4 to 6 s, so the last answer
+/// came 0 to 6 s before the kill: the event is due 24 to 30 s after it (a second of slack each
+/// way for process and lab timing). Not earlier, not `failed` instead.
 #[test]
 fn killed_peer_is_noticed() {
     let Some((mut p, _)) = pair(
@@ -273,8 +305,17 @@ fn killed_peer_is_noticed() {
         p.a.expect_line(Stream::Stderr, Duration::from_secs(40), |l| {
             l.contains("\"event\":\"consent_lost\"") || l.contains("\"event\":\"failed\"")
         });
+    let after = killed.elapsed();
     println!(
         "killed peer: survivor noticed after {:.1} s: {line}",
-        killed.elapsed().as_secs_f64()
+        after.as_secs_f64()
+    );
+    assert!(
+        line.contains("\"event\":\"consent_lost\""),
+        "consent_lost first: {line}"
+    );
+    assert!(
+        (Duration::from_secs(23)..=Duration::from_secs(31)).contains(&after),
+        "consent lost {after:?} after the kill, expected 24-30 s"
     );
 }

@@ -20,8 +20,8 @@
 //! connects is sent on connecting; stdout carries only received data), the aioice agent sends from
 //! Python and prints the first datagram it receives with a flush. A run counts as connected once
 //! both sides printed the other's payload. The medians and their ratio are printed with every
-//! run's time; the test asserts that every run connected and that our median is at most aioice's
-//! (the issue's target, at most half, is reported, not asserted). Needs root and python3 with
+//! run's time; the test asserts that every run connected and that our median is at most half of
+//! aioice's (the README's figure; measured ratios are far below). Needs root and python3 with
 //! aioice (skips with a reason otherwise; fails under `CI=true`).
 mod lab_common;
 
@@ -471,7 +471,8 @@ fn holepunch_vs_aioice_time_to_first_datagram() {
         failures.join("\n\n")
     );
     assert!(
-        m_ours <= m_theirs,
-        "holepunch's median {m_ours:.1} ms is above aioice's {m_theirs:.1} ms"
+        ratio <= 0.5,
+        "holepunch's median {m_ours:.1} ms is more than half of aioice's {m_theirs:.1} ms \
+         (ratio {ratio:.3})"
     );
 }

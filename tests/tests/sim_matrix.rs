@@ -144,9 +144,9 @@ fn twenty_percent_loss_at_each_nat_still_connects_easy_pairs() {
 fn birthday_punching_survives_twenty_percent_loss() {
     // Each probe that hits an open mapping gets through both NATs and back only 41 % of the
     // time, so the expected hits of the 2048-probe search drop from 8 to about 3: ~95 % success
-    // in theory. Measured: 98 of 100 seeds (the two misses are true birthday misses; a third
-    // failure mode, a STUN server missed during gathering so the hard side looks easy, is
-    // what the 7 gathering sends are for).
+    // in theory. Measured: 99 of 100 seeds (98 in an earlier version, whose two misses were
+    // true birthday misses; a third failure mode, a STUN server missed during gathering so the
+    // hard side looks easy, is what the 7 gathering sends are for).
     let mut ok = 0;
     for seed in 0..100 {
         let mut config =
@@ -156,7 +156,9 @@ fn birthday_punching_survives_twenty_percent_loss() {
             ok += 1;
         }
     }
-    assert!(ok >= 96, "birthday punching under 20% loss: {ok} of 100");
+    // The simulation is deterministic: the README quotes this figure, so it is pinned exactly
+    // (a change in either direction is a behaviour change to look at and re-quote).
+    assert_eq!(ok, 99, "birthday punching under 20% loss: {ok} of 100");
 }
 
 #[test]
