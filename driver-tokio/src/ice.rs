@@ -286,6 +286,7 @@ impl Endpoint {
             remote_ufrag: None,
             remote_pwd: None,
             remote_credentials_set: false,
+            peer_restarted: None,
             peer_finished: false,
             signalled: 0,
             path: None,
@@ -410,6 +411,21 @@ impl Connection {
         rx.await.map_err(|_| gone())?
     }
 
+    /// ICE restart (RFC 8445 §9): new credentials and our candidates go to the peer over
+    /// signalling, and checks start over; returns once they were handed to the signalling. A
+    /// holepunch peer restarts too when it sees our new ufrag. The current path keeps carrying
+    /// data until a new one is selected ([`ConnectionEvent::PathChanged`]) or its consent
+    /// expires ([`ConnectionEvent::ConsentLost`]).
+    pub async fn restart(&self) -> io::Result<()> {
+        let gone = || io::Error::new(io::ErrorKind::NotConnected, "the session ended");
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Restart(tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     /// Whether the session's task has ended (failed, or timed out).
     pub fn is_closed(&self) -> bool {
         self.task.is_finished()
@@ -450,6 +466,7 @@ struct Route {
 #[derive(Debug)]
 enum Command {
     Finish(oneshot::Sender<io::Result<()>>),
+    Restart(oneshot::Sender<io::Result<()>>),
 }
 
 /// What woke the task up.
@@ -477,6 +494,8 @@ struct Driver<S> {
     remote_ufrag: Option<String>,
     remote_pwd: Option<String>,
     remote_credentials_set: bool,
+    /// The peer signalled a new ufrag (it restarted): we restart too, expecting this one.
+    peer_restarted: Option<String>,
     peer_finished: bool,
     /// Local candidates signalled so far.
     signalled: usize,
@@ -558,8 +577,17 @@ impl<S: Signalling> Driver<S> {
                     let result = self.send_line(EOF_LINE).await;
                     let _ = ack.send(result);
                 }
+                Wake::Command(Some(Command::Restart(ack))) => {
+                    let result = self.restart(now_core).await;
+                    let _ = ack.send(result);
+                }
                 // The connection was dropped.
                 Wake::Command(None) => return Ok(()),
+            }
+            if let Some(ufrag) = self.peer_restarted.take() {
+                // Lost lines are not fatal here: the old path goes on until consent says no.
+                let _ = self.restart(now_core).await;
+                self.remote_ufrag = Some(ufrag);
             }
             self.agent.handle_timeout(now_core);
             if self.path.is_none()
@@ -703,6 +731,12 @@ impl<S: Signalling> Driver<S> {
             Ok(OfferLine::Ufrag(u)) if self.remote_ufrag.is_none() => {
                 self.remote_ufrag = Some(u.to_owned());
             }
+            // A new ufrag once the session runs: the peer restarted (RFC 8445 §9.1.1.1).
+            Ok(OfferLine::Ufrag(u))
+                if self.remote_credentials_set && self.remote_ufrag.as_deref() != Some(u) =>
+            {
+                self.peer_restarted = Some(u.to_owned());
+            }
             Ok(OfferLine::Pwd(p)) if self.remote_pwd.is_none() => {
                 self.remote_pwd = Some(p.to_owned());
             }
@@ -727,6 +761,24 @@ impl<S: Signalling> Driver<S> {
         if self.agent.add_remote_candidate(now, c).is_ok() {
             self.emit(ConnectionEvent::RemoteCandidate(c));
         }
+    }
+
+    /// Restarts the agent, forgets the peer's credentials and signals our new ones (our
+    /// candidates follow as the agent re-reports them).
+    async fn restart(&mut self, now: holepunch_core::Instant) -> io::Result<()> {
+        self.agent.restart(now);
+        self.remote_ufrag = None;
+        self.remote_pwd = None;
+        self.remote_credentials_set = false;
+        self.signalled = 0;
+        let credentials = *self.agent.local_credentials();
+        let mut lines = String::new();
+        let _ = offer::write_ufrag(&mut lines, credentials.ufrag());
+        let _ = offer::write_pwd(&mut lines, credentials.pwd());
+        for line in lines.lines() {
+            self.send_line(line).await?;
+        }
+        Ok(())
     }
 
     /// Opens `count` sockets on `ip` (the agent names its host base) for hard-NAT punching.
