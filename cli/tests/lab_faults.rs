@@ -319,3 +319,46 @@ fn killed_peer_is_noticed() {
         "consent lost {after:?} after the kill, expected 24-30 s"
     );
 }
+
+/// The address `"key":"IP:PORT"` in a JSON event line.
+fn json_addr(line: &str, key: &str) -> Option<std::net::SocketAddr> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = start + line[start..].find('"')?;
+    line[start..end].parse().ok()
+}
+
+/// Two peers on one LAN behind one port-restricted NAT that does not hairpin: their
+/// server-reflexive candidates cannot reach each other (the router drops packets to its own
+/// public address from inside), so they must connect directly over their host candidates.
+#[test]
+fn same_lan_without_hairpin_connects_over_host_candidates() {
+    let Some(lab) = lab_common::require_with(&["conntrack"]) else {
+        return;
+    };
+    let (_srv, _stun, _signal) = lab_common::servers(&lab);
+    let site = lab.nat_site_with_hosts(Profile::PortRestrictedCone, false, 2);
+    let mut a = connect(&lab, &site.hosts[0], "a", "b");
+    let mut b = connect(&lab, &site.hosts[1], "b", "a");
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    for (p, own, peer) in [
+        (&mut a, site.lan_ips[0], site.lan_ips[1]),
+        (&mut b, site.lan_ips[1], site.lan_ips[0]),
+    ] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        assert!(
+            line.contains("\"event\":\"connected\"") && line.contains("\"path\":\"direct\""),
+            "did not connect directly: {}",
+            p.describe()
+        );
+        let (local, remote) = (json_addr(&line, "local"), json_addr(&line, "remote"));
+        assert_eq!(local.map(|a| a.ip()), Some(own.into()), "{line}");
+        assert_eq!(
+            remote.map(|a| a.ip()),
+            Some(peer.into()),
+            "host to host: {line}"
+        );
+        println!("same LAN, no hairpin: {line}");
+    }
+}
