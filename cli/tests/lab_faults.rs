@@ -362,3 +362,53 @@ fn same_lan_without_hairpin_connects_over_host_candidates() {
         println!("same LAN, no hairpin: {line}");
     }
 }
+
+/// Two peers under different home NATs behind one carrier NAT (`Lab::carrier_pair`).
+/// With hairpinning on the carrier, each side's server-reflexive candidate (the carrier's public
+/// address) reaches the other through the carrier: a direct path. Without it nothing direct can
+/// work (host candidates are on different LANs, the homes' carrier-side addresses are no
+/// candidates), and with no relay yet the session fails: that is the honest result until TURN
+/// candidates exist.
+fn carrier_pair(hairpin: bool) -> Option<(LabProcess, LabProcess, Lab)> {
+    let lab = lab_common::require_with(&["conntrack"])?;
+    let (_srv, _stun, _signal) = lab_common::servers(&lab);
+    let (site_a, site_b) = lab.carrier_pair(hairpin);
+    let mut a = connect(&lab, site_a.host(), "a", "b");
+    let mut b = connect(&lab, site_b.host(), "b", "a");
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        println!("carrier NAT, hairpin {hairpin}: {line}");
+        if hairpin {
+            assert!(
+                line.contains("\"event\":\"connected\"") && line.contains("\"path\":\"direct\""),
+                "did not connect directly through the hairpinning carrier: {}",
+                p.describe()
+            );
+            let remote = json_addr(&line, "remote").map(|a| a.ip());
+            assert_eq!(
+                remote,
+                Some(site_a.public_ip.into()),
+                "via the carrier: {line}"
+            );
+        } else {
+            assert!(
+                line.contains("\"event\":\"failed\""),
+                "no direct path exists without hairpinning: {line}"
+            );
+        }
+    }
+    Some((a, b, lab))
+}
+
+#[test]
+fn same_carrier_nat_with_hairpinning_connects_directly() {
+    let _ = carrier_pair(true);
+}
+
+#[test]
+fn same_carrier_nat_without_hairpinning_has_no_direct_path() {
+    let _ = carrier_pair(false);
+}

@@ -548,6 +548,76 @@ impl Lab {
         }
     }
 
+    /// Two homes behind one carrier NAT: a carrier router on the internet (port-restricted NAT
+    /// over the shared space 100.64.0.0/10, hairpinning when `carrier_hairpin`) and, on its LAN
+    /// bridge, two home routers (port-restricted NAT, 100.64.0.2 and 100.64.0.3) with one host
+    /// each. It takes two site numbers `k` and `k + 1` (addresses as [`Lab::nat_site`]
+    /// describes): the carrier has 203.0.113.(100 + 4k), the homes' LANs are
+    /// 192.168.(k+1).0/24 and 192.168.(k+2).0/24. Both sites name the carrier as `router` and
+    /// their own home router as `home_router`; their `public_ip` is the carrier's.
+    ///
+    /// # Panics
+    /// When the lab has no more room or a command fails.
+    pub fn carrier_pair(&self, carrier_hairpin: bool) -> (Site, Site) {
+        let k = {
+            let mut state = lock(&self.state);
+            let k = state.next_site;
+            state.next_site += 2;
+            k
+        };
+        assert!(k + 1 < 38, "lab: at most 38 sites per lab");
+        let wan_ip = Ipv4Addr::new(203, 0, 113, (100 + 4 * k) as u8);
+        let carrier = self.add_ns(&format!("s{k}r"));
+        self.attach_to_internet(&carrier, "wan0", &[wan_ip]);
+        sysctl(&carrier, &["net.ipv4.ip_forward=1"]);
+        ip_in(&carrier, "link add br-lan type bridge");
+        ip_in(&carrier, "link set br-lan up");
+        ip_in(&carrier, "addr add 100.64.0.1/10 dev br-lan");
+        let mut sites = Vec::with_capacity(2);
+        for (i, kk) in [k, k + 1].into_iter().enumerate() {
+            let home = self.add_ns(&format!("s{kk}g"));
+            let port = format!("c{i}");
+            veth(&carrier, &port, &home, "wan0");
+            ip_in(&carrier, &format!("link set {port} master br-lan"));
+            let home_wan = Ipv4Addr::new(100, 64, 0, 2 + i as u8);
+            ip_in(&home, &format!("addr add {home_wan}/10 dev wan0"));
+            ip_in(&home, "route add default via 100.64.0.1");
+            sysctl(&home, &["net.ipv4.ip_forward=1"]);
+            let lan_net = Ipv4Addr::new(192, 168, (kk + 1) as u8, 0);
+            let lan_gw = Ipv4Addr::new(192, 168, (kk + 1) as u8, 1);
+            let (hosts, lan_ips) = self.lan(&home, kk, lan_gw, 1);
+            let home_config =
+                RouterConfig::nat(Profile::PortRestrictedCone, false, home_wan, lan_net, 24);
+            self.apply_router(&home, home_config);
+            sites.push(Site {
+                profile: Profile::Cgnat,
+                hairpin: carrier_hairpin,
+                router: carrier.clone(),
+                home_router: Some(home),
+                hosts,
+                public_ip: wan_ip,
+                router_ip: wan_ip,
+                lan_ips,
+            });
+        }
+        let carrier_lan = Ipv4Addr::new(100, 64, 0, 0);
+        let config = RouterConfig::nat(
+            Profile::PortRestrictedCone,
+            carrier_hairpin,
+            wan_ip,
+            carrier_lan,
+            10,
+        );
+        self.apply_router(&carrier, config);
+        let second = sites
+            .pop()
+            .unwrap_or_else(|| unreachable!("two sites were built"));
+        let first = sites
+            .pop()
+            .unwrap_or_else(|| unreachable!("two sites were built"));
+        (first, second)
+    }
+
     /// A LAN behind `router`: bridge `br-lan` with `gw`/24, and `count` hosts (`eth0`, .2 up).
     fn lan(&self, router: &Ns, k: u32, gw: Ipv4Addr, count: usize) -> (Vec<Ns>, Vec<Ipv4Addr>) {
         ip_in(router, "link add br-lan type bridge");
