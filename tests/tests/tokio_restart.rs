@@ -24,7 +24,10 @@ async fn endpoint() -> Endpoint {
 async fn path_selected_again(c: &Connection) -> usize {
     let mut candidates = 0;
     loop {
-        match timeout(LIMIT, c.next_event()).await.expect("an event in time") {
+        match timeout(LIMIT, c.next_event())
+            .await
+            .expect("an event in time")
+        {
             Some(ConnectionEvent::PathChanged(_) | ConnectionEvent::Connected(_)) => {
                 return candidates;
             }
@@ -68,7 +71,10 @@ async fn a_restart_on_one_side_reconnects_both() {
     let a_candidates = path_selected_again(&a).await;
     let b_candidates = path_selected_again(&b).await;
     assert!(a_candidates > 0, "A signalled its candidates again");
-    assert!(b_candidates > 0, "B restarted too and signalled its candidates");
+    assert!(
+        b_candidates > 0,
+        "B restarted too and signalled its candidates"
+    );
     get_through(&a, &b, b"after a").await;
     get_through(&b, &a, b"after b").await;
 }
