@@ -26,7 +26,7 @@ Lines for a PEER not connected yet are queued (256 lines, 64 KiB per peer) until
 and dropped if their sender disconnects first. Names are 1-64 printable ASCII characters without
 spaces, unique among connected clients.
 
-Limits: 10 s to register, 120 s without a line closes a connection (clients ping every 30 s),
+Limits: 30 s to register, 120 s without a line closes a connection (clients ping every 30 s),
 64 connections per IPv4 address or IPv6 /64, 1024 in all; a client that stops reading is
 disconnected once 1024 lines or 128 KiB wait for it.
 
@@ -34,7 +34,7 @@ Threat model. The server sees every offer line (ICE credentials and candidates, 
 addresses) in plain text, and so does anyone on the path: it is a meeting point, not a secure
 channel. What it defends against, on a public address:
   - lock-out: idle or slow connections are closed (timeouts, per-source cap, stuck readers);
-    many sources together can still fill the 1024 slots for up to 10 s at a time;
+    many sources together can still fill the 1024 slots for up to 30 s at a time;
   - squatting (with --secret): only a client that knows the secret can take a name, so a
     stranger can neither impersonate a peer nor read the offers queued for it. The proof is
     bound to a fresh nonce, so one seen on the wire cannot be replayed. Everyone who has the

@@ -28,7 +28,7 @@
 //!
 //! # Limits
 //!
-//! A connection must register within [`SignalServerConfig::register_timeout`] (10 s) and is
+//! A connection must register within [`SignalServerConfig::register_timeout`] (30 s) and is
 //! closed after [`SignalServerConfig::idle_timeout`] (120 s) without a line from it
 //! ([`SignalClient`] sends `ping` every [`KEEPALIVE`]); at most
 //! [`SignalServerConfig::max_per_ip`] connections (64) come from one IPv4 address or IPv6 /64,
@@ -162,7 +162,7 @@ pub struct SignalServerConfig {
 
 impl SignalServerConfig {
     /// Defaults: 256 lines and 64 KiB per queue, 1024 queues, 1024 clients, 64 per source,
-    /// 10 s to register, 120 s idle, no secret.
+    /// 30 s to register (a lossy link can take 10 s to deliver one line), 120 s idle, no secret.
     pub fn new(listen: SocketAddr) -> Self {
         SignalServerConfig {
             listen,
@@ -171,7 +171,7 @@ impl SignalServerConfig {
             max_queues: 1024,
             max_clients: 1024,
             max_per_ip: 64,
-            register_timeout: Duration::from_secs(10),
+            register_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             secret: None,
         }
