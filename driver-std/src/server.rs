@@ -1,11 +1,11 @@
 //! A blocking STUN server: the sockets the core [`Server`] asks for, answered by worker threads.
 //!
 //! With one worker, each of the server's sockets (one, or four for RFC 5780) is bound once. With
-//! `N` workers on Linux, each socket is bound `N` times with `SO_REUSEPORT` and a classic BPF
-//! program makes the kernel hand every datagram of one source (IPv4 address, IPv6 /64) to the
-//! same worker, whichever of the server's addresses it was sent to. Each worker owns a core
-//! [`Server`], so its rate-limit table sees all of its sources' requests, and the workers share
-//! nothing. Every socket gets a large receive buffer ([`DEFAULT_RECV_BUFFER`], like coturn's),
+//! `N` workers on Linux, each socket is bound `N` times with `SO_REUSEPORT`. For a rate-limited
+//! server a classic BPF program makes the kernel hand every datagram of one source (IPv4
+//! address, IPv6 /64) to the same worker, whichever of the server's addresses it was sent to;
+//! otherwise the kernel spreads datagrams by their 4-tuple. Each worker owns a core [`Server`],
+//! so its rate-limit table sees all of its sources' requests, and the workers share nothing. Every socket gets a large receive buffer ([`DEFAULT_RECV_BUFFER`], like coturn's),
 //! so a burst waits in the kernel instead of being dropped.
 
 mod sys;
@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{AmplificationPolicy, Outcome, Server, ServerConfig};
 
 use crate::{Clock, DriverError, RECV_BUFFER_LEN, RESPONSE_BUFFER_LEN, is_transient, os_seed};
 
@@ -86,7 +86,14 @@ impl StunServer {
                 .collect::<io::Result<Vec<_>>>()?;
             workers.push(sockets);
         }
-        if reuse {
+        // Only a rate-limited server keeps per-source state; the others are better served by the
+        // kernel's own spreading (a hash of the whole 4-tuple), which also spreads one busy
+        // address (a carrier-grade NAT) over every worker.
+        let per_source = matches!(
+            server.config().amplification,
+            AmplificationPolicy::RateLimited(_)
+        );
+        if reuse && per_source {
             let n = u32::try_from(threads).unwrap_or(u32::MAX);
             for socket in &workers[0] {
                 sys::steer_by_source(socket, n)?;
