@@ -316,3 +316,53 @@ fn try_bind_server(
     }
     Ok((server, sockets))
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::{StunOptions, stun};
+    use holepunch_core::stun::server::RateLimit;
+    use std::net::Ipv4Addr;
+
+    /// Two workers with per-source steering (rate-limited) and two without: every client, on
+    /// several loopback addresses, gets its answer, and the receive buffer was sized.
+    #[test]
+    fn reuseport_workers_answer_every_source() {
+        for amplification in [
+            AmplificationPolicy::RateLimited(RateLimit::DEFAULT),
+            AmplificationPolicy::Bounded,
+        ] {
+            let config = ServerConfig {
+                amplification,
+                ..ServerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            };
+            let options = ServeOptions {
+                threads: 2,
+                recv_buffer: 1 << 20,
+            };
+            let server = StunServer::bind_with(config, &options).expect("bind two workers");
+            assert_eq!(server.threads(), 2);
+            assert!(server.recv_buffer() > 0);
+            let primary = server.local_addrs()[0];
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| server.serve(&stop));
+                let options = StunOptions::default().with_timeout(Duration::from_secs(5));
+                let results: Vec<_> = (1..=6u8)
+                    .map(|i| {
+                        let local = SocketAddr::from(([127, 0, 2, i], 0));
+                        stun(primary, &options.clone().with_local(local))
+                    })
+                    .collect();
+                stop.store(true, Ordering::Relaxed);
+                for (i, r) in results.iter().enumerate() {
+                    let r = r.as_ref().expect("answered");
+                    assert_eq!(
+                        r.mapped.ip(),
+                        std::net::IpAddr::from([127, 0, 2, i as u8 + 1])
+                    );
+                }
+            });
+        }
+    }
+}
