@@ -17,6 +17,9 @@ use crate::{EXIT_FAILED, EXIT_USAGE, SOFTWARE};
 /// Arguments of `holepunch stun-server`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
+RFC 3489 (classic) Binding requests, without the magic cookie, are answered too (RFC 8489 §12):
+MAPPED-ADDRESS, and with --alternate SOURCE-ADDRESS and CHANGED-ADDRESS.
+
 Amplification (what a spoofed-source flood can make this server send):
   without --alternate   size-bounded: an answer is never larger than its request plus 24 bytes
                         (worst case 20 bytes in, 44 out for IPv6), whatever the rate.
@@ -26,8 +29,8 @@ Amplification (what a spoofed-source flood can make this server send):
                         none). A full answer is at most 120 bytes (IPv6; 84 for IPv4).
   Worst case with the defaults (10/s, burst 30), per spoofed victim: 3600 bytes at once, then
   1200 bytes/s (IPv6; 840 for IPv4). In total, over any number of spoofed sources: 1024 buckets
-  per thread, so at most 1.2 MB/s per thread of full answers, plus answers no larger than the
-  flood's own bytes. --amplification strict|bounded|unbounded overrides the policy.")]
+  per thread, so at most 1.2 MB/s per thread of full answers (after at most 3.7 MB of bursts),
+  plus answers no larger than the flood's own bytes. --amplification strict|bounded|unbounded overrides the policy.")]
 pub struct Args {
     /// Address to serve on, IP:PORT (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
@@ -48,8 +51,8 @@ pub struct Args {
     /// How many full answers a source may get at once under `rate-limited`; implies it.
     #[arg(long, value_name = "PKTS")]
     burst: Option<u32>,
-    /// Worker threads, each with its own copy of every socket (SO_REUSEPORT, Linux), one source
-    /// always on the same worker. Default: one per core.
+    /// Worker threads, each with its own copy of every socket (SO_REUSEPORT, Linux); when
+    /// rate-limited, one source always meets the same worker. Default: one per core.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// Receive buffer to ask for on each socket, in bytes (0: system default). Past
