@@ -57,9 +57,17 @@ mod imp {
     }
 
     /// A UDP socket bound to `addr`, with `SO_REUSEPORT` set before the bind when `reuse_port`.
-    pub(crate) fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    ///
+    /// Port 0 with `SO_REUSEPORT` is chosen by a plain bind first: the kernel's ephemeral-port
+    /// search does not count another `SO_REUSEPORT` group of the same user as a conflict, so a
+    /// direct bind could silently join (and split the traffic of) someone else's server.
+    pub(crate) fn bind_udp(mut addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         if !reuse_port {
             return UdpSocket::bind(addr);
+        }
+        if addr.port() == 0 {
+            let probe = UdpSocket::bind(addr)?;
+            addr.set_port(probe.local_addr()?.port());
         }
         let family = if addr.is_ipv4() {
             libc::AF_INET
