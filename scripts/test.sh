@@ -65,6 +65,7 @@ APT_PACKAGES=(
     tayga:tayga
     unbound:unbound
     dnsutils:dig
+    gir1.2-nice-0.1:python3 python3-gi:python3   # libnice through GObject introspection (lab_libnice)
 )
 
 START_TIME=$(date +%s)

@@ -262,3 +262,153 @@ fn coturn_stunclient_rfc5780_against_our_server() {
         "{out:?}"
     );
 }
+
+#[test]
+fn coturn_stunclient_without_flags_gets_all_three_rfc5780_responses_from_our_server() {
+    if !coturn_installed() {
+        return;
+    }
+    if !support::second_loopback() {
+        return;
+    }
+    // No flag on either side: turnutils_stunclient sends bare requests, which our RFC 5780
+    // server's default rate-limited policy answers in full.
+    let (_server, addrs) = start_our_server(
+        &["--listen", "127.0.0.1:0", "--alternate", "127.0.0.2:0"],
+        4,
+    );
+    let alternate = addrs[3];
+    let out = run_bounded(
+        "turnutils_stunclient",
+        std::process::Command::new("turnutils_stunclient").args([
+            "-p",
+            &addrs[0].port().to_string(),
+            "127.0.0.1",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    for n in 1..=3 {
+        assert!(
+            out.stdout.contains(&format!("RFC 5780 response {n}")),
+            "response {n} missing: {out:?}"
+        );
+    }
+    assert!(
+        out.stdout.contains(&format!("Other addr: : {alternate}")),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Response origin: : {alternate}")),
+        "the change-IP-and-port answer comes from the alternate: {out:?}"
+    );
+}
+
+#[test]
+fn our_stun_cli_gets_other_address_from_our_rfc5780_server() {
+    if !support::second_loopback() {
+        return;
+    }
+    let (_server, addrs) = start_our_server(
+        &["--listen", "127.0.0.1:0", "--alternate", "127.0.0.2:0"],
+        4,
+    );
+    let out = run_bounded(
+        "holepunch stun --json",
+        holepunch().args(["stun", &addrs[0].to_string(), "--json", "--timeout", "5"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let line = out.stdout.trim();
+    assert_eq!(
+        json_str(line, "other_address").map(|a| addr(&a)),
+        Some(addrs[3]),
+        "{line}"
+    );
+}
+
+/// Bytes and datagrams that came back to one socket after it sent `count` bare 20-byte Binding
+/// requests to `target` as fast as it could (received by a second thread while sending, then
+/// for a quiet 500 ms), and the seconds from the first request to the last answer counted.
+fn flood(target: SocketAddr, count: usize) -> (usize, usize, f64) {
+    let socket = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut buf = [0u8; 2048];
+            let (mut bytes, mut datagrams) = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        bytes += n;
+                        datagrams += 1;
+                    }
+                    Err(_) => break, // 500 ms of silence: the flood's answers are all in.
+                }
+            }
+            (bytes, datagrams)
+        });
+        let mut req = [0u8; 20];
+        req[1] = 1; // Binding request, length 0
+        req[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+        for i in 0..count {
+            req[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+            let _ = socket.send_to(&req, target);
+            if i % 500 == 499 {
+                // Let the reader keep up, so its socket buffer does not overflow.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let (bytes, datagrams) = reader.join().expect("reader");
+        let elapsed = started.elapsed().saturating_sub(Duration::from_millis(500));
+        (bytes, datagrams, elapsed.as_secs_f64())
+    })
+}
+
+#[test]
+fn a_flood_of_bare_requests_stays_within_our_budget_and_coturn_is_reported_beside() {
+    if !coturn_installed() {
+        return;
+    }
+    if !support::second_loopback() {
+        return;
+    }
+    const COUNT: usize = 20_000;
+    let (rate, burst) = (10.0, 30.0);
+    let (_server, addrs) = start_our_server(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--alternate",
+            "127.0.0.2:0",
+            "--rate-limit",
+            "10/s",
+            "--burst",
+            "30",
+        ],
+        4,
+    );
+    let (ours, ours_n, secs) = flood(addrs[0], COUNT);
+    // A full IPv4 answer: header, XOR-MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN (12 each),
+    // SOFTWARE "holepunch x.y.z" (4 + 16) and FINGERPRINT (8).
+    let max_answer = 20 + 3 * 12 + 20 + 8;
+    let budget = ((burst + rate * secs.max(0.0)).floor() as usize + 1) * max_answer;
+    let coturn = Coturn::start(&[LOCALHOST, SECOND]);
+    let (theirs, theirs_n, _) = flood(SocketAddr::new(LOCALHOST, coturn.port), COUNT);
+    println!(
+        "flood of {COUNT} bare 20-byte requests ({} bytes in): holepunch stun-server --alternate \
+         sent {ours} bytes in {ours_n} answers over {secs:.2} s (budget {budget}); coturn with two \
+         IPs sent {theirs} bytes in {theirs_n} answers",
+        COUNT * 20
+    );
+    assert!(ours > 0, "the burst is answered");
+    assert!(
+        ours <= budget,
+        "{ours} bytes out > budget {budget} ({ours_n} answers)"
+    );
+}

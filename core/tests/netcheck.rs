@@ -378,13 +378,13 @@ impl Setup {
             while let Some(p) = net.pop_due(now) {
                 let local = if p.looped {
                     Some(p.to)
-                } else if let Some(server) = net.servers.iter().find(|s| {
+                } else if let Some(server) = net.servers.iter_mut().find(|s| {
                     let mut locals = s.local_addresses();
                     locals.any(|l| l == p.to)
                 }) {
                     let mut out = [0u8; 1280];
                     if let Outcome::Respond(t) =
-                        server.handle_datagram(p.to, p.from, &p.bytes, &mut out)
+                        server.answer(now, p.to, p.from, &p.bytes, &mut out)
                     {
                         let response = out[..t.len].to_vec();
                         let source = if net.ignore_change_request {

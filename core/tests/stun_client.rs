@@ -1177,7 +1177,7 @@ fn credentials_are_per_server() {
     // request to any other server carries none (§9.2.3.1), and a plain server's unsigned answer
     // to it is accepted.
     let other = addr("192.0.2.1:3478");
-    let plain = Server::new(ServerConfig::new(other)).expect("valid config");
+    let mut plain = Server::new(ServerConfig::new(other)).expect("valid config");
     let mut c = auth_client();
     c.binding(Instant::ZERO, server(), BindingOptions::default())
         .expect("slot");
@@ -1198,7 +1198,7 @@ fn credentials_are_per_server() {
     assert_eq!(req.to, other);
     assert_unauthenticated(&req);
     let mut out = [0u8; 1280];
-    let Outcome::Respond(t) = plain.handle_datagram(other, mapped(), &req.bytes, &mut out) else {
+    let Outcome::Respond(t) = plain.answer(ms(30), other, mapped(), &req.bytes, &mut out) else {
         panic!("the server answers a Binding request");
     };
     assert!(c.handle_datagram(ms(40), other, &out[..t.len]));
@@ -1473,7 +1473,7 @@ fn rfc5780_discovery_against_core_server() {
     // RESPONSE-ORIGIN; CHANGE-REQUEST makes the answer come from the other socket.
     let primary = addr("192.0.2.1:3478");
     let alternate = addr("192.0.2.2:3479");
-    let srv = Server::new(ServerConfig {
+    let mut srv = Server::new(ServerConfig {
         alternate: Some(alternate),
         ..ServerConfig::new(primary)
     })
@@ -1501,7 +1501,7 @@ fn rfc5780_discovery_against_core_server() {
         let req = one_transmit(&mut c, Instant::ZERO);
         assert!(req.bytes.len() >= 128);
         let mut out = [0u8; 1280];
-        let Outcome::Respond(t) = srv.handle_datagram(primary, me, &req.bytes, &mut out) else {
+        let Outcome::Respond(t) = srv.answer(ms(4), primary, me, &req.bytes, &mut out) else {
             panic!("server answers");
         };
         assert_eq!(t.from, Some(want_from));

@@ -19,7 +19,7 @@ use proptest::sample::select;
 mod checks;
 
 /// Every type [`attr::is_known`] accepts; `known_types_are_exactly_is_known` keeps it in sync.
-const KNOWN_TYPES: [u16; 25] = [
+const KNOWN_TYPES: [u16; 27] = [
     types::MAPPED_ADDRESS,
     types::CHANGE_REQUEST,
     types::USERNAME,
@@ -45,6 +45,8 @@ const KNOWN_TYPES: [u16; 25] = [
     types::ICE_CONTROLLING,
     types::RESPONSE_ORIGIN,
     types::OTHER_ADDRESS,
+    types::SOURCE_ADDRESS,
+    types::CHANGED_ADDRESS,
 ];
 
 /// Room for the largest message the length field can describe.
@@ -85,6 +87,8 @@ enum Spec {
     ChangeRequest(bool, bool),
     ResponseOrigin(SocketAddr),
     OtherAddress(SocketAddr),
+    SourceAddress(SocketAddr),
+    ChangedAddress(SocketAddr),
     ResponsePort(u16),
     Padding(Vec<u8>),
     Priority(u32),
@@ -143,6 +147,8 @@ impl Spec {
             },
             Spec::ResponseOrigin(a) => Attribute::ResponseOrigin(*a),
             Spec::OtherAddress(a) => Attribute::OtherAddress(*a),
+            Spec::SourceAddress(a) => Attribute::SourceAddress(*a),
+            Spec::ChangedAddress(a) => Attribute::ChangedAddress(*a),
             Spec::ResponsePort(p) => Attribute::ResponsePort(*p),
             Spec::Padding(v) => Attribute::Padding(v),
             Spec::Priority(v) => Attribute::Priority(*v),
@@ -184,6 +190,8 @@ impl Spec {
             Spec::ChangeRequest(true, false),
             Spec::ResponseOrigin(a),
             Spec::OtherAddress(a),
+            Spec::SourceAddress(a),
+            Spec::ChangedAddress(a),
             Spec::ResponsePort(5000),
             Spec::Padding(vec![0; 3]),
             Spec::Priority(5),
@@ -252,6 +260,8 @@ fn ordinary_spec() -> impl Strategy<Value = Spec> {
         (any::<bool>(), any::<bool>()).prop_map(|(i, p)| Spec::ChangeRequest(i, p)),
         socket_addr().prop_map(Spec::ResponseOrigin),
         socket_addr().prop_map(Spec::OtherAddress),
+        socket_addr().prop_map(Spec::SourceAddress),
+        socket_addr().prop_map(Spec::ChangedAddress),
         any::<u16>().prop_map(Spec::ResponsePort),
         bytes(64).prop_map(Spec::Padding),
         any::<u32>().prop_map(Spec::Priority),

@@ -4,10 +4,13 @@
 
 use std::net::SocketAddr;
 
-use holepunch_core::Transmit;
+use holepunch_core::{Instant, Transmit};
+
+/// The time the tests answer at (the default size-bounded policy ignores time).
+const T0: Instant = Instant::ZERO;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::server::{
-    AmplificationPolicy, ConfigError, Outcome, Server, ServerConfig,
+    AmplificationPolicy, ConfigError, Handled, Outcome, RateLimit, Server, ServerConfig,
 };
 use holepunch_core::stun::{
     Attribute, Class, ErrorCode, Message, MessageBuilder, Method, TransactionId,
@@ -96,7 +99,8 @@ fn handle(
     req: &[u8],
 ) -> Result<(Transmit, Vec<u8>), Outcome> {
     let mut out = [0u8; OUT];
-    match srv.handle_datagram(local, from, req, &mut out) {
+    // A fresh copy per request: these policies keep no state between requests anyway.
+    match srv.clone().answer(T0, local, from, req, &mut out) {
         Outcome::Respond(t) => {
             assert!(t.len <= OUT);
             Ok((t, out[..t.len].to_vec()))
@@ -218,14 +222,17 @@ fn software_is_added_only_when_the_request_pays_for_it() {
 
 #[test]
 fn non_stun_and_non_requests() {
-    let srv = plain(p4());
+    let mut srv = plain(p4());
     let mut out = [0u8; OUT];
-    let mut h = |d: &[u8]| srv.handle_datagram(p4(), c4(), d, &mut out);
+    let mut h = |d: &[u8]| srv.answer(T0, p4(), c4(), d, &mut out);
     // Not STUN: empty, text, RTP (first byte 0x80), DTLS (22), no magic cookie, too short,
     // unaligned.
     let good = binding(&[], true);
+    // Without the cookie a Binding *request* is an RFC 3489 one (answered, see below); any
+    // other type is not STUN.
     let mut no_cookie = good.clone();
     no_cookie[4] ^= 0xff;
+    no_cookie[1] = 0x11;
     let mut rtp = good.clone();
     rtp[0] = 0x80;
     let mut dtls = good.clone();
@@ -237,7 +244,7 @@ fn non_stun_and_non_requests() {
         ("text", &b"GET / HTTP/1.1\r\n\r\n"[..]),
         ("rtp", &rtp[..]),
         ("dtls", &dtls[..]),
-        ("no cookie", &no_cookie[..]),
+        ("no cookie, not a request", &no_cookie[..]),
         ("short", &good[..19]),
         ("unaligned", &unaligned[..]),
     ] {
@@ -273,11 +280,11 @@ fn non_stun_and_non_requests() {
     }
     // A request on a socket this server does not serve.
     assert_eq!(
-        srv.handle_datagram(addr("192.0.2.1:9999"), c4(), &good, &mut out),
+        srv.answer(T0, addr("192.0.2.1:9999"), c4(), &good, &mut out),
         Outcome::Dropped
     );
     assert_eq!(
-        srv.handle_datagram(a4(), c4(), &good, &mut out),
+        srv.answer(T0, a4(), c4(), &good, &mut out),
         Outcome::Dropped
     );
 }
@@ -416,7 +423,7 @@ fn rfc5780_response_port_and_padding() {
 fn padding_beyond_the_output_buffer_is_capped_not_dropped() {
     // RFC 5780 §7.6: PADDING exists to test fragmentation, so requests may exceed the MTU. The
     // module promises 1280 bytes of output are always enough: the mirror must shrink to fit.
-    let srv = rfc5780(p4(), a4());
+    let mut srv = rfc5780(p4(), a4());
     let req = binding(&[padding(1600)], true);
     let (t, resp) = answer(&srv, p4(), c4(), &req);
     assert!(t.len <= OUT);
@@ -424,7 +431,7 @@ fn padding_beyond_the_output_buffer_is_capped_not_dropped() {
     assert_eq!(m.xor_mapped_address(), Some(Ok(c4())));
     // A large buffer gets the full mirror.
     let mut big = vec![0u8; 4096];
-    let Outcome::Respond(t) = srv.handle_datagram(p4(), c4(), &req, &mut big) else {
+    let Outcome::Respond(t) = srv.answer(T0, p4(), c4(), &req, &mut big) else {
         panic!("answered");
     };
     assert!(t.len <= req.len() && req.len() - t.len < 8);
@@ -761,23 +768,20 @@ fn strict_policy_never_amplifies() {
         "dropped {dropped} answered {answered}"
     );
     // The bare requests are exactly the ones dropped.
-    let srv = Server::new(ServerConfig {
+    let mut srv = Server::new(ServerConfig {
         amplification: AmplificationPolicy::Strict,
         ..ServerConfig::new(p4())
     })
     .expect("valid");
     let mut out = [0u8; OUT];
     assert_eq!(
-        srv.handle_datagram(p4(), c4(), &binding(&[], true), &mut out),
+        srv.answer(T0, p4(), c4(), &binding(&[], true), &mut out),
         Outcome::Dropped
     );
     let req = binding(&[padding(4)], true); // 20 + 8 + 8 = 36 < 40
-    assert_eq!(
-        srv.handle_datagram(p4(), c4(), &req, &mut out),
-        Outcome::Dropped
-    );
+    assert_eq!(srv.answer(T0, p4(), c4(), &req, &mut out), Outcome::Dropped);
     let req = binding(&[padding(8)], true); // 40 = 20 + 12 + 8
-    let Outcome::Respond(t) = srv.handle_datagram(p4(), c4(), &req, &mut out) else {
+    let Outcome::Respond(t) = srv.answer(T0, p4(), c4(), &req, &mut out) else {
         panic!("a request as big as its answer is answered");
     };
     assert_eq!(t.len, 40);
@@ -839,25 +843,25 @@ fn config_validation() {
 
     // A wildcard primary without alternate is fine: it serves that port on any address and
     // answers from the socket the request arrived on.
-    let srv = plain(addr("0.0.0.0:3478"));
+    let mut srv = plain(addr("0.0.0.0:3478"));
     let local = addr("192.0.2.77:3478");
     let req = binding(&[], true);
     let (t, _) = answer(&srv, local, c4(), &req);
     assert_eq!(t.from, Some(local));
     let mut out = [0u8; OUT];
     assert_eq!(
-        srv.handle_datagram(addr("192.0.2.77:3479"), c4(), &req, &mut out),
+        srv.answer(T0, addr("192.0.2.77:3479"), c4(), &req, &mut out),
         Outcome::Dropped
     );
 }
 
 #[test]
 fn small_output_buffers_drop_instead_of_panicking() {
-    let srv = rfc5780(p4(), a4());
+    let mut srv = rfc5780(p4(), a4());
     let req = binding(&[padding(100)], true);
     for n in 0..200 {
         let mut out = vec![0u8; n];
-        match srv.handle_datagram(p4(), c4(), &req, &mut out) {
+        match srv.answer(T0, p4(), c4(), &req, &mut out) {
             Outcome::Respond(t) => {
                 assert!(t.len <= n);
                 check_response(&req, &out[..t.len]);
@@ -928,11 +932,11 @@ proptest! {
         local_index in 0usize..5,
         v6 in any::<bool>(),
     ) {
-        let srv = rfc5780(p4(), a4());
+        let mut srv = rfc5780(p4(), a4());
         let locals: Vec<SocketAddr> = srv.local_addresses().chain([addr("10.0.0.1:1")]).collect();
         let from = if v6 { c6() } else { c4() };
         let mut out = [0u8; OUT];
-        if let Outcome::Respond(t) = srv.handle_datagram(locals[local_index], from, &data, &mut out) {
+        if let Outcome::Respond(t) = srv.answer(T0, locals[local_index], from, &data, &mut out) {
             prop_assert!(t.len <= OUT);
             prop_assert!(Message::parse(&out[..t.len]).is_ok());
         }
@@ -945,7 +949,7 @@ proptest! {
             let body_len = (forced.len() - 20) as u16;
             forced[2..4].copy_from_slice(&body_len.to_be_bytes());
             forced[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
-            if let Outcome::Respond(t) = srv.handle_datagram(locals[local_index], from, &forced, &mut out) {
+            if let Outcome::Respond(t) = srv.answer(T0, locals[local_index], from, &forced, &mut out) {
                 prop_assert!(t.len <= forced.len().max(52));
             }
         }
@@ -964,7 +968,7 @@ proptest! {
         let req = framed_request(method, &attrs, fingerprint);
         let (primary, alternate, client) = if v6 { (p6(), a6(), c6()) } else { (p4(), a4(), c4()) };
         for policy in [AmplificationPolicy::Bounded, AmplificationPolicy::Strict] {
-            let srv = Server::new(ServerConfig {
+            let mut srv = Server::new(ServerConfig {
                 primary,
                 alternate: rfc5780_server.then_some(alternate),
                 software: software.then_some(SOFTWARE),
@@ -973,7 +977,7 @@ proptest! {
             let locals: Vec<SocketAddr> = srv.local_addresses().collect();
             let local = locals[local_index % locals.len()];
             let mut out = [0u8; OUT];
-            match srv.handle_datagram(local, client, &req, &mut out) {
+            match srv.answer(T0, local, client, &req, &mut out) {
                 Outcome::Respond(t) => {
                     // 44 + 8: the largest floor (IPv6 XOR-MAPPED-ADDRESS plus FINGERPRINT).
                     prop_assert!(t.len <= req.len().max(44 + 8), "{} > {}", t.len, req.len());
@@ -1005,7 +1009,7 @@ fn unbounded_policy_answers_bare_requests_in_full() {
     let mut config = ServerConfig::new(primary);
     config.alternate = Some(alternate);
     config.amplification = AmplificationPolicy::Unbounded;
-    let server = Server::new(config).expect("valid");
+    let mut server = Server::new(config).expect("valid");
     let mut req = [0u8; 20];
     let b = holepunch_core::stun::MessageBuilder::new(
         &mut req,
@@ -1017,11 +1021,246 @@ fn unbounded_policy_answers_bare_requests_in_full() {
     let len = b.len();
     let _ = b.finish();
     let mut out = [0u8; 1280];
-    let Outcome::Respond(t) = server.handle_datagram(primary, client, &req[..len], &mut out) else {
+    let Outcome::Respond(t) = server.answer(T0, primary, client, &req[..len], &mut out) else {
         panic!("a bare request is answered");
     };
     let m = holepunch_core::stun::Message::parse(&out[..t.len]).expect("parses");
     assert_eq!(m.xor_mapped_address(), Some(Ok(client)));
     assert!(m.find(types::OTHER_ADDRESS).is_some() && m.find(types::RESPONSE_ORIGIN).is_some());
     assert_eq!(t.len, 92, "20 + 3 IPv6 address attributes of 24 bytes");
+}
+
+/// An RFC 3489 Binding request: no magic cookie, a 128-bit transaction ID, optional attributes.
+fn classic_request(id: [u8; 16], attrs: &[(u16, [u8; 4])]) -> Vec<u8> {
+    let mut d = vec![0, 1, 0, (attrs.len() * 8) as u8];
+    d.extend_from_slice(&id);
+    for (t, v) in attrs {
+        d.extend_from_slice(&t.to_be_bytes());
+        d.extend_from_slice(&[0, 4]);
+        d.extend_from_slice(v);
+    }
+    d
+}
+
+/// The attributes of a response that has no magic cookie (so `Message::parse` refuses it).
+fn classic_attributes(resp: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut attrs = Vec::new();
+    let mut rest = &resp[20..];
+    while rest.len() >= 4 {
+        let t = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        attrs.push((t, rest[4..4 + len].to_vec()));
+        rest = &rest[4 + len.div_ceil(4) * 4..];
+    }
+    assert!(rest.is_empty(), "attributes fill the message exactly");
+    attrs
+}
+
+fn plain_address(v: &[u8]) -> SocketAddr {
+    let port = u16::from_be_bytes([v[2], v[3]]);
+    match v[1] {
+        1 => SocketAddr::from(([v[4], v[5], v[6], v[7]], port)),
+        _ => {
+            let ip: [u8; 16] = v[4..20].try_into().expect("16 bytes");
+            SocketAddr::from((ip, port))
+        }
+    }
+}
+
+const CLASSIC_ID: [u8; 16] = [
+    0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+];
+
+#[test]
+fn rfc3489_requests_get_mapped_address_and_their_whole_id_back() {
+    // RFC 8489 §12, plain server: MAPPED-ADDRESS only (the client knows no XOR-MAPPED-ADDRESS),
+    // the 16-byte ID in bytes 4..20, within the 2.2x size bound of the default policy.
+    for (client, local, srv) in [(c4(), p4(), plain(p4())), (c6(), p6(), plain(p6()))] {
+        let req = classic_request(CLASSIC_ID, &[]);
+        let (t, resp) = answer(&srv, local, client, &req);
+        assert_eq!(resp[..2], [0x01, 0x01], "Binding success");
+        assert_eq!(
+            resp[4..20],
+            CLASSIC_ID,
+            "the RFC 3489 transaction ID, all of it"
+        );
+        assert_eq!(
+            usize::from(u16::from_be_bytes([resp[2], resp[3]])),
+            resp.len() - 20
+        );
+        let attrs = classic_attributes(&resp);
+        assert_eq!(attrs.len(), 1, "{attrs:?}");
+        assert_eq!(attrs[0].0, types::MAPPED_ADDRESS);
+        assert_eq!(plain_address(&attrs[0].1), client);
+        assert_eq!((t.to, t.from), (client, Some(local)));
+        assert!(resp.len() <= 20 + 24);
+    }
+}
+
+#[test]
+fn rfc3489_requests_in_rfc5780_mode_get_source_and_changed_address_and_change_request() {
+    let mut srv = Server::new(ServerConfig {
+        software: Some(SOFTWARE),
+        ..ServerConfig::rfc5780(p4(), a4())
+    })
+    .expect("valid config");
+    let mut out = [0u8; OUT];
+    let flags = |ip: bool, port: bool| (u32::from(ip) << 2 | u32::from(port) << 1).to_be_bytes();
+    let other = addr("192.0.2.2:3479");
+    for ((ip, port), from) in [
+        ((false, false), p4()),
+        ((false, true), addr("192.0.2.1:3479")),
+        ((true, false), addr("192.0.2.2:3478")),
+        ((true, true), a4()),
+    ] {
+        let req = classic_request(CLASSIC_ID, &[(types::CHANGE_REQUEST, flags(ip, port))]);
+        let Outcome::Respond(t) = srv.answer(T0, p4(), c4(), &req, &mut out) else {
+            panic!("answered");
+        };
+        let resp = &out[..t.len];
+        assert_eq!(resp[4..20], CLASSIC_ID);
+        assert_eq!((t.from, t.to), (Some(from), c4()));
+        let attrs = classic_attributes(resp);
+        let find = |ty| {
+            attrs
+                .iter()
+                .find(|(t, _)| *t == ty)
+                .map(|(_, v)| plain_address(v))
+        };
+        assert_eq!(find(types::MAPPED_ADDRESS), Some(c4()));
+        assert_eq!(
+            find(types::SOURCE_ADDRESS),
+            Some(from),
+            "RESPONSE-ORIGIN's RFC 3489 name"
+        );
+        assert_eq!(
+            find(types::CHANGED_ADDRESS),
+            Some(other),
+            "OTHER-ADDRESS's RFC 3489 name"
+        );
+        assert!(attrs.iter().all(|(t, _)| *t != types::XOR_MAPPED_ADDRESS));
+        assert!(attrs.iter().any(|(t, _)| *t == types::SOFTWARE));
+    }
+}
+
+/// Whether a Binding success carries OTHER-ADDRESS (the full RFC 5780 answer).
+fn has_other_address(resp: &[u8]) -> bool {
+    Message::parse(resp)
+        .expect("valid response")
+        .find(types::OTHER_ADDRESS)
+        .is_some()
+}
+
+#[test]
+fn rate_limited_rfc5780_answers_bare_requests_in_full_within_the_budget() {
+    let limit = RateLimit {
+        per_second: 2,
+        burst: 3,
+    };
+    let mut srv = Server::new(ServerConfig {
+        amplification: AmplificationPolicy::RateLimited(limit),
+        ..ServerConfig::rfc5780(p4(), a4())
+    })
+    .expect("valid config");
+    let mut out = [0u8; OUT];
+    let bare = binding(&[], false);
+    let t0 = Instant::from_millis(1_000);
+    let mut ask = |srv: &mut Server, at: Instant, from: SocketAddr, req: &[u8]| match srv.answer(
+        at,
+        p4(),
+        from,
+        req,
+        &mut out,
+    ) {
+        Outcome::Respond(t) => Some(has_other_address(&out[..t.len])),
+        _ => None,
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut srv, t0, c4(), &bare),
+            Some(true),
+            "the burst: full answers"
+        );
+    }
+    // Out of tokens: the strict form, and a bare request is smaller than any answer.
+    assert_eq!(ask(&mut srv, t0, c4(), &bare), None);
+    // A padded request (what our client sends) is answered in full for free.
+    let padded = binding(&[padding(80)], false);
+    assert_eq!(ask(&mut srv, t0, c4(), &padded), Some(true));
+    // Another source has its own bucket; the first one earns a token every 500 ms.
+    assert_eq!(
+        ask(&mut srv, t0, addr("198.51.100.9:4000"), &bare),
+        Some(true)
+    );
+    let half = t0 + core::time::Duration::from_millis(500);
+    assert_eq!(ask(&mut srv, half, c4(), &bare), Some(true));
+    assert_eq!(ask(&mut srv, half, c4(), &bare), None);
+    // Another port of the same address shares the bucket.
+    let c4_other_port = addr("203.0.113.7:50001");
+    assert_eq!(ask(&mut srv, half, c4_other_port, &bare), None);
+}
+
+#[test]
+fn rfc5780_default_is_rate_limited_and_plain_default_stays_size_bounded() {
+    assert_eq!(
+        ServerConfig::rfc5780(p4(), a4()).amplification,
+        AmplificationPolicy::RFC5780_DEFAULT
+    );
+    assert_eq!(
+        ServerConfig::new(p4()).amplification,
+        AmplificationPolicy::Bounded
+    );
+}
+
+#[test]
+fn a_spoofed_flood_from_one_source_stays_within_the_token_budget() {
+    // 20,000 bare requests over 2 s of (caller-supplied) time, from one source.
+    let limit = RateLimit::DEFAULT;
+    let mut srv = Server::new(ServerConfig {
+        software: Some(SOFTWARE),
+        ..ServerConfig::rfc5780(p6(), a6())
+    })
+    .expect("valid config");
+    let mut out = [0u8; OUT];
+    let bare = binding(&[], false);
+    let (mut answers, mut bytes) = (0u64, 0usize);
+    for i in 0..20_000u64 {
+        let now = Instant::from_micros(i * 100);
+        if let Outcome::Respond(t) = srv.answer(now, p6(), c6(), &bare, &mut out) {
+            answers += 1;
+            bytes += t.len;
+            assert!(t.len <= srv.config().max_full_answer_len());
+        }
+    }
+    let budget = u64::from(limit.burst) + 2 * u64::from(limit.per_second);
+    assert!(answers <= budget, "{answers} answers > {budget}");
+    assert!(answers >= budget - 1, "the budget is used: {answers}");
+    let max = srv.config().max_full_answer_len();
+    assert_eq!(
+        max,
+        20 + 3 * 24 + 4 + 28 + 8,
+        "IPv6, this test's 25-byte SOFTWARE"
+    );
+    assert!(bytes <= budget as usize * max, "{bytes} bytes");
+}
+
+#[test]
+fn sans_io_verbs_queue_one_answer() {
+    let mut srv = plain(p4());
+    let mut out = [0u8; OUT];
+    let req = binding(&[], true);
+    assert_eq!(srv.poll_transmit(T0, &mut out), None, "nothing yet");
+    assert_eq!(srv.handle_datagram(T0, p4(), c4(), &req), Handled::Queued);
+    let t = srv.poll_transmit(T0, &mut out).expect("the answer");
+    assert_eq!(t.to, c4());
+    assert_eq!(
+        srv.poll_transmit(T0, &mut out),
+        None,
+        "one answer per request"
+    );
+    assert_eq!(
+        srv.handle_datagram(T0, p4(), c4(), b"hello"),
+        Handled::NotStun
+    );
+    assert_eq!(srv.poll_transmit(T0, &mut out), None);
 }

@@ -209,6 +209,7 @@ pub struct StunServer {
     base: usize,
     buf: Vec<u8>,
     out: Vec<u8>,
+    clock: holepunch_std::Clock,
 }
 
 impl StunServer {
@@ -237,6 +238,7 @@ impl StunServer {
             base: base.0,
             buf: vec![0; RECV_BUFFER_LEN],
             out: vec![0; RESPONSE_BUFFER_LEN],
+            clock: holepunch_std::Clock::new(),
         })
     }
 
@@ -275,9 +277,10 @@ impl StunServer {
                 Err(e) if is_transient(&e) => continue,
                 Err(e) => return Err(e),
             };
+            let now = self.clock.now();
             if let Outcome::Respond(t) =
                 self.server
-                    .handle_datagram(local, from, &self.buf[..n], &mut self.out)
+                    .answer(now, local, from, &self.buf[..n], &mut self.out)
             {
                 // The core names the socket to answer from (CHANGE-REQUEST moves it).
                 let sender = t

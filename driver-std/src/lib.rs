@@ -23,19 +23,23 @@
 
 pub mod ice;
 pub mod netcheck;
+pub mod server;
+
+pub use server::{
+    DEFAULT_RECV_BUFFER, SERVE_POLL_INTERVAL, ServeOptions, StunServer, bind_server_sockets,
+};
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use holepunch_core::Instant;
 use holepunch_core::stun::client::{
     BindingOptions, Client, ClientConfig, ClientError, ClientEvent, TransactionError,
 };
-use holepunch_core::stun::server::{ConfigError, Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::ConfigError;
 use holepunch_core::time::duration_micros;
 
 /// Buffer size for received datagrams: the largest UDP payload, so nothing is ever truncated
@@ -51,8 +55,6 @@ pub const RESPONSE_BUFFER_LEN: usize = RECV_BUFFER_LEN;
 /// answers by the request's size (ours) to include OTHER-ADDRESS and RESPONSE-ORIGIN for IPv6
 /// (20 header + 3 × 24 address attributes + 8 FINGERPRINT).
 pub const RFC5780_PADDED_LEN: usize = 100;
-/// How often [`StunServer::serve`] looks at its stop flag.
-pub const SERVE_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The driver's clock: a `std::time::Instant` epoch that core [`Instant`]s count from.
 #[derive(Clone, Copy, Debug)]
@@ -376,173 +378,6 @@ pub fn stun_on(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// A blocking STUN server: the sockets the core [`Server`] asks for, answered by threads.
-#[derive(Debug)]
-pub struct StunServer {
-    server: Server,
-    sockets: Vec<UdpSocket>,
-}
-
-impl StunServer {
-    /// Binds every socket of `config` (see [`bind_server_sockets`] for port 0).
-    pub fn bind(config: ServerConfig) -> Result<Self, DriverError> {
-        let (server, sockets) = bind_server_sockets(config)?;
-        Ok(StunServer { server, sockets })
-    }
-
-    /// The bound addresses, in the order of `Server::local_addresses` (primary first).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.server.local_addresses().collect()
-    }
-
-    /// The configuration actually served (port 0 replaced by the bound ports).
-    pub fn config(&self) -> &ServerConfig {
-        self.server.config()
-    }
-
-    /// Answers requests until `stop` is set, with one thread per socket; returns within about
-    /// [`SERVE_POLL_INTERVAL`] of `stop` being set.
-    ///
-    /// A response leaves from the socket the core names in `Transmit::from` (an RFC 5780 answer
-    /// to CHANGE-REQUEST goes out of another socket than the request came in on). Failures to
-    /// send one response are ignored, as UDP loses datagrams anyway; a failure to receive stops
-    /// every thread and is returned.
-    pub fn serve(&self, stop: &AtomicBool) -> io::Result<()> {
-        for socket in &self.sockets {
-            socket.set_read_timeout(Some(SERVE_POLL_INTERVAL))?;
-        }
-        let abort = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..self.sockets.len())
-                .map(|i| {
-                    let abort = &abort;
-                    scope.spawn(move || {
-                        let result = self.serve_socket(i, stop, abort);
-                        if result.is_err() {
-                            abort.store(true, Ordering::Relaxed);
-                        }
-                        result
-                    })
-                })
-                .collect();
-            let mut result = Ok(());
-            for worker in workers {
-                let r = worker
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("STUN server thread panicked")));
-                if result.is_ok() {
-                    result = r;
-                }
-            }
-            result
-        })
-    }
-
-    fn serve_socket(&self, index: usize, stop: &AtomicBool, abort: &AtomicBool) -> io::Result<()> {
-        let socket = &self.sockets[index];
-        let local = self.local_addrs()[index];
-        let mut buf = vec![0u8; RECV_BUFFER_LEN];
-        let mut out = vec![0u8; RESPONSE_BUFFER_LEN];
-        while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
-            let (n, from) = match socket.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) if is_transient(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            if let Outcome::Respond(t) =
-                self.server
-                    .handle_datagram(local, from, &buf[..n], &mut out)
-            {
-                let sender = self.socket_for(t.from).unwrap_or(socket);
-                let _ = sender.send_to(&out[..t.len], t.to);
-            }
-        }
-        Ok(())
-    }
-
-    fn socket_for(&self, from: Option<SocketAddr>) -> Option<&UdpSocket> {
-        let from = from?;
-        let index = self.server.local_addresses().position(|a| a == from)?;
-        self.sockets.get(index)
-    }
-}
-
-/// Binds the sockets a core [`Server`] for `config` needs and returns the server, built from the
-/// addresses actually bound, with its sockets in `Server::local_addresses` order.
-///
-/// Port 0 means "any free port": the primary and alternate are bound first, the real ports
-/// written into the configuration, and then the two cross combinations (primary IP with the
-/// alternate port, alternate IP with the primary port) are bound. If the kernel's choice
-/// collides (the same port for both, or a cross combination already taken), it tries again with
-/// fresh ports, a bounded number of times. Fixed ports are bound exactly once.
-pub fn bind_server_sockets(config: ServerConfig) -> Result<(Server, Vec<UdpSocket>), DriverError> {
-    // Checks what does not depend on ports (families, distinct IPs) before binding anything.
-    let mut probe = config.clone();
-    if probe.primary.port() == 0 {
-        probe.primary.set_port(1);
-    }
-    if let Some(alt) = probe.alternate.as_mut().filter(|a| a.port() == 0) {
-        alt.set_port(2);
-    }
-    Server::new(probe)?;
-
-    let any_zero = config.primary.port() == 0 || config.alternate.is_some_and(|a| a.port() == 0);
-    let attempts = if any_zero { 32 } else { 1 };
-    let mut last_error = None;
-    for _ in 0..attempts {
-        match try_bind_server(&config) {
-            Ok(bound) => return Ok(bound),
-            Err(BindError::Retry(e)) if any_zero => last_error = Some(e),
-            Err(BindError::Retry(e)) => return Err(e),
-            Err(BindError::Fatal(e)) => return Err(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| io::Error::other("could not bind the STUN server").into()))
-}
-
-enum BindError {
-    /// Worth another attempt with fresh ports.
-    Retry(DriverError),
-    Fatal(DriverError),
-}
-
-fn try_bind_server(config: &ServerConfig) -> Result<(Server, Vec<UdpSocket>), BindError> {
-    let bind = |addr: SocketAddr| {
-        UdpSocket::bind(addr).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                BindError::Retry(e.into())
-            } else {
-                BindError::Fatal(e.into())
-            }
-        })
-    };
-    let bound_addr = |s: &UdpSocket| s.local_addr().map_err(|e| BindError::Fatal(e.into()));
-    let primary = bind(config.primary)?;
-    let mut real = config.clone();
-    real.primary = bound_addr(&primary)?;
-    let Some(alternate_wanted) = config.alternate else {
-        let server = Server::new(real).map_err(|e| BindError::Fatal(e.into()))?;
-        return Ok((server, vec![primary]));
-    };
-    let alternate = bind(alternate_wanted)?;
-    real.alternate = Some(bound_addr(&alternate)?);
-    // Equal ports from the kernel are a collision to retry; other errors were ruled out above.
-    let server = Server::new(real).map_err(|e| BindError::Retry(e.into()))?;
-    let mut sockets = Vec::with_capacity(4);
-    for addr in server.local_addresses() {
-        let socket = if addr == server.config().primary {
-            primary.try_clone()
-        } else if Some(addr) == server.config().alternate {
-            alternate.try_clone()
-        } else {
-            sockets.push(bind(addr)?);
-            continue;
-        };
-        sockets.push(socket.map_err(|e| BindError::Fatal(e.into()))?);
-    }
-    Ok((server, sockets))
 }
 
 /// The unspecified address of `addr`'s family, port 0.

@@ -30,7 +30,7 @@ pub mod signalling;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use holepunch_core::stun::client::{Client, TransactionError};
 use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
@@ -106,7 +106,8 @@ pub async fn serve_stun(config: ServerConfig) -> Result<StunServerHandle, Driver
     }
     let local_addrs: Vec<SocketAddr> = server.local_addresses().collect();
     let shared = Arc::new(Shared {
-        server,
+        server: Mutex::new(Server::with_seed(server.config().clone(), os_seed())?),
+        clock: Clock::new(),
         sockets,
         local_addrs: local_addrs.clone(),
     });
@@ -159,7 +160,9 @@ impl StunServerHandle {
 
 #[derive(Debug)]
 struct Shared {
-    server: Server,
+    /// Held only while an answer is built: the per-source rate limit is shared by every socket.
+    server: Mutex<Server>,
+    clock: Clock,
     sockets: Vec<UdpSocket>,
     local_addrs: Vec<SocketAddr>,
 }
@@ -184,10 +187,12 @@ async fn serve_socket(
                 Err(e) => return Err(e),
             },
         };
-        if let Outcome::Respond(t) = shared
+        let outcome = shared
             .server
-            .handle_datagram(local, from, &buf[..n], &mut out)
-        {
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer(shared.clock.now(), local, from, &buf[..n], &mut out);
+        if let Outcome::Respond(t) = outcome {
             // The core names the socket to answer from (CHANGE-REQUEST moves it).
             let sender = t
                 .from

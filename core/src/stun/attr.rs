@@ -18,6 +18,12 @@ pub mod types {
     pub const MAPPED_ADDRESS: AttrType = 0x0001;
     /// CHANGE-REQUEST (RFC 5780 §7.2).
     pub const CHANGE_REQUEST: AttrType = 0x0003;
+    /// SOURCE-ADDRESS (RFC 3489 §11.2.5): where a classic response was sent from, the RFC 3489
+    /// form of RESPONSE-ORIGIN.
+    pub const SOURCE_ADDRESS: AttrType = 0x0004;
+    /// CHANGED-ADDRESS (RFC 3489 §11.2.3): the server's other IP and port, the RFC 3489 form of
+    /// OTHER-ADDRESS.
+    pub const CHANGED_ADDRESS: AttrType = 0x0005;
     /// USERNAME (RFC 8489 §14.3).
     pub const USERNAME: AttrType = 0x0006;
     /// MESSAGE-INTEGRITY (RFC 8489 §14.5).
@@ -79,6 +85,8 @@ pub const fn is_known(t: AttrType) -> bool {
         t,
         MAPPED_ADDRESS
             | CHANGE_REQUEST
+            | SOURCE_ADDRESS
+            | CHANGED_ADDRESS
             | USERNAME
             | MESSAGE_INTEGRITY
             | ERROR_CODE
@@ -340,6 +348,10 @@ pub enum Attribute<'a> {
     },
     /// RESPONSE-ORIGIN (RFC 5780): where the response was sent from.
     ResponseOrigin(SocketAddr),
+    /// SOURCE-ADDRESS (RFC 3489): where a classic response was sent from.
+    SourceAddress(SocketAddr),
+    /// CHANGED-ADDRESS (RFC 3489): the server's other IP and port, for classic clients.
+    ChangedAddress(SocketAddr),
     /// OTHER-ADDRESS (RFC 5780): the server's alternate IP and port.
     OtherAddress(SocketAddr),
     /// RESPONSE-PORT (RFC 5780): send the response to this port instead.
@@ -382,6 +394,8 @@ impl<'a> Attribute<'a> {
             ALTERNATE_SERVER => Attribute::AlternateServer(decode_address(attr, value)?),
             RESPONSE_ORIGIN => Attribute::ResponseOrigin(decode_address(attr, value)?),
             OTHER_ADDRESS => Attribute::OtherAddress(decode_address(attr, value)?),
+            SOURCE_ADDRESS => Attribute::SourceAddress(decode_address(attr, value)?),
+            CHANGED_ADDRESS => Attribute::ChangedAddress(decode_address(attr, value)?),
             USERNAME => Attribute::Username(decode_text(attr, value, MAX_USERNAME_LEN)?),
             REALM => Attribute::Realm(decode_text(attr, value, MAX_TEXT_LEN)?),
             NONCE => Attribute::Nonce(decode_text(attr, value, MAX_TEXT_LEN)?),
@@ -494,6 +508,8 @@ impl<'a> Attribute<'a> {
             Attribute::ChangeRequest { .. } => CHANGE_REQUEST,
             Attribute::ResponseOrigin(_) => RESPONSE_ORIGIN,
             Attribute::OtherAddress(_) => OTHER_ADDRESS,
+            Attribute::SourceAddress(_) => SOURCE_ADDRESS,
+            Attribute::ChangedAddress(_) => CHANGED_ADDRESS,
             Attribute::ResponsePort(_) => RESPONSE_PORT,
             Attribute::Padding(_) => PADDING,
             Attribute::Priority(_) => PRIORITY,
@@ -512,7 +528,9 @@ impl<'a> Attribute<'a> {
             | Attribute::XorMappedAddress(a)
             | Attribute::AlternateServer(a)
             | Attribute::ResponseOrigin(a)
-            | Attribute::OtherAddress(a) => address_len(a),
+            | Attribute::OtherAddress(a)
+            | Attribute::SourceAddress(a)
+            | Attribute::ChangedAddress(a) => address_len(a),
             Attribute::Username(s)
             | Attribute::Realm(s)
             | Attribute::Nonce(s)
@@ -588,7 +606,9 @@ impl<'a> Attribute<'a> {
             Attribute::MappedAddress(a)
             | Attribute::AlternateServer(a)
             | Attribute::ResponseOrigin(a)
-            | Attribute::OtherAddress(a) => encode_address(a, out),
+            | Attribute::OtherAddress(a)
+            | Attribute::SourceAddress(a)
+            | Attribute::ChangedAddress(a) => encode_address(a, out),
             Attribute::XorMappedAddress(a) => encode_address(&xor_address(*a, tid), out),
             Attribute::Username(s)
             | Attribute::Realm(s)

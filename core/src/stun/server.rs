@@ -1,27 +1,53 @@
-//! A stateless STUN Binding responder with RFC 5780 behaviour discovery.
+//! A STUN Binding responder with RFC 5780 behaviour discovery, for RFC 8489 and RFC 3489 clients.
 //!
-//! One datagram in, at most one datagram out, written into the caller's buffer: the server keeps
-//! no per-client state, so it cannot be exhausted and needs no timers. With an alternate address
-//! configured it serves from four sockets (primary/alternate IP × primary/alternate port) and
-//! honours CHANGE-REQUEST, RESPONSE-PORT, OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 §6).
+//! Sans-IO like the rest of the core: [`Server::handle_datagram`] takes one datagram (with the
+//! time, the local socket it arrived on and its sender) and [`Server::poll_transmit`] writes the
+//! answer, if any, into the caller's buffer. [`Server::answer`] does both in one call for drivers
+//! that answer at once. With an alternate address configured it serves from four sockets
+//! (primary/alternate IP × primary/alternate port) and honours CHANGE-REQUEST, RESPONSE-PORT,
+//! OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 §6).
+//!
+//! Requests without the magic cookie come from RFC 3489 clients (libnice in its default mode
+//! among them). They are answered as RFC 8489 §12 says: the 16-byte transaction ID echoed in
+//! full, MAPPED-ADDRESS instead of XOR-MAPPED-ADDRESS, and, in RFC 5780 mode, SOURCE-ADDRESS and
+//! CHANGED-ADDRESS, the RFC 3489 names of RESPONSE-ORIGIN and OTHER-ADDRESS.
 //!
 //! # Amplification
-//! An unauthenticated server must not become a reflector. Every response is held to the size of
-//! the request that caused it, except for a fixed floor: the smallest useful answer (header plus
-//! XOR-MAPPED-ADDRESS, or header plus ERROR-CODE and UNKNOWN-ATTRIBUTES), plus FINGERPRINT when
-//! the request carried one. Optional attributes (OTHER-ADDRESS, RESPONSE-ORIGIN, SOFTWARE,
-//! PADDING, reason phrases) are added only while the response stays within the request's size,
-//! so PADDING can never inflate a response. The worst case is a bare 20-byte request from an
-//! IPv6 client answered with 20 + 24 bytes: a factor of 2.2 and at most 24 extra bytes.
-//! [`AmplificationPolicy::Strict`] drops requests smaller than their minimal answer instead.
-//! Clients that want the full RFC 5780 answer pad their requests (our client does).
+//! An unauthenticated server must not become a reflector. Three bounds are available:
+//!
+//! - Size ([`AmplificationPolicy::Bounded`], the default without an alternate): every response is
+//!   held to the size of the request that caused it, except for a fixed floor, the smallest
+//!   useful answer (header plus XOR-MAPPED-ADDRESS, or header plus ERROR-CODE and
+//!   UNKNOWN-ATTRIBUTES), plus FINGERPRINT when the request carried one. Optional attributes
+//!   (OTHER-ADDRESS, RESPONSE-ORIGIN, SOFTWARE, PADDING, reason phrases) are added only while the
+//!   response stays within the request's size, so PADDING can never inflate a response. The
+//!   worst case is a bare 20-byte request from an IPv6 client answered with 20 + 24 bytes: a
+//!   factor of 2.2 and at most 24 extra bytes. [`AmplificationPolicy::Strict`] drops requests
+//!   smaller than their minimal answer instead.
+//! - Rate ([`AmplificationPolicy::RateLimited`], the default of [`ServerConfig::rfc5780`]): an
+//!   answer larger than its request costs the source one token from a per-source token bucket
+//!   (IPv4 address, or IPv6 /64) in a fixed table of [`RATE_LIMIT_SLOTS`] buckets. With a token
+//!   the answer goes out in full, so standard tools that send bare requests
+//!   (`turnutils_natdiscovery`) get OTHER-ADDRESS; without one it shrinks to the strict form
+//!   (never larger than the request) or is dropped. Answers no larger than their request (our
+//!   client pads RFC 5780 requests) cost nothing. Worst case per source: `burst` full answers at
+//!   once, then `per_second` full answers a second, each at most
+//!   [`ServerConfig::max_full_answer_len`] bytes (120 for IPv6 with a 15-byte SOFTWARE); in
+//!   total at most [`RATE_LIMIT_SLOTS`] times that, plus answers no larger than the attacker's
+//!   own requests.
+//! - None ([`AmplificationPolicy::Unbounded`]): every answer in full, for labs only.
 
 use core::net::SocketAddr;
 
 use super::attr::{self, Attribute, ErrorCode, types};
 use super::message::{EncodeError, Message, MessageBuilder};
-use super::{Class, HEADER_LEN, Method};
-use crate::Transmit;
+use super::{Class, HEADER_LEN, Method, TransactionId};
+use crate::{Instant, Transmit};
+
+mod classic;
+mod limiter;
+
+pub use limiter::{RateLimit, SLOTS as RATE_LIMIT_SLOTS};
 
 /// How the server bounds the size of its answers to unauthenticated requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,10 +59,19 @@ pub enum AmplificationPolicy {
     /// Never answer with more bytes than the request had: requests too small for their minimal
     /// answer are dropped. Clients must pad (for example with SOFTWARE or PADDING).
     Strict,
-    /// Every answer in full, whatever the request's size: what standard tools that send bare
-    /// requests (`turnutils_natdiscovery`) need for RFC 5780. Up to 4.6× for IPv6 (20 bytes in,
-    /// 92 out): only for labs and trusted networks, never on the open internet.
+    /// Every answer in full, whatever the request's size. Up to 4.6× for IPv6 (20 bytes in, 92
+    /// out), without limit in count: only for labs and trusted networks, never on the open
+    /// internet.
     Unbounded,
+    /// Answers in full while the source has tokens, then in the strict form (see the module
+    /// docs): RFC 5780 for standard tools, with reflection bounded by rate.
+    RateLimited(RateLimit),
+}
+
+impl AmplificationPolicy {
+    /// The default for a server with RFC 5780 behaviour discovery: rate-limited full answers.
+    pub const RFC5780_DEFAULT: AmplificationPolicy =
+        AmplificationPolicy::RateLimited(RateLimit::DEFAULT);
 }
 
 /// Server configuration.
@@ -53,13 +88,39 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A plain RFC 8489 server on `primary`.
+    /// A plain RFC 8489 server on `primary`, size-bounded.
     pub fn new(primary: SocketAddr) -> Self {
         ServerConfig {
             primary,
             alternate: None,
             software: None,
             amplification: AmplificationPolicy::default(),
+        }
+    }
+
+    /// The largest answer this configuration can send to a request of at most that size,
+    /// PADDING aside (it is mirrored only within the request's own size): for an RFC 8489 client
+    /// of the server's family, XOR-MAPPED-ADDRESS, OTHER-ADDRESS and RESPONSE-ORIGIN, SOFTWARE and
+    /// FINGERPRINT; the RFC 3489 answer is never larger. What a full answer costs in the
+    /// rate-limit budget.
+    pub fn max_full_answer_len(&self) -> usize {
+        let addr = addr_len(self.primary);
+        let rfc5780 = if self.alternate.is_some() {
+            2 * addr
+        } else {
+            0
+        };
+        let software = self.software.map_or(0, |s| 4 + attr::padded(s.len()));
+        HEADER_LEN + addr + rfc5780 + software + 8
+    }
+
+    /// An RFC 5780 server on `primary` and `alternate`, rate-limited
+    /// ([`AmplificationPolicy::RFC5780_DEFAULT`]) so bare requests get OTHER-ADDRESS.
+    pub fn rfc5780(primary: SocketAddr, alternate: SocketAddr) -> Self {
+        ServerConfig {
+            alternate: Some(alternate),
+            amplification: AmplificationPolicy::RFC5780_DEFAULT,
+            ..ServerConfig::new(primary)
         }
     }
 }
@@ -84,7 +145,7 @@ pub enum ConfigError {
     Unspecified(SocketAddr),
 }
 
-/// What the server did with a datagram.
+/// What [`Server::answer`] did with a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -93,19 +154,78 @@ pub enum Outcome {
     /// Not STUN: the datagram belongs to someone else, or is noise.
     NotStun,
     /// STUN, but nothing to answer: a response, an indication, a bad FINGERPRINT, a request that
-    /// arrived on a socket this server does not serve, or (strict policy) one too small to answer.
+    /// arrived on a socket this server does not serve, or one too small for the strict form
+    /// (strict policy, or a rate-limited source out of tokens).
     Dropped,
 }
 
-/// The stateless Binding responder.
+/// What [`Server::handle_datagram`] did with a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Handled {
+    /// A request to answer: [`Server::poll_transmit`] writes the answer (or, for a request too
+    /// small for the size bound in force, returns `None`).
+    Queued,
+    /// Not STUN: the datagram belongs to someone else, or is noise.
+    NotStun,
+    /// STUN, but nothing to answer (see [`Outcome::Dropped`]).
+    Dropped,
+}
+
+/// The Binding responder: stateless per request, but for the per-source rate limit and the one
+/// answer waiting for [`poll_transmit`](Server::poll_transmit).
 #[derive(Clone, Debug)]
 pub struct Server {
     config: ServerConfig,
+    limiter: Option<limiter::Limiter>,
+    pending: Option<Pending>,
 }
 
+/// An accepted request, kept in a few words until its answer is written.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    local: SocketAddr,
+    from: SocketAddr,
+    method: Method,
+    tid: TransactionId,
+    request_len: usize,
+    /// The response carries FINGERPRINT (the request did).
+    fingerprint: bool,
+    reply: Reply,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    Binding {
+        change: (bool, bool),
+        response_port: Option<u16>,
+        padding: usize,
+    },
+    Error {
+        code: ErrorCode<'static>,
+        unknown: [u16; MAX_UNKNOWN],
+        n_unknown: usize,
+    },
+    /// RFC 3489: the first four bytes of the 128-bit transaction ID, echoed where the cookie goes.
+    Classic {
+        cookie: [u8; 4],
+        change: (bool, bool),
+    },
+}
+
+/// The most unknown comprehension-required types a 420 lists.
+const MAX_UNKNOWN: usize = 16;
+
 impl Server {
-    /// Checks the configuration and builds the server.
+    /// Checks the configuration and builds the server (rate-limit table hashed with seed 0; use
+    /// [`Server::with_seed`] on a server that faces the internet).
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
+        Server::with_seed(config, 0)
+    }
+
+    /// Like [`Server::new`], with a secret seed for the rate-limit table's hash, so an attacker
+    /// cannot pick spoofed sources that land in a chosen client's bucket.
+    pub fn with_seed(config: ServerConfig, seed: u64) -> Result<Self, ConfigError> {
         if config.primary.ip().is_unspecified() && config.alternate.is_some() {
             return Err(ConfigError::Unspecified(config.primary));
         }
@@ -123,7 +243,15 @@ impl Server {
                 });
             }
         }
-        Ok(Server { config })
+        let limiter = match config.amplification {
+            AmplificationPolicy::RateLimited(limit) => Some(limiter::Limiter::new(limit, seed)),
+            _ => None,
+        };
+        Ok(Server {
+            config,
+            limiter,
+            pending: None,
+        })
     }
 
     /// The configuration.
@@ -145,34 +273,107 @@ impl Server {
         core::iter::once(p).chain(combos.into_iter().flatten())
     }
 
-    /// Answers one datagram that arrived on local socket `local` from `from`, writing any
-    /// response into `out` (1280 bytes is always enough: optional attributes, mirrored PADDING
-    /// included, shrink to fit the buffer; 52 bytes fit every minimal answer).
+    /// Takes one datagram that arrived at `now` on local socket `local` from `from`.
+    ///
+    /// A request is kept until [`poll_transmit`](Server::poll_transmit) answers it; an answer
+    /// not polled before the next call is replaced (UDP may lose it anyway). Nothing is
+    /// allocated and nothing of `payload` is kept.
     pub fn handle_datagram(
-        &self,
+        &mut self,
+        now: Instant,
         local: SocketAddr,
         from: SocketAddr,
-        datagram: &[u8],
-        out: &mut [u8],
-    ) -> Outcome {
-        if !super::looks_like_stun(datagram) {
-            return Outcome::NotStun;
+        payload: &[u8],
+    ) -> Handled {
+        let _ = now; // Time matters only when the answer is sized (poll_transmit).
+        self.pending = None;
+        if !super::looks_like_stun(payload) {
+            let Some(req) = classic::parse(payload) else {
+                return Handled::NotStun;
+            };
+            if !self.serves(local) {
+                return Handled::Dropped;
+            }
+            let mut cookie = [0u8; 4];
+            cookie.copy_from_slice(&req.transaction_id[..4]);
+            let mut tid = TransactionId::default();
+            tid.0.copy_from_slice(&req.transaction_id[4..]);
+            self.pending = Some(Pending {
+                local,
+                from,
+                method: Method::BINDING,
+                tid,
+                request_len: payload.len(),
+                fingerprint: false,
+                reply: Reply::Classic {
+                    cookie,
+                    change: req.change,
+                },
+            });
+            return Handled::Queued;
         }
-        let Ok(msg) = Message::parse(datagram) else {
+        let Ok(msg) = Message::parse(payload) else {
             // A malformed header gives us no transaction to answer; 400 needs a parseable one.
-            return Outcome::Dropped;
+            return Handled::Dropped;
         };
         if msg.class() != Class::Request || !self.serves(local) {
-            return Outcome::Dropped;
+            return Handled::Dropped;
         }
         if msg.has_fingerprint() && msg.verify_fingerprint().is_err() {
-            return Outcome::Dropped; // RFC 8489 §7.3: a bad FINGERPRINT means not ours.
+            return Handled::Dropped; // RFC 8489 §7.3: a bad FINGERPRINT means not ours.
         }
-        match self.respond(&msg, local, from, out) {
-            Ok(Some(t)) => Outcome::Respond(t),
-            // The budget logic keeps every response far below 1280 bytes; a smaller buffer or the
-            // strict policy is the only way here.
-            Ok(None) | Err(_) => Outcome::Dropped,
+        self.pending = Some(Pending {
+            local,
+            from,
+            method: msg.method(),
+            tid: msg.transaction_id(),
+            request_len: payload.len(),
+            fingerprint: msg.has_fingerprint(),
+            reply: self.reply_to(&msg),
+        });
+        Handled::Queued
+    }
+
+    /// Writes the answer to the request last given to
+    /// [`handle_datagram`](Server::handle_datagram) into `out`, and says where it goes and from
+    /// which local socket. `None` when there is nothing to send, or when the answer does not fit
+    /// the size bound in force or `out` (1280 bytes is always enough: optional attributes,
+    /// mirrored PADDING included, shrink to fit the buffer; 52 bytes fit every minimal answer).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        let pending = self.pending.take()?;
+        let form = match self.config.amplification {
+            AmplificationPolicy::Bounded => Form::Bounded,
+            AmplificationPolicy::Strict => Form::Strict,
+            AmplificationPolicy::Unbounded | AmplificationPolicy::RateLimited(_) => Form::Full,
+        };
+        let t = self.build(&pending, form, out).ok().flatten()?;
+        let Some(limiter) = self.limiter.as_mut() else {
+            return Some(t);
+        };
+        // Tokens pay for amplification only: an answer within the request's size is free.
+        if t.len <= pending.request_len || limiter.admit(now, pending.from.ip()) {
+            return Some(t);
+        }
+        self.build(&pending, Form::Strict, out).ok().flatten()
+    }
+
+    /// [`handle_datagram`](Server::handle_datagram) and [`poll_transmit`](Server::poll_transmit)
+    /// in one call, for drivers that answer at once.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Outcome {
+        match self.handle_datagram(now, local, from, payload) {
+            Handled::NotStun => Outcome::NotStun,
+            Handled::Queued => match self.poll_transmit(now, out) {
+                Some(t) => Outcome::Respond(t),
+                None => Outcome::Dropped,
+            },
+            _ => Outcome::Dropped,
         }
     }
 
@@ -183,22 +384,14 @@ impl Server {
                 && local.port() == self.config.primary.port())
     }
 
-    fn respond(
-        &self,
-        msg: &Message<'_>,
-        local: SocketAddr,
-        from: SocketAddr,
-        out: &mut [u8],
-    ) -> Result<Option<Transmit>, EncodeError> {
-        let budget = Budget::new(msg, self.config.amplification, out.len());
+    /// What a parsed RFC 8489 request deserves: an error, or a Binding success and its options.
+    fn reply_to(&self, msg: &Message<'_>) -> Reply {
         let rfc5780 = self.config.alternate.is_some();
         let is_known = |t| match t {
             types::CHANGE_REQUEST | types::RESPONSE_PORT => rfc5780,
             t => attr::is_known(t),
         };
-
-        // 420: at most as many types as fit the size budget; the first one always.
-        let mut unknown = [0u16; 16];
+        let mut unknown = [0u16; MAX_UNKNOWN];
         let mut n_unknown = 0;
         for t in msg.unknown_comprehension_required(is_known) {
             if n_unknown < unknown.len() && !unknown[..n_unknown].contains(&t) {
@@ -207,30 +400,20 @@ impl Server {
             }
         }
         if n_unknown > 0 {
-            // ERROR-CODE without reason + one type, and FINGERPRINT if mirrored.
-            let fixed = 8 + 4 + attr::padded(2) + budget.fingerprint;
-            let fit = 1 + budget.extra(fixed) / 2;
-            let list = &unknown[..n_unknown.min(fit)];
-            return self.error(
-                msg,
-                (local, from),
-                out,
-                budget,
-                ErrorCode::UNKNOWN_ATTRIBUTE,
-                Some(list),
-            );
+            return Reply::Error {
+                code: ErrorCode::UNKNOWN_ATTRIBUTE,
+                unknown,
+                n_unknown,
+            };
         }
+        let bad_request = Reply::Error {
+            code: ErrorCode::BAD_REQUEST,
+            unknown,
+            n_unknown: 0,
+        };
         if msg.method() != Method::BINDING {
-            return self.error(
-                msg,
-                (local, from),
-                out,
-                budget,
-                ErrorCode::BAD_REQUEST,
-                None,
-            );
+            return bad_request;
         }
-
         let mut change = (false, false);
         let mut response_port = None;
         let mut padding = 0;
@@ -246,31 +429,71 @@ impl Server {
                 Ok(_) => {}
                 // A malformed comprehension-required attribute makes the request bad (§6.3);
                 // malformed optional ones are ignored like unknown ones.
-                Err(_) if attr::is_comprehension_required(raw.attr) => {
-                    return self.error(
-                        msg,
-                        (local, from),
-                        out,
-                        budget,
-                        ErrorCode::BAD_REQUEST,
-                        None,
-                    );
-                }
+                Err(_) if attr::is_comprehension_required(raw.attr) => return bad_request,
                 Err(_) => {}
             }
         }
+        Reply::Binding {
+            change,
+            response_port,
+            padding,
+        }
+    }
 
-        let source = self.source(local, change);
-        let to = match response_port {
-            Some(port) => SocketAddr::new(from.ip(), port),
-            None => from,
+    fn build(
+        &self,
+        p: &Pending,
+        form: Form,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, EncodeError> {
+        let budget = Budget {
+            request_len: p.request_len,
+            out_len: out.len(),
+            fingerprint: if p.fingerprint { 8 } else { 0 },
+            form,
         };
-        let minimal = addr_len(from) + budget.fingerprint;
+        match p.reply {
+            Reply::Binding {
+                change,
+                response_port,
+                padding,
+            } => self.success(p, budget, (change, response_port, padding), out),
+            Reply::Error {
+                code,
+                unknown,
+                n_unknown,
+            } => {
+                let list = (n_unknown > 0).then(|| {
+                    // ERROR-CODE without reason + one type, and FINGERPRINT if mirrored: the
+                    // first type always, more as the size budget allows.
+                    let fixed = 8 + 4 + attr::padded(2) + budget.fingerprint;
+                    let fit = 1 + budget.extra(fixed) / 2;
+                    &unknown[..n_unknown.min(fit)]
+                });
+                self.error(p, out, budget, code, list)
+            }
+            Reply::Classic { cookie, change } => self.classic(p, budget, cookie, change, out),
+        }
+    }
+
+    fn success(
+        &self,
+        p: &Pending,
+        budget: Budget,
+        (change, response_port, padding): ((bool, bool), Option<u16>, usize),
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, EncodeError> {
+        let source = self.source(p.local, change);
+        let to = match response_port {
+            Some(port) => SocketAddr::new(p.from.ip(), port),
+            None => p.from,
+        };
+        let minimal = addr_len(p.from) + budget.fingerprint;
         if !budget.allows_floor(minimal) {
             return Ok(None);
         }
-        let mut b = MessageBuilder::new(out, Class::SuccessResponse, Method::BINDING, tid)?;
-        b.add(&Attribute::XorMappedAddress(from))?;
+        let mut b = MessageBuilder::new(out, Class::SuccessResponse, Method::BINDING, p.tid)?;
+        b.add(&Attribute::XorMappedAddress(p.from))?;
         let mut spare = budget.extra(minimal);
         if let Some(alt) = self.config.alternate {
             // OTHER-ADDRESS and RESPONSE-ORIGIN travel together: a client needs both to run the
@@ -278,7 +501,7 @@ impl Server {
             let both = 2 * addr_len(alt);
             if spare >= both {
                 // §7.4: where a change-IP-and-port answer to *this* socket would come from.
-                b.add(&Attribute::OtherAddress(self.source(local, (true, true))))?;
+                b.add(&Attribute::OtherAddress(self.source(p.local, (true, true))))?;
                 b.add(&Attribute::ResponseOrigin(source))?;
                 spare -= both;
             }
@@ -290,8 +513,13 @@ impl Server {
                 spare -= need;
             }
         }
-        // RFC 5780 §7.6: mirror PADDING (sized to stay within the request, and only when the
-        // answer goes back to the sender, never redirected by RESPONSE-PORT).
+        // RFC 5780 §7.6: mirror PADDING (sized to stay within the request even for a full
+        // answer, so it never amplifies, and only when the answer goes back to the sender,
+        // never redirected by RESPONSE-PORT).
+        let request_room = p
+            .request_len
+            .saturating_sub(b.len() + 4 + budget.fingerprint);
+        let spare = spare.min(request_room + 4);
         if padding > 0 && response_port.is_none() && spare >= 4 {
             let len = padding.min(spare - 4) & !3;
             b.add_padding(len)?;
@@ -303,6 +531,51 @@ impl Server {
         Ok(Some(Transmit {
             from: Some(source),
             to,
+            len,
+        }))
+    }
+
+    /// RFC 8489 §12: MAPPED-ADDRESS for an RFC 3489 client, its 128-bit transaction ID echoed,
+    /// and in RFC 5780 mode SOURCE-ADDRESS and CHANGED-ADDRESS (RFC 3489 §11.1).
+    fn classic(
+        &self,
+        p: &Pending,
+        budget: Budget,
+        cookie: [u8; 4],
+        change: (bool, bool),
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, EncodeError> {
+        let source = self.source(p.local, change);
+        let minimal = addr_len(p.from);
+        if !budget.allows_floor(minimal) {
+            return Ok(None);
+        }
+        let mut b = MessageBuilder::new(out, Class::SuccessResponse, Method::BINDING, p.tid)?;
+        b.add(&Attribute::MappedAddress(p.from))?;
+        let mut spare = budget.extra(minimal);
+        if let Some(alt) = self.config.alternate {
+            let both = 2 * addr_len(alt);
+            if spare >= both {
+                b.add(&Attribute::SourceAddress(source))?;
+                b.add(&Attribute::ChangedAddress(
+                    self.source(p.local, (true, true)),
+                ))?;
+                spare -= both;
+            }
+        }
+        // RFC 3489's SERVER attribute has SOFTWARE's number.
+        if let Some(s) = self.config.software {
+            if spare >= 4 + attr::padded(s.len()) {
+                b.add(&Attribute::Software(s))?;
+            }
+        }
+        let len = b.finish();
+        // No XOR-ed attribute and no FINGERPRINT depend on the cookie, so the RFC 3489 ID's
+        // first word can take its place after the fact.
+        out[4..8].copy_from_slice(&cookie);
+        Ok(Some(Transmit {
+            from: Some(source),
+            to: p.from,
             len,
         }))
     }
@@ -337,8 +610,7 @@ impl Server {
 
     fn error(
         &self,
-        msg: &Message<'_>,
-        (local, from): (SocketAddr, SocketAddr),
+        p: &Pending,
         out: &mut [u8],
         budget: Budget,
         code: ErrorCode<'static>,
@@ -355,12 +627,7 @@ impl Server {
         } else {
             ""
         };
-        let mut b = MessageBuilder::new(
-            out,
-            Class::ErrorResponse,
-            msg.method(),
-            msg.transaction_id(),
-        )?;
+        let mut b = MessageBuilder::new(out, Class::ErrorResponse, p.method, p.tid)?;
         b.add(&Attribute::ErrorCode(ErrorCode {
             code: code.code,
             reason,
@@ -373,11 +640,22 @@ impl Server {
         }
         let len = b.finish();
         Ok(Some(Transmit {
-            from: Some(local),
-            to: from,
+            from: Some(p.local),
+            to: p.from,
             len,
         }))
     }
+}
+
+/// How one answer is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// Optional attributes within the request's size, the floor always.
+    Bounded,
+    /// Never larger than the request.
+    Strict,
+    /// Everything that fits the output buffer.
+    Full,
 }
 
 /// The size budget for one response (see the module docs).
@@ -388,31 +666,20 @@ struct Budget {
     out_len: usize,
     /// 8 when the response must carry FINGERPRINT (the request did), else 0.
     fingerprint: usize,
-    policy: AmplificationPolicy,
+    form: Form,
 }
 
 impl Budget {
-    fn new(msg: &Message<'_>, policy: AmplificationPolicy, out_len: usize) -> Self {
-        let fingerprint = if msg.has_fingerprint() { 8 } else { 0 };
-        Budget {
-            request_len: msg.as_bytes().len(),
-            out_len,
-            fingerprint,
-            policy,
-        }
-    }
-
     /// Whether a response whose mandatory attributes take `floor` bytes may be sent at all.
     fn allows_floor(&self, floor: usize) -> bool {
-        self.policy != AmplificationPolicy::Strict || HEADER_LEN + floor <= self.request_len
+        self.form != Form::Strict || HEADER_LEN + floor <= self.request_len
     }
 
     /// Bytes available for optional attributes beyond `floor` bytes of mandatory ones: within
     /// the request's size and the output buffer.
     fn extra(&self, floor: usize) -> usize {
-        let limit = match self.policy {
-            // Bounded by the output buffer only (the caller's 1280 bytes fit every answer).
-            AmplificationPolicy::Unbounded => self.out_len,
+        let limit = match self.form {
+            Form::Full => self.out_len,
             _ => self.request_len.min(self.out_len),
         };
         limit.saturating_sub(HEADER_LEN + floor)

@@ -138,7 +138,7 @@ pub fn run_netcheck(scenario: &NetcheckScenario) -> NetcheckOutcome {
     net.add_public_host(alternate.ip(), Duration::from_millis(5));
     let mut server_config = ServerConfig::new(primary);
     server_config.alternate = Some(alternate);
-    let server = Server::new(server_config).expect("valid server configuration");
+    let mut server = Server::new(server_config).expect("valid server configuration");
 
     let locals = vec![
         SocketAddr::new(host, MAPPING_PORT),
@@ -185,9 +185,7 @@ pub fn run_netcheck(scenario: &NetcheckScenario) -> NetcheckOutcome {
         now = next;
         while let Some(d) = net.poll_delivery(now) {
             if server.local_addresses().any(|a| a == d.to) {
-                if let Outcome::Respond(t) =
-                    server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)
-                {
+                if let Outcome::Respond(t) = server.answer(now, d.to, d.from, &d.bytes, &mut buf) {
                     net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
                 }
             } else if locals.contains(&d.to) {

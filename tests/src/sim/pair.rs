@@ -209,9 +209,9 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     net.add_public_host(alternate.ip(), Duration::from_millis(5));
     let mut server_config = ServerConfig::new(primary);
     server_config.alternate = Some(alternate);
-    let server = Server::new(server_config).expect("valid server configuration");
+    let mut server = Server::new(server_config).expect("valid server configuration");
     let stun_v6: SocketAddr = STUN_V6.parse().expect("constant");
-    let server_v6 = (host_v6_a.is_some() || host_v6_b.is_some()).then(|| {
+    let mut server_v6 = (host_v6_a.is_some() || host_v6_b.is_some()).then(|| {
         net.add_public_host(stun_v6.ip(), Duration::from_millis(5));
         Server::new(ServerConfig::new(stun_v6)).expect("valid server configuration")
     });
@@ -370,13 +370,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         while let Some(d) = net.poll_delivery(now) {
             // The RFC 5780 server's four sockets (primary and alternate among them), then the
             // IPv6 server's one when there is one.
-            if let Some(server) = std::iter::once(&server)
-                .chain(server_v6.as_ref())
+            if let Some(server) = std::iter::once(&mut server)
+                .chain(server_v6.as_mut())
                 .find(|s| s.local_addresses().any(|a| a == d.to))
             {
-                if let Outcome::Respond(t) =
-                    server.handle_datagram(d.to, d.from, &d.bytes, &mut buf)
-                {
+                if let Outcome::Respond(t) = server.answer(now, d.to, d.from, &d.bytes, &mut buf) {
                     net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
                 }
                 continue;
