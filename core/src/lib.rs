@@ -12,7 +12,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod demux;
+pub mod dns;
 pub mod ice;
+pub mod nat64;
 pub mod netcheck;
 pub mod punch;
 pub mod rng;

@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
+#[path = "../../fuzz/src/nat64_checks.rs"]
+mod nat64_checks;
 
 /// What a fuzz target runs on one input.
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 3] = [
+const TARGETS: [(&str, Check); 4] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
+    ("dns_answer", nat64_checks::check_dns_answer),
 ];
 
 fn corpus_root() -> PathBuf {
