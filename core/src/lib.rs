@@ -16,6 +16,7 @@ pub mod dns;
 pub mod ice;
 pub mod nat64;
 pub mod netcheck;
+pub mod portmap;
 pub mod punch;
 pub mod rng;
 pub mod stun;

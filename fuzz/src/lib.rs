@@ -3,3 +3,4 @@
 
 pub mod checks;
 pub mod nat64_checks;
+pub mod portmap_checks;
