@@ -2,9 +2,11 @@
 //! (RFC 6886), sans-IO.
 //!
 //! A gateway that maps a port turns any NAT, symmetric ones included, into an easy one. The
-//! codecs ([`natpmp`], [`pcp`]) build request bytes and parse answers; the driver only moves
-//! datagrams to and from the gateway's port 5351.
+//! codecs ([`natpmp`], [`pcp`]) build request bytes and parse answers; [`client`] probes both,
+//! keeps the mapping renewed, notices gateway restarts and deletes the mapping on close. The
+//! driver only moves datagrams to and from the gateway's port 5351.
 
+pub mod client;
 pub mod natpmp;
 pub mod pcp;
 
