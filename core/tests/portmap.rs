@@ -12,6 +12,8 @@ use proptest::prelude::*;
 
 #[path = "../../fuzz/src/portmap_checks.rs"]
 mod portmap_checks;
+#[path = "../../fuzz/src/upnp_checks.rs"]
+mod upnp_checks;
 
 fn protocol() -> impl Strategy<Value = Protocol> {
     prop_oneof![Just(Protocol::Udp), Just(Protocol::Tcp)]
@@ -208,4 +210,36 @@ fn pcp_seeds_give_their_outcomes() {
     assert_eq!(parse("peer-opcode"), Err(PcpError::UnknownOpcode(2)));
     assert_eq!(parse("too-long"), Err(PcpError::TooLong(1104)));
     assert!(pcp::MapRequest::parse(&seed("pcp_response", "request-map")).is_ok());
+}
+
+mod upnp {
+    use holepunch_core::portmap::upnp::HttpUrl;
+    use proptest::prelude::*;
+
+    use super::upnp_checks;
+
+    proptest! {
+        #[test]
+        fn urls_round_trip(ip: std::net::IpAddr, port: u16, path in "(/[a-zA-Z0-9._~-]{0,12}){1,4}") {
+            let addr = std::net::SocketAddr::new(ip, port);
+            let url = HttpUrl::parse(&format!("http://{addr}{path}")).expect("valid");
+            prop_assert_eq!(url.addr, addr);
+            prop_assert_eq!(&url.path, &path);
+            prop_assert_eq!(url.join(&path), Ok(url.clone()));
+        }
+
+        #[test]
+        fn arbitrary_gateway_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            upnp_checks::check_ssdp(&data);
+            upnp_checks::check_http(&data);
+            upnp_checks::check_xml(&data);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "[<>/a-zA-Z0-9&;#:=\" \\r\\n!-]{0,300}") {
+            upnp_checks::check_ssdp(text.as_bytes());
+            upnp_checks::check_http(text.as_bytes());
+            upnp_checks::check_xml(text.as_bytes());
+        }
+    }
 }

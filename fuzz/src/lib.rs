@@ -4,3 +4,4 @@
 pub mod checks;
 pub mod nat64_checks;
 pub mod portmap_checks;
+pub mod upnp_checks;

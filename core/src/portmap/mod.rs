@@ -9,6 +9,8 @@
 pub mod client;
 pub mod natpmp;
 pub mod pcp;
+#[cfg(feature = "std")]
+pub mod upnp;
 
 use crate::time::{Duration, Instant};
 
