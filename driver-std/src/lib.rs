@@ -23,6 +23,7 @@
 
 pub mod ice;
 pub mod netcheck;
+pub mod portmap;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
