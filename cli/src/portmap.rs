@@ -123,6 +123,7 @@ fn protocol_name(via: MappedVia) -> &'static str {
     match via {
         MappedVia::Pcp => "pcp",
         MappedVia::NatPmp => "natpmp",
+        MappedVia::Upnp => "upnp",
     }
 }
 

@@ -83,6 +83,8 @@ pub enum MappedVia {
     Pcp,
     /// NAT-PMP (RFC 6886).
     NatPmp,
+    /// UPnP IGD (the `upnp` client; needs the `std` feature).
+    Upnp,
 }
 
 /// What the client reports.
@@ -154,6 +156,10 @@ pub enum PortmapError {
     /// The NAT-PMP gateway refused.
     #[error("NAT-PMP gateway refused: {0}")]
     NatPmpRefused(natpmp::ResultCode),
+    /// A UPnP IGD exchange failed.
+    #[cfg(feature = "std")]
+    #[error("UPnP: {0}")]
+    Upnp(super::upnp::UpnpError),
 }
 
 /// Where one protocol stands during the probe.

@@ -10,6 +10,7 @@
 //!
 //! Needs the `std` feature: `quick-xml` is not `no_std`.
 
+pub mod client;
 pub mod description;
 pub mod http;
 pub mod soap;
