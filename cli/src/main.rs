@@ -48,8 +48,8 @@ enum Command {
     /// Connects to a peer through NATs (ICE) and copies stdin/stdout as UDP datagrams (delivery
     /// not guaranteed; a reliable, encrypted stream mode is planned).
     Connect(connect::Args),
-    /// Maps a local UDP port on the gateway (PCP, NAT-PMP), keeps it renewed until SIGINT or
-    /// SIGTERM, then deletes it.
+    /// Maps a local UDP port on the gateway (PCP, NAT-PMP or UPnP IGD), keeps it renewed until
+    /// SIGINT or SIGTERM, then deletes it.
     Portmap(portmap::Args),
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use holepunch_core::portmap::client::{MappedVia, PortmapEvent, Protocols};
-use holepunch_std::portmap::{PortmapOptions, run_portmap};
+use holepunch_std::portmap::{PortmapOptions, run_portmap, run_upnp};
 
 use crate::json::Event;
 use crate::signal::StopSignals;
@@ -19,9 +19,9 @@ use crate::{EXIT_FAILED, runtime};
 /// Which protocol to ask the gateway with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProtocolChoice {
-    /// PCP and NAT-PMP at once, PCP preferred.
+    /// PCP and NAT-PMP at once, PCP preferred; UPnP IGD when neither answers.
     Auto,
-    /// UPnP IGD (not available yet: only its message codecs exist).
+    /// UPnP IGD (SSDP, then SOAP to the WAN connection service).
     Upnp,
     /// NAT-PMP (RFC 6886) only.
     Natpmp,
@@ -32,8 +32,8 @@ pub enum ProtocolChoice {
 /// Arguments of `holepunch portmap`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Protocol to use; `auto` tries PCP and NAT-PMP together and prefers PCP (UPnP IGD is not
-    /// available yet).
+    /// Protocol to use; `auto` tries PCP and NAT-PMP together, prefers PCP, and falls back to
+    /// UPnP IGD when neither answers.
     #[arg(long, value_enum, default_value = "auto")]
     protocol: ProtocolChoice,
     /// Local UDP port to map (the external port asked for is the same).
@@ -63,13 +63,11 @@ pub fn run(args: &Args) -> ExitCode {
             pcp: false,
             natpmp: true,
         },
-        ProtocolChoice::Upnp => {
-            return fail(
-                args,
-                "UPnP IGD mapping is not available yet (only PCP and NAT-PMP are); \
-                 use --protocol auto, pcp or natpmp",
-            );
-        }
+        // UPnP has its own client; `None` selects it below.
+        ProtocolChoice::Upnp => Protocols {
+            pcp: false,
+            natpmp: false,
+        },
     };
     let options = PortmapOptions {
         gateway: args.gateway,
@@ -90,8 +88,21 @@ pub fn run(args: &Args) -> ExitCode {
         };
         let json = args.json;
         let flag = Arc::clone(&stop);
-        let mut worker =
-            tokio::task::spawn_blocking(move || run_portmap(&options, &flag, |e| report(json, e)));
+        let upnp_only = args.protocol == ProtocolChoice::Upnp;
+        let auto = args.protocol == ProtocolChoice::Auto;
+        let mut worker = tokio::task::spawn_blocking(move || {
+            if upnp_only {
+                return run_upnp(&options, &flag, |e| report(json, e));
+            }
+            let first = run_portmap(&options, &flag, |e| report(json, e));
+            // PCP > NAT-PMP > UPnP: UPnP only when neither of the others answered.
+            match first {
+                Ok(PortmapEvent::Failed(_)) if auto && !flag.load(Ordering::Relaxed) => {
+                    run_upnp(&options, &flag, |e| report(json, e))
+                }
+                other => other,
+            }
+        });
         let outcome = tokio::select! {
             done = &mut worker => done,
             name = signals.recv() => {
@@ -116,7 +127,12 @@ fn failure_text(args: &Args, reason: &str) -> String {
     let gateway = args
         .gateway
         .map_or_else(|| "the default gateway".to_string(), |g| g.to_string());
-    format!("{reason} (asked {gateway} port 5351)")
+    let asked = match args.protocol {
+        ProtocolChoice::Upnp => "with SSDP",
+        ProtocolChoice::Auto => "port 5351, then with SSDP",
+        _ => "port 5351",
+    };
+    format!("{reason} (asked {gateway} {asked})")
 }
 
 fn protocol_name(via: MappedVia) -> &'static str {

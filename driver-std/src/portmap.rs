@@ -1,19 +1,22 @@
 //! Port mapping on blocking sockets: finds the default gateway and pumps the core's PCP/NAT-PMP
-//! [`Client`] until it fails or is stopped (then it deletes the mapping).
+//! [`Client`] (or its [`UpnpClient`]) until it fails or is stopped (then it deletes the
+//! mapping).
 //!
 //! One UDP socket, bound to an ephemeral port, talks to the gateway's port 5351; the mapped port
 //! is the caller's own socket's, which this driver never touches. Announcements the gateway
 //! multicasts to port 5350 are not listened for: restarts are still noticed at the next renewal
 //! through the epoch rule.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use holepunch_core::portmap::client::{
     Client, ClientConfig, MAX_REQUEST_LEN, PortmapEvent, Protocols,
 };
+use holepunch_core::portmap::upnp::client::{HttpIo, UpnpAction, UpnpClient, UpnpConfig};
+use holepunch_core::portmap::upnp::http;
 use holepunch_core::portmap::{Protocol, RetryPolicy, SERVER_PORT};
 use holepunch_core::rng::Rng;
 
@@ -22,6 +25,8 @@ use crate::{Clock, os_seed};
 
 /// How often the loop looks at the stop flag while waiting.
 const STOP_POLL: Duration = Duration::from_millis(100);
+/// Connect, read and write timeout of one UPnP HTTP exchange.
+const HTTP_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to map, and how.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +113,108 @@ pub fn run_portmap(
         }
         client.handle_timeout(clock.now());
     }
+}
+
+/// Like [`run_portmap`], with UPnP IGD: SSDP on one UDP socket, then blocking TCP exchanges
+/// for the description and the SOAP actions (each bounded by the core's limits and timeouts).
+pub fn run_upnp(
+    options: &PortmapOptions,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(&PortmapEvent),
+) -> io::Result<PortmapEvent> {
+    let gateway = match options.gateway {
+        Some(g) => g,
+        None => IpAddr::V4(default_gateway()?),
+    };
+    let client_ip = local_ip_towards(SocketAddr::new(gateway, 1900))?;
+    let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
+    let clock = Clock::new();
+    let mut client = UpnpClient::new(
+        clock.now(),
+        UpnpConfig {
+            gateway: Some(gateway),
+            client_ip,
+            protocol: Protocol::Udp,
+            internal_port: options.port,
+            external_port: options.port,
+            lease: options.lifetime,
+            description: format!("holepunch {}", options.port),
+        },
+    );
+    let mut out = [0u8; 512];
+    let mut buf = [0u8; 2048];
+    let mut last = None;
+    let mut closing = false;
+    loop {
+        let now = clock.now();
+        if stop.load(Ordering::Relaxed) && !closing {
+            closing = true;
+            client.close(now);
+        }
+        while let Some(t) = client.poll_transmit(now, &mut out) {
+            socket.send_to(&out[..t.len], t.to)?;
+        }
+        while let Some(UpnpAction::Http {
+            token,
+            to,
+            request,
+            max_response,
+        }) = client.poll_action()
+        {
+            let answer = http_exchange(to, &request, max_response);
+            let io = match &answer {
+                Ok(bytes) => HttpIo::Response(bytes),
+                Err(_) => HttpIo::Failed,
+            };
+            client.handle_io(clock.now(), token, io);
+        }
+        while let Some(e) = client.poll_event() {
+            on_event(&e);
+            last = Some(e);
+        }
+        if client.is_done() {
+            return Ok(last.unwrap_or(PortmapEvent::Closed));
+        }
+        let wait = client
+            .poll_timeout()
+            .map_or(STOP_POLL, |t| clock.until(t))
+            .clamp(Duration::from_millis(1), STOP_POLL);
+        socket.set_read_timeout(Some(wait))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        client.handle_timeout(clock.now());
+    }
+}
+
+/// One HTTP exchange: connect, send, read until the peer closes, the response is complete, or
+/// `max` bytes arrived.
+fn http_exchange(to: SocketAddr, request: &[u8], max: usize) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&to, HTTP_IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_IO_TIMEOUT))?;
+    stream.write_all(request)?;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while data.len() <= max {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&chunk[..n]);
+        if http::read_response(&data, max).is_ok() {
+            break;
+        }
+    }
+    Ok(data)
 }
 
 /// The IPv4 default gateway from /proc/net/route (Linux).
