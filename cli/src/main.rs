@@ -8,6 +8,7 @@ mod connect;
 mod demo;
 mod json;
 mod netcheck;
+mod portmap;
 mod signal;
 mod stun;
 mod stun_server;
@@ -47,6 +48,9 @@ enum Command {
     /// Connects to a peer through NATs (ICE) and copies stdin/stdout as UDP datagrams (delivery
     /// not guaranteed; a reliable, encrypted stream mode is planned).
     Connect(connect::Args),
+    /// Maps a local UDP port on the gateway (PCP, NAT-PMP or UPnP IGD), keeps it renewed until
+    /// SIGINT or SIGTERM, then deletes it.
+    Portmap(portmap::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Netcheck(args) => netcheck::run(&args),
         Command::Signal(args) => signal::run(&args),
         Command::Connect(args) => connect::run(&args),
+        Command::Portmap(args) => portmap::run(&args),
     }
 }
 

@@ -12,8 +12,11 @@ extern crate alloc;
 extern crate std;
 
 pub mod demux;
+pub mod dns;
 pub mod ice;
+pub mod nat64;
 pub mod netcheck;
+pub mod portmap;
 pub mod punch;
 pub mod rng;
 pub mod stun;

@@ -9,16 +9,28 @@ use std::path::{Path, PathBuf};
 mod checks;
 #[path = "../../fuzz/src/server_checks.rs"]
 mod server_checks;
+#[path = "../../fuzz/src/nat64_checks.rs"]
+mod nat64_checks;
+#[path = "../../fuzz/src/portmap_checks.rs"]
+mod portmap_checks;
+#[path = "../../fuzz/src/upnp_checks.rs"]
+mod upnp_checks;
 
 /// What a fuzz target runs on one input.
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 10] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
     ("stun_server", server_checks::check_server),
+    ("dns_answer", nat64_checks::check_dns_answer),
+    ("natpmp_response", portmap_checks::check_natpmp),
+    ("pcp_response", portmap_checks::check_pcp),
+    ("upnp_ssdp", upnp_checks::check_ssdp),
+    ("upnp_http", upnp_checks::check_http),
+    ("upnp_xml", upnp_checks::check_xml),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -23,6 +23,7 @@
 
 pub mod ice;
 pub mod netcheck;
+pub mod portmap;
 pub mod server;
 
 pub use server::{

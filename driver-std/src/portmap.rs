@@ -1,0 +1,332 @@
+//! Port mapping on blocking sockets: finds the default gateway and pumps the core's PCP/NAT-PMP
+//! [`Client`] (or its [`UpnpClient`]) until it fails or is stopped (then it deletes the
+//! mapping).
+//!
+//! One UDP socket, bound to an ephemeral port, talks to the gateway's port 5351; the mapped port
+//! is the caller's own socket's, which this driver never touches. Announcements the gateway
+//! multicasts to port 5350 are not listened for: restarts are still noticed at the next renewal
+//! through the epoch rule.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use holepunch_core::portmap::client::{
+    Client, ClientConfig, MAX_REQUEST_LEN, PortmapEvent, Protocols,
+};
+use holepunch_core::portmap::upnp::client::{HttpIo, UpnpAction, UpnpClient, UpnpConfig};
+use holepunch_core::portmap::upnp::http;
+use holepunch_core::portmap::{Protocol, RetryPolicy, SERVER_PORT};
+use holepunch_core::rng::Rng;
+
+use crate::netcheck::local_ip_towards;
+use crate::{Clock, os_seed};
+
+/// How often the loop looks at the stop flag while waiting.
+const STOP_POLL: Duration = Duration::from_millis(100);
+/// Connect, read and write timeout of one UPnP HTTP exchange.
+const HTTP_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to map, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct PortmapOptions {
+    /// The gateway; `None` reads the default route from /proc/net/route.
+    pub gateway: Option<IpAddr>,
+    /// The local UDP port to map.
+    pub port: u16,
+    /// Requested lifetime.
+    pub lifetime: Duration,
+    /// Which protocols to try.
+    pub protocols: Protocols,
+}
+
+/// Maps `options.port` and keeps it mapped until `stop` is raised or the client fails, handing
+/// every event to `on_event`. Returns the last event: [`PortmapEvent::Closed`] after a stop, or
+/// [`PortmapEvent::Failed`].
+pub fn run_portmap(
+    options: &PortmapOptions,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(&PortmapEvent),
+) -> io::Result<PortmapEvent> {
+    let gateway = match options.gateway {
+        Some(g) => g,
+        None => IpAddr::V4(default_gateway()?),
+    };
+    let server = SocketAddr::new(gateway, SERVER_PORT);
+    let client_ip = local_ip_towards(server)?;
+    let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
+    let clock = Clock::new();
+    let mut client = Client::new(
+        clock.now(),
+        &mut Rng::from_seed(os_seed()),
+        ClientConfig {
+            gateway,
+            client_ip,
+            protocol: Protocol::Udp,
+            internal_port: options.port,
+            suggested_external_port: options.port,
+            lifetime: options.lifetime,
+            protocols: options.protocols,
+            retry: RetryPolicy::default(),
+        },
+    );
+    let mut out = [0u8; MAX_REQUEST_LEN];
+    let mut buf = [0u8; 1100];
+    let mut last = None;
+    let mut closing = false;
+    loop {
+        let now = clock.now();
+        if stop.load(Ordering::Relaxed) && !closing {
+            closing = true;
+            client.close(now);
+        }
+        while let Some(t) = client.poll_transmit(now, &mut out) {
+            socket.send_to(&out[..t.len], t.to)?;
+        }
+        while let Some(e) = client.poll_event() {
+            on_event(&e);
+            last = Some(e);
+        }
+        if client.is_done() {
+            return Ok(last.unwrap_or(PortmapEvent::Closed));
+        }
+        let wait = client
+            .poll_timeout()
+            .map_or(STOP_POLL, |t| clock.until(t))
+            .clamp(Duration::from_millis(1), STOP_POLL);
+        socket.set_read_timeout(Some(wait))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                // Rejected datagrams are the client's business (typed, ignored); keep going.
+                let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            // An ICMP port unreachable from a gateway without a PCP/NAT-PMP server: the retry
+            // schedule decides when to give up, as for silence.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
+        }
+        client.handle_timeout(clock.now());
+    }
+}
+
+/// Like [`run_portmap`], with UPnP IGD: SSDP on one UDP socket, then blocking TCP exchanges
+/// for the description and the SOAP actions (each bounded by the core's limits and timeouts).
+pub fn run_upnp(
+    options: &PortmapOptions,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(&PortmapEvent),
+) -> io::Result<PortmapEvent> {
+    let gateway = match options.gateway {
+        Some(g) => g,
+        None => IpAddr::V4(default_gateway()?),
+    };
+    let client_ip = local_ip_towards(SocketAddr::new(gateway, 1900))?;
+    let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
+    let clock = Clock::new();
+    let mut client = UpnpClient::new(
+        clock.now(),
+        UpnpConfig {
+            gateway: Some(gateway),
+            client_ip,
+            protocol: Protocol::Udp,
+            internal_port: options.port,
+            external_port: options.port,
+            lease: options.lifetime,
+            description: format!("holepunch {}", options.port),
+        },
+    );
+    let mut out = [0u8; 512];
+    let mut buf = [0u8; 2048];
+    let mut last = None;
+    let mut closing = false;
+    loop {
+        let now = clock.now();
+        if stop.load(Ordering::Relaxed) && !closing {
+            closing = true;
+            client.close(now);
+        }
+        while let Some(t) = client.poll_transmit(now, &mut out) {
+            socket.send_to(&out[..t.len], t.to)?;
+        }
+        while let Some(UpnpAction::Http {
+            token,
+            to,
+            request,
+            max_response,
+        }) = client.poll_action()
+        {
+            let answer = http_exchange(to, &request, max_response);
+            let io = match &answer {
+                Ok(bytes) => HttpIo::Response(bytes),
+                Err(_) => HttpIo::Failed,
+            };
+            client.handle_io(clock.now(), token, io);
+        }
+        while let Some(e) = client.poll_event() {
+            on_event(&e);
+            last = Some(e);
+        }
+        if client.is_done() {
+            return Ok(last.unwrap_or(PortmapEvent::Closed));
+        }
+        let wait = client
+            .poll_timeout()
+            .map_or(STOP_POLL, |t| clock.until(t))
+            .clamp(Duration::from_millis(1), STOP_POLL);
+        socket.set_read_timeout(Some(wait))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        client.handle_timeout(clock.now());
+    }
+}
+
+/// One HTTP exchange: connect, send, read until the peer closes, the response is complete, or
+/// `max` bytes arrived.
+fn http_exchange(to: SocketAddr, request: &[u8], max: usize) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&to, HTTP_IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_IO_TIMEOUT))?;
+    stream.write_all(request)?;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while data.len() <= max {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&chunk[..n]);
+        if http::read_response(&data, max).is_ok() {
+            break;
+        }
+    }
+    Ok(data)
+}
+
+/// The IPv4 default gateway from /proc/net/route (Linux).
+pub fn default_gateway() -> io::Result<Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/route")?;
+    default_gateway_in(&table).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no IPv4 default route with a gateway in /proc/net/route",
+        )
+    })
+}
+
+/// The gateway of the first default route (destination and mask 0, RTF_GATEWAY set) in the text
+/// of /proc/net/route, whose addresses are host-order hex.
+pub fn default_gateway_in(table: &str) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| f.get(i).and_then(|s| u32::from_str_radix(s, 16).ok());
+        let (dest, gw, flags, mask) = (hex(1)?, hex(2)?, hex(3)?, hex(7)?);
+        let default =
+            dest == 0 && mask == 0 && flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY;
+        // The kernel prints the network-order bytes as a native integer: little-endian here.
+        (default && gw != 0).then(|| Ipv4Addr::from(gw.to_le_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_is_read_from_proc_net_route() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            br-lan\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        assert_eq!(
+            default_gateway_in(table),
+            Some(Ipv4Addr::new(192, 168, 1, 1))
+        );
+        let no_default = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+            lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\n";
+        assert_eq!(default_gateway_in(no_default), None);
+        assert_eq!(default_gateway_in("garbage\nmore garbage here\n"), None);
+    }
+
+    /// The driver against a PCP gateway played by a thread on 127.0.0.151:5351 (loopback
+    /// only): maps, then on stop deletes with the creation nonce and reports Closed.
+    #[test]
+    fn maps_and_deletes_through_a_loopback_pcp_gateway() {
+        use holepunch_core::portmap::client::MappedVia;
+        use holepunch_core::portmap::pcp;
+        use std::sync::Arc;
+
+        let gw_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 151));
+        let gw = UdpSocket::bind(SocketAddr::new(gw_ip, SERVER_PORT)).expect("bind gateway");
+        gw.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let gateway = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1100];
+            for _ in 0..2 {
+                let (n, from) = gw.recv_from(&mut buf).expect("request within 5 s");
+                let req = pcp::MapRequest::parse(&buf[..n]).expect("PCP MAP");
+                let (bytes, len) = pcp::Response {
+                    opcode: pcp::OP_MAP,
+                    error: None,
+                    lifetime_secs: req.lifetime_secs,
+                    epoch: 1,
+                    map: Some(pcp::MapResponse {
+                        nonce: req.nonce,
+                        protocol: 17,
+                        internal_port: req.internal_port,
+                        external: "203.0.113.10:40000".parse().expect("addr"),
+                    }),
+                }
+                .encode();
+                gw.send_to(&bytes[..len], from).expect("answer");
+                seen.push(req);
+            }
+            seen
+        });
+        let options = PortmapOptions {
+            gateway: Some(gw_ip),
+            port: 40000,
+            lifetime: Duration::from_secs(120),
+            protocols: Protocols {
+                pcp: true,
+                natpmp: false,
+            },
+        };
+        let flag = Arc::clone(&stop);
+        let mut events = Vec::new();
+        let last = run_portmap(&options, &stop, |e| {
+            events.push(*e);
+            if matches!(e, PortmapEvent::Mapped { .. }) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+        .expect("runs");
+        assert_eq!(last, PortmapEvent::Closed);
+        assert!(matches!(
+            events[0],
+            PortmapEvent::Mapped { via: MappedVia::Pcp, external, .. }
+                if external == "203.0.113.10:40000".parse().expect("addr")
+        ));
+        let seen = gateway.join().expect("gateway thread");
+        assert_eq!(seen[0].lifetime_secs, 120);
+        assert_eq!(seen[1].lifetime_secs, 0, "the second request deletes");
+        assert_eq!(seen[0].nonce, seen[1].nonce);
+    }
+}
