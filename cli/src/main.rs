@@ -8,6 +8,7 @@ mod connect;
 mod demo;
 mod json;
 mod netcheck;
+mod relay;
 mod signal;
 mod stun;
 mod stun_server;
@@ -47,6 +48,8 @@ enum Command {
     /// Connects to a peer through NATs (ICE) and copies stdin/stdout as UDP datagrams (delivery
     /// not guaranteed; a reliable, encrypted stream mode is planned).
     Connect(connect::Args),
+    /// Serves TURN (RFC 8656) over UDP and TCP: the relay for peers with no direct path.
+    Relay(relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Netcheck(args) => netcheck::run(&args),
         Command::Signal(args) => signal::run(&args),
         Command::Connect(args) => connect::run(&args),
+        Command::Relay(args) => relay::run(&args),
     }
 }
 

@@ -377,13 +377,9 @@ fn stale_and_forged_nonces_are_refused_and_the_client_recovers() {
     let old_nonce = nonce_of(&first_401);
 
     // A request with a forged nonce gets 438, not service.
-    let forged = signed_request(
-        ALLOCATE,
-        "00000000aaaaaaaaaaaaaaaa",
-        "bob",
-        "bobpass",
-        |b| attr::add_requested_transport(b, 17).expect("fits"),
-    );
+    let forged = signed_request(ALLOCATE, "AAAAAAAA", "bob", "bobpass", |b| {
+        attr::add_requested_transport(b, 17).expect("fits")
+    });
     net.server.handle_datagram(
         net.now,
         Via::Client(Transport::Udp),

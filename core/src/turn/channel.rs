@@ -14,19 +14,26 @@ pub const CHANNEL_HEADER_LEN: usize = 4;
 /// 16 bits and a multiple of 4), which bounds a stream reader's buffer.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + 0xFFFC;
 
-/// A channel number in the range RFC 8656 §12 allows: 0x4000 through 0x4FFF.
+/// A channel number: 0x4000 through 0x7FFF.
+///
+/// RFC 8656 §12 narrowed the range to 0x4000–0x4FFF and reserved the rest, but RFC 5766
+/// clients still use it (coturn's `turnutils_uclient` binds 0x6E1C) and coturn accepts them, so
+/// parsing accepts the old range; our client only ever picks from the new one
+/// ([`ChannelNumber::MIN`]..=[`ChannelNumber::MAX`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelNumber(u16);
 
 impl ChannelNumber {
     /// The lowest valid channel number.
     pub const MIN: ChannelNumber = ChannelNumber(0x4000);
-    /// The highest valid channel number.
+    /// The highest channel number RFC 8656 allows (what our client picks from).
     pub const MAX: ChannelNumber = ChannelNumber(0x4FFF);
+    /// The highest channel number RFC 5766 allowed (what servers accept).
+    pub const MAX_LEGACY: ChannelNumber = ChannelNumber(0x7FFF);
 
-    /// A channel number, or `None` outside 0x4000–0x4FFF.
+    /// A channel number, or `None` outside 0x4000–0x7FFF.
     pub const fn new(n: u16) -> Option<Self> {
-        if n >= 0x4000 && n <= 0x4FFF {
+        if n >= 0x4000 && n <= 0x7FFF {
             Some(ChannelNumber(n))
         } else {
             None
@@ -46,8 +53,8 @@ pub enum ChannelError {
     /// Shorter than the 4-byte header.
     #[error("{0} bytes is shorter than a ChannelData header")]
     TooShort(usize),
-    /// The first two bits are not 01 (RFC 7983), or the number is in the reserved 0x5000–0x7FFF.
-    #[error("channel number {0:#06x} is outside 0x4000-0x4FFF")]
+    /// The first two bits are not 01 (RFC 7983).
+    #[error("channel number {0:#06x} is outside 0x4000-0x7FFF")]
     BadChannel(u16),
     /// The length field claims more data than follows the header.
     #[error("length field says {declared} bytes but {actual} follow")]
@@ -182,8 +189,8 @@ pub enum FrameError {
     /// A STUN length that is not a multiple of four.
     #[error("STUN length {0} is not a multiple of 4")]
     UnalignedStun(usize),
-    /// ChannelData on a reserved channel number.
-    #[error("channel number {0:#06x} is outside 0x4000-0x4FFF")]
+    /// ChannelData on an invalid channel number.
+    #[error("channel number {0:#06x} is outside 0x4000-0x7FFF")]
     BadChannel(u16),
 }
 
@@ -220,11 +227,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_range_is_0x4000_to_0x4fff() {
+    fn channel_range_is_0x4000_to_0x7fff() {
         assert!(ChannelNumber::new(0x3FFF).is_none());
         assert!(ChannelNumber::new(0x4000).is_some());
         assert!(ChannelNumber::new(0x4FFF).is_some());
-        assert!(ChannelNumber::new(0x5000).is_none());
+        assert!(ChannelNumber::new(0x6E1C).is_some());
+        assert!(ChannelNumber::new(0x8000).is_none());
     }
 
     #[test]
@@ -264,8 +272,8 @@ mod tests {
             })
         );
         assert_eq!(
-            ChannelData::parse(b"\x50\x00\x00\x00"),
-            Err(ChannelError::BadChannel(0x5000))
+            ChannelData::parse(b"\x80\x00\x00\x00"),
+            Err(ChannelError::BadChannel(0x8000))
         );
         assert_eq!(
             ChannelData::parse(b"\x40\x00\xff\xff"),
@@ -296,10 +304,6 @@ mod tests {
         assert_eq!(
             frame_len(b"\x80\x01\x00\x00"),
             Err(FrameError::UnknownFrame(0x80))
-        );
-        assert_eq!(
-            frame_len(b"\x60\x00\x00\x00"),
-            Err(FrameError::BadChannel(0x6000))
         );
         assert_eq!(
             frame_len(b"\x4f\xff\xff\xff"),

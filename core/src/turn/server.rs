@@ -135,6 +135,8 @@ pub enum ServerAction {
         id: AllocationId,
         /// Whether the client asked for an IPv6 relayed address.
         ipv6: bool,
+        /// Whether the port must be even (EVEN-PORT, RFC 8656 §14.6).
+        even_port: bool,
     },
     /// Close the relayed socket at this address: its allocation is gone.
     CloseRelay {
@@ -163,8 +165,16 @@ pub struct ServerStats {
 const OUT_SLOTS: usize = 4;
 /// Each output slot holds the largest frame plus a Data indication's overhead.
 const OUT_SLOT_LEN: usize = MAX_FRAME_LEN + 64;
-/// Length of a nonce: 8 hex digits of expiry and 16 of MAC.
-const NONCE_LEN: usize = 24;
+/// Length of a nonce: 6 bytes (3 of expiry, 3 of MAC) in base64. Short on purpose: a 401 with
+/// FINGERPRINT (which coturn's `turnutils_uclient` insists on) and an 8-byte realm must fit in
+/// the smallest Allocate real clients send (uclient's: 60 bytes) without amplifying. Anyone
+/// can ask for a fresh nonce, so the MAC only stops a client from extending one's life; 24 bits
+/// (one guess per request) do that.
+const NONCE_LEN: usize = 8;
+/// Bytes of raw nonce: expiry and MAC.
+const NONCE_RAW_LEN: usize = 6;
+/// The expiry is kept modulo 2^24 seconds (194 days) and compared wrap-aware.
+const NONCE_CLOCK_MASK: u32 = 0x00FF_FFFF;
 
 /// The TURN server state machine.
 pub struct Server {
@@ -699,12 +709,18 @@ impl Server {
             Some(Ok(0x02)) => true,
             Some(_) => return Some(Outcome::Error(codes::ADDRESS_FAMILY_NOT_SUPPORTED)),
         };
-        if msg.find(turn_types::RESERVATION_TOKEN).is_some()
-            || msg.find(turn_types::EVEN_PORT).is_some()
-        {
-            // Port reservations are not offered (as with coturn's defaults for most setups).
+        if msg.find(turn_types::RESERVATION_TOKEN).is_some() {
+            // Port reservations (RFC 8656 §14.9) are not offered.
             return Some(Outcome::Error(codes::INSUFFICIENT_CAPACITY));
         }
+        // EVEN-PORT's R bit asks for a reservation of the next port too: not offered either.
+        let even_port = match msg.find(turn_types::EVEN_PORT) {
+            None => false,
+            Some(a) if a.value.first().is_some_and(|b| b & 0x80 != 0) => {
+                return Some(Outcome::Error(codes::INSUFFICIENT_CAPACITY));
+            }
+            Some(_) => true,
+        };
         let username = msg
             .text(types::USERNAME)
             .and_then(Result::ok)
@@ -742,6 +758,7 @@ impl Server {
                 generation: self.generation,
             },
             ipv6,
+            even_port,
         });
         None
     }
@@ -920,27 +937,27 @@ impl Server {
     /// A nonce: its expiry (seconds on the server's clock) and a MAC binding it to the client,
     /// so no nonce table is needed and a nonce cannot be replayed from another address.
     fn make_nonce(&self, now: Instant, client: SocketAddr, out: &mut [u8; NONCE_LEN]) {
-        let expiry = (now.as_micros() / 1_000_000) as u32 + self.config.nonce_lifetime_secs;
+        let expiry = (clock_secs(now) + self.config.nonce_lifetime_secs) & NONCE_CLOCK_MASK;
         let tag = self.nonce_tag(expiry, client);
-        hex(&expiry.to_be_bytes(), &mut out[..8]);
-        hex(&tag[..8], &mut out[8..]);
+        let mut raw = [0u8; NONCE_RAW_LEN];
+        raw[..3].copy_from_slice(&expiry.to_be_bytes()[1..]);
+        raw[3..].copy_from_slice(&tag[..3]);
+        base64_encode(&raw, out);
     }
 
     fn nonce_fresh(&self, now: Instant, client: SocketAddr, nonce: &str) -> bool {
-        let b = nonce.as_bytes();
-        if b.len() != NONCE_LEN {
+        let Some(raw) = base64_decode(nonce.as_bytes()) else {
             return false;
-        }
-        let mut raw = [0u8; 12];
-        if !unhex(b, &mut raw) {
-            return false;
-        }
-        let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        };
+        let expiry = u32::from_be_bytes([0, raw[0], raw[1], raw[2]]);
         let mut mac = self.nonce_key.clone();
         mac.update(&expiry.to_be_bytes());
         mac_client(&mut mac, client);
-        mac.verify_truncated_left(&raw[4..]).is_ok()
-            && u64::from(expiry) > now.as_micros() / 1_000_000
+        // Seconds left, modulo the clock's wrap: fresh while 1..=lifetime remain.
+        let left = expiry.wrapping_sub(clock_secs(now)) & NONCE_CLOCK_MASK;
+        mac.verify_truncated_left(&raw[3..]).is_ok()
+            && left > 0
+            && left <= self.config.nonce_lifetime_secs
     }
 
     fn nonce_tag(&self, expiry: u32, client: SocketAddr) -> [u8; 20] {
@@ -1043,7 +1060,7 @@ impl Server {
         key: Option<&IntegrityKey>,
         fingerprint: bool,
         limit: Option<usize>,
-        body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
+        body: impl Fn(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
     ) {
         let Some(slot) = self.claim_out_slot() else {
             return;
@@ -1055,8 +1072,8 @@ impl Server {
             None
         };
         let buf = &mut self.out[start..start + OUT_SLOT_LEN];
-        let built = (|| {
-            let mut b = MessageBuilder::new(buf, class, method, tid)?;
+        let mut build = |fingerprint: bool| {
+            let mut b = MessageBuilder::new(&mut *buf, class, method, tid)?;
             body(&mut b)?;
             if let Some(s) = software {
                 b.add(&Attribute::Software(s))?;
@@ -1068,7 +1085,14 @@ impl Server {
                 b.add_fingerprint()?;
             }
             Ok::<usize, EncodeError>(b.finish())
-        })();
+        };
+        let mut built = build(fingerprint);
+        // FINGERPRINT is optional in answers: drop it before dropping the answer.
+        if let (Ok(len), Some(l)) = (built, limit) {
+            if len > l && fingerprint {
+                built = build(false);
+            }
+        }
         match built {
             Ok(len) if limit.is_none_or(|l| len <= l) => {
                 self.out_queue
@@ -1173,30 +1197,37 @@ fn mac_client(mac: &mut Hmac<Sha1>, client: SocketAddr) {
     mac.update(&client.port().to_be_bytes());
 }
 
-fn hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The raw nonce as base64 (6 bytes make 8 characters, no padding).
+fn base64_encode(raw: &[u8; NONCE_RAW_LEN], out: &mut [u8; NONCE_LEN]) {
+    for (chunk, o) in raw.chunks(3).zip(out.chunks_mut(4)) {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        for (i, c) in o.iter_mut().enumerate() {
+            *c = BASE64[((n >> (18 - 6 * i)) & 63) as usize];
+        }
     }
 }
 
-fn unhex(text: &[u8], out: &mut [u8]) -> bool {
-    if text.len() != 2 * out.len() {
-        return false;
+fn base64_decode(text: &[u8]) -> Option<[u8; NONCE_RAW_LEN]> {
+    if text.len() != NONCE_LEN {
+        return None;
     }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    for (i, o) in out.iter_mut().enumerate() {
-        match (digit(text[2 * i]), digit(text[2 * i + 1])) {
-            (Some(h), Some(l)) => *o = (h << 4) | l,
-            _ => return false,
+    let digit = |c: u8| BASE64.iter().position(|&b| b == c).map(|p| p as u32);
+    let mut raw = [0u8; NONCE_RAW_LEN];
+    for (chunk, o) in text.chunks(4).zip(raw.chunks_mut(3)) {
+        let mut n = 0u32;
+        for &c in chunk {
+            n = (n << 6) | digit(c)?;
         }
+        o.copy_from_slice(&n.to_be_bytes()[1..]);
     }
-    true
+    Some(raw)
+}
+
+/// Whole seconds on the server's clock, modulo the nonce clock's wrap.
+fn clock_secs(now: Instant) -> u32 {
+    (now.as_micros() / 1_000_000) as u32 & NONCE_CLOCK_MASK
 }
 
 fn reason(code: u16) -> &'static str {
