@@ -7,15 +7,20 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
+#[path = "../../fuzz/src/turn_checks.rs"]
+mod turn_checks;
 
 /// What a fuzz target runs on one input.
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 3] = [
+const TARGETS: [(&str, Check); 6] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
+    ("turn_channel", turn_checks::check_channel),
+    ("turn_message", turn_checks::check_message),
+    ("turn_server", turn_checks::check_server),
 ];
 
 fn corpus_root() -> PathBuf {

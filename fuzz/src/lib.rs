@@ -2,3 +2,4 @@
 //! `checks.rs` directly so a plain `cargo test` replays the corpus through the same code.
 
 pub mod checks;
+pub mod turn_checks;
