@@ -9,6 +9,7 @@ mod demo;
 mod json;
 mod netcheck;
 mod portmap;
+mod relay;
 mod signal;
 mod stun;
 mod stun_server;
@@ -51,6 +52,8 @@ enum Command {
     /// Maps a local UDP port on the gateway (PCP, NAT-PMP or UPnP IGD), keeps it renewed until
     /// SIGINT or SIGTERM, then deletes it.
     Portmap(portmap::Args),
+    /// Serves TURN (RFC 8656) over UDP and TCP: the relay for peers with no direct path.
+    Relay(relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Signal(args) => signal::run(&args),
         Command::Connect(args) => connect::run(&args),
         Command::Portmap(args) => portmap::run(&args),
+        Command::Relay(args) => relay::run(&args),
     }
 }
 

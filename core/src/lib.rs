@@ -22,6 +22,7 @@ pub mod rng;
 pub mod stun;
 pub mod time;
 pub mod transmit;
+pub mod turn;
 
 pub use time::{Duration, Instant};
 pub use transmit::Transmit;

@@ -15,12 +15,14 @@ mod nat64_checks;
 mod portmap_checks;
 #[path = "../../fuzz/src/upnp_checks.rs"]
 mod upnp_checks;
+#[path = "../../fuzz/src/turn_checks.rs"]
+mod turn_checks;
 
 /// What a fuzz target runs on one input.
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 10] = [
+const TARGETS: [(&str, Check); 13] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
@@ -31,6 +33,9 @@ const TARGETS: [(&str, Check); 10] = [
     ("upnp_ssdp", upnp_checks::check_ssdp),
     ("upnp_http", upnp_checks::check_http),
     ("upnp_xml", upnp_checks::check_xml),
+    ("turn_channel", turn_checks::check_channel),
+    ("turn_message", turn_checks::check_message),
+    ("turn_server", turn_checks::check_server),
 ];
 
 fn corpus_root() -> PathBuf {

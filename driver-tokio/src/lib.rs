@@ -25,6 +25,7 @@
 //! ```
 
 pub mod ice;
+pub mod relay;
 pub mod signal;
 pub mod signalling;
 

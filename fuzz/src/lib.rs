@@ -5,4 +5,5 @@ pub mod checks;
 pub mod nat64_checks;
 pub mod portmap_checks;
 pub mod server_checks;
+pub mod turn_checks;
 pub mod upnp_checks;

@@ -1,0 +1,757 @@
+//! A sans-IO TURN client: one allocation on one server (RFC 8656).
+//!
+//! The client allocates a relayed address with long-term credentials, keeps it alive with
+//! Refresh, installs a permission and a channel for every peer it is told about, keeps those
+//! fresh (CreatePermission every 4 minutes, before RFC 8656's 5; ChannelBind every 9, before 10),
+//! and wraps application data as ChannelData once a channel is bound, as a Send indication
+//! before that or if binding fails. `close` deallocates (Refresh with LIFETIME 0).
+//!
+//! Requests run on the STUN transaction table ([`crate::stun::client::Client`]), which brings
+//! RFC 8489 retransmission over UDP, the 401 → REALM/NONCE → retry flow, and 438 stale-nonce
+//! retries. Over TCP and TLS requests are sent once and time out after 39.5 s (RFC 8489 §6.2.2).
+//!
+//! Pumped like every holepunch state machine: `handle_datagram` / `handle_timeout` in,
+//! `poll_transmit` / `poll_event` / `poll_timeout` out, with the caller's `now`. The data path
+//! (`send_to`, ChannelData and Data indications in `handle_datagram`) allocates nothing.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
+
+use super::attr::{self, types as turn_types};
+use super::channel::{ChannelData, ChannelNumber, looks_like_channel_data};
+use super::{
+    ALLOCATE, CHANNEL_BIND, CHANNEL_LIFETIME_SECS, CREATE_PERMISSION, DATA, DEFAULT_LIFETIME_SECS,
+    PERMISSION_LIFETIME_SECS, PROTOCOL_UDP, REFRESH, SEND, Transport,
+};
+use crate::Transmit;
+use crate::stun::client::{
+    Client as StunClient, ClientConfig as StunConfig, ClientError as StunError,
+    ClientEvent as StunEvent, LongTermCredentials, TransactionError,
+};
+use crate::stun::{Class, EncodeError, Message, MessageBuilder, TransactionId};
+use crate::time::{Duration, Instant};
+
+/// How the client reaches its server and who it is.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The TURN server's address.
+    pub server: SocketAddr,
+    /// The transport to the server; the driver owns the socket or stream.
+    pub transport: Transport,
+    /// Long-term credential username (for REST credentials, `EXPIRY:USER`).
+    pub username: String,
+    /// Long-term credential password.
+    pub password: String,
+    /// LIFETIME to ask for, in seconds (the server may grant less).
+    pub lifetime_secs: u32,
+    /// How many peers (permission + channel each) the allocation can hold.
+    pub max_peers: usize,
+    /// SOFTWARE sent in every request. It also makes the first Allocate large enough that a
+    /// server bounding unauthenticated answers by the request's size can send its 401.
+    pub software: Option<&'static str>,
+}
+
+impl ClientConfig {
+    /// A configuration with RFC 8656 defaults for `server` and the given credentials.
+    pub fn new(server: SocketAddr, transport: Transport, username: &str, password: &str) -> Self {
+        ClientConfig {
+            server,
+            transport,
+            username: username.into(),
+            password: password.into(),
+            lifetime_secs: DEFAULT_LIFETIME_SECS,
+            max_peers: 16,
+            software: Some(SOFTWARE),
+        }
+    }
+}
+
+/// Why a call on the client could not be carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// There is no allocation (yet, or any more).
+    #[error("no allocation")]
+    NotAllocated,
+    /// `allocate` was called twice.
+    #[error("already allocating or allocated")]
+    AlreadyStarted,
+    /// The peer table is full (`max_peers`).
+    #[error("peer table full")]
+    TooManyPeers,
+    /// `send_to` to a peer that was never added.
+    #[error("no permission for that peer")]
+    NoPermission,
+    /// Too many requests in flight.
+    #[error("too many transactions in flight")]
+    Busy,
+    /// The output buffer is too small or the payload too large.
+    #[error("message does not fit: {0}")]
+    Encode(#[from] EncodeError),
+    /// ChannelData could not be written.
+    #[error(transparent)]
+    Channel(#[from] super::channel::ChannelError),
+}
+
+/// Why an allocation, permission or channel failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TurnError {
+    /// No response after all retransmissions.
+    #[error("timed out")]
+    TimedOut,
+    /// Credentials missing or refused.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The server answered with this error code (e.g. 403, 437, 486, 508).
+    #[error("rejected with error {code}")]
+    Rejected {
+        /// The ERROR-CODE.
+        code: u16,
+    },
+    /// Too many 401/438 retries or redirects.
+    #[error("too many authentication retries")]
+    TooManyRetries,
+    /// A success response without what its method requires (XOR-RELAYED-ADDRESS).
+    #[error("malformed response")]
+    MalformedResponse,
+    /// The allocation's lifetime ran out before a Refresh succeeded.
+    #[error("allocation expired")]
+    Expired,
+}
+
+impl From<TransactionError> for TurnError {
+    fn from(e: TransactionError) -> Self {
+        match e {
+            TransactionError::TimedOut => TurnError::TimedOut,
+            TransactionError::Rejected { code } => TurnError::Rejected { code },
+            TransactionError::Unauthorized => TurnError::Unauthorized,
+            TransactionError::TooManyRetries => TurnError::TooManyRetries,
+            _ => TurnError::MalformedResponse,
+        }
+    }
+}
+
+/// What happened, for the application (no heap data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The allocation exists: peers reach us at `relayed`.
+    Allocated {
+        /// The relayed transport address (XOR-RELAYED-ADDRESS).
+        relayed: SocketAddr,
+        /// Our address as the server sees it (XOR-MAPPED-ADDRESS), if sent.
+        mapped: Option<SocketAddr>,
+        /// The lifetime the server granted.
+        lifetime: Duration,
+        /// Round-trip time of the final Allocate exchange (for choosing the nearest server).
+        rtt: Duration,
+    },
+    /// A Refresh extended the allocation.
+    Refreshed {
+        /// The lifetime the server granted.
+        lifetime: Duration,
+    },
+    /// A permission for `peer` is installed (or refreshed).
+    PermissionCreated {
+        /// The peer's IP address.
+        peer: IpAddr,
+    },
+    /// A channel to `peer` is bound (or refreshed): data now travels as ChannelData.
+    ChannelBound {
+        /// The peer.
+        peer: SocketAddr,
+        /// Its channel.
+        channel: ChannelNumber,
+    },
+    /// A permission or channel request for `peer` failed; data to it falls back to Send
+    /// indications (channel) or is dropped by the server (permission).
+    PeerFailed {
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        error: TurnError,
+    },
+    /// The allocation could not be made, or was lost; the client is finished.
+    Failed {
+        /// Why.
+        error: TurnError,
+    },
+    /// `close` finished: the allocation is released (or was never made).
+    Deallocated,
+}
+
+/// What a datagram from the server was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// A TURN response or something the client handled or dropped.
+    Consumed,
+    /// Application data a peer sent through the relay (ChannelData or a Data indication).
+    Data {
+        /// The peer that sent it.
+        peer: SocketAddr,
+        /// The data, borrowed from the datagram.
+        payload: &'a [u8],
+    },
+    /// Not TURN, or not from our server: for the caller to handle.
+    Unrecognized,
+}
+
+/// The allocation's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// `allocate` not called yet.
+    Idle,
+    /// Allocate in flight.
+    Allocating,
+    /// Relayed address in use.
+    Allocated,
+    /// Deallocation in flight.
+    Closing,
+    /// Finished: deallocated or failed.
+    Closed,
+}
+
+/// SOFTWARE our requests carry. Its length is deliberate: servers that never answer an
+/// unauthenticated request with more bytes than it had (ours) need room for REALM and NONCE
+/// in the 401, and SOFTWARE is the one attribute every server accepts (PADDING is
+/// comprehension-required). 48 bytes leave room for a 24-byte realm and a 24-byte nonce.
+pub const SOFTWARE: &str = "holepunch TURN client (RFC 8656 relay fallback)";
+
+/// How often a failed or refused refresh is retried when the table is busy.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+/// Refresh permissions this long after installing them (lifetime 300 s).
+const PERMISSION_REFRESH: Duration = Duration::from_secs(PERMISSION_LIFETIME_SECS as u64 - 60);
+/// Refresh channels this long after binding them (lifetime 600 s).
+const CHANNEL_REFRESH: Duration = Duration::from_secs(CHANNEL_LIFETIME_SECS as u64 - 60);
+
+/// Most events held for the application before the oldest is dropped.
+const MAX_QUEUED_EVENTS: usize = 256;
+
+/// A TURN client for one allocation.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    stun: StunClient,
+    state: State,
+    relayed: Option<SocketAddr>,
+    mapped: Option<SocketAddr>,
+    /// When the allocation expires and when to refresh it.
+    expires: Instant,
+    refresh_at: Instant,
+    peers: Vec<Peer>,
+    /// Transactions in flight and what they were for; bounded by the STUN table's size.
+    pending: Vec<(TransactionId, Op)>,
+    events: VecDeque<ClientEvent>,
+    /// What the response being handled carried beyond what the STUN table reports.
+    stash: Stash,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    addr: SocketAddr,
+    channel: ChannelNumber,
+    permission: Refresh,
+    binding: Refresh,
+}
+
+/// The state of a refreshed thing (allocation, permission, channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refresh {
+    /// Not installed; retry at this time (FAR_FUTURE = never).
+    Absent { retry_at: Instant },
+    /// A request is in flight; `ready` says whether the previous one is still valid.
+    Pending { ready: bool },
+    /// Installed; refresh at this time.
+    Ready { refresh_at: Instant },
+}
+
+impl Refresh {
+    fn is_ready(self) -> bool {
+        matches!(
+            self,
+            Refresh::Ready { .. } | Refresh::Pending { ready: true }
+        )
+    }
+
+    fn due(self) -> Instant {
+        match self {
+            Refresh::Absent { retry_at } => retry_at,
+            Refresh::Pending { .. } => Instant::FAR_FUTURE,
+            Refresh::Ready { refresh_at } => refresh_at,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Allocate,
+    Refresh,
+    Deallocate,
+    Permission(usize),
+    Channel(usize),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Stash {
+    relayed: Option<SocketAddr>,
+    lifetime: Option<u32>,
+}
+
+impl Client {
+    /// A client for `config`; `seed` drives transaction ids (draw it from the OS in drivers).
+    pub fn new(config: ClientConfig, seed: u64) -> Self {
+        let stream = config.transport.is_stream();
+        let stun_config = StunConfig {
+            // One send over streams, and RFC 8489's 39.5 s wait (79 × 500 ms).
+            max_sends: if stream { 1 } else { 7 },
+            last_wait_factor: if stream { 79 } else { 16 },
+            max_transactions: 8 + 2 * config.max_peers.max(1),
+            software: config.software,
+            credentials: Some(LongTermCredentials {
+                username: config.username.clone(),
+                password: config.password.clone(),
+            }),
+            ..StunConfig::default()
+        };
+        let max_peers = config
+            .max_peers
+            .max(1)
+            .min(usize::from(ChannelNumber::MAX.get() - ChannelNumber::MIN.get()) + 1);
+        Client {
+            stun: StunClient::new(stun_config.clone(), seed),
+            pending: Vec::with_capacity(stun_config.max_transactions),
+            peers: Vec::with_capacity(max_peers),
+            events: VecDeque::with_capacity(MAX_QUEUED_EVENTS),
+            config: ClientConfig {
+                max_peers,
+                ..config
+            },
+            state: State::Idle,
+            relayed: None,
+            mapped: None,
+            expires: Instant::FAR_FUTURE,
+            refresh_at: Instant::FAR_FUTURE,
+            stash: Stash::default(),
+        }
+    }
+
+    /// The server this client talks to.
+    pub fn server(&self) -> SocketAddr {
+        self.config.server
+    }
+
+    /// The transport to the server.
+    pub fn transport(&self) -> Transport {
+        self.config.transport
+    }
+
+    /// Where the allocation stands.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The relayed address, once allocated.
+    pub fn relayed_address(&self) -> Option<SocketAddr> {
+        self.relayed.filter(|_| self.state == State::Allocated)
+    }
+
+    /// Our address as the server saw it, once allocated.
+    pub fn mapped_address(&self) -> Option<SocketAddr> {
+        self.mapped
+    }
+
+    /// The channel bound to `peer`, if its ChannelBind has succeeded.
+    pub fn channel(&self, peer: SocketAddr) -> Option<ChannelNumber> {
+        self.peers
+            .iter()
+            .find(|p| p.addr == peer && p.binding.is_ready())
+            .map(|p| p.channel)
+    }
+
+    /// Starts the allocation (Allocate with REQUESTED-TRANSPORT UDP and LIFETIME).
+    pub fn allocate(&mut self, now: Instant) -> Result<(), ClientError> {
+        if self.state != State::Idle {
+            return Err(ClientError::AlreadyStarted);
+        }
+        self.start(now, Op::Allocate)?;
+        self.state = State::Allocating;
+        Ok(())
+    }
+
+    /// Adds `peer`: installs a permission for its IP and binds a channel to it, both kept
+    /// fresh until `close`. Data can be sent to it at once (as Send indications until the
+    /// channel is bound). Adding a known peer is a no-op that returns its channel.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+    ) -> Result<ChannelNumber, ClientError> {
+        if let Some(p) = self.peers.iter().find(|p| p.addr == peer) {
+            return Ok(p.channel);
+        }
+        if self.state != State::Allocated {
+            return Err(ClientError::NotAllocated);
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return Err(ClientError::TooManyPeers);
+        }
+        let index = self.peers.len();
+        // index < max_peers <= 4096, so the channel stays inside 0x4000..=0x4FFF.
+        let channel = ChannelNumber::new(ChannelNumber::MIN.get() + index as u16)
+            .ok_or(ClientError::TooManyPeers)?;
+        self.peers.push(Peer {
+            addr: peer,
+            channel,
+            permission: Refresh::Absent { retry_at: now },
+            binding: Refresh::Absent { retry_at: now },
+        });
+        self.refresh_peers(now);
+        Ok(channel)
+    }
+
+    /// Wraps `payload` for `peer` into `out` (ChannelData on a bound channel, else a Send
+    /// indication) and returns the transmit to the server.
+    pub fn send_to(
+        &mut self,
+        peer: SocketAddr,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<Transmit, ClientError> {
+        if self.state != State::Allocated {
+            return Err(ClientError::NotAllocated);
+        }
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.addr == peer)
+            .ok_or(ClientError::NoPermission)?;
+        let len = if p.binding.is_ready() {
+            let msg = ChannelData {
+                channel: p.channel,
+                data: payload,
+            };
+            msg.encode(out, self.config.transport.is_stream())?
+        } else {
+            // Indications need no random id: the server ignores it (RFC 8656 §11.1).
+            let mut b = MessageBuilder::new(out, Class::Indication, SEND, TransactionId([0; 12]))?;
+            attr::add_xor_address(&mut b, turn_types::XOR_PEER_ADDRESS, peer)?;
+            attr::add_data(&mut b, payload)?;
+            b.finish()
+        };
+        Ok(Transmit {
+            from: None,
+            to: self.config.server,
+            len,
+        })
+    }
+
+    /// Releases the allocation (Refresh with LIFETIME 0); `Deallocated` follows.
+    pub fn close(&mut self, now: Instant) {
+        for (id, _) in self.pending.drain(..) {
+            self.stun.cancel(id);
+        }
+        if self.state == State::Allocated && self.start(now, Op::Deallocate).is_ok() {
+            self.state = State::Closing;
+            return;
+        }
+        if self.state != State::Closed {
+            self.finish(ClientEvent::Deallocated);
+        }
+    }
+
+    /// Feeds bytes received from `from`: a datagram over UDP, or one frame (see
+    /// [`super::channel::frame_len`]) over TCP/TLS.
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &'a [u8],
+    ) -> Received<'a> {
+        // ChannelData and indications are trusted only from our server's address.
+        if from != self.config.server {
+            return Received::Unrecognized;
+        }
+        if looks_like_channel_data(datagram) {
+            let Ok(msg) = ChannelData::parse(datagram) else {
+                return Received::Consumed;
+            };
+            return match self.peers.iter().find(|p| p.channel == msg.channel) {
+                Some(p) => Received::Data {
+                    peer: p.addr,
+                    payload: msg.data,
+                },
+                None => Received::Consumed,
+            };
+        }
+        let Ok(msg) = Message::parse(datagram) else {
+            return Received::Unrecognized;
+        };
+        if msg.class() == Class::Indication {
+            if msg.method() != DATA || self.state != State::Allocated {
+                return Received::Consumed;
+            }
+            let peer =
+                attr::xor_address_attr(&msg, turn_types::XOR_PEER_ADDRESS).and_then(Result::ok);
+            return match (peer, attr::data(&msg)) {
+                (Some(peer), Some(payload))
+                    if self.peers.iter().any(|p| p.addr.ip() == peer.ip()) =>
+                {
+                    Received::Data { peer, payload }
+                }
+                _ => Received::Consumed,
+            };
+        }
+        self.stash = Stash {
+            relayed: attr::xor_address_attr(&msg, turn_types::XOR_RELAYED_ADDRESS)
+                .and_then(Result::ok),
+            lifetime: attr::lifetime(&msg).and_then(Result::ok),
+        };
+        let consumed = self.stun.handle_datagram(now, from, datagram);
+        self.drain_stun(now);
+        self.stash = Stash::default();
+        if consumed {
+            Received::Consumed
+        } else {
+            Received::Unrecognized
+        }
+    }
+
+    /// Runs timers: retransmissions, refreshes, expiry. Early calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.stun.handle_timeout(now);
+        self.drain_stun(now);
+        if self.state != State::Allocated {
+            return;
+        }
+        if now >= self.expires {
+            self.fail(TurnError::Expired);
+            return;
+        }
+        if now >= self.refresh_at {
+            match self.start(now, Op::Refresh) {
+                Ok(()) => self.refresh_at = Instant::FAR_FUTURE,
+                Err(_) => self.refresh_at = now + BUSY_RETRY,
+            }
+        }
+        self.refresh_peers(now);
+    }
+
+    /// The next request (or retransmission) to send, written into `out` (1280 bytes suffice).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        self.stun.poll_transmit(now, out)
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` is next needed; `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.stun.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
+        if self.state == State::Allocated {
+            next = next.min(self.refresh_at).min(self.expires);
+            for p in &self.peers {
+                next = next.min(p.permission.due()).min(p.binding.due());
+            }
+        }
+        (next != Instant::FAR_FUTURE).then_some(next)
+    }
+
+    fn refresh_peers(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            let p = self.peers[i];
+            if p.permission.due() <= now {
+                self.peers[i].permission = match self.start(now, Op::Permission(i)) {
+                    Ok(()) => Refresh::Pending {
+                        ready: p.permission.is_ready(),
+                    },
+                    Err(_) => Refresh::Absent {
+                        retry_at: now + BUSY_RETRY,
+                    },
+                };
+            }
+            if p.binding.due() <= now {
+                self.peers[i].binding = match self.start(now, Op::Channel(i)) {
+                    Ok(()) => Refresh::Pending {
+                        ready: p.binding.is_ready(),
+                    },
+                    Err(_) => Refresh::Absent {
+                        retry_at: now + BUSY_RETRY,
+                    },
+                };
+            }
+        }
+    }
+
+    /// Starts the request for `op`.
+    fn start(&mut self, now: Instant, op: Op) -> Result<(), ClientError> {
+        let server = self.config.server;
+        let lifetime = self.config.lifetime_secs;
+        let peer = match op {
+            Op::Permission(i) | Op::Channel(i) => Some(self.peers[i]),
+            _ => None,
+        };
+        let result = match op {
+            Op::Allocate => self.stun.request(now, server, ALLOCATE, |b| {
+                attr::add_requested_transport(b, PROTOCOL_UDP)?;
+                attr::add_lifetime(b, lifetime)
+            }),
+            Op::Refresh => self
+                .stun
+                .request(now, server, REFRESH, |b| attr::add_lifetime(b, lifetime)),
+            Op::Deallocate => self
+                .stun
+                .request(now, server, REFRESH, |b| attr::add_lifetime(b, 0)),
+            Op::Permission(_) => {
+                let addr = peer.map(|p| p.addr).unwrap_or(server);
+                self.stun.request(now, server, CREATE_PERMISSION, |b| {
+                    attr::add_xor_address(b, turn_types::XOR_PEER_ADDRESS, addr)
+                })
+            }
+            Op::Channel(_) => {
+                let (addr, channel) = peer
+                    .map(|p| (p.addr, p.channel))
+                    .unwrap_or((server, ChannelNumber::MIN));
+                self.stun.request(now, server, CHANNEL_BIND, |b| {
+                    attr::add_channel_number(b, channel)?;
+                    attr::add_xor_address(b, turn_types::XOR_PEER_ADDRESS, addr)
+                })
+            }
+        };
+        match result {
+            Ok(id) => {
+                self.pending.push((id, op));
+                Ok(())
+            }
+            Err(StunError::Encode(e)) => Err(ClientError::Encode(e)),
+            Err(_) => Err(ClientError::Busy),
+        }
+    }
+
+    /// Turns finished STUN transactions into TURN state changes and events.
+    fn drain_stun(&mut self, now: Instant) {
+        while let Some(event) = self.stun.poll_event() {
+            let (id, outcome) = match event {
+                StunEvent::Succeeded {
+                    id, mapped, rtt, ..
+                } => (id, Ok((mapped, rtt))),
+                StunEvent::Failed { id, error, .. } => (id, Err(TurnError::from(error))),
+            };
+            let Some(at) = self.pending.iter().position(|(p, _)| *p == id) else {
+                continue;
+            };
+            let (_, op) = self.pending.swap_remove(at);
+            self.complete(now, op, outcome);
+        }
+    }
+
+    fn complete(
+        &mut self,
+        now: Instant,
+        op: Op,
+        outcome: Result<(Option<SocketAddr>, Duration), TurnError>,
+    ) {
+        let granted = self.stash.lifetime.unwrap_or(self.config.lifetime_secs);
+        match (op, outcome) {
+            (Op::Allocate, Ok((mapped, rtt))) => {
+                let Some(relayed) = self.stash.relayed else {
+                    return self.fail(TurnError::MalformedResponse);
+                };
+                self.state = State::Allocated;
+                self.relayed = Some(relayed);
+                self.mapped = mapped;
+                let lifetime = self.schedule_refresh(now, granted);
+                self.push_event(ClientEvent::Allocated {
+                    relayed,
+                    mapped,
+                    lifetime,
+                    rtt,
+                });
+            }
+            (Op::Refresh, Ok(_)) => {
+                let lifetime = self.schedule_refresh(now, granted);
+                self.push_event(ClientEvent::Refreshed { lifetime });
+            }
+            (Op::Deallocate, _) => self.finish(ClientEvent::Deallocated),
+            (Op::Allocate | Op::Refresh, Err(error)) => self.fail(error),
+            (Op::Permission(i), outcome) => {
+                let Some(p) = self.peers.get_mut(i) else {
+                    return;
+                };
+                let peer = p.addr;
+                match outcome {
+                    Ok(_) => {
+                        p.permission = Refresh::Ready {
+                            refresh_at: now + PERMISSION_REFRESH,
+                        };
+                        self.push_event(ClientEvent::PermissionCreated { peer: peer.ip() });
+                    }
+                    Err(error) => {
+                        p.permission = Refresh::Absent {
+                            retry_at: Instant::FAR_FUTURE,
+                        };
+                        self.push_event(ClientEvent::PeerFailed { peer, error });
+                    }
+                }
+            }
+            (Op::Channel(i), outcome) => {
+                let Some(p) = self.peers.get_mut(i) else {
+                    return;
+                };
+                let (peer, channel) = (p.addr, p.channel);
+                match outcome {
+                    Ok(_) => {
+                        p.binding = Refresh::Ready {
+                            refresh_at: now + CHANNEL_REFRESH,
+                        };
+                        self.push_event(ClientEvent::ChannelBound { peer, channel });
+                    }
+                    Err(error) => {
+                        // Send indications keep working without the channel.
+                        p.binding = Refresh::Absent {
+                            retry_at: Instant::FAR_FUTURE,
+                        };
+                        self.push_event(ClientEvent::PeerFailed { peer, error });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a granted lifetime and schedules the Refresh a minute before it ends (or at
+    /// half of it when it is shorter than two minutes).
+    fn schedule_refresh(&mut self, now: Instant, granted_secs: u32) -> Duration {
+        let lifetime = Duration::from_secs(u64::from(granted_secs));
+        let margin = Duration::from_secs(60).min(lifetime / 2);
+        self.expires = now + lifetime;
+        self.refresh_at = now + (lifetime - margin);
+        lifetime
+    }
+
+    /// Queues an event; an application that never polls loses the oldest, not memory.
+    fn push_event(&mut self, event: ClientEvent) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    fn fail(&mut self, error: TurnError) {
+        for (id, _) in self.pending.drain(..) {
+            self.stun.cancel(id);
+        }
+        self.finish(ClientEvent::Failed { error });
+    }
+
+    fn finish(&mut self, event: ClientEvent) {
+        self.state = State::Closed;
+        self.relayed = None;
+        self.expires = Instant::FAR_FUTURE;
+        self.refresh_at = Instant::FAR_FUTURE;
+        self.push_event(event);
+    }
+}
