@@ -34,9 +34,16 @@ const NO_ANSWER: &str = "no STUN server answered: UDP is blocked here, or the se
 /// Arguments of `holepunch netcheck`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. Repeatable; the
-    /// first should serve RFC 5780 (two IPs) for mapping and filtering tests.
-    #[arg(long = "stun", value_name = "SERVER", required = true, value_parser = address::stun_server)]
+    /// A STUN server (the help text gives its forms); repeatable.
+    #[arg(
+        long = "stun",
+        value_name = "SERVER",
+        required = true,
+        value_parser = address::stun_server,
+        help = "A STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. \
+                Repeatable; the first should serve RFC 5780 (two IPs) for mapping and filtering \
+                tests"
+    )]
     stun: Vec<Target>,
     /// Print one JSON object per line instead of text.
     #[arg(long)]

@@ -14,9 +14,13 @@ use crate::{EXIT_FAILED, format_ms};
 /// Arguments of `holepunch stun`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. A malformed
-    /// address is bad usage (exit 2); only a host name is looked up.
-    #[arg(value_name = "SERVER", value_parser = address::stun_server)]
+    /// The STUN server (the help text gives its forms).
+    #[arg(
+        value_name = "SERVER",
+        value_parser = address::stun_server,
+        help = "The STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. A \
+                malformed address is bad usage (exit 2); only a host name is looked up"
+    )]
     server: Target,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
