@@ -25,7 +25,8 @@
 //! - Ending: at EOF on stdin we signal `a=x-holepunch-eof` to the peer; we exit once the peer
 //!   signalled the same and 200 ms passed without data (datagrams still in flight), or once 2 s
 //!   passed without a datagram from a peer that signals no EOF (another ICE stack): 0 when
-//!   nothing the peer reported sending was lost, 1 when some was. No path within `--timeout`
+//!   nothing the peer reported sending was lost (or at most `--max-loss` percent), 1 when more
+//!   was. No path within `--timeout`
 //!   (default 30 s; also after consent on the path was lost), or the signal server gone before a
 //!   path: `failed`, exit 1.
 
@@ -52,10 +53,10 @@ use self::pace::{DEFAULT_RATE, Pacer, parse_rate};
 use self::report::Reporter;
 use self::rerun::{OfferWatch, same_file};
 use self::tally::{Counted, Tally};
+use crate::EXIT_USAGE;
 use crate::address::{self, Target};
 use crate::signal::StopSignals;
 use crate::stun::parse_secs;
-use crate::{EXIT_FAILED, EXIT_USAGE};
 
 /// The largest datagram made from stdin: one read of at most this many bytes.
 pub const CHUNK: usize = 1200;
@@ -83,7 +84,7 @@ const RECV_QUEUE: usize = 8192;
 #[command(after_help = "\
 Delivery is not guaranteed: each read of stdin (up to 1200 bytes) is sent as one UDP datagram,
 which real networks may drop, duplicate or reorder; a reliable, encrypted stream mode is planned.
-Sends are paced at --rate (default 4M bytes/s) so a loopback or LAN receiver is not overrun.
+Sends are paced at --rate (default 2M bytes/s) so a loopback or LAN receiver is not overrun.
 A chunk starting with a byte 0-3 would be taken for STUN (RFC 7983) and is not sent (warning).
 
 Roles: with --signal, the peer whose --id sorts first (bytewise) is the controlling agent. With
@@ -101,9 +102,10 @@ Ending: at EOF on stdin this side signals `a=x-holepunch-sent:DATAGRAMS BYTES` a
 after 2 s without data from a peer that never signals EOF. The summary (`closed`) says \"received
 N of M datagrams (X% lost)\" when the peer reported its count.
 
-Exit status: 0 done, and nothing the peer reported sending was lost; 1 data was lost, no path
-within --timeout (also after consent on the path is lost), or the signal server went away before
-a path; 2 bad usage (malformed addresses, the same file twice, ...).
+Exit status: 0 done, and nothing the peer reported sending was lost (or at most --max-loss
+percent); 1 more was lost (a `failed` event follows `closed`), no path within --timeout (also
+after consent on the path is lost), or the signal server went away before a path; 2 bad usage
+(malformed addresses, the same file twice, ...).
 
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
 gathered, candidate, waiting, checking, connected, path_changed, consent_lost, signalling_closed,
@@ -147,9 +149,21 @@ pub struct Args {
     /// Send at most this many bytes per second (suffix k, M or G; 0: unpaced).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RATE, value_parser = parse_rate)]
     rate: u64,
+    /// Fail (exit 1) when more than this percentage of the datagrams the peer reported sending
+    /// did not arrive (default 0: any loss fails the job).
+    #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = parse_percent)]
+    max_loss: f64,
     /// Print progress as one JSON object per line (on stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// `--max-loss`: a percentage, 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| format!("not a percentage from 0 to 100: {s}"))
 }
 
 /// A `--turn` value.
@@ -515,14 +529,16 @@ async fn converse<S: Signalling>(
             }
             () = exit_sleep, if exit_at.is_some() => {
                 output.flush().await;
-                return Outcome::Done(close(report, tally, ending.peer_eof.is_some()));
+                let code = close(report, tally, ending.peer_eof.is_some(), args.max_loss);
+                return Outcome::Done(code);
             }
         }
     }
 }
 
-/// Reports `closed`; exit 1 when the peer reported sending datagrams that never arrived.
-fn close(report: Reporter, tally: &Tally, peer_done: bool) -> ExitCode {
+/// Reports `closed`; exit 1 (after a `failed` event) when more than `max_loss` percent of the
+/// datagrams the peer reported sending never arrived.
+fn close(report: Reporter, tally: &Tally, peer_done: bool, max_loss: f64) -> ExitCode {
     let why = if peer_done {
         "both sides done"
     } else {
@@ -530,9 +546,9 @@ fn close(report: Reporter, tally: &Tally, peer_done: bool) -> ExitCode {
     };
     let counts = tally.counts();
     report.closed(&counts, why);
-    match counts.lost() {
-        Some(lost) if lost > 0 => ExitCode::from(EXIT_FAILED),
-        _ => ExitCode::SUCCESS,
+    match counts.too_lossy(max_loss) {
+        Some(reason) => report.failed(&reason),
+        None => ExitCode::SUCCESS,
     }
 }
 

@@ -58,6 +58,20 @@ impl Counts {
         Some((lost as f64 * 1000.0 / sent as f64).round() / 10.0)
     }
 
+    /// Why the job failed, when more than `max_loss` percent of what the peer reported sending
+    /// was lost (any loss at all when `max_loss` is 0).
+    pub fn too_lossy(&self, max_loss: f64) -> Option<String> {
+        let (lost, pct, (sent, _)) = (self.lost()?, self.lost_percent()?, self.peer_sent?);
+        // The exact ratio, not the rounded percentage: 1 lost in 10 000 is not "0.0%" here.
+        let exact = lost as f64 * 100.0 / sent.max(1) as f64;
+        (lost > 0 && exact > max_loss).then(|| {
+            format!(
+                "lost {lost} of the {sent} datagrams the peer sent ({pct:.1}%, more than \
+                 --max-loss {max_loss}%)"
+            )
+        })
+    }
+
     /// "received N of M datagrams (X% lost)", or the plain count when the peer did not say.
     pub fn received_summary(&self) -> String {
         match (self.peer_sent, self.lost_percent()) {
@@ -190,6 +204,27 @@ mod tests {
             ..c
         };
         assert_eq!(unknown.lost(), None);
+        assert_eq!(unknown.too_lossy(0.0), None, "unknown loss is no failure");
+        assert!(
+            c.too_lossy(0.0)
+                .is_some_and(|r| r.contains("lost 853 of the 4480"))
+        );
+        assert!(c.too_lossy(19.0).is_some());
+        assert_eq!(c.too_lossy(20.0), None);
+        let one_in_many = Counts {
+            received_datagrams: 9_999,
+            peer_sent: Some((10_000, 1)),
+            ..c
+        };
+        assert!(
+            one_in_many.too_lossy(0.0).is_some(),
+            "any loss fails by default"
+        );
+        let whole = Counts {
+            received_datagrams: 4480,
+            ..c
+        };
+        assert_eq!(whole.too_lossy(0.0), None);
         assert!(unknown.received_summary().contains("did not say"));
         assert_eq!(parse_sent("a=x-holepunch-sent:5 10"), Some((5, 10)));
         assert_eq!(parse_sent("a=x-holepunch-sent:5"), None);
