@@ -231,6 +231,23 @@ mod tests {
         assert_eq!(parse_sent("a=x-holepunch-sent:-1 2"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn sent_lines_round_trip(d: u64, b: u64) {
+            let tally = Tally::default();
+            let line = format!("{SENT_PREFIX}{d} {b}");
+            proptest::prop_assert_eq!(parse_sent(&line), Some((d, b)));
+            tally.peer_line(&line);
+            proptest::prop_assert_eq!(tally.counts().peer_sent, Some((d, b)));
+        }
+
+        #[test]
+        fn any_line_is_read_without_panic(line in "\\PC{0,80}") {
+            let _ = parse_sent(&line);
+            let _ = parse_sent(&format!("{SENT_PREFIX}{line}"));
+        }
+    }
+
     #[tokio::test]
     async fn counts_travel_before_the_eof_line() {
         let (a, b) = ChannelSignalling::pair();
