@@ -146,11 +146,11 @@ pub struct Args {
     /// Give up when no path is found within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     timeout: Duration,
-    /// Send at most this many bytes per second (suffix k, M or G; 0: unpaced).
+    /// Send at most this many bytes per second (suffix k, M or G, powers of 1024; 0: unpaced).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RATE, value_parser = parse_rate)]
     rate: u64,
     /// Fail (exit 1) when more than this percentage of the datagrams the peer reported sending
-    /// did not arrive (default 0: any loss fails the job).
+    /// did not arrive (0: any loss fails the job).
     #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = parse_percent)]
     max_loss: f64,
     /// Print progress as one JSON object per line (on stderr).
