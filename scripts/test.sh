@@ -11,6 +11,7 @@
 #               when a nightly toolchain is there to use it.
 #   2. fmt      cargo fmt --all -- --check (the workspace, then the fuzz crate)
 #   3. clippy   cargo clippy --workspace --all-targets -- -D warnings
+#   3b. doc     RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace (broken links are errors)
 #   4. test     cargo test --workspace --release (release: the simulation has to be fast). Whether a test
 #               that needs coturn or root skips or fails is decided by the test itself: outside CI it skips
 #               with a printed reason, under CI=true it fails.
@@ -368,6 +369,11 @@ step_clippy() {
     cargo clippy --workspace --all-targets -- -D warnings
 }
 
+step_doc() {
+    # Doc comments are part of the API: a broken intra-doc link or bad markup fails like a lint.
+    RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -Dwarnings" cargo doc --no-deps --workspace
+}
+
 step_test() {
     # --no-fail-fast: report every failing test binary, not just the first. --show-output: passing
     # tests' output is printed too, so the "skipped:" lines of tests that could not run reach the log,
@@ -476,6 +482,7 @@ header "holepunch tests in $ROOT_DIR (user $(id -un), CI=${CI:-unset})"
 run_step setup step_setup
 run_step fmt step_fmt
 run_step clippy step_clippy
+run_step doc step_doc
 run_step test step_test
 run_step fuzz step_fuzz
 # finish() (the EXIT trap) prints the summary and sets the exit status.

@@ -2,45 +2,61 @@
 //!
 //! ```text
 //! holepunch connect --signal ADDR --id NAME --peer NAME [--stun SERVER]... [--turn ...]...
-//!                   [--timeout SECS] [--json]
+//!                   [--timeout SECS] [--rate BYTES] [--json]
 //! holepunch connect --local-file PATH --remote-file PATH [--controlling|--controlled] ...
 //! ```
 //!
 //! - Offer lines travel through the `signal` rendezvous (registered as `--id`, talking to
 //!   `--peer`; the lexicographically smaller name is the controlling agent) or through two files
-//!   (ours written, theirs tailed; `--controlling` unless `--controlled`).
+//!   (ours written, theirs tailed; `--controlling` unless `--controlled`). In file mode a new
+//!   offer in the peer's file (a rerun over old files) starts the session again on it
+//!   ([`rerun`]).
 //! - Sockets: one per host address, found from the routes to the STUN servers and the default
 //!   route (see `holepunch_tokio::ice`), IPv4 and, when routed, IPv6. The aggressive agent
 //!   profile; `--stun` servers give server-reflexive candidates.
-//! - Progress goes to stderr (human, or `--json` objects); stdout carries only the peer's data.
-//! - Data: each read of stdin (at most 1200 bytes) is one datagram to the peer; each datagram
-//!   from the peer is written to stdout. Delivery is not guaranteed (UDP).
-//! - Ending: at EOF on stdin we signal `a=x-holepunch-eof` to the peer; we exit 0 once the peer
+//! - Progress goes to stderr ([`report`]): `gathered` (host candidates, once bound), then
+//!   `candidate` for each later one, `checking`, `connected`; `waiting` every 5 s while the peer
+//!   has sent nothing; a `warning` when no `--stun` server answered its first retransmissions.
+//!   stdout carries only the peer's data.
+//! - Data: each read of stdin (at most 1200 bytes) is one datagram to the peer, paced at
+//!   `--rate` ([`pace`]); each datagram from the peer is written to stdout. Delivery is not
+//!   guaranteed (UDP), but loss is reported: at EOF each side signals its sent counts
+//!   ([`tally`]), and `closed` says "received N of M datagrams (X% lost)".
+//! - Ending: at EOF on stdin we signal `a=x-holepunch-eof` to the peer; we exit once the peer
 //!   signalled the same and 200 ms passed without data (datagrams still in flight), or once 2 s
-//!   passed without a datagram from a peer that signals no EOF (another ICE stack). No path
-//!   within `--timeout` (default 30 s; also after consent on the path was lost): `failed`,
-//!   exit 1.
+//!   passed without a datagram from a peer that signals no EOF (another ICE stack): 0 when
+//!   nothing the peer reported sending was lost (or at most `--max-loss` percent), 1 when more
+//!   was. No path within `--timeout`
+//!   (default 30 s; also after consent on the path was lost), or the signal server gone before a
+//!   path: `failed`, exit 1.
+
+mod pace;
+mod report;
+mod rerun;
+mod tally;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use holepunch_core::ice::agent::PathInfo;
-use holepunch_core::stun::DEFAULT_PORT;
+use holepunch_core::ice::candidate::CandidateKind;
 use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig};
 use holepunch_tokio::signal::{MAX_NAME, SignalClient, is_valid_name};
 use holepunch_tokio::{OfferFiles, Signalling};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::json::Event;
+use self::pace::{DEFAULT_RATE, Pacer, parse_rate};
+use self::report::Reporter;
+use self::rerun::{OfferWatch, same_file};
+use self::tally::{Counted, Tally};
+use crate::EXIT_USAGE;
+use crate::address::{self, Target};
 use crate::signal::StopSignals;
 use crate::stun::parse_secs;
-use crate::{EXIT_FAILED, EXIT_USAGE, format_ms, whole_ms};
 
 /// The largest datagram made from stdin: one read of at most this many bytes.
 pub const CHUNK: usize = 1200;
@@ -50,6 +66,17 @@ const DRAIN: Duration = Duration::from_millis(200);
 const IDLE_AFTER_EOF: Duration = Duration::from_secs(2);
 /// On SIGINT/SIGTERM, how long signalling our EOF to the peer may take.
 const FINISH_ON_SIGNAL: Duration = Duration::from_millis(500);
+/// How often "waiting for peer" is repeated while the peer has sent nothing.
+const WAITING_EVERY: Duration = Duration::from_secs(5);
+/// A STUN server that has not answered by now missed its first retransmissions (the aggressive
+/// profile sends at 0, 250 and 750 ms; RFC 8489's at 0, 500 and 1500 ms).
+const STUN_SILENT_AFTER: Duration = Duration::from_millis(1600);
+/// How often the peer's offer file is checked for a newer offer (file mode, before a path).
+const OFFER_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Received data waits at most this long in our stdout buffer.
+const FLUSH_AFTER: Duration = Duration::from_millis(5);
+/// Received datagrams queued between the sockets and stdout (the driver drops beyond it).
+const RECV_QUEUE: usize = 8192;
 
 /// Arguments of `holepunch connect`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +84,7 @@ const FINISH_ON_SIGNAL: Duration = Duration::from_millis(500);
 #[command(after_help = "\
 Delivery is not guaranteed: each read of stdin (up to 1200 bytes) is sent as one UDP datagram,
 which real networks may drop, duplicate or reorder; a reliable, encrypted stream mode is planned.
+Sends are paced at --rate (default 2M bytes/s) so a loopback or LAN receiver is not overrun.
 A chunk starting with a byte 0-3 would be taken for STUN (RFC 7983) and is not sent (warning).
 
 Roles: with --signal, the peer whose --id sorts first (bytewise) is the controlling agent. With
@@ -64,19 +92,28 @@ files, --controlling is the default; give one side --controlled (a clash is repa
 tie-breaker, at the cost of a round trip).
 
 Offer files: PATH is created or truncated, then each line is appended with a single write; the
-remote file is read as it grows (polled every 20 ms) and need not exist yet. Format: ice-ufrag,
-ice-pwd, a=candidate lines (RFC 8839), a=end-of-candidates; unknown lines are ignored.
+remote file is read as it grows (polled every 20 ms) and need not exist yet; it must be another
+file than PATH. Format: ice-ufrag, ice-pwd, a=candidate lines (RFC 8839), a=end-of-candidates;
+unknown lines are ignored. When the remote file starts over with a new offer (the peer was run
+again over old files), the session starts again on the new offer.
 
-Ending: at EOF on stdin this side signals `a=x-holepunch-eof`; it exits 0 once the peer signalled
-the same (after 200 ms without data), or after 2 s without data from a peer that never signals
-EOF. No path within --timeout (also after consent on the path is lost): `failed`, exit 1.
+Ending: at EOF on stdin this side signals `a=x-holepunch-sent:DATAGRAMS BYTES` and
+`a=x-holepunch-eof`; it ends once the peer signalled the same (after 200 ms without data), or
+after 2 s without data from a peer that never signals EOF. The summary (`closed`) says \"received
+N of M datagrams (X% lost)\" when the peer reported its count.
+
+Exit status: 0 done, and nothing the peer reported sending was lost (or at most --max-loss
+percent); 1 more was lost (a `failed` event follows `closed`), no path within --timeout (also
+after consent on the path is lost), or the signal server went away before a path; 2 bad usage
+(malformed addresses, the same file twice, ...).
 
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
-gathered, checking, connected, path_changed, consent_lost, warning, failed, closed.")]
+gathered, candidate, waiting, checking, connected, path_changed, consent_lost, signalling_closed,
+warning, failed, closed.")]
 pub struct Args {
     /// The signal server (rendezvous), IP:PORT or HOST:PORT.
-    #[arg(long, value_name = "ADDR", requires_all = ["id", "peer"])]
-    signal: Option<String>,
+    #[arg(long, value_name = "ADDR", requires_all = ["id", "peer"], value_parser = address::with_port)]
+    signal: Option<Target>,
     /// Our name at the signal server.
     #[arg(long, value_name = "NAME", requires = "signal")]
     id: Option<String>,
@@ -94,7 +131,7 @@ pub struct Args {
         conflicts_with = "signal"
     )]
     local_file: Option<PathBuf>,
-    /// Read the peer's offer from this file as it grows.
+    /// Read the peer's offer from this file as it grows (not the same file as --local-file).
     #[arg(long, value_name = "PATH", requires = "local_file")]
     remote_file: Option<PathBuf>,
     /// Be the controlling ICE agent (file mode; the default).
@@ -104,17 +141,32 @@ pub struct Args {
     #[arg(long, conflicts_with = "signal")]
     controlled: bool,
     /// STUN server for server-reflexive candidates (IP:PORT, HOST:PORT; port 3478 if omitted).
-    #[arg(long = "stun", value_name = "SERVER")]
-    stun: Vec<String>,
+    #[arg(long = "stun", value_name = "SERVER", value_parser = address::stun_server)]
+    stun: Vec<Target>,
     /// TURN relay (accepted, not used yet: relays are not supported).
     #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
     turn: Vec<TurnServer>,
     /// Give up when no path is found within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     timeout: Duration,
+    /// Send at most this many bytes per second (suffix k, M or G, powers of 1024; 0: unpaced).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RATE, value_parser = parse_rate)]
+    rate: u64,
+    /// Fail (exit 1) when more than this percentage of the datagrams the peer reported sending
+    /// did not arrive (0: any loss fails the job).
+    #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = parse_percent)]
+    max_loss: f64,
     /// Print progress as one JSON object per line (on stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// `--max-loss`: a percentage, 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| format!("not a percentage from 0 to 100: {s}"))
 }
 
 /// A `--turn` value.
@@ -136,7 +188,7 @@ pub fn run(args: &Args) -> ExitCode {
         json: args.json,
         started: Instant::now(),
     };
-    if let Err(reason) = check_names(args) {
+    if let Err(reason) = check_usage(args) {
         eprintln!("holepunch connect: {reason}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -150,7 +202,17 @@ pub fn run(args: &Args) -> ExitCode {
     code
 }
 
-fn check_names(args: &Args) -> Result<(), String> {
+/// What clap cannot check: names, and two different offer files.
+fn check_usage(args: &Args) -> Result<(), String> {
+    if let (Some(local), Some(remote)) = (&args.local_file, &args.remote_file) {
+        if same_file(local, remote) {
+            return Err(format!(
+                "--local-file and --remote-file are the same file ({}): each side writes its \
+                 own offer and reads the other's",
+                local.display()
+            ));
+        }
+    }
     let (Some(id), Some(peer)) = (&args.id, &args.peer) else {
         return Ok(());
     };
@@ -167,6 +229,26 @@ fn check_names(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// How one ICE session over one signalling channel ended.
+enum Outcome {
+    /// The command is done with this status.
+    Done(ExitCode),
+    /// The peer's offer file holds a newer offer: start again on it.
+    Restart,
+}
+
+/// What stays the same across the sessions of one command.
+struct Common<'a> {
+    args: &'a Args,
+    report: Reporter,
+    stun: Vec<SocketAddr>,
+    /// Our agent's seed: a restarted session keeps our credentials.
+    seed: u64,
+    tally: Arc<Tally>,
+    /// Who we are waiting for, for people.
+    peer: String,
+}
+
 async fn session(args: &Args, report: Reporter) -> ExitCode {
     let mut signals = match StopSignals::new() {
         Ok(s) => s,
@@ -180,39 +262,35 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
     }
     let mut stun = Vec::with_capacity(args.stun.len());
     for server in &args.stun {
-        match resolve(server, Some(DEFAULT_PORT)).await {
+        match server.resolve() {
             Ok(addr) => stun.push(addr),
             Err(reason) => return report.failed(&reason),
         }
     }
+    let mut common = Common {
+        args,
+        report,
+        stun,
+        seed: holepunch_tokio::os_seed(),
+        tally: Arc::new(Tally::default()),
+        peer: String::new(),
+    };
     if let (Some(server), Some(id), Some(peer)) = (&args.signal, &args.id, &args.peer) {
-        let connecting = async {
-            let addr = resolve(server, None).await?;
-            let secret = args.signal_secret.as_deref().map(str::as_bytes);
-            SignalClient::connect_with_secret(addr, id, peer, secret)
-                .await
-                .map_err(|e| format!("signal server {server}: {e}"))
+        common.peer = peer.clone();
+        let client = match reach_signal_server(server, id, peer, &common, &mut signals).await {
+            Ok(client) => client,
+            Err(code) => return code,
         };
-        let client = tokio::select! {
-            r = tokio::time::timeout(args.timeout, connecting) => match r {
-                Ok(Ok(client)) => client,
-                Ok(Err(reason)) => return report.failed(&reason),
-                Err(_) => return report.failed(&format!(
-                    "signal server {server}: no answer within {} s",
-                    args.timeout.as_secs_f64()
-                )),
-            },
-            name = signals.recv() => return report.failed(&format!("interrupted by {name}")),
-        };
-        // Bytewise order of the names decides the roles, the same way on both sides.
         let controlling = id.as_bytes() < peer.as_bytes();
-        converse(client, controlling, stun, args, report, &mut signals).await
+        let counted = Counted::new(client, Arc::clone(&common.tally));
+        match converse(counted, controlling, &common, &mut signals, None).await {
+            Outcome::Done(code) => code,
+            // Only file mode restarts.
+            Outcome::Restart => report.failed("the session ended"),
+        }
     } else if let (Some(local), Some(remote)) = (&args.local_file, &args.remote_file) {
-        let files = match OfferFiles::create(local, remote) {
-            Ok(f) => f,
-            Err(e) => return report.failed(&format!("cannot create {}: {e}", local.display())),
-        };
-        converse(files, !args.controlled, stun, args, report, &mut signals).await
+        common.peer = remote.display().to_string();
+        file_sessions(local, remote, &common, &mut signals).await
     } else {
         // clap's argument groups make this unreachable; say so rather than panic.
         eprintln!(
@@ -222,77 +300,186 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
     }
 }
 
-/// Runs ICE over `signalling`, then copies data until both sides are done.
+/// Connects and registers at the signal server, within --timeout and until a signal.
+async fn reach_signal_server(
+    server: &Target,
+    id: &str,
+    peer: &str,
+    common: &Common<'_>,
+    signals: &mut StopSignals,
+) -> Result<SignalClient, ExitCode> {
+    let report = common.report;
+    let connecting = async {
+        let addr = server.resolve()?;
+        let secret = common.args.signal_secret.as_deref().map(str::as_bytes);
+        SignalClient::connect_with_secret(addr, id, peer, secret)
+            .await
+            .map_err(|e| format!("signal server {server}: {e}"))
+    };
+    tokio::select! {
+        r = tokio::time::timeout(common.args.timeout, connecting) => match r {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(reason)) => Err(report.failed(&reason)),
+            Err(_) => Err(report.failed(&format!(
+                "signal server {server}: no answer within {} s",
+                common.args.timeout.as_secs_f64()
+            ))),
+        },
+        name = signals.recv() => Err(report.failed(&format!("interrupted by {name}"))),
+    }
+}
+
+/// File mode: sessions over the offer files, started again whenever the peer's file holds a
+/// newer offer before a path was found.
+async fn file_sessions(
+    local: &std::path::Path,
+    remote: &std::path::Path,
+    common: &Common<'_>,
+    signals: &mut StopSignals,
+) -> ExitCode {
+    let report = common.report;
+    let mut watch = OfferWatch::new(remote);
+    let mut files = OfferFiles::create(local, remote);
+    loop {
+        let f = match files {
+            Ok(f) => f,
+            Err(e) => return report.failed(&format!("cannot write {}: {e}", local.display())),
+        };
+        let counted = Counted::new(f, Arc::clone(&common.tally));
+        let controlling = !common.args.controlled;
+        match converse(counted, controlling, common, signals, Some(&mut watch)).await {
+            Outcome::Done(code) => return code,
+            Outcome::Restart => {
+                report.warning(&format!(
+                    "{} holds a new offer; starting again on it",
+                    remote.display()
+                ));
+                // Our earlier lines stay: the peer may have read them, and they are still ours.
+                files = OfferFiles::append(local, remote);
+            }
+        }
+    }
+}
+
+/// Where the data phase stands.
+#[derive(Default)]
+struct Ending {
+    local_eof: Option<Instant>,
+    peer_eof: Option<Instant>,
+    last_data: Option<Instant>,
+}
+
+impl Ending {
+    /// When to exit, once our stdin is done.
+    fn exit_at(&self) -> Option<Instant> {
+        let ours = self.local_eof?;
+        let last = self.last_data.unwrap_or(ours);
+        Some(match self.peer_eof {
+            Some(theirs) => theirs.max(last) + DRAIN,
+            None => ours.max(last) + IDLE_AFTER_EOF,
+        })
+    }
+}
+
+/// Runs ICE over `signalling`, then copies data until both sides are done. `offers` (file
+/// mode) is checked for a newer offer from the peer until a path is found.
 async fn converse<S: Signalling>(
     signalling: S,
     controlling: bool,
-    stun: Vec<SocketAddr>,
-    args: &Args,
-    report: Reporter,
+    common: &Common<'_>,
     signals: &mut StopSignals,
-) -> ExitCode {
-    let mut config = EndpointConfig::aggressive().with_stun_servers(stun);
-    // The time spent reaching the signal server counts against --timeout.
-    let left = args
-        .timeout
-        .saturating_sub(report.started.elapsed())
-        .max(Duration::from_millis(1));
-    config.connect_timeout = Some(left);
+    mut offers: Option<&mut OfferWatch>,
+) -> Outcome {
+    let (args, report) = (common.args, common.report);
+    let mut config = EndpointConfig::aggressive().with_stun_servers(common.stun.clone());
+    config.seed = Some(common.seed);
+    config.recv_queue = RECV_QUEUE;
+    // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
+    let deadline = report.started + args.timeout;
+    config.connect_timeout = Some(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1)),
+    );
     let wildcard = [
         SocketAddr::new(IpAddr::from([0u8; 4]), 0),
         SocketAddr::new(IpAddr::from([0u16; 8]), 0),
     ];
     let endpoint = match Endpoint::bind(&wildcard, config).await {
         Ok(e) => e,
-        Err(e) => return report.failed(&format!("cannot bind UDP sockets: {e}")),
+        Err(e) => return Outcome::Done(report.failed(&format!("cannot bind UDP sockets: {e}"))),
     };
+    // The host candidates are known now; later ones come as `candidate` events.
+    report.gathered(endpoint.host_addrs().len());
     let conn = Arc::new(endpoint.start(signalling, controlling));
-    let counters = Arc::new(Counters::default());
+    let tally = &common.tally;
     let (eof_tx, mut eof_rx) = oneshot::channel::<()>();
     let mut eof_tx = Some(eof_tx);
     let mut connected = false;
-    let mut local_eof: Option<Instant> = None;
-    let mut peer_eof: Option<Instant> = None;
-    let mut last_data = Instant::now();
+    let mut ice_failed = false;
+    let mut srflx_seen = false;
+    let mut ending = Ending::default();
     let mut data_open = true;
-    let mut stdout_open = true;
-    let mut stdout = tokio::io::stdout();
+    let mut output = Output::new();
     let mut buf = vec![0u8; 65_536];
+    let mut waiting =
+        tokio::time::interval_at((Instant::now() + WAITING_EVERY).into(), WAITING_EVERY);
+    let stun_silent = tokio::time::sleep(STUN_SILENT_AFTER);
+    tokio::pin!(stun_silent);
+    let mut stun_checked = common.stun.is_empty();
+    let mut offer_check = tokio::time::interval(OFFER_CHECK_EVERY);
     loop {
-        let exit_at = local_eof.map(|ours| match peer_eof {
-            Some(theirs) => theirs.max(last_data) + DRAIN,
-            None => ours.max(last_data) + IDLE_AFTER_EOF,
-        });
+        let exit_at = ending.exit_at();
         let far = Instant::now() + Duration::from_secs(3600);
         let exit_sleep = tokio::time::sleep_until(exit_at.unwrap_or(far).into());
+        let give_up = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             name = signals.recv() => {
                 if connected {
                     // Tell the peer we are gone rather than let it wait for consent to expire.
                     let _ = tokio::time::timeout(FINISH_ON_SIGNAL, conn.finish()).await;
-                    report.closed(&counters, &format!("stopped by {name}"));
-                    return ExitCode::SUCCESS;
+                    output.flush().await;
+                    report.closed(&tally.counts(), &format!("stopped by {name}"));
+                    return Outcome::Done(ExitCode::SUCCESS);
                 }
-                return report.failed(&format!("interrupted by {name}"));
+                return Outcome::Done(report.failed(&format!("interrupted by {name}")));
             }
-            event = conn.next_event() => match event {
-                None => return report.failed("the session ended"),
-                Some(ConnectionEvent::GatheringComplete { candidates }) => {
-                    report.gathered(candidates);
+            event = conn.next_event(), if !ice_failed => match event {
+                None => return Outcome::Done(report.failed("the session ended")),
+                Some(ConnectionEvent::LocalCandidate(c)) => {
+                    // Host candidates were counted in `gathered`.
+                    if c.kind != CandidateKind::Host {
+                        srflx_seen |= c.kind == CandidateKind::ServerReflexive;
+                        report.candidate(&c);
+                    }
                 }
                 Some(ConnectionEvent::Checking) => report.checking(),
                 Some(ConnectionEvent::Connected(path)) => {
-                    report.path("connected", &path);
+                    report.path(true, &path);
                     connected = true;
                     if let Some(done) = eof_tx.take() {
-                        pump_stdin(Arc::clone(&conn), Arc::clone(&counters), report, done);
+                        let pacer = Pacer::new(args.rate);
+                        pump_stdin(Arc::clone(&conn), Arc::clone(tally), report, done, pacer);
                     }
                 }
-                Some(ConnectionEvent::PathChanged(path)) => report.path("path_changed", &path),
+                Some(ConnectionEvent::PathChanged(path)) => report.path(false, &path),
                 Some(ConnectionEvent::ConsentLost(path)) => report.consent_lost(&path),
-                Some(ConnectionEvent::PeerFinished) => peer_eof = Some(Instant::now()),
+                Some(ConnectionEvent::PeerFinished) => ending.peer_eof = Some(Instant::now()),
                 Some(ConnectionEvent::SignallingClosed(error)) => {
+                    if !connected {
+                        // No path yet and no way to exchange candidates: waiting is futile.
+                        let why = error.map_or_else(
+                            || "the signal server closed the connection".to_string(),
+                            |e| format!("signalling failed: {e}"),
+                        );
+                        return Outcome::Done(report.failed(&format!("{why} before a path was found")));
+                    }
                     report.signalling_closed(error.as_ref());
+                }
+                Some(ConnectionEvent::Failed(ConnectError::NoPath)) if offers.is_some() => {
+                    // File mode: the offer read may be stale; a new one may still come.
+                    ice_failed = true;
+                    report.warning("no path with the peer's current offer; waiting for a new one");
                 }
                 Some(ConnectionEvent::Failed(e)) => {
                     let reason = match e {
@@ -302,47 +489,135 @@ async fn converse<S: Signalling>(
                         ),
                         e => e.to_string(),
                     };
-                    return report.failed(&reason);
+                    return Outcome::Done(report.failed(&reason));
                 }
                 Some(_) => {}
             },
             received = conn.recv(&mut buf), if data_open => match received {
                 Ok(n) => {
-                    counters.received(n);
-                    last_data = Instant::now();
-                    if stdout_open {
-                        let written = async {
-                            stdout.write_all(&buf[..n]).await?;
-                            stdout.flush().await
-                        };
-                        // A closed stdout (`| head`) discards the rest, as a full buffer would.
-                        stdout_open = written.await.is_ok();
-                    }
+                    tally.received(n);
+                    ending.last_data = Some(Instant::now());
+                    output.write(&buf[..n]).await;
                 }
                 Err(_) => data_open = false,
             },
-            _ = &mut eof_rx, if connected && local_eof.is_none() => {
-                local_eof = Some(Instant::now());
+            () = output.flush_due() => output.flush().await,
+            _ = waiting.tick(), if !connected && !tally.heard_peer() => {
+                report.waiting(&common.peer);
+            }
+            () = &mut stun_silent, if !stun_checked => {
+                stun_checked = true;
+                if !srflx_seen && !connected {
+                    let list: Vec<String> = common.stun.iter().map(ToString::to_string).collect();
+                    report.warning(&format!(
+                        "no answer from STUN server {} after {} ms (retransmitting); \
+                         without it there is no server-reflexive candidate",
+                        list.join(", "),
+                        STUN_SILENT_AFTER.as_millis()
+                    ));
+                }
+            }
+            _ = offer_check.tick(), if !connected && offers.is_some() => {
+                if offers.as_mut().is_some_and(|w| w.changed()) {
+                    return Outcome::Restart;
+                }
+            }
+            () = give_up, if ice_failed => {
+                return Outcome::Done(report.failed(&format!(
+                    "no path within {} s",
+                    args.timeout.as_secs_f64()
+                )));
+            }
+            _ = &mut eof_rx, if connected && ending.local_eof.is_none() => {
+                ending.local_eof = Some(Instant::now());
             }
             () = exit_sleep, if exit_at.is_some() => {
-                let why = if peer_eof.is_some() {
-                    "both sides done"
-                } else {
-                    "no data from the peer for 2 s after our EOF"
-                };
-                report.closed(&counters, why);
-                return ExitCode::SUCCESS;
+                output.flush().await;
+                let code = close(report, tally, ending.peer_eof.is_some(), args.max_loss);
+                return Outcome::Done(code);
             }
         }
     }
 }
 
-/// Copies stdin to the peer, one datagram per read, then signals EOF and reports through `done`.
+/// Reports `closed`; exit 1 (after a `failed` event) when more than `max_loss` percent of the
+/// datagrams the peer reported sending never arrived.
+fn close(report: Reporter, tally: &Tally, peer_done: bool, max_loss: f64) -> ExitCode {
+    let why = if peer_done {
+        "both sides done"
+    } else {
+        "no data from the peer for 2 s after our EOF"
+    };
+    let counts = tally.counts();
+    report.closed(&counts, why);
+    match counts.too_lossy(max_loss) {
+        Some(reason) => report.failed(&reason),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Our stdout: received data, buffered briefly so a fast transfer is not one write per
+/// datagram. A closed stdout (`| head`) discards the rest, as a full buffer would.
+struct Output {
+    stdout: tokio::io::Stdout,
+    buf: Vec<u8>,
+    open: bool,
+    due: Option<Instant>,
+}
+
+impl Output {
+    fn new() -> Output {
+        Output {
+            stdout: tokio::io::stdout(),
+            buf: Vec::with_capacity(64 * 1024),
+            open: true,
+            due: None,
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) {
+        if !self.open {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 48 * 1024 {
+            self.flush().await;
+        } else if self.due.is_none() {
+            self.due = Some(Instant::now() + FLUSH_AFTER);
+        }
+    }
+
+    /// Resolves when buffered data is due (never while there is none).
+    async fn flush_due(&self) {
+        match self.due {
+            Some(due) => tokio::time::sleep_until(due.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn flush(&mut self) {
+        self.due = None;
+        if self.buf.is_empty() || !self.open {
+            self.buf.clear();
+            return;
+        }
+        let written = async {
+            self.stdout.write_all(&self.buf).await?;
+            self.stdout.flush().await
+        };
+        self.open = written.await.is_ok();
+        self.buf.clear();
+    }
+}
+
+/// Copies stdin to the peer, one paced datagram per read, then signals EOF (with our counts)
+/// and reports through `done`.
 fn pump_stdin(
     conn: Arc<Connection>,
-    counters: Arc<Counters>,
+    tally: Arc<Tally>,
     report: Reporter,
     done: oneshot::Sender<()>,
+    mut pacer: Pacer,
 ) {
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -352,8 +627,9 @@ fn pump_stdin(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            pacer.wait(n).await;
             match conn.send(&chunk[..n]).await {
-                Ok(()) => counters.sent(n),
+                Ok(()) => tally.sent(n),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => report.warning(&format!(
                     "not sent: {n} bytes starting with byte {:#04x}, which the peer would take \
                      for STUN; this mode is for text (a stream mode is planned)",
@@ -366,145 +642,6 @@ fn pump_stdin(
         let _ = conn.finish().await;
         let _ = done.send(());
     });
-}
-
-/// Datagram and byte counts, for the `closed` event.
-#[derive(Debug, Default)]
-struct Counters {
-    sent_datagrams: AtomicU64,
-    sent_bytes: AtomicU64,
-    received_datagrams: AtomicU64,
-    received_bytes: AtomicU64,
-}
-
-impl Counters {
-    fn sent(&self, n: usize) {
-        self.sent_datagrams.fetch_add(1, Ordering::Relaxed);
-        self.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    fn received(&self, n: usize) {
-        self.received_datagrams.fetch_add(1, Ordering::Relaxed);
-        self.received_bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-/// Progress on stderr: `connect: ...` lines, or one JSON object per line.
-#[derive(Clone, Copy, Debug)]
-struct Reporter {
-    json: bool,
-    started: Instant,
-}
-
-impl Reporter {
-    fn emit(&self, event: Event, human: &str) {
-        if self.json {
-            eprintln!("{}", event.finish());
-        } else {
-            eprintln!("connect: {human}");
-        }
-    }
-
-    fn gathered(&self, candidates: usize) {
-        self.emit(
-            Event::new("gathered")
-                .unsigned("candidates", candidates as u128)
-                .unsigned("elapsed_ms", whole_ms(self.started.elapsed())),
-            &format!("gathered {candidates} candidates"),
-        );
-    }
-
-    fn checking(&self) {
-        self.emit(
-            Event::new("checking").unsigned("elapsed_ms", whole_ms(self.started.elapsed())),
-            "checking candidate pairs",
-        );
-    }
-
-    fn path(&self, name: &str, p: &PathInfo) {
-        let kind = if p.relayed { "relay" } else { "direct" };
-        let elapsed = self.started.elapsed();
-        let event = Event::new(name)
-            .str("path", kind)
-            .str("local", p.local)
-            .str("remote", p.remote)
-            .unsigned("rtt_ms", whole_ms(p.rtt))
-            .unsigned("elapsed_ms", whole_ms(elapsed))
-            .str("local_type", p.local_kind.sdp_name())
-            .str("remote_type", p.remote_kind.sdp_name());
-        let what = if name == "connected" {
-            "connected"
-        } else {
-            "path changed"
-        };
-        self.emit(
-            event,
-            &format!(
-                "{what}: {kind} {} -> {} ({}/{}, rtt {}, after {})",
-                p.local,
-                p.remote,
-                p.local_kind.sdp_name(),
-                p.remote_kind.sdp_name(),
-                format_ms(p.rtt),
-                format_ms(elapsed)
-            ),
-        );
-    }
-
-    fn consent_lost(&self, p: &PathInfo) {
-        self.emit(
-            Event::new("consent_lost")
-                .str("local", p.local)
-                .str("remote", p.remote),
-            &format!(
-                "path {} -> {} stopped answering; looking for another",
-                p.local, p.remote
-            ),
-        );
-    }
-
-    fn signalling_closed(&self, error: Option<&io::Error>) {
-        self.emit(
-            Event::new("signalling_closed").opt_str("reason", error),
-            &match error {
-                Some(e) => format!("signalling closed: {e}"),
-                None => "signalling closed".into(),
-            },
-        );
-    }
-
-    fn warning(&self, reason: &str) {
-        self.emit(
-            Event::new("warning").str("reason", reason),
-            &format!("warning: {reason}"),
-        );
-    }
-
-    fn failed(&self, reason: &str) -> ExitCode {
-        self.emit(
-            Event::new("failed").str("reason", reason),
-            &format!("failed: {reason}"),
-        );
-        ExitCode::from(EXIT_FAILED)
-    }
-
-    fn closed(&self, c: &Counters, why: &str) {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (sd, sb) = (load(&c.sent_datagrams), load(&c.sent_bytes));
-        let (rd, rb) = (load(&c.received_datagrams), load(&c.received_bytes));
-        self.emit(
-            Event::new("closed")
-                .unsigned("sent_datagrams", sd.into())
-                .unsigned("sent_bytes", sb.into())
-                .unsigned("received_datagrams", rd.into())
-                .unsigned("received_bytes", rb.into())
-                .unsigned("elapsed_ms", whole_ms(self.started.elapsed()))
-                .str("reason", why),
-            &format!(
-                "closed ({why}): sent {sd} datagrams ({sb} bytes), received {rd} ({rb} bytes)"
-            ),
-        );
-    }
 }
 
 /// `--turn USER:PASS@HOST:PORT[?transport=tcp|udp]`.
@@ -539,38 +676,6 @@ fn parse_turn(s: &str) -> Result<TurnServer, String> {
     })
 }
 
-/// An address: IP:PORT, a bare IP (with `default_port`), or a host name resolved by the system
-/// (IPv4 preferred).
-async fn resolve(server: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = server
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(server);
-    if let (Ok(ip), Some(port)) = (bare.parse::<IpAddr>(), default_port) {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let has_port = server
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    let found: io::Result<Vec<SocketAddr>> = match (has_port, default_port) {
-        (true, _) => tokio::net::lookup_host(server).await.map(Iterator::collect),
-        (false, Some(port)) => tokio::net::lookup_host((server, port))
-            .await
-            .map(Iterator::collect),
-        (false, None) => return Err(format!("{server}: expected IP:PORT or HOST:PORT")),
-    };
-    let addrs = found.map_err(|e| format!("cannot resolve {server}: {e}"))?;
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("cannot resolve {server}: no addresses"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,23 +703,5 @@ mod tests {
         ] {
             assert!(parse_turn(bad).is_err(), "{bad}");
         }
-    }
-
-    #[tokio::test]
-    async fn addresses_resolve() {
-        let ok = |r: Result<SocketAddr, String>| r.expect("resolves");
-        assert_eq!(
-            ok(resolve("1.2.3.4", Some(3478)).await),
-            "1.2.3.4:3478".parse().expect("addr")
-        );
-        assert_eq!(
-            ok(resolve("[::1]:9", None).await),
-            "[::1]:9".parse().expect("addr")
-        );
-        assert_eq!(ok(resolve("localhost:7", None).await).port(), 7);
-        assert!(
-            resolve("1.2.3.4", None).await.is_err(),
-            "a port is required"
-        );
     }
 }

@@ -12,7 +12,7 @@ use holepunch_tests::sim::pair::PathKind;
 use holepunch_tests::sim::profile::Profile;
 
 use crate::EXIT_FAILED;
-use crate::json::Event;
+use crate::json::{self, Event as _};
 
 /// Arguments of `holepunch demo`.
 #[derive(Debug, clap::Args)]
@@ -92,35 +92,36 @@ fn print_human(args: &Args, cells: &[Cell], all_expected: bool) {
 }
 
 fn print_json(args: &Args, cells: &[Cell], all_expected: bool) {
+    let n = |x: usize| x as u64;
     for c in cells {
-        let median = c.quantile(0.5);
-        let mut e = Event::new("pair")
-            .str("a", c.a.name())
-            .str("b", c.b.name())
-            .str("path", c.typical_path().name());
-        e = match median {
-            Some(t) => e.unsigned("elapsed_ms", crate::whole_ms(t)),
-            None => e.raw("elapsed_ms", "null"),
-        };
-        e = e
-            .str("expected", c.expected.name())
-            .num("runs", c.outcomes.len() as i128)
-            .num("as_expected", c.successes() as i128);
-        if args.seeds > 1 {
-            if let Some(p95) = c.quantile(0.95) {
-                e = e.str("p95", fmt_ms(p95));
-            }
+        let path = c.typical_path();
+        json::Pair {
+            a: c.a.name().into(),
+            b: c.b.name().into(),
+            path: path.name().into(),
+            // cli.md: a number, or left out when there is no path.
+            elapsed_ms: match path {
+                PathKind::None => None,
+                _ => c.quantile(0.5).map(json::ms),
+            },
+            expected: c.expected.name().into(),
+            runs: n(c.outcomes.len()),
+            as_expected: n(c.successes()),
+            p95: (args.seeds > 1)
+                .then(|| c.quantile(0.95).map(fmt_ms))
+                .flatten(),
         }
-        println!("{}", e.finish());
+        .print();
     }
-    let summary = Event::new("summary")
-        .num("pairs", cells.len() as i128)
-        .num("direct", count(cells, PathKind::Direct) as i128)
-        .num("relay", count(cells, PathKind::Relay) as i128)
-        .num("none", count(cells, PathKind::None) as i128)
-        .bool("ok", all_expected)
-        .unsigned("seed", u128::from(args.seed))
-        .unsigned("seeds", u128::from(args.seeds))
-        .bool("simulated", true);
-    println!("{}", summary.finish());
+    json::Summary {
+        pairs: n(cells.len()),
+        direct: n(count(cells, PathKind::Direct)),
+        relay: n(count(cells, PathKind::Relay)),
+        none: n(count(cells, PathKind::None)),
+        ok: all_expected,
+        seed: args.seed,
+        seeds: args.seeds,
+        simulated: true,
+    }
+    .print();
 }

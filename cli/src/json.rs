@@ -1,122 +1,504 @@
-//! One-line JSON objects for `--json` output, without a serialization crate.
+//! The `--json` events of cli.md: one typed struct per event, serialized with serde_json.
 //!
-//! Every line is an object whose first field is `"event"`. Values are strings (addresses,
-//! reasons), numbers, booleans, `null` and lists of strings: all this CLI ever prints.
+//! Every line is one JSON object whose first field is `"event"` (the struct's [`Event::NAME`]),
+//! followed by the struct's fields in declaration order. A field the contract lists is a plain
+//! field (so the compiler insists on it); `Option` fields the contract shows as `null` are
+//! written as `null`, optional extras are left out when absent.
 
-use std::fmt::{Display, Write as _};
+use serde::{Deserialize, Serialize};
 
-/// A JSON object being built, one field at a time.
-#[derive(Debug, Clone)]
-pub struct Event {
-    buf: String,
-}
+/// One kind of `--json` line.
+pub trait Event: Serialize + Sized {
+    /// The value of its `"event"` field.
+    const NAME: &'static str;
 
-impl Event {
-    /// Starts `{"event":"<name>"`.
-    pub fn new(name: &str) -> Self {
-        let mut buf = String::from("{\"event\":");
-        push_str(&mut buf, name);
-        Event { buf }
-    }
-
-    /// Adds a string field (anything displayable, escaped).
-    pub fn str(mut self, key: &str, value: impl Display) -> Self {
-        self.key(key);
-        push_str(&mut self.buf, &value.to_string());
-        self
-    }
-
-    /// Adds a string field, or `null` when absent.
-    pub fn opt_str(self, key: &str, value: Option<impl Display>) -> Self {
-        match value {
-            Some(v) => self.str(key, v),
-            None => self.raw(key, "null"),
+    /// The line, without a newline.
+    fn line(&self) -> String {
+        #[derive(Serialize)]
+        struct Tagged<'a, T: Serialize> {
+            event: &'static str,
+            #[serde(flatten)]
+            body: &'a T,
         }
+        let tagged = Tagged {
+            event: Self::NAME,
+            body: self,
+        };
+        // Serializing plain structs of strings, numbers and options into a String cannot fail;
+        // should it ever, say so on the line rather than panic.
+        serde_json::to_string(&tagged).unwrap_or_else(|e| {
+            format!(
+                "{{\"event\":\"failed\",\"reason\":{}}}",
+                serde_json::Value::from(format!("cannot encode {}: {e}", Self::NAME))
+            )
+        })
     }
 
-    /// Adds an integer field.
-    pub fn num(self, key: &str, value: impl Into<i128>) -> Self {
-        let text = value.into().to_string();
-        self.raw(key, &text)
+    /// Prints the line on stdout.
+    fn print(&self) {
+        println!("{}", self.line());
     }
 
-    /// Adds a non-negative integer field that may exceed `i128` in theory (durations).
-    pub fn unsigned(self, key: &str, value: u128) -> Self {
-        self.raw(key, &value.to_string())
-    }
-
-    /// Adds a boolean field.
-    pub fn bool(self, key: &str, value: bool) -> Self {
-        self.raw(key, if value { "true" } else { "false" })
-    }
-
-    /// The finished line, without a newline.
-    pub fn finish(mut self) -> String {
-        self.buf.push('}');
-        self.buf
-    }
-
-    /// Prints the finished line on stdout.
-    pub fn print(self) {
-        println!("{}", self.finish());
-    }
-
-    fn key(&mut self, key: &str) {
-        self.buf.push(',');
-        push_str(&mut self.buf, key);
-        self.buf.push(':');
-    }
-
-    /// Adds a field whose value is already JSON (`null`, a number, a nested object).
-    pub fn raw(mut self, key: &str, value: &str) -> Self {
-        self.key(key);
-        self.buf.push_str(value);
-        self
+    /// Prints the line on stderr (connect: stdout carries the peer's data).
+    fn eprint(&self) {
+        eprintln!("{}", self.line());
     }
 }
 
-/// Appends `s` as a quoted JSON string (RFC 8259 §7 escaping).
-pub fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+macro_rules! events {
+    ($($ty:ident = $name:literal),* $(,)?) => {
+        $(impl Event for $ty { const NAME: &'static str = $name; })*
+        /// Every event's name, for the schema test.
+        #[cfg(test)]
+        const ALL_NAMES: &[&str] = &[$($name),*];
+    };
+}
+
+events! {
+    Mapped = "mapped",
+    Failed = "failed",
+    NetcheckReport = "report",
+    Gathered = "gathered",
+    CandidateFound = "candidate",
+    Waiting = "waiting",
+    Checking = "checking",
+    Connected = "connected",
+    PathChanged = "path_changed",
+    ConsentLost = "consent_lost",
+    SignallingClosed = "signalling_closed",
+    Warning = "warning",
+    Closed = "closed",
+    Pair = "pair",
+    Summary = "summary",
+}
+
+/// `stun`: the mapped address of one Binding transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mapped {
+    /// The server-reflexive address, `IP:PORT`.
+    pub address: String,
+    /// Round-trip time, whole milliseconds.
+    pub rtt_ms: u64,
+    /// Round-trip time, microseconds.
+    pub rtt_us: u64,
+    /// The local socket.
+    pub local: String,
+    /// The server asked.
+    pub server: String,
+    /// Where the answer came from.
+    pub from: String,
+    /// RFC 5780 OTHER-ADDRESS, if the server gave one.
+    pub other_address: Option<String>,
+    /// RFC 5780 RESPONSE-ORIGIN, if the server gave one.
+    pub response_origin: Option<String>,
+}
+
+/// Any command: the job failed (exit 1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    /// Why, for people.
+    pub reason: String,
+    /// The server concerned (`stun`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+impl Failed {
+    /// A failure with its reason only.
+    pub fn new(reason: impl Into<String>) -> Failed {
+        Failed {
+            reason: reason.into(),
+            server: None,
         }
     }
-    out.push('"');
+}
+
+/// Which port-mapping protocols answered; `null` each while they are not probed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Portmap {
+    /// UPnP IGD.
+    pub upnp: Option<bool>,
+    /// NAT-PMP.
+    pub natpmp: Option<bool>,
+    /// PCP.
+    pub pcp: Option<bool>,
+}
+
+/// One server's round-trip time in a netcheck report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerRtt {
+    /// The server, `IP:PORT`.
+    pub server: String,
+    /// Its Test I round-trip time, or `null` when it did not answer.
+    pub rtt_ms: Option<u64>,
+}
+
+/// `netcheck`: the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetcheckReport {
+    /// Whether any STUN server answered.
+    pub udp: bool,
+    /// The public IPv4 address, or `null`.
+    pub public_v4: Option<String>,
+    /// The public IPv6 address, or `null`.
+    pub public_v6: Option<String>,
+    /// Mapping behaviour (RFC 4787 names).
+    pub mapping: String,
+    /// Filtering behaviour.
+    pub filtering: String,
+    /// Hairpinning, or `null` when not tested.
+    pub hairpinning: Option<bool>,
+    /// Port-mapping services (`null`: not probed).
+    pub portmap: Portmap,
+    /// The NAT64 prefix, or `null` (not probed yet).
+    pub nat64_prefix: Option<String>,
+    /// Every server probed and its round-trip time.
+    pub servers: Vec<ServerRtt>,
+    /// The local sockets used.
+    pub locals: Vec<String>,
+    /// External ports of the distinct mappings seen.
+    pub observed_ports: Vec<u16>,
+    /// How long the run took.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: the host candidates, known as soon as the sockets are bound.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gathered {
+    /// How many candidates (host ones; later ones come as `candidate` events).
+    pub candidates: u64,
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: a candidate learnt after `gathered` (server-reflexive, …).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateFound {
+    /// Its type: `srflx`, `prflx`, `relay` or `host`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its address.
+    pub address: String,
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: still no line from the peer at the signal server (repeated about every 5 s).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The peer's name (or the remote file).
+    pub peer: String,
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: connectivity checks started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checking {
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// A selected path (the fields of `connected` and `path_changed`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Path {
+    /// `direct` or `relay`.
+    pub path: String,
+    /// Our address on it.
+    pub local: String,
+    /// The peer's address on it.
+    pub remote: String,
+    /// Its round-trip time.
+    pub rtt_ms: u64,
+    /// Since the start.
+    pub elapsed_ms: u64,
+    /// Our candidate's type.
+    pub local_type: String,
+    /// The peer's candidate's type.
+    pub remote_type: String,
+}
+
+/// `connect`: the first path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connected(pub Path);
+
+/// `connect`: a later path (upgrade, failover).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathChanged(pub Path);
+
+/// `connect`: the path stopped answering consent checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentLost {
+    /// Our address on it.
+    pub local: String,
+    /// The peer's address on it.
+    pub remote: String,
+}
+
+/// `connect`: the signalling channel closed after the path was found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignallingClosed {
+    /// Why, or `null` for an orderly close.
+    pub reason: Option<String>,
+}
+
+/// Something the user should know that does not stop the job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    /// What, for people.
+    pub reason: String,
+}
+
+/// `connect`: the session ended; what went each way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Closed {
+    /// Datagrams we sent.
+    pub sent_datagrams: u64,
+    /// Bytes we sent.
+    pub sent_bytes: u64,
+    /// Datagrams we received.
+    pub received_datagrams: u64,
+    /// Bytes we received.
+    pub received_bytes: u64,
+    /// Datagrams the peer said it sent (its EOF report), or `null` when it did not say.
+    pub peer_sent_datagrams: Option<u64>,
+    /// Bytes the peer said it sent, or `null`.
+    pub peer_sent_bytes: Option<u64>,
+    /// `peer_sent_datagrams - received_datagrams` (never negative), or `null`.
+    pub lost_datagrams: Option<u64>,
+    /// Lost share in percent (one decimal), or `null`.
+    pub lost_percent: Option<f64>,
+    /// Since the start.
+    pub elapsed_ms: u64,
+    /// Why the session ended.
+    pub reason: String,
+}
+
+/// `demo`: one NAT pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pair {
+    /// A's profile.
+    pub a: String,
+    /// B's profile.
+    pub b: String,
+    /// `direct`, `relay` or `none`.
+    pub path: String,
+    /// Median virtual time to connected; left out with `path: none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    /// The path the pair should get.
+    pub expected: String,
+    /// Runs (seeds).
+    pub runs: u64,
+    /// Runs that got the expected path.
+    pub as_expected: u64,
+    /// 95th percentile time, with `--seeds` > 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<String>,
+}
+
+/// `demo`: the totals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Pairs run.
+    pub pairs: u64,
+    /// Pairs with a direct path.
+    pub direct: u64,
+    /// Pairs relayed.
+    pub relay: u64,
+    /// Pairs without a path.
+    pub none: u64,
+    /// Whether every pair got the path it should.
+    pub ok: bool,
+    /// The first seed.
+    pub seed: u64,
+    /// Seeds per pair.
+    pub seeds: u64,
+    /// Always true: virtual time on the simulated internet.
+    pub simulated: bool,
+}
+
+/// Whole milliseconds, rounded to nearest, for `*_ms` fields.
+pub fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(crate::whole_ms(d)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
 
-    #[test]
-    fn escapes_what_json_requires() {
-        let mut s = String::new();
-        push_str(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+    /// Serializes `e`, checks `event` comes first with the right name and that every field of
+    /// `required` (cli.md's list) is there, and reads the line back into the same struct.
+    fn check<E: Event + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        e: &E,
+        required: &[&str],
+        seen: &mut Vec<&'static str>,
+    ) {
+        let line = e.line();
+        let prefix = format!("{{\"event\":\"{}\"", E::NAME);
+        assert!(line.starts_with(&prefix), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let value: Value = serde_json::from_str(&line).expect("valid JSON");
+        for field in required {
+            assert!(
+                value.get(field).is_some(),
+                "{} lacks {field}: {line}",
+                E::NAME
+            );
+        }
+        let mut body = value;
+        if let Value::Object(map) = &mut body {
+            map.remove("event");
+        }
+        let back: E = serde_json::from_value(body).expect("reads back");
+        assert_eq!(&back, e);
+        seen.push(E::NAME);
+    }
+
+    fn path() -> Path {
+        Path {
+            path: "direct".into(),
+            local: "127.0.0.1:1".into(),
+            remote: "127.0.0.1:2".into(),
+            rtt_ms: 1,
+            elapsed_ms: 5,
+            local_type: "host".into(),
+            remote_type: "srflx".into(),
+        }
     }
 
     #[test]
-    fn builds_one_line_objects() {
-        let line = Event::new("mapped")
-            .str("address", "[::1]:5")
-            .num("rtt_ms", 3u32)
-            .opt_str("other", None::<&str>)
-            .bool("ok", true)
-            .raw("all", r#"["a","b"]"#)
-            .finish();
-        assert_eq!(
-            line,
-            r#"{"event":"mapped","address":"[::1]:5","rtt_ms":3,"other":null,"ok":true,"all":["a","b"]}"#
+    fn every_event_carries_the_fields_cli_md_requires() {
+        let mut seen = Vec::new();
+        let s = &mut seen;
+        let mapped = Mapped {
+            address: "192.0.2.1:5".into(),
+            rtt_ms: 3,
+            rtt_us: 2_900,
+            local: "0.0.0.0:4".into(),
+            server: "192.0.2.9:3478".into(),
+            from: "192.0.2.9:3478".into(),
+            other_address: None,
+            response_origin: Some("192.0.2.9:3478".into()),
+        };
+        check(&mapped, &["address", "rtt_ms", "other_address"], s);
+        check(&Failed::new("no \"path\"\n"), &["reason"], s);
+        let report = NetcheckReport {
+            udp: true,
+            public_v4: Some("192.0.2.1:5".into()),
+            public_v6: None,
+            mapping: "endpoint-independent".into(),
+            filtering: "unknown".into(),
+            hairpinning: None,
+            portmap: Portmap {
+                upnp: None,
+                natpmp: None,
+                pcp: None,
+            },
+            nat64_prefix: None,
+            servers: vec![ServerRtt {
+                server: "192.0.2.9:3478".into(),
+                rtt_ms: None,
+            }],
+            locals: vec!["0.0.0.0:1".into()],
+            observed_ports: vec![5],
+            elapsed_ms: 9,
+        };
+        let netcheck_fields = [
+            "udp",
+            "public_v4",
+            "public_v6",
+            "mapping",
+            "filtering",
+            "hairpinning",
+            "portmap",
+            "nat64_prefix",
+        ];
+        check(&report, &netcheck_fields, s);
+        let line: Value = serde_json::from_str(&report.line()).expect("json");
+        for key in ["upnp", "natpmp", "pcp"] {
+            assert!(line["portmap"][key].is_null(), "not probed is null");
+        }
+        check(
+            &Gathered {
+                candidates: 2,
+                elapsed_ms: 1,
+            },
+            &["candidates"],
+            s,
         );
+        let found = CandidateFound {
+            kind: "srflx".into(),
+            address: "192.0.2.1:5".into(),
+            elapsed_ms: 2,
+        };
+        check(&found, &["type", "address"], s);
+        let waiting = Waiting {
+            peer: "b".into(),
+            elapsed_ms: 5_000,
+        };
+        check(&waiting, &["peer"], s);
+        check(&Checking { elapsed_ms: 3 }, &[], s);
+        let path_fields = ["path", "local", "remote", "rtt_ms", "elapsed_ms"];
+        check(&Connected(path()), &path_fields, s);
+        check(&PathChanged(path()), &path_fields, s);
+        let lost = ConsentLost {
+            local: "127.0.0.1:1".into(),
+            remote: "127.0.0.1:2".into(),
+        };
+        check(&lost, &["local", "remote"], s);
+        check(&SignallingClosed { reason: None }, &["reason"], s);
+        check(&Warning { reason: "x".into() }, &["reason"], s);
+        let closed = Closed {
+            sent_datagrams: 1,
+            sent_bytes: 2,
+            received_datagrams: 3,
+            received_bytes: 4,
+            peer_sent_datagrams: Some(4),
+            peer_sent_bytes: None,
+            lost_datagrams: Some(1),
+            lost_percent: Some(25.0),
+            elapsed_ms: 6,
+            reason: "both sides done".into(),
+        };
+        check(
+            &closed,
+            &["received_datagrams", "peer_sent_datagrams", "lost_percent"],
+            s,
+        );
+        let mut pair = Pair {
+            a: "open".into(),
+            b: "udp-blocked".into(),
+            path: "none".into(),
+            elapsed_ms: None,
+            expected: "none".into(),
+            runs: 1,
+            as_expected: 1,
+            p95: None,
+        };
+        check(&pair, &["a", "b", "path"], s);
+        assert!(
+            !pair.line().contains("elapsed_ms"),
+            "left out with path none"
+        );
+        pair.path = "direct".into();
+        pair.elapsed_ms = Some(120);
+        check(&pair, &["a", "b", "path", "elapsed_ms"], s);
+        let summary = Summary {
+            pairs: 81,
+            direct: 60,
+            relay: 0,
+            none: 21,
+            ok: true,
+            seed: u64::MAX,
+            seeds: 1,
+            simulated: true,
+        };
+        check(&summary, &["pairs", "ok"], s);
+        for name in ALL_NAMES {
+            assert!(seen.contains(name), "the schema test misses {name}");
+        }
     }
 }

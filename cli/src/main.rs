@@ -1,9 +1,11 @@
 //! `holepunch`: the command line (its contract, flags and `--json` events, is in cli.md).
 //!
 //! One module per subcommand; each turns its arguments into an exit status:
-//! 0 success, 1 the job failed (timeout, no answer), 2 bad usage (clap's own, or an impossible
-//! configuration).
+//! 0 success, 1 the job failed (timeout, no answer, data lost), 2 bad usage (clap's own,
+//! malformed addresses, or an impossible configuration). `--json` events are typed structs in
+//! [`json`]; server addresses are checked by [`address`] while the arguments are parsed.
 
+mod address;
 mod connect;
 mod demo;
 mod json;
@@ -25,7 +27,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// SOFTWARE attribute our servers add when a response has room for it.
 pub const SOFTWARE: &str = concat!("holepunch ", env!("CARGO_PKG_VERSION"));
 
-/// NAT traversal toolkit: STUN client and server, and a demo.
+/// NAT traversal toolkit: connect two hosts behind NATs (ICE), with the STUN, rendezvous and
+/// diagnostic tools around it, and a simulated-internet demo.
 #[derive(Debug, Parser)]
 #[command(name = "holepunch", version, about, propagate_version = true)]
 struct Cli {
@@ -36,7 +39,8 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the built-in demo: today a STUN server and client talking over loopback.
+    /// Runs the NAT-pair matrix on a simulated internet (no root, no network): for every pair
+    /// of NAT profiles, whether two ICE agents find a direct path, and how fast (virtual time).
     Demo(demo::Args),
     /// Serves STUN (RFC 8489); with --alternate also RFC 5780 behaviour discovery.
     StunServer(stun_server::Args),

@@ -6,28 +6,45 @@
 //! --alternate`): mapping and filtering come from its tests. A server given by name is probed on
 //! its IPv4 address and, when it has one, its IPv6 address too (for the public IPv6 address).
 //!
-//! Exit status: 0 when the run completed, whatever it found (UDP blocked included: the report
-//! says so); 1 when a server name does not resolve or a local socket fails; 2 on bad usage.
+//! Exit status: 0 when at least one server answered; 1 when none did (the report is still
+//! printed, then a `failed` event: UDP is blocked or the servers are down, so nothing was
+//! measured), when a server name does not resolve or a local socket fails; 2 on bad usage
+//! (malformed addresses included, before any lookup).
+//!
+//! Port mapping (UPnP, NAT-PMP, PCP) and NAT64 are not probed yet: `null` in `--json`, "not
+//! probed" for people.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use holepunch_core::netcheck::{PortmapAvailability, Report, ServerRtt};
+use holepunch_core::netcheck::Report;
 use holepunch_std::netcheck::{NetcheckOptions, NetcheckRun, NetcheckRunError};
 
-use crate::json::{Event, push_str};
-use crate::stun::{parse_secs, resolve};
-use crate::{EXIT_FAILED, EXIT_USAGE, format_ms, whole_ms};
+use crate::address::{self, Target};
+use crate::json::{self, Event as _};
+use crate::stun::parse_secs;
+use crate::{EXIT_FAILED, EXIT_USAGE, format_ms};
+
+/// Why a run in which no server answered is a failed job.
+const NO_ANSWER: &str = "no STUN server answered: UDP is blocked here, or the servers are \
+                         down or unreachable; nothing could be measured";
 
 /// Arguments of `holepunch netcheck`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. Repeatable; the
-    /// first should serve RFC 5780 (two IPs) for mapping and filtering tests.
-    #[arg(long = "stun", value_name = "SERVER", required = true)]
-    stun: Vec<String>,
+    /// A STUN server (the help text gives its forms); repeatable.
+    #[arg(
+        long = "stun",
+        value_name = "SERVER",
+        required = true,
+        value_parser = address::stun_server,
+        help = "A STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. \
+                Repeatable; the first should serve RFC 5780 (two IPs) for mapping and filtering \
+                tests"
+    )]
+    stun: Vec<Target>,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -54,11 +71,15 @@ pub fn run(args: &Args) -> ExitCode {
     match holepunch_std::netcheck::netcheck(&servers, &options) {
         Ok(run) => {
             if args.json {
-                print_json(&run);
+                report_json(&run).print();
             } else {
                 print!("{}", human(&run));
             }
-            ExitCode::SUCCESS
+            if run.report.udp {
+                ExitCode::SUCCESS
+            } else {
+                fail(args, NO_ANSWER, EXIT_FAILED)
+            }
         }
         Err(e @ NetcheckRunError::Config(_)) => fail(args, &e.to_string(), EXIT_USAGE),
         Err(e) => fail(args, &e.to_string(), EXIT_FAILED),
@@ -67,11 +88,11 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// Every `--stun` argument resolved, duplicates dropped; a name also contributes its address of
 /// the other family, if it has one.
-fn resolve_servers(specs: &[String]) -> Result<Vec<SocketAddr>, String> {
+fn resolve_servers(specs: &[Target]) -> Result<Vec<SocketAddr>, String> {
     let mut servers = Vec::new();
     for spec in specs {
-        let preferred = resolve(spec)?;
-        let other = other_family(spec, preferred);
+        let preferred = spec.resolve()?;
+        let other = spec.other_family(preferred);
         for server in std::iter::once(preferred).chain(other) {
             if !servers.contains(&server) {
                 servers.push(server);
@@ -81,88 +102,36 @@ fn resolve_servers(specs: &[String]) -> Result<Vec<SocketAddr>, String> {
     Ok(servers)
 }
 
-/// For a host name (not an IP literal), its first address of the family `preferred` is not.
-fn other_family(spec: &str, preferred: SocketAddr) -> Option<SocketAddr> {
-    let bare = spec
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(spec);
-    if spec.parse::<SocketAddr>().is_ok() || bare.parse::<IpAddr>().is_ok() {
-        return None;
-    }
-    let host = match spec.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => host,
-        _ => spec,
-    };
-    (host, preferred.port())
-        .to_socket_addrs()
-        .ok()?
-        .find(|a| a.is_ipv4() != preferred.is_ipv4())
-}
-
-fn print_json(run: &NetcheckRun) {
+/// The `report` event.
+fn report_json(run: &NetcheckRun) -> json::NetcheckReport {
     let r = &run.report;
-    let hairpinning = match r.hairpinning {
-        Some(true) => "true",
-        Some(false) => "false",
-        None => "null",
-    };
-    let ports: Vec<String> = r.observed_ports.iter().map(u16::to_string).collect();
-    Event::new("report")
-        .bool("udp", r.udp)
-        .opt_str("public_v4", r.public_v4)
-        .opt_str("public_v6", r.public_v6)
-        .str("mapping", r.mapping)
-        .str("filtering", r.filtering)
-        .raw("hairpinning", hairpinning)
-        .raw("portmap", &portmap_json(r.portmap))
-        .opt_str("nat64_prefix", r.nat64_prefix)
-        .raw("servers", &servers_json(&r.server_rtts))
-        .raw("locals", &string_array(&run.locals))
-        .raw("observed_ports", &format!("[{}]", ports.join(",")))
-        .unsigned("elapsed_ms", whole_ms(run.elapsed))
-        .print();
-}
-
-/// `{"upnp":BOOL,"natpmp":BOOL,"pcp":BOOL}`.
-fn portmap_json(p: PortmapAvailability) -> String {
-    format!(
-        "{{\"upnp\":{},\"natpmp\":{},\"pcp\":{}}}",
-        p.upnp, p.natpmp, p.pcp
-    )
-}
-
-/// `[{"server":"IP:PORT","rtt_ms":N|null},...]`.
-fn servers_json(rtts: &[ServerRtt]) -> String {
-    let mut out = String::from("[");
-    for (i, s) in rtts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"server\":");
-        push_str(&mut out, &s.server.to_string());
-        out.push_str(",\"rtt_ms\":");
-        match s.rtt {
-            Some(rtt) => out.push_str(&whole_ms(rtt).to_string()),
-            None => out.push_str("null"),
-        }
-        out.push('}');
+    let text = |a: Option<SocketAddr>| a.map(|a| a.to_string());
+    json::NetcheckReport {
+        udp: r.udp,
+        public_v4: text(r.public_v4),
+        public_v6: text(r.public_v6),
+        mapping: r.mapping.to_string(),
+        filtering: r.filtering.to_string(),
+        hairpinning: r.hairpinning,
+        // Not probed yet: unknown, not "absent".
+        portmap: json::Portmap {
+            upnp: None,
+            natpmp: None,
+            pcp: None,
+        },
+        nat64_prefix: r.nat64_prefix.map(|p| p.to_string()),
+        servers: r
+            .server_rtts
+            .iter()
+            .map(|s| json::ServerRtt {
+                server: s.server.to_string(),
+                rtt_ms: s.rtt.map(json::ms),
+            })
+            .collect(),
+        locals: run.locals.iter().map(ToString::to_string).collect(),
+        observed_ports: r.observed_ports.clone(),
+        elapsed_ms: json::ms(run.elapsed),
     }
-    out.push(']');
-    out
-}
-
-/// `["...",...]`: a JSON array of strings.
-fn string_array<T: ToString>(items: &[T]) -> String {
-    let mut out = String::from("[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_str(&mut out, &item.to_string());
-    }
-    out.push(']');
-    out
 }
 
 /// The human-readable report: one labelled line per finding.
@@ -180,12 +149,6 @@ fn human(run: &NetcheckRun) -> String {
         "no (no STUN server answered)"
     };
     let locals: Vec<String> = run.locals.iter().map(ToString::to_string).collect();
-    let portmap = format!(
-        "UPnP {}, NAT-PMP {}, PCP {}",
-        yes_no(r.portmap.upnp),
-        yes_no(r.portmap.natpmp),
-        yes_no(r.portmap.pcp)
-    );
     let hairpinning = r.hairpinning.map_or("not tested", yes_no);
     line("UDP:", udp);
     line("public IPv4:", &addr(r.public_v4));
@@ -193,11 +156,11 @@ fn human(run: &NetcheckRun) -> String {
     line("mapping:", r.mapping.as_str());
     line("filtering:", r.filtering.as_str());
     line("hairpinning:", hairpinning);
-    line("port mapping:", &portmap);
+    line("port mapping:", "not probed");
     line(
         "NAT64 prefix:",
         &r.nat64_prefix
-            .map_or_else(|| "none".to_string(), |p| p.to_string()),
+            .map_or_else(|| "not probed".to_string(), |p| p.to_string()),
     );
     for (i, s) in r.server_rtts.iter().enumerate() {
         let rtt = s.rtt.map_or_else(
@@ -215,7 +178,7 @@ fn human(run: &NetcheckRun) -> String {
 
 fn fail(args: &Args, reason: &str, code: u8) -> ExitCode {
     if args.json {
-        Event::new("failed").str("reason", reason).print();
+        json::Failed::new(reason).print();
     } else {
         eprintln!("holepunch netcheck: {reason}");
     }
@@ -228,7 +191,10 @@ mod tests {
 
     #[test]
     fn literals_resolve_to_themselves_only() {
-        let specs = ["127.0.0.1:5".to_string(), "[::1]".to_string()];
+        let specs = [
+            address::stun_server("127.0.0.1:5").expect("valid"),
+            address::stun_server("[::1]").expect("valid"),
+        ];
         assert_eq!(
             resolve_servers(&specs),
             Ok(vec![
@@ -236,31 +202,7 @@ mod tests {
                 "[::1]:3478".parse().expect("addr")
             ])
         );
-        let twice = ["127.0.0.1:5".to_string(), "127.0.0.1:5".to_string()];
+        let twice = [specs[0].clone(), specs[0].clone()];
         assert_eq!(resolve_servers(&twice).map(|s| s.len()), Ok(1));
-    }
-
-    #[test]
-    fn json_fragments_are_well_formed() {
-        assert_eq!(
-            portmap_json(PortmapAvailability::default()),
-            r#"{"upnp":false,"natpmp":false,"pcp":false}"#
-        );
-        let rtts = [
-            ServerRtt {
-                server: "127.0.0.1:3478".parse().expect("addr"),
-                rtt: Some(Duration::from_micros(1_600)),
-            },
-            ServerRtt {
-                server: "[::1]:3478".parse().expect("addr"),
-                rtt: None,
-            },
-        ];
-        assert_eq!(
-            servers_json(&rtts),
-            r#"[{"server":"127.0.0.1:3478","rtt_ms":2},{"server":"[::1]:3478","rtt_ms":null}]"#
-        );
-        assert_eq!(string_array(&["a", "b\"c"]), r#"["a","b\"c"]"#);
-        assert_eq!(string_array::<&str>(&[]), "[]");
     }
 }

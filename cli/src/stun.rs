@@ -1,21 +1,27 @@
 //! `holepunch stun SERVER [--json] [--timeout SECS]`: one Binding transaction.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use holepunch_core::stun::DEFAULT_PORT;
 use holepunch_std::{DriverError, StunOptions, StunReport};
 
-use crate::json::Event;
-use crate::{EXIT_FAILED, format_ms, whole_ms};
+use crate::address::{self, Target};
+
+use crate::json::{self, Event as _};
+use crate::{EXIT_FAILED, format_ms};
 
 /// Arguments of `holepunch stun`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478.
-    #[arg(value_name = "SERVER")]
-    server: String,
+    /// The STUN server (the help text gives its forms).
+    #[arg(
+        value_name = "SERVER",
+        value_parser = address::stun_server,
+        help = "The STUN server: IP:PORT, [IPv6]:PORT or HOST:PORT; without a port, 3478. A \
+                malformed address is bad usage (exit 2); only a host name is looked up"
+    )]
+    server: Target,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -26,7 +32,7 @@ pub struct Args {
 
 /// Runs the transaction and prints the result; exit 1 if there is none.
 pub fn run(args: &Args) -> ExitCode {
-    let server = match resolve(&args.server) {
+    let server = match args.server.resolve() {
         Ok(server) => server,
         Err(reason) => return fail(args, None, &reason),
     };
@@ -51,16 +57,17 @@ pub fn run(args: &Args) -> ExitCode {
 
 fn print_report(args: &Args, r: &StunReport) {
     if args.json {
-        Event::new("mapped")
-            .str("address", r.mapped)
-            .unsigned("rtt_ms", whole_ms(r.rtt))
-            .unsigned("rtt_us", r.rtt.as_micros())
-            .str("local", r.local)
-            .str("server", r.server)
-            .str("from", r.from)
-            .opt_str("other_address", r.other_address)
-            .opt_str("response_origin", r.response_origin)
-            .print();
+        json::Mapped {
+            address: r.mapped.to_string(),
+            rtt_ms: json::ms(r.rtt),
+            rtt_us: u64::try_from(r.rtt.as_micros()).unwrap_or(u64::MAX),
+            local: r.local.to_string(),
+            server: r.server.to_string(),
+            from: r.from.to_string(),
+            other_address: r.other_address.map(|a| a.to_string()),
+            response_origin: r.response_origin.map(|a| a.to_string()),
+        }
+        .print();
     } else {
         println!("mapped {} (rtt {})", r.mapped, format_ms(r.rtt));
     }
@@ -68,10 +75,11 @@ fn print_report(args: &Args, r: &StunReport) {
 
 fn fail(args: &Args, server: Option<SocketAddr>, reason: &str) -> ExitCode {
     if args.json {
-        Event::new("failed")
-            .str("reason", reason)
-            .opt_str("server", server)
-            .print();
+        json::Failed {
+            reason: reason.into(),
+            server: server.map(|s| s.to_string()),
+        }
+        .print();
     } else {
         eprintln!("holepunch stun: {reason}");
     }
@@ -91,52 +99,9 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The server's address: an IP literal (with or without port) or a host name, resolved with the
-/// system resolver; IPv4 preferred when a name has both.
-pub(crate) fn resolve(server: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = server
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(server);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
-    let has_port = server
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    let found = if has_port {
-        server.to_socket_addrs()
-    } else {
-        (server, DEFAULT_PORT).to_socket_addrs()
-    };
-    let addrs: Vec<SocketAddr> = found
-        .map_err(|e| format!("cannot resolve {server}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("cannot resolve {server}: no addresses"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolves_literals_with_and_without_ports() {
-        let ok = |s: &str| resolve(s).expect("resolves");
-        assert_eq!(ok("1.2.3.4:5"), "1.2.3.4:5".parse().expect("addr"));
-        assert_eq!(ok("1.2.3.4"), "1.2.3.4:3478".parse().expect("addr"));
-        assert_eq!(ok("[::1]:9"), "[::1]:9".parse().expect("addr"));
-        assert_eq!(ok("[::1]"), "[::1]:3478".parse().expect("addr"));
-        assert_eq!(ok("::1"), "[::1]:3478".parse().expect("addr"));
-        assert_eq!(ok("localhost:7").port(), 7);
-    }
 
     #[test]
     fn timeouts_must_be_positive() {

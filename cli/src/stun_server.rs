@@ -170,7 +170,14 @@ async fn serve(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
         Err(e) => {
-            eprintln!("holepunch stun-server: cannot listen: {e}");
+            let alternate = args
+                .alternate
+                .map(|a| format!(" (or --alternate {a})"))
+                .unwrap_or_default();
+            eprintln!(
+                "holepunch stun-server: cannot listen on {}{alternate}: {e}",
+                args.listen
+            );
             return ExitCode::from(EXIT_FAILED);
         }
     };

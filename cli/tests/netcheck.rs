@@ -99,7 +99,8 @@ fn rfc5780_server_on_loopback_sees_no_nat() {
         "{line}"
     );
     assert!(
-        line.contains(r#""portmap":{"upnp":false,"natpmp":false,"pcp":false}"#),
+        // Not probed yet: unknown, not "no".
+        line.contains(r#""portmap":{"upnp":null,"natpmp":null,"pcp":null}"#),
         "{line}"
     );
     assert_eq!(
@@ -127,8 +128,8 @@ fn rfc5780_server_on_loopback_sees_no_nat() {
         "mapping:       endpoint-independent",
         "filtering:     endpoint-independent",
         "hairpinning:   yes",
-        "port mapping:  UPnP no, NAT-PMP no, PCP no",
-        "NAT64 prefix:  none",
+        "port mapping:  not probed",
+        "NAT64 prefix:  not probed",
     ] {
         assert!(
             human.stdout.contains(expected),
@@ -158,35 +159,50 @@ fn plain_server_gives_mapping_but_not_filtering() {
 }
 
 #[test]
-fn no_server_reports_udp_false_and_exits_zero() {
+fn no_server_reports_udp_false_and_exits_one() {
     // A socket that never answers, held open so nobody else takes the port meanwhile.
     let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let target = silent.local_addr().expect("addr").to_string();
     let started = Instant::now();
-    let line = netcheck_json(&["--stun", &target]);
+    let out = run_bounded(
+        "netcheck --json (no server)",
+        holepunch().args(["netcheck", "--stun", &target, "--json"]),
+        LIMIT,
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(json_raw(&line, "udp").as_deref(), Some("false"), "{line}");
+    // Nothing measured is a failed job: the report (what is known), then `failed`.
+    assert_eq!(out.code(), 1, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    let line = lines[0];
+    assert_eq!(json_str(line, "event").as_deref(), Some("report"), "{line}");
     assert_eq!(
-        json_raw(&line, "public_v4").as_deref(),
+        json_str(lines[1], "event").as_deref(),
+        Some("failed"),
+        "{out:?}"
+    );
+    assert_eq!(json_raw(line, "udp").as_deref(), Some("false"), "{line}");
+    assert_eq!(
+        json_raw(line, "public_v4").as_deref(),
         Some("null"),
         "{line}"
     );
     assert_eq!(
-        json_str(&line, "mapping").as_deref(),
+        json_str(line, "mapping").as_deref(),
         Some("unknown"),
         "{line}"
     );
     assert_eq!(
-        json_str(&line, "filtering").as_deref(),
+        json_str(line, "filtering").as_deref(),
         Some("unknown"),
         "{line}"
     );
     assert_eq!(
-        json_raw(&line, "hairpinning").as_deref(),
+        json_raw(line, "hairpinning").as_deref(),
         Some("null"),
         "{line}"
     );
@@ -198,13 +214,17 @@ fn no_server_reports_udp_false_and_exits_zero() {
         holepunch().args(["netcheck", "--stun", &target, "--timeout", "1"]),
         LIMIT,
     );
-    assert_eq!(human.code(), 0, "{human:?}");
+    assert_eq!(human.code(), 1, "{human:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
     );
     assert!(human.stdout.contains("UDP:           no"), "{human:?}");
+    assert!(
+        human.stderr.contains("no STUN server answered"),
+        "{human:?}"
+    );
 }
 
 #[test]

@@ -318,7 +318,8 @@ impl DriverError {
     }
 }
 
-/// A human-readable reason for a core [`TransactionError`] (which implements no `Display`).
+/// A human-readable reason for a core [`TransactionError`], with more to go on than its terse
+/// `Display`.
 pub fn describe_transaction_error(e: &TransactionError) -> String {
     match e {
         TransactionError::TimedOut => "timed out: no response after all retransmissions".into(),

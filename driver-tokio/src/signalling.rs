@@ -89,7 +89,10 @@ impl Signalling for ChannelSignalling {
 ///   over) is read again from the start. Each poll opens, reads and closes the file with blocking
 ///   calls: microseconds on a local file system.
 ///
-/// Start both sides with fresh files: a stale file from an earlier run is read like a live one.
+/// A stale file from an earlier run is read like a live one: the reader cannot tell. An
+/// application that wants to follow a newer offer (the peer started over: its first line, the
+/// `ice-ufrag`, changed) starts a new session on it with [`append`](OfferFiles::append), as
+/// `holepunch connect` does.
 ///
 /// [`send`]: Signalling::send
 /// [`recv`]: Signalling::recv
@@ -117,6 +120,24 @@ impl OfferFiles {
         // O_APPEND cannot be combined with O_TRUNC through std, hence two opens.
         File::create(local.as_ref())?;
         let file = OpenOptions::new().append(true).open(local.as_ref())?;
+        Ok(OfferFiles {
+            local: file,
+            remote: remote.as_ref().to_path_buf(),
+            offset: 0,
+            partial: Vec::new(),
+            skipping: false,
+            lines: VecDeque::new(),
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+        })
+    }
+
+    /// Like [`create`](Self::create) but keeps what `local` holds and appends to it: for a
+    /// session started again over the same files (the peer has read our earlier lines).
+    pub fn append(local: impl AsRef<Path>, remote: impl AsRef<Path>) -> io::Result<OfferFiles> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(local.as_ref())?;
         Ok(OfferFiles {
             local: file,
             remote: remote.as_ref().to_path_buf(),

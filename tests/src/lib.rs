@@ -1,9 +1,10 @@
 //! holepunch-tests: integration tests across the workspace, and the helpers they share.
 //!
-//! Today: the drivers (std, mio, tokio) against each other on loopback, plain and RFC 5780.
-//! Later: the simulated network (virtual time, NAT models) and the netns lab. The tests live in
-//! `tests/tests/`; this library holds helpers that need nothing but the core, so future
-//! simulation code can use them too.
+//! The drivers (std, mio, tokio) against each other on loopback, plain and RFC 5780; the
+//! simulated internet ([`sim`]: virtual time, NAT models, the NAT-pair matrix the `demo` prints);
+//! and the network-namespace lab ([`lab`]: real nftables NATs and real servers, for the CLI's
+//! lab tests). The tests live in `tests/tests/` and `cli/tests/`; this library holds what they
+//! share.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 

@@ -268,18 +268,18 @@ impl Drop for TempDir {
     }
 }
 
-/// The string value of `key` in a one-line JSON object (values here never contain quotes).
+/// The string value of `key` in a one-line JSON object (`None` for a non-object line, a missing
+/// key or a value that is not a string).
 pub fn json_str(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let end = line[start..].find('"')?;
-    Some(line[start..start + end].to_string())
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.get(key)?.as_str().map(str::to_owned)
 }
 
-/// The raw (number, boolean, null) value of `key` in a one-line JSON object.
+/// The value of `key` in a one-line JSON object as JSON text: numbers, booleans and `null` as
+/// written (`3`, `true`, `null`), strings with their quotes.
 pub fn json_raw(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let end = line[start..].find([',', '}'])?;
-    Some(line[start..start + end].to_string())
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(value.get(key)?.to_string())
 }
 
 /// Parses a socket address printed by the binary.

@@ -1,5 +1,5 @@
-//! A small JSON reader for the one-object-per-line output of `holepunch --json` (the tests
-//! crate has no JSON dependency).
+//! The one-object-per-line output of `holepunch --json`, read with serde_json and offered as a
+//! small owned tree ([`Json`]) whose accessors the lab tests use.
 
 use std::collections::BTreeMap;
 
@@ -69,160 +69,23 @@ impl Json {
 /// # Errors
 /// Where and why the text is not JSON.
 pub fn parse_json(text: &str) -> Result<Json, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(p.err("trailing characters"));
-    }
-    Ok(v)
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(Json::from)
+        .map_err(|e| e.to_string())
 }
 
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn err(&self, what: &str) -> String {
-        format!("JSON: {what} at byte {}", self.i)
-    }
-
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Json, String> {
-        if depth > 64 {
-            return Err(self.err("nested too deeply"));
-        }
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err(self.err("unexpected end")),
-            Some(b'{') => {
-                self.i += 1;
-                let mut m = BTreeMap::new();
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Object(m));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.ws();
-                    if !self.eat(":") {
-                        return Err(self.err("expected ':'"));
-                    }
-                    let v = self.value(depth + 1)?;
-                    m.insert(key, v);
-                    self.ws();
-                    if self.eat(",") {
-                        continue;
-                    }
-                    if self.eat("}") {
-                        return Ok(Json::Object(m));
-                    }
-                    return Err(self.err("expected ',' or '}'"));
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut v = Vec::new();
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Array(v));
-                }
-                loop {
-                    v.push(self.value(depth + 1)?);
-                    self.ws();
-                    if self.eat(",") {
-                        continue;
-                    }
-                    if self.eat("]") {
-                        return Ok(Json::Array(v));
-                    }
-                    return Err(self.err("expected ',' or ']'"));
-                }
-            }
-            Some(b'"') => self.string().map(Json::String),
-            Some(_) if self.eat("true") => Ok(Json::Bool(true)),
-            Some(_) if self.eat("false") => Ok(Json::Bool(false)),
-            Some(_) if self.eat("null") => Ok(Json::Null),
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                std::str::from_utf8(&self.s[start..self.i])
-                    .ok()
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .map(Json::Number)
-                    .ok_or_else(|| self.err("expected a value"))
-            }
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        if !self.eat("\"") {
-            return Err(self.err("expected a string"));
-        }
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while self.i < self.s.len() && self.s[self.i] != b'"' && self.s[self.i] != b'\\' {
-                self.i += 1;
-            }
-            out.push_str(
-                std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad UTF-8"))?,
-            );
-            match self.s.get(self.i) {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(_) => {
-                    self.i += 1;
-                    let c = *self.s.get(self.i).ok_or_else(|| self.err("bad escape"))?;
-                    self.i += 1;
-                    match c {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hex = self
-                                .s
-                                .get(self.i..self.i + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .ok_or_else(|| self.err("bad \\u escape"))?;
-                            self.i += 4;
-                            // Surrogate pairs do not occur in our output; keep a replacement.
-                            out.push(char::from_u32(hex).unwrap_or('\u{fffd}'));
-                        }
-                        _ => return Err(self.err("bad escape")),
-                    }
-                }
-            }
+impl From<serde_json::Value> for Json {
+    fn from(v: serde_json::Value) -> Json {
+        use serde_json::Value;
+        match v {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(b),
+            // Every JSON number has an f64 (serde_json's default build has no arbitrary
+            // precision); NaN only if that ever changes.
+            Value::Number(n) => Json::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => Json::String(s),
+            Value::Array(a) => Json::Array(a.into_iter().map(Json::from).collect()),
+            Value::Object(m) => Json::Object(m.into_iter().map(|(k, v)| (k, v.into())).collect()),
         }
     }
 }

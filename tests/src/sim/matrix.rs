@@ -95,7 +95,8 @@ pub fn run_cells(
     for &a in rows {
         for &b in cols {
             let mut outcomes = Vec::with_capacity(seeds as usize);
-            for seed in first_seed..first_seed + seeds {
+            // Wrapping: any u64 may start the run (`first_seed + seeds` overflows at the top).
+            for seed in (0..seeds).map(|k| first_seed.wrapping_add(k)) {
                 let o = run_pair(&PairConfig::new(a, b, seed));
                 on_run(&o);
                 outcomes.push((o.path, o.elapsed));

@@ -3,8 +3,7 @@
 //!
 //! The host binds two sockets, [`MAPPING_PORT`] and [`FILTERING_PORT`] on its own address (the
 //! LAN address behind a NAT, the public one otherwise), and asks the server at
-//! [`STUN_PRIMARY`](super::pair::STUN_PRIMARY) (alternate
-//! [`STUN_ALTERNATE`](super::pair::STUN_ALTERNATE)) exactly as a driver would: drain
+//! [`STUN_PRIMARY`] (alternate [`STUN_ALTERNATE`]) exactly as a driver would: drain
 //! `poll_transmit` after every input, sleep until the earlier of `poll_timeout` and the next
 //! arrival, feed arrivals to `handle_datagram`, then `handle_timeout`. The run ends when
 //! [`Netcheck::is_done`] says so.

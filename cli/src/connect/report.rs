@@ -1,0 +1,165 @@
+//! `connect`'s progress on stderr: `connect: ...` lines for people, or one `--json` event per
+//! line (stdout carries only the peer's data).
+
+use std::io;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use holepunch_core::ice::agent::PathInfo;
+use holepunch_core::ice::candidate::Candidate;
+
+use super::tally::Counts;
+use crate::json::{self, Event};
+use crate::{EXIT_FAILED, format_ms};
+
+/// Where and how progress is reported.
+#[derive(Clone, Copy, Debug)]
+pub struct Reporter {
+    /// `--json`.
+    pub json: bool,
+    /// When the command started (for `elapsed_ms`).
+    pub started: Instant,
+}
+
+impl Reporter {
+    fn emit(&self, event: &impl Event, human: &str) {
+        if self.json {
+            event.eprint();
+        } else {
+            eprintln!("connect: {human}");
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        json::ms(self.started.elapsed())
+    }
+
+    /// The host candidates, as soon as the sockets are bound.
+    pub fn gathered(&self, candidates: usize) {
+        let event = json::Gathered {
+            candidates: candidates as u64,
+            elapsed_ms: self.elapsed_ms(),
+        };
+        self.emit(&event, &format!("gathered {candidates} host candidates"));
+    }
+
+    /// A candidate learnt later (server-reflexive, …).
+    pub fn candidate(&self, c: &Candidate) {
+        let kind = c.kind.sdp_name();
+        let event = json::CandidateFound {
+            kind: kind.into(),
+            address: c.address.to_string(),
+            elapsed_ms: self.elapsed_ms(),
+        };
+        self.emit(&event, &format!("candidate {kind} {}", c.address));
+    }
+
+    /// Still nothing from the peer.
+    pub fn waiting(&self, peer: &str) {
+        let event = json::Waiting {
+            peer: peer.into(),
+            elapsed_ms: self.elapsed_ms(),
+        };
+        self.emit(&event, &format!("waiting for peer {peer}…"));
+    }
+
+    /// Connectivity checks started.
+    pub fn checking(&self) {
+        let event = json::Checking {
+            elapsed_ms: self.elapsed_ms(),
+        };
+        self.emit(&event, "checking candidate pairs");
+    }
+
+    /// `connected` (first path) or `path_changed`.
+    pub fn path(&self, first: bool, p: &PathInfo) {
+        let kind = if p.relayed { "relay" } else { "direct" };
+        let elapsed = self.started.elapsed();
+        let path = json::Path {
+            path: kind.into(),
+            local: p.local.to_string(),
+            remote: p.remote.to_string(),
+            rtt_ms: json::ms(p.rtt),
+            elapsed_ms: json::ms(elapsed),
+            local_type: p.local_kind.sdp_name().into(),
+            remote_type: p.remote_kind.sdp_name().into(),
+        };
+        let human = format!(
+            "{}: {kind} {} -> {} ({}/{}, rtt {}, after {})",
+            if first { "connected" } else { "path changed" },
+            p.local,
+            p.remote,
+            p.local_kind.sdp_name(),
+            p.remote_kind.sdp_name(),
+            format_ms(p.rtt),
+            format_ms(elapsed)
+        );
+        if first {
+            self.emit(&json::Connected(path), &human);
+        } else {
+            self.emit(&json::PathChanged(path), &human);
+        }
+    }
+
+    /// The path stopped answering.
+    pub fn consent_lost(&self, p: &PathInfo) {
+        let event = json::ConsentLost {
+            local: p.local.to_string(),
+            remote: p.remote.to_string(),
+        };
+        let human = format!(
+            "path {} -> {} stopped answering; looking for another",
+            p.local, p.remote
+        );
+        self.emit(&event, &human);
+    }
+
+    /// Signalling closed after the path was found (the session goes on).
+    pub fn signalling_closed(&self, error: Option<&io::Error>) {
+        let event = json::SignallingClosed {
+            reason: error.map(ToString::to_string),
+        };
+        let human = match error {
+            Some(e) => format!("signalling closed: {e}"),
+            None => "signalling closed".into(),
+        };
+        self.emit(&event, &human);
+    }
+
+    /// Something worth knowing that does not stop the job.
+    pub fn warning(&self, reason: &str) {
+        let event = json::Warning {
+            reason: reason.into(),
+        };
+        self.emit(&event, &format!("warning: {reason}"));
+    }
+
+    /// The job failed: `failed`, exit 1.
+    pub fn failed(&self, reason: &str) -> ExitCode {
+        self.emit(&json::Failed::new(reason), &format!("failed: {reason}"));
+        ExitCode::from(EXIT_FAILED)
+    }
+
+    /// The session ended: what went each way, and what was lost.
+    pub fn closed(&self, c: &Counts, why: &str) {
+        let event = json::Closed {
+            sent_datagrams: c.sent_datagrams,
+            sent_bytes: c.sent_bytes,
+            received_datagrams: c.received_datagrams,
+            received_bytes: c.received_bytes,
+            peer_sent_datagrams: c.peer_sent.map(|(d, _)| d),
+            peer_sent_bytes: c.peer_sent.map(|(_, b)| b),
+            lost_datagrams: c.lost(),
+            lost_percent: c.lost_percent(),
+            elapsed_ms: self.elapsed_ms(),
+            reason: why.into(),
+        };
+        let human = format!(
+            "closed ({why}): sent {} datagrams ({} bytes); {}",
+            c.sent_datagrams,
+            c.sent_bytes,
+            c.received_summary()
+        );
+        self.emit(&event, &human);
+    }
+}
