@@ -22,7 +22,7 @@ mod turn_checks;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 13] = [
+const TARGETS: [(&str, Check); 14] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
@@ -30,6 +30,7 @@ const TARGETS: [(&str, Check); 13] = [
     ("dns_answer", nat64_checks::check_dns_answer),
     ("natpmp_response", portmap_checks::check_natpmp),
     ("pcp_response", portmap_checks::check_pcp),
+    ("portmap_client", portmap_checks::check_client),
     ("upnp_ssdp", upnp_checks::check_ssdp),
     ("upnp_http", upnp_checks::check_http),
     ("upnp_xml", upnp_checks::check_xml),

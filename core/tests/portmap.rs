@@ -96,6 +96,11 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_gateway_scripts_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        portmap_checks::check_client(&data);
+    }
+
+    #[test]
     fn mutated_pcp_answers_never_panic(flip in 0usize..60, to: u8, cut in 0usize..=60) {
         let (mut bytes, _) = pcp::Response {
             opcode: pcp::OP_MAP, error: None, lifetime_secs: 600, epoch: 1,

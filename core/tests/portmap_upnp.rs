@@ -211,15 +211,26 @@ fn hostile_gateways_end_in_typed_errors() {
     // Nobody answers SSDP: three rounds, then a typed failure.
     let mut c = UpnpClient::new(t0, config());
     let mut buf = [0u8; 512];
-    let mut sent = 0;
+    let mut sent = Vec::new();
+    let mut now = t0;
     for _ in 0..10 {
-        while c.poll_transmit(t0, &mut buf).is_some() {
-            sent += 1;
+        while c.poll_transmit(now, &mut buf).is_some() {
+            sent.push((now - t0).as_secs());
         }
         let Some(t) = c.poll_timeout() else { break };
-        c.handle_timeout(t);
+        now = t;
+        c.handle_timeout(now);
     }
-    assert_eq!(sent, 9);
+    assert_eq!(
+        sent,
+        [0, 0, 0, 1, 1, 1, 3, 3, 3],
+        "rounds 1 s and 2 s apart"
+    );
+    assert_eq!(
+        now - t0,
+        Duration::from_secs(7),
+        "then 4 s for the last answers"
+    );
     assert_eq!(
         c.poll_event(),
         Some(PortmapEvent::Failed(PortmapError::NoAnswer))

@@ -36,3 +36,49 @@ pub fn check_pcp(data: &[u8]) {
         assert_eq!(pcp::MapRequest::parse(&req.encode()), Ok(req));
     }
 }
+
+/// Input of `portmap_client`: a script of gateway datagrams and clock steps for the PCP/NAT-PMP
+/// client. Each step is a length byte `n`, a clock-advance byte (in 100 ms units) and `n` bytes
+/// delivered from the gateway. Nothing may panic, and the client sends a bounded number of
+/// requests however the gateway behaves.
+pub fn check_client(data: &[u8]) {
+    use holepunch_core::portmap::client::{Client, ClientConfig, MAX_REQUEST_LEN, Protocols};
+    use holepunch_core::portmap::{Protocol, RetryPolicy, SERVER_PORT};
+    use holepunch_core::rng::Rng;
+    use holepunch_core::time::{Duration, Instant};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    let gateway = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1));
+    let config = ClientConfig {
+        gateway,
+        client_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2)),
+        protocol: Protocol::Udp,
+        internal_port: 48000,
+        suggested_external_port: 48000,
+        lifetime: Duration::from_secs(600),
+        protocols: Protocols::ALL,
+        retry: RetryPolicy::default(),
+    };
+    let from = SocketAddr::new(gateway, SERVER_PORT);
+    let mut now = Instant::ZERO;
+    let mut c = Client::new(now, &mut Rng::from_seed(0), config);
+    let mut out = [0u8; MAX_REQUEST_LEN];
+    let mut sent = 0usize;
+    let mut rest = data;
+    while let [n, step, tail @ ..] = rest {
+        let n = usize::from(*n).min(tail.len());
+        let (datagram, after) = tail.split_at(n);
+        rest = after;
+        let _ = c.handle_datagram(now, from, datagram);
+        now += Duration::from_millis(100 * u64::from(*step));
+        if c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+        }
+        while c.poll_transmit(now, &mut out).is_some() {
+            sent += 1;
+        }
+        while c.poll_event().is_some() {}
+    }
+    // Each step can at most trigger one retransmission round (3 requests) or a re-map.
+    assert!(sent <= 12 + 3 * (data.len() / 2 + 1), "{sent} requests");
+}

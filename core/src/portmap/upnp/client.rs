@@ -25,7 +25,7 @@ use crate::time::{Duration, Instant};
 
 /// Longest an HTTP exchange may take before the client gives up on it.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// SSDP: sends per round and rounds (1 s, 2 s, 4 s apart).
+/// SSDP rounds (each one M-SEARCH per service type): sent at 0, 1 and 3 s; given up at 7 s.
 const SSDP_ROUNDS: u8 = 3;
 /// Different external ports tried after 718 on an IGDv1 gateway.
 const CONFLICT_RETRIES: u16 = 8;
@@ -249,7 +249,7 @@ impl UpnpClient {
             }
             self.ssdp_round += 1;
             self.ssdp_pending = ServiceType::ALL.len();
-            self.retry_at = Some(now + Duration::from_secs(1 << self.ssdp_round.min(4)));
+            self.retry_at = Some(now + Duration::from_secs(1 << (self.ssdp_round - 1).min(4)));
         }
     }
 
