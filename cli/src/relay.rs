@@ -55,7 +55,7 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Serves on a single-threaded runtime until a stop signal.
+/// Serves on a two-thread runtime until a stop signal.
 pub fn run(args: &Args) -> ExitCode {
     if args.users.is_empty() && args.secret.is_none() {
         eprintln!("holepunch relay: give at least one --user USER:PASS or --secret");
@@ -68,7 +68,12 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let runtime = match crate::runtime() {
+    // Two workers: relayed sockets' readers and TCP connections run beside the server task.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("holepunch relay: cannot start the runtime: {e}");
