@@ -381,21 +381,18 @@ impl Ending {
     }
 }
 
-/// Runs ICE over `signalling`, then copies data until both sides are done. `offers` (file
-/// mode) is checked for a newer offer from the peer until a path is found.
-async fn converse<S: Signalling>(
-    signalling: S,
+/// Binds the sockets, reports the host candidates (`gathered`) and starts ICE over
+/// `signalling`, with what is left of --timeout.
+async fn start(
+    signalling: impl Signalling,
     controlling: bool,
     common: &Common<'_>,
-    signals: &mut StopSignals,
-    mut offers: Option<&mut OfferWatch>,
-) -> Outcome {
-    let (args, report) = (common.args, common.report);
+    deadline: Instant,
+) -> Result<Arc<Connection>, ExitCode> {
     let mut config = EndpointConfig::aggressive().with_stun_servers(common.stun.clone());
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
-    let deadline = report.started + args.timeout;
     config.connect_timeout = Some(
         deadline
             .saturating_duration_since(Instant::now())
@@ -405,20 +402,126 @@ async fn converse<S: Signalling>(
         SocketAddr::new(IpAddr::from([0u8; 4]), 0),
         SocketAddr::new(IpAddr::from([0u16; 8]), 0),
     ];
-    let endpoint = match Endpoint::bind(&wildcard, config).await {
-        Ok(e) => e,
-        Err(e) => return Outcome::Done(report.failed(&format!("cannot bind UDP sockets: {e}"))),
-    };
+    let endpoint = Endpoint::bind(&wildcard, config).await.map_err(|e| {
+        common
+            .report
+            .failed(&format!("cannot bind UDP sockets: {e}"))
+    })?;
     // The host candidates are known now; later ones come as `candidate` events.
-    report.gathered(endpoint.host_addrs().len());
-    let conn = Arc::new(endpoint.start(signalling, controlling));
-    let tally = &common.tally;
+    common.report.gathered(endpoint.host_addrs().len());
+    Ok(Arc::new(endpoint.start(signalling, controlling)))
+}
+
+/// What one session has seen so far, changed by the connection's events.
+struct Phase {
+    connected: bool,
+    /// File mode: ICE gave up on the offer read; waiting for a newer one (or the timeout).
+    ice_failed: bool,
+    srflx_seen: bool,
+    ending: Ending,
+    /// Handed to the stdin pump once connected; it reports our EOF through it.
+    eof_tx: Option<oneshot::Sender<()>>,
+}
+
+impl Phase {
+    /// Reports `event` and acts on it; `Some` when the session is over.
+    fn on_event(
+        &mut self,
+        event: ConnectionEvent,
+        conn: &Arc<Connection>,
+        common: &Common<'_>,
+        file_mode: bool,
+    ) -> Option<Outcome> {
+        let report = common.report;
+        match event {
+            // Host candidates were counted in `gathered`.
+            ConnectionEvent::LocalCandidate(c) if c.kind != CandidateKind::Host => {
+                self.srflx_seen |= c.kind == CandidateKind::ServerReflexive;
+                report.candidate(&c);
+            }
+            ConnectionEvent::Checking => report.checking(),
+            ConnectionEvent::Connected(path) => {
+                report.path(true, &path);
+                self.connected = true;
+                // The data phase starts here (datagram mode: stdin, paced, to the peer).
+                if let Some(done) = self.eof_tx.take() {
+                    let pacer = Pacer::new(common.args.rate);
+                    let tally = Arc::clone(&common.tally);
+                    pump_stdin(Arc::clone(conn), tally, report, done, pacer);
+                }
+            }
+            ConnectionEvent::PathChanged(path) => report.path(false, &path),
+            ConnectionEvent::ConsentLost(path) => report.consent_lost(&path),
+            ConnectionEvent::PeerFinished => self.ending.peer_eof = Some(Instant::now()),
+            ConnectionEvent::SignallingClosed(error) => {
+                if !self.connected {
+                    // No path yet and no way to exchange candidates: waiting is futile.
+                    let why = error.map_or_else(
+                        || "the signal server closed the connection".to_string(),
+                        |e| format!("signalling failed: {e}"),
+                    );
+                    let reason = format!("{why} before a path was found");
+                    return Some(Outcome::Done(report.failed(&reason)));
+                }
+                report.signalling_closed(error.as_ref());
+            }
+            ConnectionEvent::Failed(ConnectError::NoPath) if file_mode => {
+                // The offer read may be stale; a new one may still come.
+                self.ice_failed = true;
+                report.warning("no path with the peer's current offer; waiting for a new one");
+            }
+            ConnectionEvent::Failed(e) => {
+                let reason = match e {
+                    ConnectError::TimedOut(_) => no_path_within(common.args.timeout),
+                    e => e.to_string(),
+                };
+                return Some(Outcome::Done(report.failed(&reason)));
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+fn no_path_within(timeout: Duration) -> String {
+    format!("no path within {} s", timeout.as_secs_f64())
+}
+
+/// The warning for `--stun` servers that have not answered their first retransmissions.
+fn silent_stun_warning(common: &Common<'_>) -> String {
+    let list: Vec<String> = common.stun.iter().map(ToString::to_string).collect();
+    format!(
+        "no answer from STUN server {} after {} ms (retransmitting); without it there is no \
+         server-reflexive candidate",
+        list.join(", "),
+        STUN_SILENT_AFTER.as_millis()
+    )
+}
+
+/// Runs ICE over `signalling`, then copies data until both sides are done. `offers` (file
+/// mode) is checked for a newer offer from the peer until a path is found.
+async fn converse<S: Signalling>(
+    signalling: S,
+    controlling: bool,
+    common: &Common<'_>,
+    signals: &mut StopSignals,
+    mut offers: Option<&mut OfferWatch>,
+) -> Outcome {
+    let (args, report, tally) = (common.args, common.report, &common.tally);
+    let deadline = report.started + args.timeout;
+    let conn = match start(signalling, controlling, common, deadline).await {
+        Ok(conn) => conn,
+        Err(code) => return Outcome::Done(code),
+    };
+    let file_mode = offers.is_some();
     let (eof_tx, mut eof_rx) = oneshot::channel::<()>();
-    let mut eof_tx = Some(eof_tx);
-    let mut connected = false;
-    let mut ice_failed = false;
-    let mut srflx_seen = false;
-    let mut ending = Ending::default();
+    let mut phase = Phase {
+        connected: false,
+        ice_failed: false,
+        srflx_seen: false,
+        ending: Ending::default(),
+        eof_tx: Some(eof_tx),
+    };
     let mut data_open = true;
     let mut output = Output::new();
     let mut buf = vec![0u8; 65_536];
@@ -429,10 +532,11 @@ async fn converse<S: Signalling>(
     let mut stun_checked = common.stun.is_empty();
     let mut offer_check = tokio::time::interval(OFFER_CHECK_EVERY);
     loop {
-        let exit_at = ending.exit_at();
+        let exit_at = phase.ending.exit_at();
         let far = Instant::now() + Duration::from_secs(3600);
         let exit_sleep = tokio::time::sleep_until(exit_at.unwrap_or(far).into());
         let give_up = tokio::time::sleep_until(deadline.into());
+        let connected = phase.connected;
         tokio::select! {
             name = signals.recv() => {
                 if connected {
@@ -444,59 +548,18 @@ async fn converse<S: Signalling>(
                 }
                 return Outcome::Done(report.failed(&format!("interrupted by {name}")));
             }
-            event = conn.next_event(), if !ice_failed => match event {
-                None => return Outcome::Done(report.failed("the session ended")),
-                Some(ConnectionEvent::LocalCandidate(c)) => {
-                    // Host candidates were counted in `gathered`.
-                    if c.kind != CandidateKind::Host {
-                        srflx_seen |= c.kind == CandidateKind::ServerReflexive;
-                        report.candidate(&c);
-                    }
+            event = conn.next_event(), if !phase.ice_failed => {
+                let Some(event) = event else {
+                    return Outcome::Done(report.failed("the session ended"));
+                };
+                if let Some(outcome) = phase.on_event(event, &conn, common, file_mode) {
+                    return outcome;
                 }
-                Some(ConnectionEvent::Checking) => report.checking(),
-                Some(ConnectionEvent::Connected(path)) => {
-                    report.path(true, &path);
-                    connected = true;
-                    if let Some(done) = eof_tx.take() {
-                        let pacer = Pacer::new(args.rate);
-                        pump_stdin(Arc::clone(&conn), Arc::clone(tally), report, done, pacer);
-                    }
-                }
-                Some(ConnectionEvent::PathChanged(path)) => report.path(false, &path),
-                Some(ConnectionEvent::ConsentLost(path)) => report.consent_lost(&path),
-                Some(ConnectionEvent::PeerFinished) => ending.peer_eof = Some(Instant::now()),
-                Some(ConnectionEvent::SignallingClosed(error)) => {
-                    if !connected {
-                        // No path yet and no way to exchange candidates: waiting is futile.
-                        let why = error.map_or_else(
-                            || "the signal server closed the connection".to_string(),
-                            |e| format!("signalling failed: {e}"),
-                        );
-                        return Outcome::Done(report.failed(&format!("{why} before a path was found")));
-                    }
-                    report.signalling_closed(error.as_ref());
-                }
-                Some(ConnectionEvent::Failed(ConnectError::NoPath)) if offers.is_some() => {
-                    // File mode: the offer read may be stale; a new one may still come.
-                    ice_failed = true;
-                    report.warning("no path with the peer's current offer; waiting for a new one");
-                }
-                Some(ConnectionEvent::Failed(e)) => {
-                    let reason = match e {
-                        ConnectError::TimedOut(_) => format!(
-                            "no path within {} s",
-                            args.timeout.as_secs_f64()
-                        ),
-                        e => e.to_string(),
-                    };
-                    return Outcome::Done(report.failed(&reason));
-                }
-                Some(_) => {}
-            },
+            }
             received = conn.recv(&mut buf), if data_open => match received {
                 Ok(n) => {
                     tally.received(n);
-                    ending.last_data = Some(Instant::now());
+                    phase.ending.last_data = Some(Instant::now());
                     output.write(&buf[..n]).await;
                 }
                 Err(_) => data_open = false,
@@ -507,33 +570,24 @@ async fn converse<S: Signalling>(
             }
             () = &mut stun_silent, if !stun_checked => {
                 stun_checked = true;
-                if !srflx_seen && !connected {
-                    let list: Vec<String> = common.stun.iter().map(ToString::to_string).collect();
-                    report.warning(&format!(
-                        "no answer from STUN server {} after {} ms (retransmitting); \
-                         without it there is no server-reflexive candidate",
-                        list.join(", "),
-                        STUN_SILENT_AFTER.as_millis()
-                    ));
+                if !phase.srflx_seen && !connected {
+                    report.warning(&silent_stun_warning(common));
                 }
             }
-            _ = offer_check.tick(), if !connected && offers.is_some() => {
+            _ = offer_check.tick(), if !connected && file_mode => {
                 if offers.as_mut().is_some_and(|w| w.changed()) {
                     return Outcome::Restart;
                 }
             }
-            () = give_up, if ice_failed => {
-                return Outcome::Done(report.failed(&format!(
-                    "no path within {} s",
-                    args.timeout.as_secs_f64()
-                )));
+            () = give_up, if phase.ice_failed => {
+                return Outcome::Done(report.failed(&no_path_within(args.timeout)));
             }
-            _ = &mut eof_rx, if connected && ending.local_eof.is_none() => {
-                ending.local_eof = Some(Instant::now());
+            _ = &mut eof_rx, if connected && phase.ending.local_eof.is_none() => {
+                phase.ending.local_eof = Some(Instant::now());
             }
             () = exit_sleep, if exit_at.is_some() => {
                 output.flush().await;
-                let code = close(report, tally, ending.peer_eof.is_some(), args.max_loss);
+                let code = close(report, tally, phase.ending.peer_eof.is_some(), args.max_loss);
                 return Outcome::Done(code);
             }
         }
