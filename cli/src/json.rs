@@ -70,6 +70,11 @@ events! {
     Closed = "closed",
     Pair = "pair",
     Summary = "summary",
+    PortMapped = "mapped",
+    PortRenewed = "renewed",
+    ExternalChanged = "external_changed",
+    GatewayRestarted = "gateway_restarted",
+    MappingDeleted = "deleted",
 }
 
 /// `stun`: the mapped address of one Binding transaction.
@@ -318,6 +323,36 @@ pub struct Summary {
     pub simulated: bool,
 }
 
+/// `portmap`: the gateway mapped the port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortMapped {
+    /// `upnp`, `natpmp` or `pcp`.
+    pub protocol: String,
+    /// The mapped external address, `IP:PORT`.
+    pub external: String,
+    /// The lifetime the gateway granted, seconds.
+    pub lifetime_s: u64,
+}
+
+/// `portmap`: the mapping was renewed (same fields as `mapped`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortRenewed(pub PortMapped);
+
+/// `portmap`: the gateway's external address changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExternalChanged {
+    /// The new external address, `IP:PORT`.
+    pub external: String,
+}
+
+/// `portmap`: the gateway restarted (its epoch went back); the mapping is being made again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRestarted {}
+
+/// `portmap`: the mapping was deleted on the way out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MappingDeleted {}
+
 /// Whole milliseconds, rounded to nearest, for `*_ms` fields.
 pub fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(crate::whole_ms(d)).unwrap_or(u64::MAX)
@@ -497,6 +532,19 @@ mod tests {
             simulated: true,
         };
         check(&summary, &["pairs", "ok"], s);
+        let mapped_port = PortMapped {
+            protocol: "pcp".into(),
+            external: "192.0.2.1:4000".into(),
+            lifetime_s: 7200,
+        };
+        check(&mapped_port, &["protocol", "external", "lifetime_s"], s);
+        check(&PortRenewed(mapped_port), &["protocol", "external", "lifetime_s"], s);
+        let changed = ExternalChanged {
+            external: "192.0.2.2:4000".into(),
+        };
+        check(&changed, &["external"], s);
+        check(&GatewayRestarted {}, &[], s);
+        check(&MappingDeleted {}, &[], s);
         for name in ALL_NAMES {
             assert!(seen.contains(name), "the schema test misses {name}");
         }

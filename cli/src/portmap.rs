@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use holepunch_core::portmap::client::{MappedVia, PortmapEvent, Protocols};
 use holepunch_std::portmap::{PortmapOptions, run_portmap, run_upnp};
 
-use crate::json::Event;
+use crate::json::{self, Event};
 use crate::signal::StopSignals;
 use crate::{EXIT_FAILED, runtime};
 
@@ -158,11 +158,16 @@ fn report(json: bool, e: &PortmapEvent) {
         } => {
             let first = matches!(e, PortmapEvent::Mapped { .. });
             if json {
-                Event::new(if first { "mapped" } else { "renewed" })
-                    .str("protocol", protocol_name(via))
-                    .str("external", external)
-                    .unsigned("lifetime_s", u128::from(lifetime.as_secs()))
-                    .print();
+                let mapped = json::PortMapped {
+                    protocol: protocol_name(via).into(),
+                    external: external.to_string(),
+                    lifetime_s: lifetime.as_secs(),
+                };
+                if first {
+                    mapped.print();
+                } else {
+                    json::PortRenewed(mapped).print();
+                }
             } else {
                 println!(
                     "{} {external} via {} (lifetime {} s)",
@@ -174,23 +179,24 @@ fn report(json: bool, e: &PortmapEvent) {
         }
         PortmapEvent::ExternalAddressChanged { external } => {
             if json {
-                Event::new("external_changed")
-                    .str("external", external)
-                    .print();
+                json::ExternalChanged {
+                    external: external.to_string(),
+                }
+                .print();
             } else {
                 println!("external address changed: {external}");
             }
         }
         PortmapEvent::GatewayRestarted => {
             if json {
-                Event::new("gateway_restarted").print();
+                json::GatewayRestarted {}.print();
             } else {
                 println!("gateway restarted (its epoch went back); mapping again");
             }
         }
         PortmapEvent::Closed => {
             if json {
-                Event::new("deleted").print();
+                json::MappingDeleted {}.print();
             } else {
                 println!("mapping deleted");
             }
@@ -201,7 +207,7 @@ fn report(json: bool, e: &PortmapEvent) {
 
 fn fail(args: &Args, reason: &str) -> ExitCode {
     if args.json {
-        Event::new("failed").str("reason", reason).print();
+        json::Failed::new(reason).print();
     } else {
         eprintln!("holepunch portmap: {reason}");
     }
