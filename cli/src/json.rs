@@ -538,7 +538,11 @@ mod tests {
             lifetime_s: 7200,
         };
         check(&mapped_port, &["protocol", "external", "lifetime_s"], s);
-        check(&PortRenewed(mapped_port), &["protocol", "external", "lifetime_s"], s);
+        check(
+            &PortRenewed(mapped_port),
+            &["protocol", "external", "lifetime_s"],
+            s,
+        );
         let changed = ExternalChanged {
             external: "192.0.2.2:4000".into(),
         };

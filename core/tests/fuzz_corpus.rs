@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
-#[path = "../../fuzz/src/server_checks.rs"]
-mod server_checks;
 #[path = "../../fuzz/src/nat64_checks.rs"]
 mod nat64_checks;
 #[path = "../../fuzz/src/portmap_checks.rs"]
 mod portmap_checks;
-#[path = "../../fuzz/src/upnp_checks.rs"]
-mod upnp_checks;
+#[path = "../../fuzz/src/server_checks.rs"]
+mod server_checks;
 #[path = "../../fuzz/src/turn_checks.rs"]
 mod turn_checks;
+#[path = "../../fuzz/src/upnp_checks.rs"]
+mod upnp_checks;
 
 /// What a fuzz target runs on one input.
 type Check = fn(&[u8]);
