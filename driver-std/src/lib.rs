@@ -6,7 +6,7 @@
 //!
 //! - [`stun`] / [`stun_on`]: one Binding transaction, pumped with `poll_transmit`, a socket read
 //!   bounded by `poll_timeout`, `handle_datagram`, `handle_timeout` and `poll_event`.
-//! - [`StunServer`]: binds every socket the core [`Server`] asks for (supporting port 0) and
+//! - [`StunServer`]: binds every socket the core [`Server`](holepunch_core::stun::server::Server) asks for (supporting port 0) and
 //!   answers on them, one thread per socket, until a stop flag is raised.
 //! - [`Clock`] and [`os_seed`]: the clock and seed conversions the other drivers reuse;
 //!   [`bind_server_sockets`] is shared with them too.
