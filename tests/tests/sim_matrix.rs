@@ -4,7 +4,7 @@
 
 use std::time::Instant as WallClock;
 
-use holepunch_tests::sim::matrix::{expected, fmt_ms, render_grid, run_matrix};
+use holepunch_tests::sim::matrix::{expected, fmt_ms, render_grid, run_matrix, run_matrix_with};
 use holepunch_tests::sim::pair::{PairConfig, PathKind, run_pair};
 use holepunch_tests::sim::profile::Profile;
 
@@ -52,6 +52,47 @@ fn every_pair_reaches_its_expected_path_over_twenty_seeds() {
     }
     // The whole matrix must stay cheap enough for every CI run.
     assert!(took.as_secs() < 30, "matrix took {took:?}");
+}
+
+#[test]
+fn one_rfc5780_stun_server_is_enough_for_every_cell() {
+    // A user who passes one --stun: the agents learn whether their NAT maps per destination
+    // from the server's OTHER-ADDRESS, so hard-NAT cells still punch (issue 15).
+    let cells = run_matrix_with(1, SEEDS, |c| c.single_stun_server = true);
+    println!("{}", render_grid(&cells));
+    for c in &cells {
+        assert_eq!(c.false_directs(), 0, "{} / {} claimed direct", c.a, c.b);
+        assert_eq!(
+            c.success_rate(),
+            1.0,
+            "one server: {} / {} reached {:?} in only {} of {} runs: {:?}",
+            c.a,
+            c.b,
+            c.expected,
+            c.successes(),
+            c.outcomes.len(),
+            c.outcomes
+        );
+    }
+}
+
+#[test]
+fn without_other_address_probing_one_server_misses_hard_nat_cells() {
+    // The control: the same single server, but the agents do not ask its OTHER-ADDRESS. The
+    // symmetric-random x port-restricted cell then cannot tell who is hard and fails, which is
+    // what the test above guards against.
+    let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::PortRestrictedCone, 1);
+    config.single_stun_server = true;
+    config.agent = |controlling| {
+        let mut c = holepunch_core::ice::agent::AgentConfig::aggressive(controlling);
+        c.probe_other_address = false;
+        c
+    };
+    let o = run_pair(&config);
+    assert_eq!(o.path, PathKind::None, "{o:?}");
+    config.agent = holepunch_core::ice::agent::AgentConfig::aggressive;
+    let o = run_pair(&config);
+    assert_eq!(o.path, PathKind::Direct, "{o:?}");
 }
 
 #[test]

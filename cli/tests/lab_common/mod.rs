@@ -89,27 +89,30 @@ pub fn servers(lab: &Lab) -> (Ns, LabProcess, LabProcess) {
     (srv, stun, signal)
 }
 
-/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe.
+/// `holepunch connect` as `id`, talking to `peer`, with stdin a pipe, given both of our STUN
+/// server's addresses as two `--stun` servers.
 pub fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
+    connect_with_stun(lab, ns, id, peer, &[STUN_PRIMARY, STUN_ALTERNATE])
+}
+
+/// [`connect`] with the given `--stun` servers (one, as most users pass, or several).
+pub fn connect_with_stun(
+    lab: &Lab,
+    ns: &Ns,
+    id: &str,
+    peer: &str,
+    stun: &[SocketAddrV4],
+) -> LabProcess {
     let timeout = CONNECT_TIMEOUT_S.to_string();
-    let stun1 = STUN_PRIMARY.to_string();
-    let stun2 = STUN_ALTERNATE.to_string();
-    lab.spawn_with_stdin(
-        ns,
-        &format!("connect-{id}"),
-        holepunch(),
+    let mut args: Vec<String> = ["connect", "--signal", SIGNAL, "--id", id, "--peer", peer]
+        .map(String::from)
+        .to_vec();
+    for server in stun {
+        args.push("--stun".into());
+        args.push(server.to_string());
+    }
+    args.extend(
         [
-            "connect",
-            "--signal",
-            SIGNAL,
-            "--id",
-            id,
-            "--peer",
-            peer,
-            "--stun",
-            &stun1,
-            "--stun",
-            &stun2,
             "--json",
             "--timeout",
             &timeout,
@@ -117,8 +120,10 @@ pub fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
             // links): lost repeats are expected, not a failed job.
             "--max-loss",
             "100",
-        ],
-    )
+        ]
+        .map(String::from),
+    );
+    lab.spawn_with_stdin(ns, &format!("connect-{id}"), holepunch(), args)
 }
 
 /// A host with 203.0.113.50 and .51 running the prober's reflector on [`REFLECTORS`].

@@ -65,6 +65,10 @@ pub struct AgentConfig {
     pub nomination: Nomination,
     /// STUN servers to learn server-reflexive candidates from.
     pub stun_servers: Vec<SocketAddr>,
+    /// Also ask an RFC 5780 server's OTHER-ADDRESS for a mapping. Two answers from one server
+    /// then show whether this side's NAT maps per destination (a "hard" NAT), so one
+    /// configured server is enough for hard-NAT punching to start.
+    pub probe_other_address: bool,
     /// Capacity of the local candidate table.
     pub max_local_candidates: usize,
     /// Capacity of the remote candidate table.
@@ -126,6 +130,7 @@ impl AgentConfig {
             gather_max_sends: 4,
             nomination: Nomination::Regular,
             stun_servers: Vec::new(),
+            probe_other_address: true,
             max_local_candidates: 16,
             max_remote_candidates: 32,
             max_pairs: 128,
@@ -286,6 +291,8 @@ pub struct Agent {
     /// Regular nomination's wait for better pairs after the first one succeeds.
     nomination_wait: NominationWait,
     punch: Punch,
+    /// (base, OTHER-ADDRESS) pairs already asked for a mapping while gathering.
+    other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -414,6 +421,7 @@ impl Agent {
             checking_since: None,
             nomination_wait: NominationWait::Idle,
             punch: Punch::default(),
+            other_addresses_asked: Vec::new(),
             rng,
             config,
         }
@@ -497,6 +505,8 @@ impl Agent {
     /// or timed out (at once when there are no servers).
     pub fn gather(&mut self, now: Instant) {
         self.gathering = Gathering::InProgress;
+        // Every configured server is asked again below, so their other addresses may be too.
+        self.other_addresses_asked.clear();
         for li in 0..self.locals.len() {
             let base = self.locals[li];
             if base.kind != CandidateKind::Host {
@@ -928,6 +938,9 @@ impl Agent {
             if msg.class() == Class::SuccessResponse {
                 if let Some(Ok(mapped)) = msg.reflexive_address() {
                     self.add_server_reflexive(now, mapped, t.local, server);
+                }
+                if let Some(Ok(other)) = msg.address(types::OTHER_ADDRESS) {
+                    self.gather_from_other_address(now, t.local, server, other);
                 }
             }
             self.check_gathering_complete();
@@ -1368,6 +1381,38 @@ impl Agent {
         let _ = self.add_local_candidate(now, c);
     }
 
+    /// Asks a configured RFC 5780 server's other address (RFC 5780 §7.3 OTHER-ADDRESS) for
+    /// this base's mapping too, once: a different mapped port than the primary answer's marks
+    /// an endpoint-dependent NAT for the punch decision, as two configured servers would.
+    fn gather_from_other_address(
+        &mut self,
+        now: Instant,
+        base: SocketAddr,
+        server: SocketAddr,
+        other: SocketAddr,
+    ) {
+        let configured = &self.config.stun_servers;
+        // Only the configured servers' answers lead on (no chains through alternates), and a
+        // server the user configured anyway is asked by `gather` already.
+        if !self.config.probe_other_address
+            || !configured.contains(&server)
+            || configured.contains(&other)
+            || other == server
+            || other.is_ipv4() != base.is_ipv4()
+            || other.ip().is_unspecified()
+            || other.port() == 0
+        {
+            return;
+        }
+        if self.other_addresses_asked.contains(&(base, other)) {
+            return;
+        }
+        self.other_addresses_asked.push((base, other));
+        let (sends, rto) = (self.config.gather_max_sends, self.config.check_rto);
+        let purpose = Purpose::Gather { server: other };
+        let _ = self.start_transaction(now, purpose, base, other, sends, rto);
+    }
+
     fn learn_local_peer_reflexive(&mut self, mapped: SocketAddr, base: SocketAddr) {
         if self.locals.iter().any(|c| c.address == mapped) {
             return;
@@ -1481,7 +1526,12 @@ impl Agent {
             };
             let predicted: Vec<u16> = match PortPredictor::new(&their_ports) {
                 Ok(p) if matches!(p.allocation(), PortAllocation::Sequential { .. }) => {
-                    p.predicted(cfg.predicted_ports).collect()
+                    // The peer's first checks to us go out while it still gathers, so the
+                    // mapping towards us may sit in a gap between its observed ports (one
+                    // server asked twice, via OTHER-ADDRESS, leaves such a gap): those first.
+                    gap_ports(&their_ports)
+                        .chain(p.predicted(cfg.predicted_ports))
+                        .collect()
                 }
                 _ => Vec::new(),
             };
@@ -1804,3 +1854,15 @@ fn finish_with_fingerprint(mut b: MessageBuilder<'_>) -> Option<usize> {
     b.add_fingerprint().ok()?;
     Some(b.finish())
 }
+
+/// Ports strictly between successive sorted observations that were not observed themselves, at
+/// most [`MAX_GAP_PORTS`] of them: where a sequential allocator put mappings made between them.
+fn gap_ports(sorted: &[u16]) -> impl Iterator<Item = u16> + '_ {
+    sorted
+        .windows(2)
+        .flat_map(|w| (w[0].saturating_add(1)..w[1]).take(MAX_GAP_PORTS))
+        .take(MAX_GAP_PORTS)
+}
+
+/// Gaps wider than this are not a sequential allocator's few intervening mappings.
+const MAX_GAP_PORTS: usize = 8;

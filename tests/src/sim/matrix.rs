@@ -83,12 +83,37 @@ pub fn run_matrix(first_seed: u64, seeds: u64) -> Vec<Cell> {
     run_cells(&Profile::ALL, &Profile::ALL, first_seed, seeds, |_| {})
 }
 
+/// The whole matrix with one change to every run's configuration (for example, one STUN
+/// server instead of two).
+pub fn run_matrix_with(first_seed: u64, seeds: u64, adjust: fn(&mut PairConfig)) -> Vec<Cell> {
+    run_cells_with(
+        &Profile::ALL,
+        &Profile::ALL,
+        first_seed,
+        seeds,
+        adjust,
+        |_| {},
+    )
+}
+
 /// Runs the given rows × columns; `on_run` sees each outcome as it completes (for logs).
 pub fn run_cells(
     rows: &[Profile],
     cols: &[Profile],
     first_seed: u64,
     seeds: u64,
+    on_run: impl FnMut(&PairOutcome),
+) -> Vec<Cell> {
+    run_cells_with(rows, cols, first_seed, seeds, |_| {}, on_run)
+}
+
+/// [`run_cells`] with `adjust` applied to every run's configuration.
+pub fn run_cells_with(
+    rows: &[Profile],
+    cols: &[Profile],
+    first_seed: u64,
+    seeds: u64,
+    adjust: fn(&mut PairConfig),
     mut on_run: impl FnMut(&PairOutcome),
 ) -> Vec<Cell> {
     let mut cells = Vec::new();
@@ -97,7 +122,9 @@ pub fn run_cells(
             let mut outcomes = Vec::with_capacity(seeds as usize);
             // Wrapping: any u64 may start the run (`first_seed + seeds` overflows at the top).
             for seed in (0..seeds).map(|k| first_seed.wrapping_add(k)) {
-                let o = run_pair(&PairConfig::new(a, b, seed));
+                let mut config = PairConfig::new(a, b, seed);
+                adjust(&mut config);
+                let o = run_pair(&config);
                 on_run(&o);
                 outcomes.push((o.path, o.elapsed));
             }

@@ -83,6 +83,9 @@ pub struct PairConfig {
     pub agent: fn(bool) -> AgentConfig,
     /// Dual-stack sites; `None` (the default): IPv4 only.
     pub ipv6: Option<DualStack>,
+    /// Give the agents only the RFC 5780 server's primary address, as a user who passes one
+    /// `--stun` does; `false` (the default) gives them its alternate address too.
+    pub single_stun_server: bool,
 }
 
 impl PairConfig {
@@ -101,6 +104,7 @@ impl PairConfig {
             time_limit: Duration::from_secs(30),
             agent: AgentConfig::aggressive,
             ipv6: None,
+            single_stun_server: false,
         }
     }
 
@@ -207,8 +211,9 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     let alternate: SocketAddr = STUN_ALTERNATE.parse().expect("constant");
     net.add_public_host(primary.ip(), Duration::from_millis(5));
     net.add_public_host(alternate.ip(), Duration::from_millis(5));
-    let mut server_config = ServerConfig::new(primary);
-    server_config.alternate = Some(alternate);
+    // As `holepunch stun-server --alternate` runs by default: rate-limited, so bare requests
+    // get OTHER-ADDRESS.
+    let server_config = ServerConfig::rfc5780(primary, alternate);
     let mut server = Server::new(server_config).expect("valid server configuration");
     let stun_v6: SocketAddr = STUN_V6.parse().expect("constant");
     let mut server_v6 = (host_v6_a.is_some() || host_v6_b.is_some()).then(|| {
@@ -223,7 +228,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     ]
     .map(|(host, host_v6, controlling, salt)| {
         let mut agent_config = (config.agent)(controlling);
-        agent_config.stun_servers = vec![primary, alternate];
+        agent_config.stun_servers = if config.single_stun_server {
+            vec![primary]
+        } else {
+            vec![primary, alternate]
+        };
         if host_v6.is_some() {
             agent_config.stun_servers.push(stun_v6);
         }
