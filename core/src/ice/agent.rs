@@ -89,6 +89,10 @@ pub struct AgentConfig {
     /// Hard-NAT punching, tried when ordinary checks have not connected after `delay`;
     /// `None` disables it.
     pub punch: Option<PunchConfig>,
+    /// A relayed pair that works is nominated once no direct path can work any more, or this
+    /// long after checks started, whichever comes first. Direct checks and punching go on
+    /// while the relay carries the data, and a direct path that starts working replaces it.
+    pub relay_hold: Duration,
 }
 
 /// When and how to punch through an endpoint-dependent ("hard") NAT.
@@ -138,6 +142,9 @@ impl AgentConfig {
             max_transactions: 128,
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
+            // Most direct paths, punched ones included (median ~2 s), work by then; the rest
+            // start on the relay and move to the direct path when punching finds it.
+            relay_hold: Duration::from_secs(3),
             upgrade_interval: Duration::from_secs(5),
             nomination_delay: Duration::from_millis(500),
             punch: Some(PunchConfig::default()),
@@ -293,6 +300,8 @@ pub struct Agent {
     punch: Punch,
     /// (base, OTHER-ADDRESS) pairs already asked for a mapping while gathering.
     other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
+    /// Candidates gathered outside the agent (TURN allocations) still awaited.
+    external_gathering: u32,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -422,6 +431,7 @@ impl Agent {
             nomination_wait: NominationWait::Idle,
             punch: Punch::default(),
             other_addresses_asked: Vec::new(),
+            external_gathering: 0,
             rng,
             config,
         }
@@ -522,6 +532,21 @@ impl Agent {
                 }
             }
         }
+        self.check_gathering_complete();
+    }
+
+    /// Announces a candidate gathered outside the agent (a TURN allocation, see
+    /// [`super::relay::Relays`]): [`IceEvent::GatheringComplete`] waits for the matching
+    /// [`end_external_gathering`](Self::end_external_gathering).
+    pub fn begin_external_gathering(&mut self) {
+        self.external_gathering = self.external_gathering.saturating_add(1);
+    }
+
+    /// An external gathering announced with
+    /// [`begin_external_gathering`](Self::begin_external_gathering) ended (its candidate, if
+    /// any, was added with [`add_local_candidate`](Self::add_local_candidate)).
+    pub fn end_external_gathering(&mut self) {
+        self.external_gathering = self.external_gathering.saturating_sub(1);
         self.check_gathering_complete();
     }
 
@@ -697,6 +722,9 @@ impl Agent {
                 }
             }
         }
+        if self.controlling && self.path.is_none() {
+            self.release_relay(now);
+        }
         self.check_failed();
     }
 
@@ -776,11 +804,26 @@ impl Agent {
         if let NominationWait::Until(due) = self.nomination_wait {
             at = at.min(due);
         }
+        // The relay hold ends: a working relayed pair is nominated then (release_relay).
+        if let (true, None, Some(since)) = (self.controlling, self.path, self.checking_since) {
+            let relayed = |p: &&super::checklist::Pair| {
+                is_relayed(&self.locals[p.local], &self.remotes[p.remote])
+            };
+            let pairs = self.checklist.pairs();
+            let works = pairs
+                .iter()
+                .filter(relayed)
+                .any(|p| p.state == PairState::Succeeded);
+            let nominated = pairs.iter().filter(relayed).any(|p| p.nominated);
+            if works && !nominated {
+                at = at.min(since + self.config.relay_hold);
+            }
+        }
         let free = self.free_transactions();
         if free > 0 && self.can_check() && self.has_checkable_pair() {
             at = at.min(self.next_check_at);
         }
-        if self.path.is_none() && free > PROBE_RESERVE {
+        if !self.has_direct_path() && free > PROBE_RESERVE {
             if let Some(t) = self
                 .punch
                 .hard
@@ -893,8 +936,20 @@ impl Agent {
             return Received::Consumed;
         };
         if use_candidate && !self.controlling {
+            let consent_timeout = self.config.consent_timeout;
             match self.checklist.get_mut(pi) {
-                Some(p) if p.state == PairState::Succeeded => self.nominate(now, pi),
+                // Proven recently: selected now. A pair whose last answer is too old for consent
+                // (a relay nominated long after its check) is checked again first.
+                Some(p)
+                    if p.state == PairState::Succeeded
+                        && p.last_response.is_some_and(|t| now < t + consent_timeout) =>
+                {
+                    self.nominate(now, pi)
+                }
+                Some(p) if p.state == PairState::Succeeded => {
+                    p.nominate_on_success = true;
+                    p.triggered = true;
+                }
                 Some(p) => p.nominate_on_success = true,
                 None => {}
             }
@@ -1086,6 +1141,10 @@ impl Agent {
         p.rtt_micros = crate::time::duration_micros(rtt);
         let nominate = (controlling && use_candidate) || (!controlling && p.nominate_on_success);
         p.nominate_on_success = false;
+        let held = self.pair_is_relayed(pi) && self.relay_held(now);
+        let Some(p) = self.checklist.get_mut(pi) else {
+            return;
+        };
         // Unfreeze the pairs that share this pair's foundations (RFC 8445 §7.2.5.3.3).
         let (lf, rf) = (
             self.locals[p.local].foundation,
@@ -1098,8 +1157,12 @@ impl Agent {
                 q.state = PairState::Waiting;
             }
         }
-        if nominate {
+        if nominate && !(held && controlling) {
             self.nominate(now, pi);
+        } else if held {
+            // Valid, kept for when direct paths run out (release_relay).
+        } else if controlling && self.pair_is_relayed(pi) && self.path.is_none() {
+            self.release_relay(now);
         } else if controlling && self.config.nomination == Nomination::Regular {
             if self.nomination_wait == NominationWait::Idle && self.path.is_none() {
                 self.nomination_wait = NominationWait::Until(now + self.config.nomination_delay);
@@ -1121,7 +1184,7 @@ impl Agent {
         else {
             return;
         };
-        if self.selected == Some(best) {
+        if self.selected == Some(best) || (self.pair_is_relayed(best) && self.relay_held(now)) {
             return;
         }
         let best_priority = self.checklist.get(best).map_or(0, |p| p.priority);
@@ -1287,6 +1350,61 @@ impl Agent {
         }
     }
 
+    /// Whether the selected path is direct (punching stops; on a relay it goes on).
+    fn has_direct_path(&self) -> bool {
+        self.path.is_some_and(|p| !p.relayed)
+    }
+
+    /// Whether pair `pi` crosses a relay (either candidate relayed).
+    fn pair_is_relayed(&self, pi: usize) -> bool {
+        self.checklist
+            .get(pi)
+            .is_some_and(|p| is_relayed(&self.locals[p.local], &self.remotes[p.remote]))
+    }
+
+    /// Whether a direct path may still work, so relayed pairs wait: candidates still coming,
+    /// direct pairs still being checked, or hard-NAT punching still possible. The relay is
+    /// the last resort ("direct when possible"), and an ICE relay costs the operator money.
+    fn relay_held(&self, now: Instant) -> bool {
+        let held_since = self.checking_since.unwrap_or(now);
+        if now >= held_since + self.config.relay_hold {
+            return false;
+        }
+        if self.gathering != Gathering::Complete || !self.remote_complete {
+            return true;
+        }
+        let direct_pending = self.checklist.pairs().iter().any(|p| {
+            !is_relayed(&self.locals[p.local], &self.remotes[p.remote])
+                && matches!(
+                    p.state,
+                    PairState::Frozen | PairState::Waiting | PairState::InProgress
+                )
+        });
+        direct_pending || self.punch_may_connect()
+    }
+
+    /// Controlling side, not connected, direct paths exhausted: nominate the best relayed pair
+    /// that works (its next check carries USE-CANDIDATE).
+    fn release_relay(&mut self, now: Instant) {
+        if self.relay_held(now) {
+            return;
+        }
+        let (locals, remotes) = (&self.locals, &self.remotes);
+        let best = self.checklist.best_where(|p| {
+            p.state == PairState::Succeeded && is_relayed(&locals[p.local], &remotes[p.remote])
+        });
+        let Some(best) = best else { return };
+        let nominating = self.transactions.iter().any(
+            |t| matches!(t.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
+        );
+        if let Some(p) = self.checklist.get_mut(best).filter(|_| !nominating) {
+            if !p.nominated {
+                p.nominated = true;
+                p.triggered = true;
+            }
+        }
+    }
+
     fn check_failed(&mut self) {
         if self.failed || !self.remote_complete || self.path.is_some() || !self.checking {
             return;
@@ -1429,7 +1547,7 @@ impl Agent {
             .transactions
             .iter()
             .any(|t| matches!(t.purpose, Purpose::Gather { .. }));
-        if self.gathering == Gathering::InProgress && !pending {
+        if self.gathering == Gathering::InProgress && !pending && self.external_gathering == 0 {
             self.gathering = Gathering::Complete;
             self.push_event(IceEvent::GatheringComplete);
         }
@@ -1446,7 +1564,7 @@ impl Agent {
         let Some(since) = self.checking_since else {
             return;
         };
-        if self.punch.decided || self.path.is_some() || now < since + cfg.delay {
+        if self.punch.decided || self.has_direct_path() || now < since + cfg.delay {
             return;
         }
         self.punch.delay_elapsed = true;
@@ -1546,7 +1664,9 @@ impl Agent {
     /// The next punch probe due, started as a single-shot transaction.
     fn start_probe(&mut self, now: Instant) -> Option<usize> {
         // Probes never take the last slots: checks and consent must always find room.
-        if self.path.is_some() || self.remote.is_none() || self.free_transactions() <= PROBE_RESERVE
+        if self.has_direct_path()
+            || self.remote.is_none()
+            || self.free_transactions() <= PROBE_RESERVE
         {
             return None;
         }
@@ -1636,8 +1756,10 @@ impl Agent {
                 p.nominated,
             )
         };
-        let use_candidate =
-            self.controlling && (self.config.nomination == Nomination::Aggressive || nominated);
+        // A relayed pair is nominated only once no direct path can still work (relay_held).
+        let aggressive = self.config.nomination == Nomination::Aggressive
+            && !(self.pair_is_relayed(pi) && self.relay_held(now));
+        let use_candidate = self.controlling && (aggressive || nominated);
         let purpose = Purpose::Check {
             pair: pi,
             use_candidate,

@@ -5,3 +5,4 @@ pub mod candidate;
 pub mod checklist;
 pub mod credentials;
 pub mod offer;
+pub mod relay;
