@@ -59,7 +59,7 @@ fn print_human(args: &Args, cells: &[Cell], all_expected: bool) {
         }
     );
     println!(
-        "A (controlling) down the side, B across; D = direct path, ms of virtual time to connected."
+        "A (controlling) down the side, B across; D = direct path, R = relayed, ms of virtual time to first connected."
     );
     println!();
     print!("{}", render_grid(cells));
@@ -87,7 +87,8 @@ fn print_human(args: &Args, cells: &[Cell], all_expected: bool) {
         }
     );
     println!(
-        "pairs without a path need a relay (both sides symmetric, or UDP blocked): TURN support is planned."
+        "both sides symmetric: through the simulated TURN relay (UDP), 3 s after checks began (direct paths found later take over); \
+         UDP blocked: no path (TURN over TCP/TLS is not simulated yet)."
     );
 }
 

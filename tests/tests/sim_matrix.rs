@@ -83,6 +83,7 @@ fn without_other_address_probing_one_server_misses_hard_nat_cells() {
     // what the test above guards against.
     let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::PortRestrictedCone, 1);
     config.single_stun_server = true;
+    config.relay = false;
     config.agent = |controlling| {
         let mut c = holepunch_core::ice::agent::AgentConfig::aggressive(controlling);
         c.probe_other_address = false;
@@ -193,6 +194,8 @@ fn birthday_punching_survives_twenty_percent_loss() {
         let mut config =
             PairConfig::new(Profile::SymmetricRandom, Profile::PortRestrictedCone, seed);
         config.loss_per_mille = 200;
+        // Punching alone: with the relay, a miss would end on the relay instead (counted below).
+        config.relay = false;
         if run_pair(&config).path == PathKind::Direct {
             ok += 1;
         }
@@ -242,9 +245,10 @@ fn failure_waits_for_punching_to_finish() {
         let o = run_pair(&config);
         assert_eq!(o.path, PathKind::Direct, "seed {seed}: {:?}", o.log.last());
     }
-    // Where no punching applies, failure is still prompt: both sides symmetric.
+    // Where no punching applies, failure is still prompt: both sides symmetric, no relay.
     let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::SymmetricRandom, 1);
     config.agent = impatient_checks;
+    config.relay = false;
     let o = run_pair(&config);
     assert_eq!(o.path, PathKind::None);
     let failed_at = o
@@ -277,4 +281,46 @@ fn rfc_profile_reaches_the_same_outcomes() {
             }
         }
     }
+}
+
+#[test]
+fn a_relay_carries_the_data_until_punching_finds_the_direct_path() {
+    // With the relay hold shortened to 0.5 s, port-restricted x symmetric-random pairs whose
+    // birthday search takes longer start on the relay; punching goes on there, and every run
+    // must end direct (the relay is the fallback, not where a pair stays: tailscale#3624).
+    let mut upgraded = 0;
+    for seed in 1..=20 {
+        let mut config =
+            PairConfig::new(Profile::PortRestrictedCone, Profile::SymmetricRandom, seed);
+        config.agent = |controlling| {
+            let mut c = holepunch_core::ice::agent::AgentConfig::aggressive(controlling);
+            c.relay_hold = holepunch_core::time::Duration::from_millis(500);
+            c
+        };
+        let o = run_pair(&config);
+        assert_eq!(o.path, PathKind::Direct, "seed {seed}: {:?}", o.log.last());
+        let on_relay = o
+            .log
+            .iter()
+            .any(|l| l.contains("Connected") && l.contains("relayed: true"));
+        let moved = o
+            .log
+            .iter()
+            .any(|l| l.contains("PathChanged") && l.contains("relayed: false"));
+        if on_relay && moved {
+            upgraded += 1;
+        }
+    }
+    println!("{upgraded} of 20 runs started on the relay and moved to the direct path");
+    assert!(upgraded > 0, "no run exercised the relay-to-direct upgrade");
+}
+
+#[test]
+fn without_a_relay_symmetric_pairs_have_no_path() {
+    // The control for the matrix's relay cells: the same pair with no relay fails.
+    let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::SymmetricSequential, 1);
+    config.relay = false;
+    assert_eq!(run_pair(&config).path, PathKind::None);
+    config.relay = true;
+    assert_eq!(run_pair(&config).path, PathKind::Relay);
 }

@@ -7,3 +7,4 @@ pub mod netcheck;
 pub mod network;
 pub mod pair;
 pub mod profile;
+pub mod relay;

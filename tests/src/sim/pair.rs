@@ -18,11 +18,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
+use holepunch_core::ice::relay::{RelayReceived, Relays};
 use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
+use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
 
 use super::network::Network;
 use super::profile::{Profile, V6Policy};
+use super::relay::{RELAY_PASSWORD, RELAY_USER, SimRelay};
 
 /// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
 pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
@@ -86,6 +89,9 @@ pub struct PairConfig {
     /// Give the agents only the RFC 5780 server's primary address, as a user who passes one
     /// `--stun` does; `false` (the default) gives them its alternate address too.
     pub single_stun_server: bool,
+    /// Give both sides the TURN relay (the default): pairs with no direct path then connect
+    /// through it. `false`: no relay, as before TURN.
+    pub relay: bool,
 }
 
 impl PairConfig {
@@ -105,7 +111,14 @@ impl PairConfig {
             agent: AgentConfig::aggressive,
             ipv6: None,
             single_stun_server: false,
+            relay: true,
         }
+    }
+
+    /// The same run with no TURN relay (for tests about direct paths alone).
+    pub fn without_relay(mut self) -> Self {
+        self.relay = false;
+        self
     }
 
     /// The same pair with dual-stack sites.
@@ -158,6 +171,8 @@ struct Side {
     /// The IPv6 host socket of a dual-stack side.
     socket_v6: Option<SocketAddr>,
     extra_sockets: Vec<SocketAddr>,
+    /// The side's TURN allocation (none when the run has no relay).
+    relays: Relays,
     connected: Option<PathInfo>,
     connected_at: Option<Instant>,
     failed: bool,
@@ -221,6 +236,10 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         Server::new(ServerConfig::new(stun_v6)).expect("valid server configuration")
     });
 
+    let mut relay = config
+        .relay
+        .then(|| SimRelay::new(&mut net, config.seed ^ 0x7e));
+
     let mut now = Instant::ZERO;
     let mut sides = [
         (host_a, host_v6_a, true, 0xa11ceu64),
@@ -253,12 +272,20 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 .add_host_candidate(now, s)
                 .expect("two host candidates fit");
         }
+        let mut relays = Relays::new();
+        if let Some(relay) = &relay {
+            let turn = TurnConfig::new(relay.address(), Transport::Udp, RELAY_USER, RELAY_PASSWORD);
+            relays
+                .allocate(now, &mut agent, socket, turn, config.seed ^ salt ^ 0x7e1a)
+                .expect("the first allocation starts");
+        }
         agent.gather(now);
         Side {
             agent,
             socket,
             socket_v6,
             extra_sockets: Vec::new(),
+            relays,
             connected: None,
             connected_at: None,
             failed: false,
@@ -287,6 +314,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
 
     let deadline = Instant::ZERO + config.time_limit;
     let mut buf = vec![0u8; 1500];
+    let mut wrapped = vec![0u8; 1600];
     // A state machine whose poll_timeout keeps naming a past instant without producing
     // anything would spin here: catch that as the bug it is.
     let mut stalled = (Instant::ZERO, 0u32);
@@ -307,7 +335,28 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 }
             }
             while let Some(t) = side.agent.poll_transmit(now, &mut buf) {
+                let from = t.from.unwrap_or(side.socket);
+                if side.relays.is_relayed(from) {
+                    // Sent from the relayed candidate: through the TURN server.
+                    match side
+                        .relays
+                        .wrap(now, from, t.to, &buf[..t.len], &mut wrapped)
+                    {
+                        Ok(w) => {
+                            net.send(now, w.from.unwrap_or(side.socket), w.to, &wrapped[..w.len])
+                        }
+                        Err(e) => log.push(format!("{now:?} relay wrap failed: {e}")),
+                    }
+                    continue;
+                }
+                net.send(now, from, t.to, &buf[..t.len]);
+            }
+            while let Some(t) = side.relays.poll_transmit(now, &mut buf) {
                 net.send(now, t.from.unwrap_or(side.socket), t.to, &buf[..t.len]);
+            }
+            while let Some(event) = side.relays.poll_event() {
+                let name = if i == 0 { "A" } else { "B" };
+                log.push(format!("{now:?} {name} {event:?}"));
             }
             while let Some(event) = side.agent.poll_event() {
                 let name = if i == 0 { "A" } else { "B" };
@@ -350,13 +399,18 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             }
         }
         let both = sides[0].connected.is_some() && sides[1].connected.is_some();
-        if both || sides.iter().any(|s| s.failed) || now >= deadline {
+        // On a relay, punching and direct checks go on: run on for the upgrade (to the limit).
+        let relayed = sides.iter().any(|s| s.connected.is_some_and(|p| p.relayed));
+        if (both && !relayed) || sides.iter().any(|s| s.failed) || now >= deadline {
             break;
         }
         // Sleep until the next thing happens.
         let next = [
             sides[0].agent.poll_timeout(),
             sides[1].agent.poll_timeout(),
+            sides[0].relays.poll_timeout(now),
+            sides[1].relays.poll_timeout(now),
+            relay.as_ref().and_then(SimRelay::poll_timeout),
             net.next_arrival(),
             signals.peek().map(|s| s.0.at),
         ]
@@ -388,10 +442,29 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 }
                 continue;
             }
+            if let Some(relay) = relay.as_mut().filter(|r| r.owns(d.to)) {
+                relay.handle(now, &mut net, d.to, d.from, &d.bytes, &mut buf);
+                continue;
+            }
             if let Some(side) = sides.iter_mut().find(|s| {
                 s.socket == d.to || s.socket_v6 == Some(d.to) || s.extra_sockets.contains(&d.to)
             }) {
-                let _ = side.agent.handle_datagram(now, d.to, d.from, &d.bytes);
+                match side
+                    .relays
+                    .handle_datagram(now, &mut side.agent, d.to, d.from, &d.bytes)
+                {
+                    RelayReceived::Data {
+                        relayed,
+                        peer,
+                        payload,
+                    } => {
+                        let _ = side.agent.handle_datagram(now, relayed, peer, payload);
+                    }
+                    RelayReceived::Consumed => {}
+                    RelayReceived::NotRelayed => {
+                        let _ = side.agent.handle_datagram(now, d.to, d.from, &d.bytes);
+                    }
+                }
             }
         }
         while signals.peek().is_some_and(|s| s.0.at <= now) {
@@ -402,7 +475,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             apply_offer_line(now, side, &signal.line, &mut log);
         }
         for side in &mut sides {
+            side.relays.handle_timeout(now, &mut side.agent);
             side.agent.handle_timeout(now);
+        }
+        if let Some(relay) = relay.as_mut() {
+            relay.handle_timeout(now, &mut net, &mut buf);
         }
     }
 
