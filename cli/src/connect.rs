@@ -43,6 +43,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use holepunch_core::ice::candidate::CandidateKind;
+use holepunch_core::ice::relay::{MAX_RELAYS, RelayEvent};
+use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig};
 use holepunch_tokio::signal::{MAX_NAME, SignalClient, is_valid_name};
 use holepunch_tokio::{OfferFiles, Signalling};
@@ -143,7 +145,9 @@ pub struct Args {
     /// STUN server for server-reflexive candidates (IP:PORT, HOST:PORT; port 3478 if omitted).
     #[arg(long = "stun", value_name = "SERVER", value_parser = address::stun_server)]
     stun: Vec<Target>,
-    /// TURN relay (accepted, not used yet: relays are not supported).
+    /// TURN relay, over UDP (repeatable, at most 8): its relayed address becomes a candidate,
+    /// used when no direct path works within 3 s; a direct path found later takes over.
+    /// `?transport=tcp` is not supported yet (a warning says the relay is not used).
     #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
     turn: Vec<TurnServer>,
     /// Give up when no path is found within this many seconds.
@@ -204,6 +208,9 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// What clap cannot check: names, and two different offer files.
 fn check_usage(args: &Args) -> Result<(), String> {
+    if args.turn.len() > MAX_RELAYS {
+        return Err(format!("at most {MAX_RELAYS} --turn servers"));
+    }
     if let (Some(local), Some(remote)) = (&args.local_file, &args.remote_file) {
         if same_file(local, remote) {
             return Err(format!(
@@ -242,6 +249,8 @@ struct Common<'a> {
     args: &'a Args,
     report: Reporter,
     stun: Vec<SocketAddr>,
+    /// TURN servers (UDP) to allocate relayed candidates on.
+    turn: Vec<TurnConfig>,
     /// Our agent's seed: a restarted session keeps our credentials.
     seed: u64,
     tally: Arc<Tally>,
@@ -254,10 +263,25 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
         Ok(s) => s,
         Err(e) => return report.failed(&format!("cannot install signal handlers: {e}")),
     };
-    for turn in &args.turn {
-        report.warning(&format!(
-            "relays (TURN) are not supported yet; ignoring --turn {}",
-            turn.server
+    let mut turn = Vec::new();
+    for server in &args.turn {
+        if server.tcp {
+            // Said plainly: the relay is not used, and why.
+            report.warning(&format!(
+                "TURN over TCP is not supported yet (connect relays over UDP); not using --turn {}?transport=tcp",
+                server.server
+            ));
+            continue;
+        }
+        let addr = match Target::parse(&server.server, None).and_then(|t| t.resolve()) {
+            Ok(addr) => addr,
+            Err(reason) => return report.failed(&reason),
+        };
+        turn.push(TurnConfig::new(
+            addr,
+            TurnTransport::Udp,
+            &server.user,
+            &server.password,
         ));
     }
     let mut stun = Vec::with_capacity(args.stun.len());
@@ -271,6 +295,7 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
         args,
         report,
         stun,
+        turn,
         seed: holepunch_tokio::os_seed(),
         tally: Arc::new(Tally::default()),
         peer: String::new(),
@@ -389,7 +414,9 @@ async fn start(
     common: &Common<'_>,
     deadline: Instant,
 ) -> Result<Arc<Connection>, ExitCode> {
-    let mut config = EndpointConfig::aggressive().with_stun_servers(common.stun.clone());
+    let mut config = EndpointConfig::aggressive()
+        .with_stun_servers(common.stun.clone())
+        .with_turn_servers(common.turn.clone());
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
@@ -438,6 +465,9 @@ impl Phase {
             ConnectionEvent::LocalCandidate(c) if c.kind != CandidateKind::Host => {
                 self.srflx_seen |= c.kind == CandidateKind::ServerReflexive;
                 report.candidate(&c);
+            }
+            ConnectionEvent::Relay(RelayEvent::Failed { server, error }) => {
+                report.warning(&format!("TURN relay {server}: no allocation ({error})"));
             }
             ConnectionEvent::Checking => report.checking(),
             ConnectionEvent::Connected(path) => {

@@ -53,6 +53,15 @@
 //! trip earlier) wait in a small buffer and are delivered if their sender becomes the path.
 //! Each received datagram costs one allocation on its way to [`Connection::recv`]. Delivery is
 //! not guaranteed: this is UDP.
+//!
+//! # Relays
+//!
+//! With [`EndpointConfig::turn`], the session allocates on each TURN server (over UDP, from the
+//! first host socket of the server's family) before gathering ends, and signals the relayed
+//! addresses as candidates ([`holepunch_core::ice::relay::Relays`] does the protocol). A relayed
+//! pair is used only when no direct one works within the agent's `relay_hold`, and a direct path
+//! that starts working later replaces it. On a relayed path, [`Connection::send`] hands the
+//! datagram to the session's task, which wraps it for the relay (one allocation per datagram).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -64,9 +73,11 @@ use std::time::Duration;
 
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
-use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::ice::candidate::{Candidate, CandidateKind};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
+use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
+use holepunch_core::turn::ClientConfig as TurnConfig;
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::netcheck::local_ip_towards;
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
@@ -80,6 +91,10 @@ use crate::{Clock, os_seed};
 
 /// Datagrams from not-yet-selected remotes held until a path is selected.
 const EARLY_DATAGRAMS: usize = 256;
+/// Datagrams for a relayed path waiting for the task to wrap them.
+const RELAYED_SENDS: usize = 256;
+/// The most a TURN wrapper adds (a Send indication's header and attributes).
+const RELAY_OVERHEAD: usize = 64;
 /// Remotes remembered as the peer's (the current path's and earlier ones).
 const PEER_ADDRESSES: usize = 8;
 /// Where IPv4 routes are looked up to find the default interface (no packet is sent).
@@ -103,6 +118,8 @@ pub struct EndpointConfig {
     pub seed: Option<u64>,
     /// Received datagrams waiting for [`Connection::recv`]; more are dropped.
     pub recv_queue: usize,
+    /// TURN servers to allocate relayed candidates on (UDP transport only for now).
+    pub turn: Vec<TurnConfig>,
 }
 
 impl EndpointConfig {
@@ -113,6 +130,7 @@ impl EndpointConfig {
             connect_timeout: Some(Duration::from_secs(30)),
             seed: None,
             recv_queue: 1024,
+            turn: Vec::new(),
         }
     }
 
@@ -122,6 +140,13 @@ impl EndpointConfig {
             agent: AgentConfig::rfc(true),
             ..Self::aggressive()
         }
+    }
+
+    /// The same configuration allocating relayed candidates on `servers` (TURN).
+    #[must_use]
+    pub fn with_turn_servers(mut self, servers: Vec<TurnConfig>) -> Self {
+        self.turn = servers;
+        self
     }
 
     /// The same configuration gathering server-reflexive candidates from `servers`.
@@ -179,6 +204,8 @@ pub enum ConnectionEvent {
     /// The path stopped answering consent checks and no other was valid; the agent looks for
     /// a new one (until the connect timeout) and sends fail with `NotConnected` meanwhile.
     ConsentLost(PathInfo),
+    /// A TURN allocation succeeded (its relayed address is a candidate) or failed.
+    Relay(RelayEvent),
     /// A role conflict switched our role.
     RoleChanged {
         /// Whether we are controlling now.
@@ -261,6 +288,7 @@ impl Endpoint {
         let (data_tx, data_rx) = mpsc::channel(self.config.recv_queue.max(1));
         let (route_tx, route_rx) = watch::channel(None);
         let (commands_tx, commands_rx) = mpsc::channel(8);
+        let (relay_tx, relay_rx) = mpsc::channel(RELAYED_SENDS);
         let mut agent_config = self.config.agent.clone();
         agent_config.controlling = controlling;
         let agent = Agent::new(agent_config, self.config.seed.unwrap_or_else(os_seed));
@@ -295,14 +323,19 @@ impl Endpoint {
             connect_timeout: self.config.connect_timeout,
             give_up_at: None,
             out: vec![0u8; TRANSMIT_BUFFER_LEN],
+            wrapped: vec![0u8; TRANSMIT_BUFFER_LEN + RELAY_OVERHEAD],
             buf: vec![0u8; RECV_BUFFER_LEN],
             rotate: 0,
+            relays: Relays::new(),
+            turn: self.config.turn.clone(),
+            relay_sends: relay_rx,
         };
         Connection {
             route: route_rx,
             data: Mutex::new(data_rx),
             events: Mutex::new(events_rx),
             commands: commands_tx,
+            relay_sends: relay_tx,
             task: tokio::spawn(driver.run()),
             hosts: self.hosts,
         }
@@ -338,6 +371,8 @@ pub struct Connection {
     data: Mutex<mpsc::Receiver<Vec<u8>>>,
     events: Mutex<mpsc::UnboundedReceiver<ConnectionEvent>>,
     commands: mpsc::Sender<Command>,
+    /// Datagrams for a relayed path, wrapped by the task.
+    relay_sends: mpsc::Sender<Vec<u8>>,
     task: JoinHandle<()>,
     hosts: Vec<SocketAddr>,
 }
@@ -371,6 +406,14 @@ impl Connection {
                 "no path to the peer (yet)",
             ));
         };
+        if route.path.local_kind == CandidateKind::Relayed {
+            // The TURN client's channels live in the task: it wraps and sends.
+            return self
+                .relay_sends
+                .send(datagram.to_vec())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the session ended"));
+        }
         route.socket.send_to(datagram, route.path.remote).await?;
         Ok(())
     }
@@ -475,6 +518,7 @@ enum Wake {
     Datagram(usize, SocketAddr, usize),
     Line(io::Result<Option<String>>),
     Command(Option<Command>),
+    RelaySend(Vec<u8>),
 }
 
 struct Driver<S> {
@@ -506,9 +550,15 @@ struct Driver<S> {
     connect_timeout: Option<Duration>,
     give_up_at: Option<tokio::time::Instant>,
     out: Vec<u8>,
+    /// A TURN-wrapped datagram.
+    wrapped: Vec<u8>,
     buf: Vec<u8>,
     /// Which socket to poll first next time (fairness across sockets).
     rotate: usize,
+    relays: Relays,
+    /// The TURN servers to allocate on at the start.
+    turn: Vec<TurnConfig>,
+    relay_sends: mpsc::Receiver<Vec<u8>>,
 }
 
 impl<S: Signalling> Driver<S> {
@@ -533,12 +583,27 @@ impl<S: Signalling> Driver<S> {
             // Only a full candidate table fails here; the first sixteen addresses are plenty.
             let _ = self.agent.add_host_candidate(now, local);
         }
+        for (k, turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
+            let server = turn.server;
+            // The first host socket of the server's family reaches it.
+            let Some(&base) = self.locals.iter().find(|l| l.is_ipv4() == server.is_ipv4()) else {
+                continue;
+            };
+            let seed = os_seed() ^ k as u64;
+            // Fails only past MAX_RELAYS servers (the CLI refuses more); those are skipped.
+            let _ = self.relays.allocate(now, &mut self.agent, base, turn, seed);
+        }
         self.agent.gather(now);
         self.give_up_at = self.deadline_from_now();
         let mut idle_timer_wakes = 0u32;
         loop {
             let progressed = self.drain().await?;
-            let mut wake_at = self.agent.poll_timeout().map(|t| self.clock.deadline(t));
+            let now = self.clock.now();
+            let mut wake_at = [self.agent.poll_timeout(), self.relays.poll_timeout(now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| self.clock.deadline(t));
             // A deadline in the past that produced nothing must not spin the CPU.
             if !progressed && idle_timer_wakes > 2 {
                 let floor = std::time::Instant::now() + Duration::from_millis(1);
@@ -555,8 +620,10 @@ impl<S: Signalling> Driver<S> {
                 let buf = &mut self.buf;
                 let rotate = &mut self.rotate;
                 let signalling = &mut self.signalling;
+                let relay_sends = &mut self.relay_sends;
                 tokio::select! {
                     command = self.commands.recv() => Wake::Command(command),
+                    Some(d) = relay_sends.recv() => Wake::RelaySend(d),
                     (i, from, n) = recv_any(sockets, buf, rotate) => Wake::Datagram(i, from, n),
                     line = signalling.recv(), if self.signalling_open => Wake::Line(line),
                     () = sleep => Wake::Timer,
@@ -583,12 +650,14 @@ impl<S: Signalling> Driver<S> {
                 }
                 // The connection was dropped.
                 Wake::Command(None) => return Ok(()),
+                Wake::RelaySend(d) => self.send_relayed(now_core, &d).await,
             }
             if let Some(ufrag) = self.peer_restarted.take() {
                 // Lost lines are not fatal here: the old path goes on until consent says no.
                 let _ = self.restart(now_core).await;
                 self.remote_ufrag = Some(ufrag);
             }
+            self.relays.handle_timeout(now_core, &mut self.agent);
             self.agent.handle_timeout(now_core);
             if self.path.is_none()
                 && self
@@ -615,6 +684,12 @@ impl<S: Signalling> Driver<S> {
             }
             while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
                 progressed = true;
+                if let Some(relayed) = t.from.filter(|f| self.relays.is_relayed(*f)) {
+                    // From the relayed candidate: through its TURN server.
+                    let d = self.out[..t.len].to_vec();
+                    self.send_wrapped(now, relayed, t.to, &d).await;
+                    continue;
+                }
                 let socket = t
                     .from
                     .and_then(|a| self.by_local.get(&a).copied())
@@ -630,6 +705,17 @@ impl<S: Signalling> Driver<S> {
                     // An error (unreachable address) is a lost datagram: ICE retries.
                     let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
                 }
+            }
+            while let Some(t) = self.relays.poll_transmit(now, &mut self.out) {
+                progressed = true;
+                let socket = t.from.and_then(|a| self.by_local.get(&a).copied());
+                if let Some(i) = socket {
+                    let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
+                }
+            }
+            while let Some(event) = self.relays.poll_event() {
+                progressed = true;
+                self.emit(ConnectionEvent::Relay(event));
             }
             while let Some(event) = self.agent.poll_event() {
                 progressed = true;
@@ -688,7 +774,14 @@ impl<S: Signalling> Driver<S> {
     fn select(&mut self, p: PathInfo) {
         self.path = Some(p);
         self.give_up_at = None;
-        if let Some(&i) = self.by_local.get(&p.local) {
+        // A relayed path's local address is the relay's: its datagrams leave through the
+        // socket the allocation was made on, wrapped by the task.
+        let socket = self
+            .by_local
+            .get(&p.local)
+            .copied()
+            .or_else(|| (p.local_kind == CandidateKind::Relayed).then_some(0));
+        if let Some(i) = socket {
             self.route.send_replace(Some(Route {
                 path: p,
                 socket: Arc::clone(&self.sockets[i]),
@@ -704,10 +797,56 @@ impl<S: Signalling> Driver<S> {
         }
     }
 
+    /// Wraps `datagram` from our relayed address `relayed` to `to` and sends it to the relay.
+    async fn send_wrapped(
+        &mut self,
+        now: holepunch_core::Instant,
+        relayed: SocketAddr,
+        to: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let Ok(w) = self
+            .relays
+            .wrap(now, relayed, to, datagram, &mut self.wrapped)
+        else {
+            return; // Lost, as a datagram the relay dropped would be.
+        };
+        if let Some(i) = w.from.and_then(|a| self.by_local.get(&a).copied()) {
+            let _ = self.sockets[i].send_to(&self.wrapped[..w.len], w.to).await;
+        }
+    }
+
+    /// Application data for the selected path, which is relayed.
+    async fn send_relayed(&mut self, now: holepunch_core::Instant, datagram: &[u8]) {
+        if let Some(p) = self.path.filter(|p| p.local_kind == CandidateKind::Relayed) {
+            self.send_wrapped(now, p.local, p.remote, datagram).await;
+        }
+    }
+
     fn datagram(&mut self, now: holepunch_core::Instant, i: usize, from: SocketAddr, n: usize) {
-        let local = self.locals[i];
+        let mut local = self.locals[i];
+        let mut from = from;
+        let mut range = 0..n;
+        match self
+            .relays
+            .handle_datagram(now, &mut self.agent, local, from, &self.buf[..n])
+        {
+            RelayReceived::Consumed => return,
+            RelayReceived::Data {
+                relayed,
+                peer,
+                payload,
+            } => {
+                // The payload is a slice of `buf`: find where, so the agent reads it there.
+                let start = payload.as_ptr() as usize - self.buf.as_ptr() as usize;
+                range = start..start + payload.len();
+                (local, from) = (relayed, peer);
+            }
+            RelayReceived::NotRelayed => {}
+        }
         let Received::AppData { from, payload } =
-            self.agent.handle_datagram(now, local, from, &self.buf[..n])
+            self.agent
+                .handle_datagram(now, local, from, &self.buf[range])
         else {
             return;
         };

@@ -103,6 +103,18 @@ pub fn connect_with_stun(
     peer: &str,
     stun: &[SocketAddrV4],
 ) -> LabProcess {
+    connect_with(lab, ns, id, peer, stun, &[])
+}
+
+/// [`connect_with_stun`] with more arguments (`--turn ...`, say).
+pub fn connect_with(
+    lab: &Lab,
+    ns: &Ns,
+    id: &str,
+    peer: &str,
+    stun: &[SocketAddrV4],
+    extra: &[&str],
+) -> LabProcess {
     let timeout = CONNECT_TIMEOUT_S.to_string();
     let mut args: Vec<String> = ["connect", "--signal", SIGNAL, "--id", id, "--peer", peer]
         .map(String::from)
@@ -123,6 +135,7 @@ pub fn connect_with_stun(
         ]
         .map(String::from),
     );
+    args.extend(extra.iter().map(|a| (*a).to_string()));
     lab.spawn_with_stdin(ns, &format!("connect-{id}"), holepunch(), args)
 }
 

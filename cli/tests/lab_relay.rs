@@ -1,0 +1,153 @@
+//! `holepunch connect --turn` across the netns lab's real nftables NATs, through our own
+//! `holepunch relay` (TURN over UDP).
+//!
+//! A server host runs `holepunch stun-server` and `holepunch signal` (lab_common::servers); a
+//! second one runs `holepunch relay` on 203.0.113.7:3478 (or coturn's `turnserver`, lab.md §2,
+//! for interop). Both symmetric-random: no direct path exists, so the pair must connect through
+//! the relay and carry data both ways; two port-restricted cones given the same relay must still
+//! go direct (the relay is the fallback). Needs root (skips with a reason otherwise; fails under
+//! `CI=true`).
+mod lab_common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Stream};
+use lab_common::{
+    CONNECT_TIMEOUT_S, COTURN_PRIMARY, START_LIMIT, STUN_PRIMARY, connect_with, holepunch, servers,
+};
+
+/// Where the relay listens (and binds its relayed sockets).
+const RELAY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 3478);
+/// The relay's static user.
+const USER: &str = "lab:lab-secret";
+
+/// `holepunch relay` on its own host, relaying between the lab's public addresses.
+fn relay(lab: &Lab) -> (Ns, LabProcess) {
+    let ns = lab.server_host(&[*RELAY.ip()]);
+    let mut p = lab.spawn(
+        &ns,
+        "relay",
+        holepunch(),
+        [
+            "relay",
+            "--listen",
+            &RELAY.to_string(),
+            "--relay-ip",
+            &RELAY.ip().to_string(),
+            "--user",
+            USER,
+            // The lab's internet is TEST-NET-3, which the default policy refuses.
+            "--allow-peer",
+            "203.0.113.0/24",
+        ],
+    );
+    p.expect_line(Stream::Stderr, START_LIMIT, |l| l.contains("listening"));
+    (ns, p)
+}
+
+/// Which TURN server the pair is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Ours,
+    Coturn,
+}
+
+/// Runs a pair behind `pa` and `pb`, both given the relay; returns both `connected` lines,
+/// after a line went each way.
+fn run(pa: Profile, pb: Profile, server: Server) -> Option<(String, String)> {
+    let lab = match server {
+        Server::Ours => lab::require()?,
+        Server::Coturn => lab_common::require_with(&["turnserver"])?,
+    };
+    let (_srv, _stun, _signal) = servers(&lab);
+    let (_relay_ns, _relay) = match server {
+        Server::Ours => relay(&lab),
+        Server::Coturn => lab_common::coturn(&lab),
+    };
+    let site_a = lab.nat_site(pa, false);
+    let site_b = lab.nat_site(pb, false);
+    let turn = match server {
+        Server::Ours => format!("{USER}@{RELAY}"),
+        Server::Coturn => format!("alice:alicepass@{COTURN_PRIMARY}"),
+    };
+    let extra = ["--turn", turn.as_str()];
+    let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &extra);
+    let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &extra);
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    let mut connected = Vec::new();
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        assert!(line.contains("\"event\":\"connected\""), "{}", p.describe());
+        connected.push(line);
+    }
+    // A line each way (repeated while lost), then EOF: both exit 0.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a_got = a.stdout().contains("from b");
+        let b_got = b.stdout().contains("from a");
+        if a_got && b_got {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data through the path:\n{}\n{}",
+            a.describe(),
+            b.describe()
+        );
+        if !b_got {
+            let _ = a.write_stdin(b"from a\n");
+        }
+        if !a_got {
+            let _ = b.write_stdin(b"from b\n");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.close_stdin();
+    b.close_stdin();
+    for p in [&mut a, &mut b] {
+        let status = p.wait_exit(Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
+    }
+    Some((connected.remove(0), connected.remove(0)))
+}
+
+/// Both symmetric: the pair must go through `server`, whose address one side's path shows.
+fn symmetric_pair_through(server: Server, relay_ip: Ipv4Addr) {
+    let Some((a, b)) = run(Profile::SymmetricRandom, Profile::SymmetricRandom, server) else {
+        return;
+    };
+    println!("a: {a}\nb: {b}");
+    for line in [&a, &b] {
+        assert!(line.contains("\"path\":\"relay\""), "{line}");
+    }
+    let relay = relay_ip.to_string();
+    assert!(a.contains(&relay) || b.contains(&relay), "{a}\n{b}");
+}
+
+#[test]
+fn symmetric_pair_connects_through_our_relay() {
+    symmetric_pair_through(Server::Ours, *RELAY.ip());
+}
+
+#[test]
+fn symmetric_pair_connects_through_coturn() {
+    symmetric_pair_through(Server::Coturn, *COTURN_PRIMARY.ip());
+}
+
+#[test]
+fn a_direct_path_is_preferred_over_the_relay() {
+    let Some((a, b)) = run(
+        Profile::PortRestrictedCone,
+        Profile::PortRestrictedCone,
+        Server::Ours,
+    ) else {
+        return;
+    };
+    println!("a: {a}\nb: {b}");
+    for line in [&a, &b] {
+        assert!(line.contains("\"path\":\"direct\""), "{line}");
+    }
+}
