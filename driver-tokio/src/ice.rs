@@ -93,6 +93,8 @@ use crate::{Clock, os_seed};
 
 /// Datagrams from not-yet-selected remotes held until a path is selected.
 const EARLY_DATAGRAMS: usize = 256;
+/// How long a dropped connection's task gets to release its relay allocations.
+const DROP_GRACE: Duration = Duration::from_millis(200);
 /// How long a TCP connection to a TURN server may take before the server is given up.
 const TURN_TCP_CONNECT: Duration = Duration::from_secs(3);
 /// Frames waiting to be written to one TURN server's TCP connection.
@@ -495,7 +497,18 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.task.abort();
+        // The task sees the closed command channel, releases its relay allocations and ends;
+        // it is aborted if that takes longer than a moment (or at once outside a runtime).
+        let task = self.task.abort_handle();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(DROP_GRACE).await;
+                    task.abort();
+                });
+            }
+            Err(_) => task.abort(),
+        }
     }
 }
 
@@ -703,8 +716,18 @@ impl<S: Signalling> Driver<S> {
                     let result = self.restart(now_core).await;
                     let _ = ack.send(result);
                 }
-                // The connection was dropped.
-                Wake::Command(None) => return Ok(()),
+                // The connection was dropped: release the relay allocation (RFC 8656 §7.3)
+                // rather than leave it to expire, then end.
+                Wake::Command(None) => {
+                    self.relays.close(now_core);
+                    while let Some(t) = self.relays.poll_transmit(now_core, &mut self.out) {
+                        if let Some(from) = t.from {
+                            let d = self.out[..t.len].to_vec();
+                            self.send_from(from, t.to, &d).await;
+                        }
+                    }
+                    return Ok(());
+                }
                 Wake::RelaySend(d) => self.send_relayed(now_core, &d).await,
                 Wake::RelayFrame(TurnFrame {
                     local,
