@@ -150,6 +150,11 @@ pub struct Args {
     /// over TCP with `?transport=tcp` (for networks that block UDP).
     #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
     turn: Vec<TurnServer>,
+    /// Do not ask the gateway for a port mapping. By default connect asks it (PCP, then
+    /// NAT-PMP) to map its socket, signals the mapped address as a candidate (a peer reaches it
+    /// even behind a symmetric NAT here), and deletes the mapping at exit.
+    #[arg(long)]
+    no_portmap: bool,
     /// Give up when no path is found within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     timeout: Duration,
@@ -414,6 +419,7 @@ async fn start(
     let mut config = EndpointConfig::aggressive()
         .with_stun_servers(common.stun.clone())
         .with_turn_servers(common.turn.clone());
+    config.portmap = !common.args.no_portmap;
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.

@@ -2,7 +2,8 @@
 //! NAT-PMP and UPnP IGD: the mapping is created, a datagram from the internet reaches the LAN host
 //! through it, renewal keeps it past the first lifetime, SIGINT deletes it (gone from the
 //! router's ruleset), and after miniupnpd restarts (a new epoch, no mappings) the mapping is
-//! re-created.
+//! re-created. And `holepunch connect` maps its port by default: with miniupnpd on one router,
+//! a symmetric-random pair, which has no direct path otherwise, connects directly.
 //!
 //! miniupnpd refuses TEST-NET external addresses unless STUN says they are public, so coturn
 //! runs on the lab internet and miniupnpd uses `ext_perform_stun` (lab.md §3). Needs root,
@@ -12,93 +13,15 @@ mod lab_common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{Lab, LabProcess, Ns, Profile, Site, Stream};
-use lab_common::{COTURN_ALTERNATE, COTURN_PRIMARY, START_LIMIT, holepunch};
+use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Site, Stream};
+use lab_common::{
+    CONNECT_TIMEOUT_S, START_LIMIT, STUN_PRIMARY, connect_with, holepunch, miniupnpd, servers,
+};
 
 /// The LAN port mapped.
 const PORT: u16 = 40000;
 /// A short lifetime so renewal (at half) and expiry fit in a test.
 const LIFETIME_S: u64 = 20;
-
-/// miniupnpd's chains; it does not create them itself (lab.md §3).
-const UPNP_NFT: &str = "table inet hp_upnp {
-  chain forward { type filter hook forward priority -1; policy accept; jump miniupnpd; }
-  chain miniupnpd { }
-  chain prerouting { type nat hook prerouting priority dstnat - 5; policy accept; jump prerouting_miniupnpd; }
-  chain postrouting { type nat hook postrouting priority srcnat - 5; policy accept; jump postrouting_miniupnpd; }
-  chain prerouting_miniupnpd { }
-  chain postrouting_miniupnpd { }
-}
-";
-
-/// Starts miniupnpd in the site's router, with the chains, the input exception for coturn's
-/// RFC 5780 replies, and a configuration for this site; returns once it serves port 5351.
-fn miniupnpd(lab: &Lab, site: &Site, run: u32) -> LabProcess {
-    let dir = lab.dir().join("miniupnpd");
-    std::fs::create_dir_all(&dir).expect("create miniupnpd dir");
-    let router = &site.router;
-    if run == 0 {
-        let nft = dir.join("chains.nft");
-        std::fs::write(&nft, UPNP_NFT).expect("write chains");
-        let out = lab.run(
-            router,
-            "nft-upnp",
-            "nft",
-            ["-f".as_ref(), nft.as_os_str()],
-            START_LIMIT,
-        );
-        assert!(out.success(), "loading miniupnpd's chains: {out:?}");
-        let rule = format!(
-            "insert rule ip hp_nat input iifname \"wan0\" ip saddr {{ {}, {} }} accept",
-            COTURN_PRIMARY.ip(),
-            COTURN_ALTERNATE.ip()
-        );
-        let out = lab.run(router, "nft-input", "nft", [rule.as_str()], START_LIMIT);
-        assert!(out.success(), "accepting coturn's replies: {out:?}");
-        // A real router does not NAT its own traffic; the lab's masquerade would, with random
-        // ports, and miniupnpd's STUN check would then call its own address symmetric.
-        let rule = format!(
-            "insert rule ip hp_nat post oifname \"wan0\" ip saddr {} accept",
-            site.router_ip
-        );
-        let out = lab.run(router, "nft-own", "nft", [rule.as_str()], START_LIMIT);
-        assert!(out.success(), "exempting the router's own traffic: {out:?}");
-    }
-    let lan = site.lan_ips[0].octets();
-    // No lease file and no system uptime: a restart is a new epoch with no mappings.
-    let conf = format!(
-        "ext_ifname=wan0\nlistening_ip=br-lan\nhttp_port=5000\nenable_upnp=yes\nenable_natpmp=yes\n\
-         secure_mode=yes\nsystem_uptime=no\nmin_lifetime=10\nuuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
-         upnp_table_name=hp_upnp\nupnp_nat_table_name=hp_upnp\nupnp_forward_chain=miniupnpd\n\
-         upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
-         ext_perform_stun=yes\next_stun_host={stun}\next_stun_port={port}\n\
-         allow 1024-65535 {a}.{b}.{c}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
-        stun = COTURN_PRIMARY.ip(),
-        port = COTURN_PRIMARY.port(),
-        a = lan[0],
-        b = lan[1],
-        c = lan[2],
-    );
-    let path = dir.join(format!("miniupnpd.{run}.conf"));
-    std::fs::write(&path, conf).expect("write miniupnpd.conf");
-    let pid = dir.join(format!("miniupnpd.{run}.pid"));
-    let mut p = lab.spawn(
-        router,
-        &format!("miniupnpd-{run}"),
-        "miniupnpd",
-        [
-            "-f".as_ref(),
-            path.as_os_str(),
-            "-d".as_ref(),
-            "-P".as_ref(),
-            pid.as_os_str(),
-        ],
-    );
-    p.expect_line(Stream::Stderr, Duration::from_secs(20), |l| {
-        l.contains("Port forwarding is now enabled")
-    });
-    p
-}
 
 /// Starts `holepunch portmap --protocol PROTO` on the site's host and waits for "mapped".
 fn portmap(lab: &Lab, site: &Site, proto: &str) -> (LabProcess, String) {
@@ -283,4 +206,46 @@ fn upnp_mapping_against_miniupnpd() {
 #[test]
 fn natpmp_mapping_against_miniupnpd() {
     mapping_lives_renews_and_is_deleted("natpmp");
+}
+
+#[test]
+fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
+    // Both symmetric-random: no direct path by STUN and punching (the lab matrix's `failed`
+    // cell). With miniupnpd on A's router, connect's port mapping (on by default) gives A a
+    // candidate that B reaches directly. No relay is given: the path must be direct.
+    let Some(lab) = lab_common::require_with(&["miniupnpd", "turnserver"]) else {
+        return;
+    };
+    let (_srv, _stun, _signal) = servers(&lab);
+    // miniupnpd checks its external address is public with STUN, against coturn (lab.md §3).
+    let (_coturn_ns, _coturn) = lab_common::coturn(&lab);
+    let site_a = lab.nat_site(Profile::SymmetricRandom, false);
+    let _upnpd = lab_common::miniupnpd(&lab, &site_a, 0);
+    let site_b = lab.nat_site(Profile::SymmetricRandom, false);
+    let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &[]);
+    let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &[]);
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    let mut connected = Vec::new();
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        println!("{line}");
+        assert!(line.contains("\"path\":\"direct\""), "{}", p.describe());
+        connected.push(lab::parse_json(&line).expect("connected is JSON"));
+    }
+    // B reaches A at A's public IP and A's own port: the mapping miniupnpd made (this
+    // router's fully-random masquerade never keeps a port).
+    let a_port = connected[0]
+        .str_field("local")
+        .and_then(|l| l.rsplit_once(':'))
+        .map(|(_, port)| port.to_string())
+        .expect("a's local address");
+    let mapped = format!("{}:{a_port}", site_a.public_ip);
+    assert_eq!(
+        connected[1].str_field("remote"),
+        Some(mapped.as_str()),
+        "{}",
+        b.describe()
+    );
 }

@@ -63,12 +63,23 @@
 //! pair is used only when no direct one works within the agent's `relay_hold`, and a direct path
 //! that starts working later replaces it. On a relayed path, [`Connection::send`] hands the
 //! datagram to the session's task, which wraps it for the relay (one allocation per datagram).
+//!
+//! # Port mapping
+//!
+//! With [`EndpointConfig::portmap`], a thread asks the default gateway (PCP, falling back to
+//! NAT-PMP: `holepunch_std::portmap`) to map the first IPv4 host socket's port, keeps the
+//! mapping renewed, and deletes it when the session ends. The mapped address is signalled as a
+//! candidate: a peer reaches it even behind an endpoint-dependent NAT on our side. It is
+//! trickled when the gateway answers (milliseconds on a LAN), without holding back
+//! end-of-candidates: networks without a mapping gateway are the common case, and their
+//! gateway's silence must not slow every session down.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -78,9 +89,11 @@ use holepunch_core::ice::candidate::{Candidate, CandidateKind};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
+use holepunch_core::portmap::client::{PortmapError, PortmapEvent, Protocols};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::netcheck::local_ip_towards;
+use holepunch_std::portmap::{PortmapOptions, default_gateway, run_portmap};
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
 use tokio::io::{AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -93,6 +106,8 @@ use crate::{Clock, os_seed};
 
 /// Datagrams from not-yet-selected remotes held until a path is selected.
 const EARLY_DATAGRAMS: usize = 256;
+/// How long a port mapping is asked for (renewed at half).
+const PORTMAP_LIFETIME: Duration = Duration::from_secs(120);
 /// How long a dropped connection's task gets to release its relay allocations.
 const DROP_GRACE: Duration = Duration::from_millis(200);
 /// How long a TCP connection to a TURN server may take before the server is given up.
@@ -129,6 +144,8 @@ pub struct EndpointConfig {
     /// TURN servers to allocate relayed candidates on, over UDP or TCP (their `transport`;
     /// TLS is not supported and is refused as unreachable).
     pub turn: Vec<TurnConfig>,
+    /// Ask the default gateway for a port mapping (PCP, NAT-PMP) and signal it as a candidate.
+    pub portmap: bool,
 }
 
 impl EndpointConfig {
@@ -140,6 +157,7 @@ impl EndpointConfig {
             seed: None,
             recv_queue: 1024,
             turn: Vec::new(),
+            portmap: false,
         }
     }
 
@@ -349,6 +367,8 @@ impl Endpoint {
             turn_streams: Vec::new(),
             turn_frames_tx,
             turn_frames,
+            portmap: self.config.portmap,
+            portmapper: None,
         };
         Connection {
             route: route_rx,
@@ -552,6 +572,24 @@ enum Wake {
     RelaySend(Vec<u8>),
     /// A frame from a TURN server's TCP connection (`None`: it closed).
     RelayFrame(TurnFrame),
+    /// What the port-mapping thread reported.
+    Portmap(PortmapEvent),
+}
+
+/// The port-mapping thread of a session: stopped (and its mapping deleted) on drop.
+#[derive(Debug)]
+struct Portmapper {
+    events: mpsc::Receiver<PortmapEvent>,
+    stop: Arc<AtomicBool>,
+    /// The host socket whose port is mapped.
+    base: SocketAddr,
+    gateway: IpAddr,
+}
+
+impl Drop for Portmapper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A frame read from the TCP connection to a TURN server.
@@ -612,6 +650,9 @@ struct Driver<S> {
     turn_streams: Vec<TurnStream>,
     turn_frames_tx: mpsc::Sender<TurnFrame>,
     turn_frames: mpsc::Receiver<TurnFrame>,
+    /// Whether to start port mapping.
+    portmap: bool,
+    portmapper: Option<Portmapper>,
 }
 
 impl<S: Signalling> Driver<S> {
@@ -659,6 +700,9 @@ impl<S: Signalling> Driver<S> {
             // Fails only past MAX_RELAYS servers (the CLI refuses more); those are skipped.
             let _ = self.relays.allocate(now, &mut self.agent, base, turn, seed);
         }
+        if self.portmap {
+            self.start_portmap();
+        }
         self.agent.gather(now);
         self.give_up_at = self.deadline_from_now();
         let mut idle_timer_wakes = 0u32;
@@ -688,7 +732,9 @@ impl<S: Signalling> Driver<S> {
                 let signalling = &mut self.signalling;
                 let relay_sends = &mut self.relay_sends;
                 let turn_frames = &mut self.turn_frames;
+                let portmap = self.portmapper.as_mut().map(|p| &mut p.events);
                 tokio::select! {
+                    Some(e) = recv_some(portmap) => Wake::Portmap(e),
                     command = self.commands.recv() => Wake::Command(command),
                     Some(d) = relay_sends.recv() => Wake::RelaySend(d),
                     Some(f) = turn_frames.recv() => Wake::RelayFrame(f),
@@ -734,6 +780,7 @@ impl<S: Signalling> Driver<S> {
                     server,
                     frame: Some(frame),
                 }) => self.deliver(now_core, local, server, &frame),
+                Wake::Portmap(event) => self.portmap_event(now_core, event),
                 Wake::RelayFrame(TurnFrame { server, local, .. }) => {
                     self.turn_streams.retain(|s| s.local != local);
                     let error = io::Error::new(io::ErrorKind::ConnectionAborted, "closed");
@@ -913,6 +960,68 @@ impl<S: Signalling> Driver<S> {
             let _ = stream.frames.try_send(bytes.to_vec());
         } else if let Some(&i) = self.by_local.get(&from) {
             let _ = self.sockets[i].send_to(bytes, to).await;
+        }
+    }
+
+    /// Starts the port-mapping thread for the first IPv4 host socket. No gateway (no default
+    /// route): nothing starts.
+    fn start_portmap(&mut self) {
+        let Some(&base) = self
+            .locals
+            .iter()
+            .find(|l| l.is_ipv4() && !l.ip().is_loopback())
+        else {
+            return;
+        };
+        let Ok(gateway) = default_gateway() else {
+            return;
+        };
+        let gateway = IpAddr::V4(gateway);
+        let options = PortmapOptions {
+            gateway: Some(gateway),
+            port: base.port(),
+            lifetime: PORTMAP_LIFETIME,
+            protocols: Protocols::ALL,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, events) = mpsc::channel(16);
+        let thread_stop = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("holepunch-portmap".into())
+            .spawn(move || {
+                let result = run_portmap(&options, &thread_stop, |e| {
+                    let _ = tx.blocking_send(*e);
+                });
+                // Socket trouble (no route to the gateway, say) is the same as no answer.
+                if result.is_err() {
+                    let _ = tx.blocking_send(PortmapEvent::Failed(PortmapError::NoAnswer));
+                }
+            });
+        if spawned.is_err() {
+            return;
+        }
+        self.portmapper = Some(Portmapper {
+            events,
+            stop,
+            base,
+            gateway,
+        });
+    }
+
+    /// A port-mapping event: a (new) mapped address becomes a candidate.
+    fn portmap_event(&mut self, now: holepunch_core::Instant, event: PortmapEvent) {
+        let Some(p) = self.portmapper.as_ref() else {
+            return;
+        };
+        let (base, gateway) = (p.base, p.gateway);
+        match event {
+            PortmapEvent::Mapped { external, .. }
+            | PortmapEvent::ExternalAddressChanged { external } => {
+                let candidate = Candidate::port_mapped(external, base, gateway);
+                let _ = self.agent.add_local_candidate(now, candidate);
+            }
+            // No gateway that maps (the common case), or it stopped: nothing to signal.
+            _ => {}
         }
     }
 
@@ -1150,6 +1259,14 @@ impl<S: Signalling> Driver<S> {
 
 /// The next datagram on any socket: `(socket index, sender, length)`, into `buf`. Sockets are
 /// polled round-robin from `rotate` so a busy one cannot starve the others.
+/// The next item of `rx`, or never when there is none (a disabled `select!` branch).
+async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_any(
     sockets: &[Arc<UdpSocket>],
     buf: &mut [u8],

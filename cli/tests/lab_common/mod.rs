@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Json, Lab, LabProcess, Ns, ProbeLine, Stream, parse_json};
+use holepunch_tests::lab::{self, Json, Lab, LabProcess, Ns, ProbeLine, Site, Stream, parse_json};
 
 /// Our STUN server's primary address (`holepunch stun-server --listen`).
 pub const STUN_PRIMARY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 3), 3478);
@@ -335,4 +335,85 @@ pub fn natdiscovery(lab: &Lab, ns: &Ns, server: SocketAddrV4) -> NatDiscovery {
         filtering: behaviour("Filtering"),
         output,
     }
+}
+
+/// miniupnpd's chains; it does not create them itself (lab.md §3).
+const UPNP_NFT: &str = "table inet hp_upnp {
+  chain forward { type filter hook forward priority -1; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority dstnat - 5; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority srcnat - 5; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+";
+
+/// Starts miniupnpd (PCP, NAT-PMP, UPnP IGD; nftables backend, lab.md §3) in the site's
+/// router, which needs [`coturn`] running for its STUN check, with the chains, the input exception for coturn's
+/// RFC 5780 replies, and a configuration for this site; returns once it serves port 5351.
+pub fn miniupnpd(lab: &Lab, site: &Site, run: u32) -> LabProcess {
+    let dir = lab.dir().join("miniupnpd");
+    std::fs::create_dir_all(&dir).expect("create miniupnpd dir");
+    let router = &site.router;
+    if run == 0 {
+        let nft = dir.join("chains.nft");
+        std::fs::write(&nft, UPNP_NFT).expect("write chains");
+        let out = lab.run(
+            router,
+            "nft-upnp",
+            "nft",
+            ["-f".as_ref(), nft.as_os_str()],
+            START_LIMIT,
+        );
+        assert!(out.success(), "loading miniupnpd's chains: {out:?}");
+        let rule = format!(
+            "insert rule ip hp_nat input iifname \"wan0\" ip saddr {{ {}, {} }} accept",
+            COTURN_PRIMARY.ip(),
+            COTURN_ALTERNATE.ip()
+        );
+        let out = lab.run(router, "nft-input", "nft", [rule.as_str()], START_LIMIT);
+        assert!(out.success(), "accepting coturn's replies: {out:?}");
+        // A real router does not NAT its own traffic; the lab's masquerade would, with random
+        // ports, and miniupnpd's STUN check would then call its own address symmetric.
+        let rule = format!(
+            "insert rule ip hp_nat post oifname \"wan0\" ip saddr {} accept",
+            site.router_ip
+        );
+        let out = lab.run(router, "nft-own", "nft", [rule.as_str()], START_LIMIT);
+        assert!(out.success(), "exempting the router's own traffic: {out:?}");
+    }
+    let lan = site.lan_ips[0].octets();
+    // No lease file and no system uptime: a restart is a new epoch with no mappings.
+    let conf = format!(
+        "ext_ifname=wan0\nlistening_ip=br-lan\nhttp_port=5000\nenable_upnp=yes\nenable_natpmp=yes\n\
+         secure_mode=yes\nsystem_uptime=no\nmin_lifetime=10\nuuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
+         upnp_table_name=hp_upnp\nupnp_nat_table_name=hp_upnp\nupnp_forward_chain=miniupnpd\n\
+         upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
+         ext_perform_stun=yes\next_stun_host={stun}\next_stun_port={port}\n\
+         allow 1024-65535 {a}.{b}.{c}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+        stun = COTURN_PRIMARY.ip(),
+        port = COTURN_PRIMARY.port(),
+        a = lan[0],
+        b = lan[1],
+        c = lan[2],
+    );
+    let path = dir.join(format!("miniupnpd.{run}.conf"));
+    std::fs::write(&path, conf).expect("write miniupnpd.conf");
+    let pid = dir.join(format!("miniupnpd.{run}.pid"));
+    let mut p = lab.spawn(
+        router,
+        &format!("miniupnpd-{run}"),
+        "miniupnpd",
+        [
+            "-f".as_ref(),
+            path.as_os_str(),
+            "-d".as_ref(),
+            "-P".as_ref(),
+            pid.as_os_str(),
+        ],
+    );
+    p.expect_line(Stream::Stderr, Duration::from_secs(20), |l| {
+        l.contains("Port forwarding is now enabled")
+    });
+    p
 }
