@@ -367,8 +367,8 @@ fn same_lan_without_hairpin_connects_over_host_candidates() {
 /// With hairpinning on the carrier, each side's server-reflexive candidate (the carrier's public
 /// address) reaches the other through the carrier: a direct path. Without it nothing direct can
 /// work (host candidates are on different LANs, the homes' carrier-side addresses are no
-/// candidates), and with no relay yet the session fails: that is the honest result until TURN
-/// candidates exist.
+/// candidates), and with no relay given the session fails (lab_relay.rs shows the same pair
+/// connecting through a relay).
 fn carrier_pair(hairpin: bool) -> Option<(LabProcess, LabProcess, Lab)> {
     let lab = lab_common::require_with(&["conntrack"])?;
     let (_srv, _stun, _signal) = lab_common::servers(&lab);

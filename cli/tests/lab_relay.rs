@@ -294,3 +294,26 @@ fn lifting_the_udp_block_moves_the_path_to_direct_and_loses_nothing() {
         assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
     }
 }
+
+#[test]
+fn same_carrier_nat_without_hairpinning_connects_through_the_relay() {
+    // Two homes behind one carrier NAT that does not hairpin: nothing direct works
+    // (lab_faults' same_carrier_nat_without_hairpinning_has_no_direct_path); with a relay the
+    // pair connects through it.
+    let Some(lab) = lab::require() else { return };
+    let (_srv, _stun, _signal) = servers(&lab);
+    let (_relay_ns, _relay) = relay(&lab);
+    let (site_a, site_b) = lab.carrier_pair(false);
+    let turn = format!("{USER}@{RELAY}");
+    let extra = ["--turn", turn.as_str()];
+    let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &extra);
+    let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &extra);
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        println!("carrier NAT, no hairpin, with a relay: {line}");
+        assert!(line.contains("\"path\":\"relay\""), "{}", p.describe());
+    }
+}
