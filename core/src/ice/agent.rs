@@ -522,21 +522,7 @@ impl Agent {
         self.gathering = Gathering::InProgress;
         // Every configured server is asked again below, so their other addresses may be too.
         self.other_addresses_asked.clear();
-        for li in 0..self.locals.len() {
-            let base = self.locals[li];
-            if base.kind != CandidateKind::Host {
-                continue;
-            }
-            for si in 0..self.config.stun_servers.len() {
-                let server = self.config.stun_servers[si];
-                if server.is_ipv4() == base.address.is_ipv4() {
-                    let purpose = Purpose::Gather { server };
-                    let sends = self.config.gather_max_sends;
-                    let rto = self.config.check_rto;
-                    let _ = self.start_transaction(now, purpose, base.base, server, sends, rto);
-                }
-            }
-        }
+        self.ask_stun_servers(now);
         self.check_gathering_complete();
     }
 
@@ -743,6 +729,12 @@ impl Agent {
             return;
         }
         self.regather_at = now + self.config.upgrade_interval;
+        self.ask_stun_servers(now);
+    }
+
+    /// Starts a Binding to every configured STUN server of its family from every host
+    /// candidate's socket, unless one is already in flight.
+    fn ask_stun_servers(&mut self, now: Instant) {
         for li in 0..self.locals.len() {
             let base = self.locals[li];
             if base.kind != CandidateKind::Host {
