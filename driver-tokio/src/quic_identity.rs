@@ -1,0 +1,474 @@
+//! Who is at the other end of a QUIC session over ICE: an Ed25519 key, its fingerprint, and
+//! rustls configurations that trust exactly one fingerprint, never a certificate authority.
+//!
+//! - An [`Identity`] is an Ed25519 key pair (PKCS#8 PEM on disk) and a self-signed
+//!   certificate made from it with rcgen. The certificate is a carrier only: nothing in it but
+//!   the public key is checked.
+//! - Its [`Fingerprint`] is the SHA-256 of the key's DER SubjectPublicKeyInfo, written
+//!   `sha256:` and 64 lowercase hex digits. It names the key, so it stays the same across
+//!   certificates made from it.
+//! - Each side puts its fingerprint in its offer ([`key_line`], `a=x-holepunch-key:sha256:…`),
+//!   next to its ICE credentials and candidates. [`Identity::client_config`] and
+//!   [`Identity::server_config`] build mutually authenticated TLS 1.3 configurations that
+//!   accept the peer's certificate only when its key has the fingerprint from the peer's
+//!   offer. A signal server that swaps keys, credentials or candidates can then make the
+//!   handshake fail, but never get a session with either side.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// The offer attribute that carries a side's key fingerprint, followed by [`Fingerprint`]'s
+/// text form. Other ICE stacks ignore it as an unknown attribute.
+pub const KEY_LINE_PREFIX: &str = "a=x-holepunch-key:";
+
+/// The ALPN protocol both sides offer.
+pub const ALPN: &[u8] = b"holepunch/1";
+
+/// The server name the client asks for (the certificate's name is not checked).
+pub const SERVER_NAME: &str = "holepunch";
+
+/// The SHA-256 of a key's DER SubjectPublicKeyInfo; text form `sha256:` + 64 lowercase hex
+/// digits (upper case is accepted when parsing).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER SubjectPublicKeyInfo.
+    pub fn of_spki(spki_der: &[u8]) -> Fingerprint {
+        Fingerprint(Sha256::digest(spki_der).into())
+    }
+
+    /// The fingerprint of the key in a DER X.509 certificate.
+    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Fingerprint, IdentityError> {
+        let parsed = webpki::EndEntityCert::try_from(cert)
+            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+        Ok(Fingerprint::of_spki(
+            parsed.subject_public_key_info().as_ref(),
+        ))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a fingerprint's text form was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FingerprintError {
+    /// It does not start with `sha256:`.
+    #[error("a key fingerprint starts with \"sha256:\"")]
+    Prefix,
+    /// Not 64 hex digits after the prefix.
+    #[error("a key fingerprint is \"sha256:\" and 64 hex digits")]
+    Digits,
+}
+
+impl FromStr for Fingerprint {
+    type Err = FingerprintError;
+
+    fn from_str(s: &str) -> Result<Fingerprint, FingerprintError> {
+        let hex = s
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("sha256:"))
+            .map(|_| &s[7..])
+            .ok_or(FingerprintError::Prefix)?;
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(FingerprintError::Digits);
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = hex_digit(pair[0]).ok_or(FingerprintError::Digits)?;
+            let lo = hex_digit(pair[1]).ok_or(FingerprintError::Digits)?;
+            out[i] = hi << 4 | lo;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The offer line for `fingerprint` (without a newline).
+pub fn key_line(fingerprint: &Fingerprint) -> String {
+    format!("{KEY_LINE_PREFIX}{fingerprint}")
+}
+
+/// Reads an offer line: `None` when it is not a key line, else the fingerprint or why it is
+/// malformed. Surrounding whitespace is ignored.
+pub fn parse_key_line(line: &str) -> Option<Result<Fingerprint, FingerprintError>> {
+    let rest = line.trim().strip_prefix(KEY_LINE_PREFIX)?;
+    Some(rest.trim().parse())
+}
+
+/// Why an identity could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The PEM text is not a PKCS#8 private key.
+    #[error("not a PKCS#8 PEM private key: {0}")]
+    Pem(String),
+    /// The key is not Ed25519.
+    #[error("the key is not Ed25519")]
+    NotEd25519,
+    /// Making or reading a certificate failed.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// rustls or quinn refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// An Ed25519 key pair and a self-signed certificate carrying its public key.
+pub struct Identity {
+    key: rcgen::KeyPair,
+    cert: CertificateDer<'static>,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the private key.
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A new random key (from the OS's generator, through ring).
+    pub fn generate() -> Result<Identity, IdentityError> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+        Identity::from_key(key)
+    }
+
+    /// The key in `pem` (PKCS#8, `-----BEGIN PRIVATE KEY-----`), which must be Ed25519.
+    pub fn from_pem(pem: &str) -> Result<Identity, IdentityError> {
+        let key = rcgen::KeyPair::from_pem(pem).map_err(|e| IdentityError::Pem(e.to_string()))?;
+        if key.algorithm() != &rcgen::PKCS_ED25519 {
+            return Err(IdentityError::NotEd25519);
+        }
+        Identity::from_key(key)
+    }
+
+    fn from_key(key: rcgen::KeyPair) -> Result<Identity, IdentityError> {
+        let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])
+            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+        let fingerprint = Fingerprint::of_spki(&key.public_key_der());
+        Ok(Identity {
+            key,
+            cert: cert.der().clone(),
+            fingerprint,
+        })
+    }
+
+    /// The private key as PKCS#8 PEM (what [`from_pem`](Self::from_pem) reads).
+    pub fn to_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// The public key's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
+    }
+
+    /// A quinn client configuration: TLS 1.3 with our certificate (client authentication),
+    /// accepting only a server whose key has fingerprint `peer`.
+    pub fn client_config(&self, peer: Fingerprint) -> Result<quinn::ClientConfig, IdentityError> {
+        let provider = provider();
+        let verifier = Arc::new(Pinned {
+            peer,
+            provider: Arc::clone(&provider),
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(vec![self.cert.clone()], self.key_der())
+            .map_err(tls_error)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = QuicClientConfig::try_from(tls).map_err(tls_error)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        config.transport_config(transport());
+        Ok(config)
+    }
+
+    /// A quinn server configuration: TLS 1.3 with our certificate, requiring a client
+    /// certificate whose key has fingerprint `peer`.
+    pub fn server_config(&self, peer: Fingerprint) -> Result<quinn::ServerConfig, IdentityError> {
+        let provider = provider();
+        let verifier = Arc::new(Pinned {
+            peer,
+            provider: Arc::clone(&provider),
+        });
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.cert.clone()], self.key_der())
+            .map_err(tls_error)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = QuicServerConfig::try_from(tls).map_err(tls_error)?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        config.transport_config(transport());
+        Ok(config)
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(e: impl fmt::Display) -> IdentityError {
+    IdentityError::Tls(e.to_string())
+}
+
+/// Transport settings for a session between two hosts: keep-alives well inside NAT binding
+/// timeouts, an idle timeout that outlasts a path switch, and windows for fast links.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+    t.receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
+    t.send_window(16 * 1024 * 1024);
+    Arc::new(t)
+}
+
+/// The error a verifier returns when the key is not the one in the offer.
+#[derive(Debug)]
+struct WrongKey {
+    expected: Fingerprint,
+    seen: Fingerprint,
+}
+
+impl fmt::Display for WrongKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the peer's key is {}, not {} from its offer",
+            self.seen, self.expected
+        )
+    }
+}
+
+impl std::error::Error for WrongKey {}
+
+/// Accepts a certificate (client or server) only when its key has one fingerprint.
+#[derive(Debug)]
+struct Pinned {
+    peer: Fingerprint,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Pinned {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let seen = Fingerprint::of_certificate(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if seen == self.peer {
+            Ok(())
+        } else {
+            let other = rustls::OtherError(Arc::new(WrongKey {
+                expected: self.peer,
+                seen,
+            }));
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                other,
+            )))
+        }
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // QUIC is TLS 1.3 only.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for Pinned {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_keeps_the_fingerprint() {
+        let id = Identity::generate().expect("generate");
+        let again = Identity::from_pem(&id.to_pem()).expect("load");
+        assert_eq!(id.fingerprint(), again.fingerprint());
+        let from_cert = Fingerprint::of_certificate(&again.cert).expect("parse");
+        assert_eq!(
+            from_cert,
+            id.fingerprint(),
+            "SPKI fingerprint, not the cert's"
+        );
+        assert_ne!(
+            Identity::generate().expect("generate").fingerprint(),
+            id.fingerprint()
+        );
+    }
+
+    #[test]
+    fn fingerprint_text_round_trips_and_rejects_junk() {
+        let fp = Fingerprint([0xab; 32]);
+        let text = fp.to_string();
+        assert_eq!(text.len(), 7 + 64);
+        assert_eq!(text.parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(text.to_uppercase().parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(parse_key_line(&key_line(&fp)), Some(Ok(fp)));
+        assert_eq!(
+            parse_key_line("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"),
+            None
+        );
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:ab",
+            "sha256:zz",
+            &text[..70],
+            "sha256:é",
+        ] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_ed25519_keys_are_refused() {
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("gen");
+        assert!(matches!(
+            Identity::from_pem(&p256.serialize_pem()),
+            Err(IdentityError::NotEd25519)
+        ));
+        assert!(matches!(
+            Identity::from_pem("not pem"),
+            Err(IdentityError::Pem(_))
+        ));
+    }
+}
