@@ -100,6 +100,7 @@ pub fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str) -> LabProcess {
         holepunch(),
         [
             "connect",
+            "--datagram",
             "--signal",
             SIGNAL,
             "--id",
