@@ -274,7 +274,6 @@ fn transport() -> Arc<quinn::TransportConfig> {
 }
 
 /// The error a verifier returns when the key is not the one in the offer.
-#[derive(Debug)]
 struct WrongKey {
     expected: Fingerprint,
     seen: Fingerprint,
@@ -287,6 +286,13 @@ impl fmt::Display for WrongKey {
             "the peer's key is {}, not {} from its offer",
             self.seen, self.expected
         )
+    }
+}
+
+// rustls shows the error with `Debug`: make that the sentence.
+impl fmt::Debug for WrongKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use holepunch_tokio::Signalling;
 use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent};
-use holepunch_tokio::quic::{self, QuicError};
+use holepunch_tokio::quic;
 use holepunch_tokio::quic_identity::Fingerprint;
 use tokio::io::AsyncWriteExt;
 
@@ -226,16 +226,24 @@ async fn session(
     signals: &mut StopSignals,
 ) -> ExitCode {
     let report = common.report;
-    let handshake = quic::connect(Arc::clone(conn), client, identity, peer_key);
+    let handshake = async {
+        let (endpoint, qconn) = quic::connect(Arc::clone(conn), client, identity, peer_key)
+            .await
+            .map_err(|e| handshake_failed(&e.to_string(), &peer_key))?;
+        match open_stream(&qconn, client).await {
+            Ok(stream) => Ok((endpoint, qconn, stream)),
+            Err(e) => Err(handshake_failed(&e, &peer_key)),
+        }
+    };
     tokio::pin!(handshake);
     let limit = tokio::time::sleep(HANDSHAKE_LIMIT);
     tokio::pin!(limit);
     let mut events_open = true;
-    let (endpoint, qconn) = loop {
+    let (endpoint, qconn, stream) = loop {
         tokio::select! {
             r = &mut handshake => match r {
-                Ok(pair) => break pair,
-                Err(e) => return report.failed(&handshake_failed(&e, &peer_key)),
+                Ok(all) => break all,
+                Err(reason) => return report.failed(&reason),
             },
             name = signals.recv() => return report.failed(&format!("interrupted by {name}")),
             event = conn.next_event(), if events_open => {
@@ -252,7 +260,7 @@ async fn session(
             }
         }
     };
-    let job = run_job(&qconn, client, common);
+    let job = run_job(stream, common);
     tokio::pin!(job);
     let result = loop {
         tokio::select! {
@@ -340,7 +348,7 @@ fn ice_event(
 }
 
 /// The reason for a failed handshake, for people.
-fn handshake_failed(e: &QuicError, expected: &Fingerprint) -> String {
+fn handshake_failed(e: &str, expected: &Fingerprint) -> String {
     format!(
         "QUIC handshake failed: {e}. The key presented did not match the one in the offer \
          ({expected} for the peer), or the peer refused ours: the offers may have been \
@@ -348,13 +356,8 @@ fn handshake_failed(e: &QuicError, expected: &Fingerprint) -> String {
     )
 }
 
-/// Opens (client) or accepts (server) the stream, then runs the job.
-async fn run_job(
-    qconn: &quinn::Connection,
-    client: bool,
-    common: &Common<'_>,
-) -> Result<Done, String> {
-    let stream = open_stream(qconn, client).await?;
+/// Runs the job on the stream.
+async fn run_job(stream: Stream, common: &Common<'_>) -> Result<Done, String> {
     match &common.job {
         Job::Cat => cat(stream).await,
         Job::Send(path) => crate::send::send_file(stream, path, common.report).await,
@@ -362,20 +365,44 @@ async fn run_job(
     }
 }
 
+/// Opens (client) or accepts (server) the stream and exchanges [`HELLO`] both ways. In TLS
+/// 1.3 the client's certificate is judged after the client considers the handshake done, so
+/// only the server's greeting tells the client that the server accepted its key.
 async fn open_stream(qconn: &quinn::Connection, client: bool) -> Result<Stream, String> {
-    let lost = |e: &dyn std::fmt::Display| format!("the QUIC connection failed: {e}");
-    if client {
-        let (mut send, recv) = qconn.open_bi().await.map_err(|e| lost(&e))?;
-        send.write_all(HELLO).await.map_err(|e| lost(&e))?;
-        Ok(Stream { send, recv })
+    let mut hello = [0u8; HELLO.len()];
+    let (mut send, mut recv) = if client {
+        let (mut send, recv) = qconn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(HELLO).await.map_err(|e| write_reason(&e))?;
+        (send, recv)
     } else {
-        let (send, mut recv) = qconn.accept_bi().await.map_err(|e| lost(&e))?;
-        let mut hello = [0u8; HELLO.len()];
-        recv.read_exact(&mut hello).await.map_err(|e| lost(&e))?;
-        if &hello != HELLO {
-            return Err("the peer's stream does not start with holepunch's greeting".into());
-        }
-        Ok(Stream { send, recv })
+        qconn.accept_bi().await.map_err(|e| e.to_string())?
+    };
+    recv.read_exact(&mut hello).await.map_err(|e| match e {
+        quinn::ReadExactError::ReadError(e) => read_reason(&e),
+        quinn::ReadExactError::FinishedEarly(_) => "the peer ended the stream at once".into(),
+    })?;
+    if &hello != HELLO {
+        return Err("the peer's stream does not start with holepunch's greeting".into());
+    }
+    if !client {
+        send.write_all(HELLO).await.map_err(|e| write_reason(&e))?;
+    }
+    Ok(Stream { send, recv })
+}
+
+/// A read error, naming the connection's error when that is what broke it.
+pub fn read_reason(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => c.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A write error, naming the connection's error when that is what broke it.
+pub fn write_reason(e: &quinn::WriteError) -> String {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => c.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -414,7 +441,7 @@ async fn cat(stream: Stream) -> Result<Done, String> {
             };
             send.write_all(&buf[..n])
                 .await
-                .map_err(|e| format!("the stream failed: {e}"))?;
+                .map_err(|e| format!("the stream failed: {}", write_reason(&e)))?;
             sent += n as u64;
         }
         finish(&mut send).await?;
@@ -435,7 +462,12 @@ async fn cat(stream: Stream) -> Result<Done, String> {
                 }
                 Ok(None) => break,
                 Err(quinn::ReadError::ConnectionLost(e)) if closed_cleanly(&e) => break,
-                Err(e) => return Err(format!("the stream from the peer failed: {e}")),
+                Err(e) => {
+                    return Err(format!(
+                        "the stream from the peer failed: {}",
+                        read_reason(&e)
+                    ));
+                }
             }
         }
         if open {
