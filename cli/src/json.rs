@@ -246,6 +246,9 @@ pub struct ConsentLost {
     pub local: String,
     /// The peer's address on it.
     pub remote: String,
+    /// Since the start.
+    #[serde(default)]
+    pub elapsed_ms: u64,
 }
 
 /// `connect`: the signalling channel closed after the path was found.
@@ -558,6 +561,7 @@ mod tests {
         let lost = ConsentLost {
             local: "127.0.0.1:1".into(),
             remote: "127.0.0.1:2".into(),
+            elapsed_ms: 7,
         };
         check(&lost, &["local", "remote"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);

@@ -49,7 +49,7 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
 use crate::ice::Connection;
-use crate::quic_identity::{Fingerprint, Identity, IdentityError, SERVER_NAME};
+use crate::quic_identity::{Fingerprint, Identity, IdentityError, SERVER_NAME, transport_config};
 
 /// quinn's view of an ICE [`Connection`]: a UDP socket that talks to exactly one peer.
 pub struct IceSocket {
@@ -207,20 +207,24 @@ pub fn endpoint(
 /// One mutually authenticated QUIC connection over `ice`: the controlling agent dials (QUIC
 /// client), the controlled one accepts (server), so both agree without another round trip.
 /// Each side presents `identity` and accepts only a peer whose key has fingerprint `peer`
-/// (from the peer's offer). Keep the returned endpoint alive as long as the connection.
+/// (from the peer's offer). The path's RTT from ICE seeds QUIC's RTT estimate. Keep the
+/// returned endpoint alive as long as the connection.
 pub async fn connect(
     ice: Arc<Connection>,
     controlling: bool,
     identity: &Identity,
     peer: Fingerprint,
 ) -> Result<(quinn::Endpoint, quinn::Connection), QuicError> {
+    let transport = transport_config(ice.path().map(|p| p.rtt));
     if controlling {
         let (endpoint, addr) = endpoint(ice, None)?;
-        let config = identity.client_config(peer)?;
+        let mut config = identity.client_config(peer)?;
+        config.transport_config(transport);
         let connection = endpoint.connect_with(config, addr, SERVER_NAME)?.await?;
         Ok((endpoint, connection))
     } else {
-        let config = identity.server_config(peer)?;
+        let mut config = identity.server_config(peer)?;
+        config.transport_config(transport);
         let (endpoint, _) = endpoint(ice, Some(config))?;
         let incoming = endpoint.accept().await.ok_or(QuicError::NoIncoming)?;
         let connection = incoming.await?;

@@ -225,7 +225,7 @@ impl Identity {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicClientConfig::try_from(tls).map_err(tls_error)?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(transport());
+        config.transport_config(transport_config(None));
         Ok(config)
     }
 
@@ -246,7 +246,7 @@ impl Identity {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        config.transport_config(transport());
+        config.transport_config(transport_config(None));
         Ok(config)
     }
 }
@@ -260,13 +260,19 @@ fn tls_error(e: impl fmt::Display) -> IdentityError {
 }
 
 /// Transport settings for a session between two hosts: keep-alives well inside NAT binding
-/// timeouts, an idle timeout that outlasts a path switch, and windows for fast links.
-fn transport() -> Arc<quinn::TransportConfig> {
+/// timeouts, an idle timeout that outlasts a path switch, windows for fast links, and (when
+/// known, e.g. from ICE's checks) the path's round-trip time as the initial estimate, so a
+/// lost handshake packet is resent after milliseconds rather than quinn's default second.
+pub fn transport_config(initial_rtt: Option<std::time::Duration>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    if let Some(rtt) = initial_rtt {
+        t.initial_rtt(rtt.max(std::time::Duration::from_millis(1)));
+    }
     t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     if let Ok(idle) = quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30)) {
         t.max_idle_timeout(Some(idle));
     }
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
     t.send_window(16 * 1024 * 1024);

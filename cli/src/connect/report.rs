@@ -160,6 +160,7 @@ impl Reporter {
         let event = json::ConsentLost {
             local: p.local.to_string(),
             remote: p.remote.to_string(),
+            elapsed_ms: self.elapsed_ms(),
         };
         let human = format!(
             "path {} -> {} stopped answering; looking for another",

@@ -40,7 +40,7 @@ use crate::signal::StopSignals;
 /// What the client writes first on the stream (the server checks it).
 pub const HELLO: &[u8; 4] = b"HP1\n";
 /// The QUIC handshake must finish this long after ICE found the path.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(20);
 /// How long a peer's key line may trail the path (lines and checks race on some channels).
 const KEY_GRACE: Duration = Duration::from_secs(2);
 /// After closing, how long to let the close reach the peer.
