@@ -7,7 +7,8 @@
 //! - Its [`Fingerprint`] is the SHA-256 of the key's DER SubjectPublicKeyInfo, written
 //!   `sha256:` and 64 lowercase hex digits. It names the key, so it stays the same across
 //!   certificates made from it.
-//! - Each side puts its fingerprint in its offer ([`key_line`], `a=x-holepunch-key:sha256:…`),
+//! - Each side puts its fingerprint in its offer ([`key_line`], `a=x-holepunch-key:sha256:…`;
+//!   the line's syntax is `holepunch_core::ice::key`, re-exported here),
 //!   next to its ICE credentials and candidates. [`Identity::client_config`] and
 //!   [`Identity::server_config`] build mutually authenticated TLS 1.3 configurations that
 //!   accept the peer's certificate only when its key has the fingerprint from the peer's
@@ -15,7 +16,6 @@
 //!   handshake fail, but never get a session with either side.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -26,9 +26,9 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// The offer attribute that carries a side's key fingerprint, followed by [`Fingerprint`]'s
-/// text form. Other ICE stacks ignore it as an unknown attribute.
-pub const KEY_LINE_PREFIX: &str = "a=x-holepunch-key:";
+pub use holepunch_core::ice::key::{
+    Fingerprint, FingerprintError, KEY_LINE_PREFIX, key_line, parse_key_line,
+};
 
 /// The ALPN protocol both sides offer.
 pub const ALPN: &[u8] = b"holepunch/1";
@@ -36,96 +36,18 @@ pub const ALPN: &[u8] = b"holepunch/1";
 /// The server name the client asks for (the certificate's name is not checked).
 pub const SERVER_NAME: &str = "holepunch";
 
-/// The SHA-256 of a key's DER SubjectPublicKeyInfo; text form `sha256:` + 64 lowercase hex
-/// digits (upper case is accepted when parsing).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of a DER SubjectPublicKeyInfo.
-    pub fn of_spki(spki_der: &[u8]) -> Fingerprint {
-        Fingerprint(Sha256::digest(spki_der).into())
-    }
-
-    /// The fingerprint of the key in a DER X.509 certificate.
-    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Fingerprint, IdentityError> {
-        let parsed = webpki::EndEntityCert::try_from(cert)
-            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        Ok(Fingerprint::of_spki(
-            parsed.subject_public_key_info().as_ref(),
-        ))
-    }
+/// The fingerprint of a DER SubjectPublicKeyInfo: its SHA-256.
+pub fn fingerprint_of_spki(spki_der: &[u8]) -> Fingerprint {
+    Fingerprint(Sha256::digest(spki_der).into())
 }
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Why a fingerprint's text form was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FingerprintError {
-    /// It does not start with `sha256:`.
-    #[error("a key fingerprint starts with \"sha256:\"")]
-    Prefix,
-    /// Not 64 hex digits after the prefix.
-    #[error("a key fingerprint is \"sha256:\" and 64 hex digits")]
-    Digits,
-}
-
-impl FromStr for Fingerprint {
-    type Err = FingerprintError;
-
-    fn from_str(s: &str) -> Result<Fingerprint, FingerprintError> {
-        let hex = s
-            .get(..7)
-            .filter(|p| p.eq_ignore_ascii_case("sha256:"))
-            .map(|_| &s[7..])
-            .ok_or(FingerprintError::Prefix)?;
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return Err(FingerprintError::Digits);
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = hex_digit(pair[0]).ok_or(FingerprintError::Digits)?;
-            let lo = hex_digit(pair[1]).ok_or(FingerprintError::Digits)?;
-            out[i] = hi << 4 | lo;
-        }
-        Ok(Fingerprint(out))
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// The offer line for `fingerprint` (without a newline).
-pub fn key_line(fingerprint: &Fingerprint) -> String {
-    format!("{KEY_LINE_PREFIX}{fingerprint}")
-}
-
-/// Reads an offer line: `None` when it is not a key line, else the fingerprint or why it is
-/// malformed. Surrounding whitespace is ignored.
-pub fn parse_key_line(line: &str) -> Option<Result<Fingerprint, FingerprintError>> {
-    let rest = line.trim().strip_prefix(KEY_LINE_PREFIX)?;
-    Some(rest.trim().parse())
+/// The fingerprint of the key in a DER X.509 certificate.
+pub fn fingerprint_of_certificate(cert: &CertificateDer<'_>) -> Result<Fingerprint, IdentityError> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+    Ok(fingerprint_of_spki(
+        parsed.subject_public_key_info().as_ref(),
+    ))
 }
 
 /// Why an identity could not be loaded or used.
@@ -185,7 +107,7 @@ impl Identity {
         let cert = params
             .self_signed(&key)
             .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        let fingerprint = Fingerprint::of_spki(&key.public_key_der());
+        let fingerprint = fingerprint_of_spki(&key.public_key_der());
         Ok(Identity {
             key,
             cert: cert.der().clone(),
@@ -313,7 +235,7 @@ struct Pinned {
 
 impl Pinned {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let seen = Fingerprint::of_certificate(cert)
+        let seen = fingerprint_of_certificate(cert)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if seen == self.peer {
             Ok(())
@@ -435,7 +357,7 @@ mod tests {
         let id = Identity::generate().expect("generate");
         let again = Identity::from_pem(&id.to_pem()).expect("load");
         assert_eq!(id.fingerprint(), again.fingerprint());
-        let from_cert = Fingerprint::of_certificate(&again.cert).expect("parse");
+        let from_cert = fingerprint_of_certificate(&again.cert).expect("parse");
         assert_eq!(
             from_cert,
             id.fingerprint(),
@@ -445,30 +367,6 @@ mod tests {
             Identity::generate().expect("generate").fingerprint(),
             id.fingerprint()
         );
-    }
-
-    #[test]
-    fn fingerprint_text_round_trips_and_rejects_junk() {
-        let fp = Fingerprint([0xab; 32]);
-        let text = fp.to_string();
-        assert_eq!(text.len(), 7 + 64);
-        assert_eq!(text.parse::<Fingerprint>(), Ok(fp));
-        assert_eq!(text.to_uppercase().parse::<Fingerprint>(), Ok(fp));
-        assert_eq!(parse_key_line(&key_line(&fp)), Some(Ok(fp)));
-        assert_eq!(
-            parse_key_line("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"),
-            None
-        );
-        for bad in [
-            "",
-            "sha256:",
-            "sha1:ab",
-            "sha256:zz",
-            &text[..70],
-            "sha256:é",
-        ] {
-            assert!(bad.parse::<Fingerprint>().is_err(), "{bad:?}");
-        }
     }
 
     #[test]

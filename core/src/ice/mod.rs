@@ -4,4 +4,5 @@ pub mod agent;
 pub mod candidate;
 pub mod checklist;
 pub mod credentials;
+pub mod key;
 pub mod offer;
