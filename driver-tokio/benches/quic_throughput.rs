@@ -60,7 +60,7 @@ async fn over_ice(bytes: usize) -> (Duration, Duration) {
     config.recv_queue = std::env::var("HOLEPUNCH_BENCH_QUEUE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(8192);
     let a = Endpoint::bind(&local, config.clone()).await.expect("bind");
     let b = Endpoint::bind(&local, config).await.expect("bind");
     let (sa, sb) = ChannelSignalling::pair();

@@ -112,22 +112,28 @@ impl AsyncUdpSocket for IceSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
-            return Poll::Ready(Ok(0));
-        };
-        match self.conn.poll_recv_datagram(cx, buf) {
-            Poll::Ready(Ok(len)) => {
-                *m = RecvMeta {
-                    addr: self.peer,
-                    len,
-                    stride: len,
-                    ecn: None,
-                    dst_ip: None,
-                };
-                Poll::Ready(Ok(1))
+        // As many queued datagrams as quinn has buffers for: one call per batch, not per packet.
+        let mut filled = 0;
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()) {
+            match self.conn.poll_recv_datagram(cx, buf) {
+                Poll::Ready(Ok(len)) => {
+                    *m = RecvMeta {
+                        addr: self.peer,
+                        len,
+                        stride: len,
+                        ecn: None,
+                        dst_ip: None,
+                    };
+                    filled += 1;
+                }
+                Poll::Ready(Err(e)) if filled == 0 => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(_)) | Poll::Pending => break,
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        }
+        if filled == 0 {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(filled))
         }
     }
 
