@@ -210,11 +210,19 @@ pub fn endpoint(
     Ok((endpoint, peer))
 }
 
+/// How long one client handshake attempt may take before a fresh one starts. ICE's two sides
+/// find the path at different moments (hundreds of milliseconds apart under loss), and a
+/// client that started early has backed its retransmissions off to seconds by the time the
+/// server listens; a new attempt starts again from the path's RTT.
+const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One mutually authenticated QUIC connection over `ice`: the controlling agent dials (QUIC
 /// client), the controlled one accepts (server), so both agree without another round trip.
 /// Each side presents `identity` and accepts only a peer whose key has fingerprint `peer`
-/// (from the peer's offer). The path's RTT from ICE seeds QUIC's RTT estimate. Keep the
-/// returned endpoint alive as long as the connection.
+/// (from the peer's offer). The path's RTT from ICE seeds QUIC's RTT estimate. The client
+/// starts a fresh attempt every [`ATTEMPT`] until one completes (the server takes the first
+/// handshake to finish); a refused key fails at once. It waits for ever otherwise: bound it
+/// with a timeout. Keep the returned endpoint alive as long as the connection.
 pub async fn connect(
     ice: Arc<Connection>,
     controlling: bool,
@@ -226,15 +234,33 @@ pub async fn connect(
         let (endpoint, addr) = endpoint(ice, None)?;
         let mut config = identity.client_config(peer)?;
         config.transport_config(transport);
-        let connection = endpoint.connect_with(config, addr, SERVER_NAME)?.await?;
-        Ok((endpoint, connection))
+        loop {
+            let connecting = endpoint.connect_with(config.clone(), addr, SERVER_NAME)?;
+            match tokio::time::timeout(ATTEMPT, connecting).await {
+                Ok(connection) => return Ok((endpoint, connection?)),
+                // Dropping the attempt abandons it; the next starts from scratch.
+                Err(_) => continue,
+            }
+        }
     } else {
         let mut config = identity.server_config(peer)?;
         config.transport_config(transport);
         let (endpoint, _) = endpoint(ice, Some(config))?;
-        let incoming = endpoint.accept().await.ok_or(QuicError::NoIncoming)?;
-        let connection = incoming.await?;
-        Ok((endpoint, connection))
+        // Handshakes in progress: abandoned attempts never finish, so take the first that does.
+        let mut handshakes = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let incoming = incoming.ok_or(QuicError::NoIncoming)?;
+                    handshakes.spawn(async move { incoming.await });
+                }
+                Some(done) = handshakes.join_next() => match done {
+                    Ok(result) => return Ok((endpoint, result?)),
+                    // A panicked handshake task: wait for another attempt.
+                    Err(_) => continue,
+                },
+            }
+        }
     }
 }
 

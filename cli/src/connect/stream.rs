@@ -302,13 +302,19 @@ async fn session(
 /// Closing before then could discard data the peer's application has not read yet.
 async fn read_all_handshake(qconn: &quinn::Connection) -> Result<(), String> {
     let lost = |e: &dyn std::fmt::Display| format!("the QUIC connection failed at the end: {e}");
+    // Ours must be acknowledged before we close: a CONNECTION_CLOSE is sent once (and again
+    // only in answer to the peer's packets), so a lost unacknowledged stream would leave the
+    // peer waiting.
     let tell = async {
-        match qconn.open_uni().await {
-            Ok(mut uni) => {
-                let _ = uni.finish();
-                Ok(())
-            }
-            Err(e) if closed_cleanly(&e) => Ok(()),
+        let mut uni = match qconn.open_uni().await {
+            Ok(uni) => uni,
+            Err(e) if closed_cleanly(&e) => return Ok(()),
+            Err(e) => return Err(lost(&e)),
+        };
+        let _ = uni.finish();
+        match uni.stopped().await {
+            Ok(_) => Ok(()),
+            Err(quinn::StoppedError::ConnectionLost(e)) if closed_cleanly(&e) => Ok(()),
             Err(e) => Err(lost(&e)),
         }
     };
