@@ -220,7 +220,7 @@ const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(2);
 /// client), the controlled one accepts (server), so both agree without another round trip.
 /// Each side presents `identity` and accepts only a peer whose key has fingerprint `peer`
 /// (from the peer's offer). The path's RTT from ICE seeds QUIC's RTT estimate. The client
-/// starts a fresh attempt every [`ATTEMPT`] until one completes (the server takes the first
+/// starts a fresh attempt every 2 s until one completes (the server takes the first
 /// handshake to finish); a refused key fails at once. It waits for ever otherwise: bound it
 /// with a timeout. Keep the returned endpoint alive as long as the connection.
 pub async fn connect(
