@@ -1,10 +1,16 @@
-//! `holepunch connect`: ICE to a peer, then netcat over UDP datagrams.
+//! `holepunch connect`: ICE to a peer, then netcat over one QUIC stream ([`stream`], the
+//! default) or over plain UDP datagrams (`--datagram`).
 //!
 //! ```text
 //! holepunch connect --signal ADDR --id NAME --peer NAME [--stun SERVER]... [--turn ...]...
-//!                   [--timeout SECS] [--rate BYTES] [--json]
+//!                   [--timeout SECS] [--key PATH] [--peer-key FP | --trust-first-use]
+//!                   [--datagram [--rate BYTES] [--max-loss PERCENT]] [--json]
 //! holepunch connect --local-file PATH --remote-file PATH [--controlling|--controlled] ...
 //! ```
+//!
+//! The [`Link`] options are shared with `send` and `receive`, which run other jobs on the same
+//! stream. What follows is the session machinery both modes share, and datagram mode's data
+//! phase; stream mode's keys and QUIC are in [`stream`] and [`keyed`].
 //!
 //! - Offer lines travel through the `signal` rendezvous (registered as `--id`, talking to
 //!   `--peer`; the lexicographically smaller name is the controlling agent) or through two files
@@ -18,11 +24,11 @@
 //!   `candidate` for each later one, `checking`, `connected`; `waiting` every 5 s while the peer
 //!   has sent nothing; a `warning` when no `--stun` server answered its first retransmissions.
 //!   stdout carries only the peer's data.
-//! - Data: each read of stdin (at most 1200 bytes) is one datagram to the peer, paced at
+//! - Data (`--datagram`): each read of stdin (at most 1200 bytes) is one datagram to the peer, paced at
 //!   `--rate` ([`pace`]); each datagram from the peer is written to stdout. Delivery is not
 //!   guaranteed (UDP), but loss is reported: at EOF each side signals its sent counts
 //!   ([`tally`]), and `closed` says "received N of M datagrams (X% lost)".
-//! - Ending: at EOF on stdin we signal `a=x-holepunch-eof` to the peer; we exit once the peer
+//! - Ending (`--datagram`): at EOF on stdin we signal `a=x-holepunch-eof` to the peer; we exit once the peer
 //!   signalled the same and 200 ms passed without data (datagrams still in flight), or once 2 s
 //!   passed without a datagram from a peer that signals no EOF (another ICE stack): 0 when
 //!   nothing the peer reported sending was lost (or at most `--max-loss` percent), 1 when more
@@ -30,9 +36,11 @@
 //!   (default 30 s; also after consent on the path was lost), or the signal server gone before a
 //!   path: `failed`, exit 1.
 
+mod keyed;
 mod pace;
-mod report;
+pub mod report;
 mod rerun;
+pub mod stream;
 mod tally;
 
 use std::io;
@@ -46,6 +54,7 @@ use holepunch_core::ice::candidate::CandidateKind;
 use holepunch_core::ice::relay::{MAX_RELAYS, RelayEvent};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig};
+use holepunch_tokio::quic_identity::{Fingerprint, FingerprintError, Identity};
 use holepunch_tokio::signal::{MAX_NAME, SignalClient, is_valid_name};
 use holepunch_tokio::{OfferFiles, Signalling};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,9 +63,11 @@ use tokio::sync::oneshot;
 use self::pace::{DEFAULT_RATE, Pacer, parse_rate};
 use self::report::Reporter;
 use self::rerun::{OfferWatch, same_file};
+use self::stream::Job;
 use self::tally::{Counted, Tally};
 use crate::EXIT_USAGE;
 use crate::address::{self, Target};
+use crate::keys;
 use crate::signal::StopSignals;
 use crate::stun::parse_secs;
 
@@ -82,12 +93,25 @@ const RECV_QUEUE: usize = 8192;
 
 /// Arguments of `holepunch connect`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["signal", "local_file"])))]
 #[command(after_help = "\
-Delivery is not guaranteed: each read of stdin (up to 1200 bytes) is sent as one UDP datagram,
-which real networks may drop, duplicate or reorder; a reliable, encrypted stream mode is planned.
-Sends are paced at --rate (default 2M bytes/s) so a loopback or LAN receiver is not overrun.
-A chunk starting with a byte 0-3 would be taken for STUN (RFC 7983) and is not sent (warning).
+Stream mode (the default): once ICE has a path, one QUIC connection over it (TLS 1.3, mutual
+authentication) carries one bidirectional stream: reliable, ordered, encrypted. The controlling
+agent is the QUIC client. At EOF on stdin our side of the stream is finished; the command exits
+once the peer finished too and everything was delivered.
+
+Keys: each side signals `a=x-holepunch-key:sha256:HEX` (the SHA-256 of its Ed25519 public key's
+SubjectPublicKeyInfo) with its offer, and QUIC accepts only the key its peer's offer named, so a
+signal server that rewrites keys or candidates gets a failed handshake, never a session. The key
+is --key PATH, or key.pem in $XDG_CONFIG_HOME/holepunch (~/.config/holepunch), created on first
+use (`holepunch keygen` makes one). --peer-key pins the peer's fingerprint; --trust-first-use
+remembers it in known_peers there and refuses a later change; otherwise the key seen is printed.
+A peer whose offer has no key (another ICE stack) is refused: use --datagram on both sides.
+
+--datagram: netcat over UDP datagrams, unencrypted, as other ICE stacks (libnice, aioice,
+browsers) speak it. Delivery is not guaranteed: each read of stdin (up to 1200 bytes) is sent as
+one UDP datagram, which real networks may drop, duplicate or reorder. Sends are paced at --rate
+(default 2M bytes/s) so a loopback or LAN receiver is not overrun. A chunk starting with a byte
+0-3 would be taken for STUN (RFC 7983) and is not sent (warning).
 
 Roles: with --signal, the peer whose --id sorts first (bytewise) is the controlling agent. With
 files, --controlling is the default; give one side --controlled (a clash is repaired by ICE's
@@ -99,32 +123,56 @@ file than PATH. Format: ice-ufrag, ice-pwd, a=candidate lines (RFC 8839), a=end-
 unknown lines are ignored. When the remote file starts over with a new offer (the peer was run
 again over old files), the session starts again on the new offer.
 
-Ending: at EOF on stdin this side signals `a=x-holepunch-sent:DATAGRAMS BYTES` and
+Ending (--datagram): at EOF on stdin this side signals `a=x-holepunch-sent:DATAGRAMS BYTES` and
 `a=x-holepunch-eof`; it ends once the peer signalled the same (after 200 ms without data), or
 after 2 s without data from a peer that never signals EOF. The summary (`closed`) says \"received
 N of M datagrams (X% lost)\" when the peer reported its count.
 
-Exit status: 0 done, and nothing the peer reported sending was lost (or at most --max-loss
-percent); 1 more was lost (a `failed` event follows `closed`), no path within --timeout (also
+Exit status: 0 done (stream mode: everything delivered both ways; --datagram: nothing the peer
+reported sending was lost, or at most --max-loss percent); 1 a refused or mismatched key, a
+failed QUIC handshake, a broken stream, more datagrams lost (a `failed` event follows `closed`), no path within --timeout (also
 after consent on the path is lost), or the signal server went away before a path; 2 bad usage
 (malformed addresses, the same file twice, ...).
 
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
-gathered, candidate, waiting, checking, connected, path_changed, consent_lost, signalling_closed,
-warning, failed, closed.")]
+key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
+path_changed, consent_lost, signalling_closed, warning, failed, stream_closed (stream mode),
+closed (--datagram).")]
 pub struct Args {
+    /// How to reach the peer and who it is (shared with send and receive).
+    #[command(flatten)]
+    pub link: Link,
+    /// Datagram mode (today's `nc -u` semantics): each read of stdin is one UDP datagram,
+    /// unencrypted, delivery not guaranteed. Needed to talk to another ICE stack (libnice,
+    /// aioice, browsers); no key is used or required.
+    #[arg(long)]
+    datagram: bool,
+    /// Datagram mode: send at most this many bytes per second (suffix k, M or G, powers of
+    /// 1024; 0: unpaced).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RATE, value_parser = parse_rate)]
+    rate: u64,
+    /// Datagram mode: fail (exit 1) when more than this percentage of the datagrams the peer
+    /// reported sending did not arrive (0: any loss fails the job).
+    #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = parse_percent)]
+    max_loss: f64,
+}
+
+/// The options every command that connects to a peer takes (connect, send, receive).
+#[derive(Clone, Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["signal", "local_file"])))]
+pub struct Link {
     /// The signal server (rendezvous), IP:PORT or HOST:PORT.
     #[arg(long, value_name = "ADDR", requires_all = ["id", "peer"], value_parser = address::with_port)]
-    signal: Option<Target>,
+    pub signal: Option<Target>,
     /// Our name at the signal server.
     #[arg(long, value_name = "NAME", requires = "signal")]
-    id: Option<String>,
+    pub id: Option<String>,
     /// The peer's name at the signal server.
     #[arg(long, value_name = "NAME", requires = "signal")]
-    peer: Option<String>,
+    pub peer: Option<String>,
     /// Prove this shared secret to the signal server to register --id (its --secret).
     #[arg(long, value_name = "S", requires = "signal")]
-    signal_secret: Option<String>,
+    pub signal_secret: Option<String>,
     /// Write our offer to this file (created or truncated).
     #[arg(
         long,
@@ -132,42 +180,52 @@ pub struct Args {
         requires = "remote_file",
         conflicts_with = "signal"
     )]
-    local_file: Option<PathBuf>,
+    pub local_file: Option<PathBuf>,
     /// Read the peer's offer from this file as it grows (not the same file as --local-file).
     #[arg(long, value_name = "PATH", requires = "local_file")]
-    remote_file: Option<PathBuf>,
+    pub remote_file: Option<PathBuf>,
     /// Be the controlling ICE agent (file mode; the default).
     #[arg(long, conflicts_with_all = ["controlled", "signal"])]
-    controlling: bool,
+    pub controlling: bool,
     /// Be the controlled ICE agent (file mode).
     #[arg(long, conflicts_with = "signal")]
-    controlled: bool,
+    pub controlled: bool,
     /// STUN server for server-reflexive candidates (IP:PORT, HOST:PORT; port 3478 if omitted).
     #[arg(long = "stun", value_name = "SERVER", value_parser = address::stun_server)]
-    stun: Vec<Target>,
+    pub stun: Vec<Target>,
     /// TURN relay (repeatable, at most 8): its relayed address becomes a candidate, used when
     /// no direct path works within 3 s; a direct path found later takes over. Over UDP, or
     /// over TCP with `?transport=tcp` (for networks that block UDP).
     #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
-    turn: Vec<TurnServer>,
+    pub turn: Vec<TurnServer>,
     /// Do not ask the gateway for a port mapping. By default connect asks it (PCP, then
     /// NAT-PMP) to map its socket, signals the mapped address as a candidate (a peer reaches it
     /// even behind a symmetric NAT here), and deletes the mapping at exit.
     #[arg(long)]
-    no_portmap: bool,
+    pub no_portmap: bool,
     /// Give up when no path is found within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    timeout: Duration,
-    /// Send at most this many bytes per second (suffix k, M or G, powers of 1024; 0: unpaced).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RATE, value_parser = parse_rate)]
-    rate: u64,
-    /// Fail (exit 1) when more than this percentage of the datagrams the peer reported sending
-    /// did not arrive (0: any loss fails the job).
-    #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = parse_percent)]
-    max_loss: f64,
+    pub timeout: Duration,
+    /// Our identity for stream mode: an Ed25519 key in PKCS#8 PEM (`holepunch keygen`).
+    /// Default: key.pem in $XDG_CONFIG_HOME/holepunch (or ~/.config/holepunch), created on
+    /// first use.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Accept only a peer whose key has this fingerprint (sha256:HEX, as keygen prints it).
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint)]
+    pub peer_key: Option<Fingerprint>,
+    /// Remember the peer's key (known_peers in the config directory) the first time, and
+    /// refuse a different key for the same peer later.
+    #[arg(long, conflicts_with = "peer_key")]
+    pub trust_first_use: bool,
     /// Print progress as one JSON object per line (on stderr).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+/// `--peer-key`: `sha256:` and 64 hex digits.
+fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
+    s.parse().map_err(|e: FingerprintError| e.to_string())
 }
 
 /// `--max-loss`: a percentage, 0 to 100.
@@ -194,18 +252,36 @@ pub struct TurnServer {
 /// Connects and copies data; the exit status follows cli.md.
 pub fn run(args: &Args) -> ExitCode {
     let report = Reporter {
-        json: args.json,
+        json: args.link.json,
         started: Instant::now(),
+        command: "connect",
     };
+    let job = if args.datagram { None } else { Some(Job::Cat) };
+    run_with(args, job, report)
+}
+
+/// `send` and `receive`: a stream-mode session running `job`.
+pub fn run_job(link: &Link, job: Job, report: Reporter) -> ExitCode {
+    let args = Args {
+        link: link.clone(),
+        datagram: false,
+        rate: DEFAULT_RATE,
+        max_loss: 0.0,
+    };
+    run_with(&args, Some(job), report)
+}
+
+/// `job` is `None` in datagram mode.
+fn run_with(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
     if let Err(reason) = check_usage(args) {
-        eprintln!("holepunch connect: {reason}");
+        eprintln!("holepunch {}: {reason}", report.command);
         return ExitCode::from(EXIT_USAGE);
     }
     let runtime = match crate::runtime() {
         Ok(rt) => rt,
         Err(e) => return report.failed(&format!("cannot start the runtime: {e}")),
     };
-    let code = runtime.block_on(session(args, report));
+    let code = runtime.block_on(session(args, job, report));
     // The stdin reader thread may still sit in a blocking read: do not wait for it.
     runtime.shutdown_background();
     code
@@ -213,10 +289,10 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// What clap cannot check: names, and two different offer files.
 fn check_usage(args: &Args) -> Result<(), String> {
-    if args.turn.len() > MAX_RELAYS {
+    if args.link.turn.len() > MAX_RELAYS {
         return Err(format!("at most {MAX_RELAYS} --turn servers"));
     }
-    if let (Some(local), Some(remote)) = (&args.local_file, &args.remote_file) {
+    if let (Some(local), Some(remote)) = (&args.link.local_file, &args.link.remote_file) {
         if same_file(local, remote) {
             return Err(format!(
                 "--local-file and --remote-file are the same file ({}): each side writes its \
@@ -225,7 +301,7 @@ fn check_usage(args: &Args) -> Result<(), String> {
             ));
         }
     }
-    let (Some(id), Some(peer)) = (&args.id, &args.peer) else {
+    let (Some(id), Some(peer)) = (&args.link.id, &args.link.peer) else {
         return Ok(());
     };
     for name in [id, peer] {
@@ -259,17 +335,21 @@ struct Common<'a> {
     /// Our agent's seed: a restarted session keeps our credentials.
     seed: u64,
     tally: Arc<Tally>,
-    /// Who we are waiting for, for people.
+    /// Who we are waiting for, for people (and the name `known_peers` files the key under).
     peer: String,
+    /// Stream mode: what runs on the stream (`None`: datagram mode).
+    job: Job,
+    /// Stream mode: our key.
+    identity: Option<Arc<Identity>>,
 }
 
-async fn session(args: &Args, report: Reporter) -> ExitCode {
+async fn session(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
     let mut signals = match StopSignals::new() {
         Ok(s) => s,
         Err(e) => return report.failed(&format!("cannot install signal handlers: {e}")),
     };
     let mut turn = Vec::new();
-    for server in &args.turn {
+    for server in &args.link.turn {
         let addr = match Target::parse(&server.server, None).and_then(|t| t.resolve()) {
             Ok(addr) => addr,
             Err(reason) => return report.failed(&reason),
@@ -286,13 +366,25 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
             &server.password,
         ));
     }
-    let mut stun = Vec::with_capacity(args.stun.len());
-    for server in &args.stun {
+    let mut stun = Vec::with_capacity(args.link.stun.len());
+    for server in &args.link.stun {
         match server.resolve() {
             Ok(addr) => stun.push(addr),
             Err(reason) => return report.failed(&reason),
         }
     }
+    let identity = match &job {
+        None => None,
+        Some(_) => match keys::load_identity(args.link.key.as_deref()) {
+            Ok((identity, created)) => {
+                if let Some(path) = created {
+                    report.key_created(&path, &identity.fingerprint());
+                }
+                Some(Arc::new(identity))
+            }
+            Err(reason) => return report.failed(&reason),
+        },
+    };
     let mut common = Common {
         args,
         report,
@@ -301,8 +393,12 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
         seed: holepunch_tokio::os_seed(),
         tally: Arc::new(Tally::default()),
         peer: String::new(),
+        job: job.unwrap_or(Job::Cat),
+        identity,
     };
-    if let (Some(server), Some(id), Some(peer)) = (&args.signal, &args.id, &args.peer) {
+    if let (Some(server), Some(id), Some(peer)) =
+        (&args.link.signal, &args.link.id, &args.link.peer)
+    {
         common.peer = peer.clone();
         let client = match reach_signal_server(server, id, peer, &common, &mut signals).await {
             Ok(client) => client,
@@ -310,12 +406,12 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
         };
         let controlling = id.as_bytes() < peer.as_bytes();
         let counted = Counted::new(client, Arc::clone(&common.tally));
-        match converse(counted, controlling, &common, &mut signals, None).await {
+        match either(counted, controlling, &common, &mut signals, None).await {
             Outcome::Done(code) => code,
             // Only file mode restarts.
             Outcome::Restart => report.failed("the session ended"),
         }
-    } else if let (Some(local), Some(remote)) = (&args.local_file, &args.remote_file) {
+    } else if let (Some(local), Some(remote)) = (&args.link.local_file, &args.link.remote_file) {
         common.peer = remote.display().to_string();
         file_sessions(local, remote, &common, &mut signals).await
     } else {
@@ -338,18 +434,18 @@ async fn reach_signal_server(
     let report = common.report;
     let connecting = async {
         let addr = server.resolve()?;
-        let secret = common.args.signal_secret.as_deref().map(str::as_bytes);
+        let secret = common.args.link.signal_secret.as_deref().map(str::as_bytes);
         SignalClient::connect_with_secret(addr, id, peer, secret)
             .await
             .map_err(|e| format!("signal server {server}: {e}"))
     };
     tokio::select! {
-        r = tokio::time::timeout(common.args.timeout, connecting) => match r {
+        r = tokio::time::timeout(common.args.link.timeout, connecting) => match r {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(reason)) => Err(report.failed(&reason)),
             Err(_) => Err(report.failed(&format!(
                 "signal server {server}: no answer within {} s",
-                common.args.timeout.as_secs_f64()
+                common.args.link.timeout.as_secs_f64()
             ))),
         },
         name = signals.recv() => Err(report.failed(&format!("interrupted by {name}"))),
@@ -373,8 +469,8 @@ async fn file_sessions(
             Err(e) => return report.failed(&format!("cannot write {}: {e}", local.display())),
         };
         let counted = Counted::new(f, Arc::clone(&common.tally));
-        let controlling = !common.args.controlled;
-        match converse(counted, controlling, common, signals, Some(&mut watch)).await {
+        let controlling = !common.args.link.controlled;
+        match either(counted, controlling, common, signals, Some(&mut watch)).await {
             Outcome::Done(code) => return code,
             Outcome::Restart => {
                 report.warning(&format!(
@@ -419,7 +515,7 @@ async fn start(
     let mut config = EndpointConfig::aggressive()
         .with_stun_servers(common.stun.clone())
         .with_turn_servers(common.turn.clone());
-    config.portmap = !common.args.no_portmap;
+    config.portmap = !common.args.link.no_portmap;
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
@@ -512,7 +608,7 @@ impl Phase {
             }
             ConnectionEvent::Failed(e) => {
                 let reason = match e {
-                    ConnectError::TimedOut(_) => no_path_within(common.args.timeout),
+                    ConnectError::TimedOut(_) => no_path_within(common.args.link.timeout),
                     e => e.to_string(),
                 };
                 return Some(Outcome::Done(report.failed(&reason)));
@@ -538,7 +634,22 @@ fn silent_stun_warning(common: &Common<'_>) -> String {
     )
 }
 
-/// Runs ICE over `signalling`, then copies data until both sides are done. `offers` (file
+/// Stream mode ([`stream::converse`]) or datagram mode ([`converse`]).
+async fn either<S: Signalling>(
+    signalling: S,
+    controlling: bool,
+    common: &Common<'_>,
+    signals: &mut StopSignals,
+    offers: Option<&mut OfferWatch>,
+) -> Outcome {
+    if common.identity.is_some() {
+        stream::converse(signalling, controlling, common, signals, offers).await
+    } else {
+        converse(signalling, controlling, common, signals, offers).await
+    }
+}
+
+/// Datagram mode: runs ICE over `signalling`, then copies data until both sides are done. `offers` (file
 /// mode) is checked for a newer offer from the peer until a path is found.
 async fn converse<S: Signalling>(
     signalling: S,
@@ -548,7 +659,7 @@ async fn converse<S: Signalling>(
     mut offers: Option<&mut OfferWatch>,
 ) -> Outcome {
     let (args, report, tally) = (common.args, common.report, &common.tally);
-    let deadline = report.started + args.timeout;
+    let deadline = report.started + args.link.timeout;
     let conn = match start(signalling, controlling, common, deadline).await {
         Ok(conn) => conn,
         Err(code) => return Outcome::Done(code),
@@ -620,7 +731,7 @@ async fn converse<S: Signalling>(
                 }
             }
             () = give_up, if phase.ice_failed => {
-                return Outcome::Done(report.failed(&no_path_within(args.timeout)));
+                return Outcome::Done(report.failed(&no_path_within(args.link.timeout)));
             }
             _ = &mut eof_rx, if connected && phase.ending.local_eof.is_none() => {
                 phase.ending.local_eof = Some(Instant::now());

@@ -75,6 +75,11 @@ events! {
     ExternalChanged = "external_changed",
     GatewayRestarted = "gateway_restarted",
     MappingDeleted = "deleted",
+    KeyCreated = "key_created",
+    PeerKey = "peer_key",
+    StreamClosed = "stream_closed",
+    FileSent = "sent",
+    FileReceived = "received",
 }
 
 /// `stun`: the mapped address of one Binding transaction.
@@ -221,6 +226,9 @@ pub struct Path {
     pub local_type: String,
     /// The peer's candidate's type.
     pub remote_type: String,
+    /// The fingerprint of the peer's key from its offer (stream mode), or `null`
+    /// (`--datagram`, or a peer that sent none).
+    pub peer_key: Option<String>,
 }
 
 /// `connect`: the first path.
@@ -238,6 +246,9 @@ pub struct ConsentLost {
     pub local: String,
     /// The peer's address on it.
     pub remote: String,
+    /// Since the start.
+    #[serde(default)]
+    pub elapsed_ms: u64,
 }
 
 /// `connect`: the signalling channel closed after the path was found.
@@ -277,6 +288,66 @@ pub struct Closed {
     pub elapsed_ms: u64,
     /// Why the session ended.
     pub reason: String,
+}
+
+/// `keygen`, and stream-mode commands that made the default key: a key was written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyCreated {
+    /// Where the key (PKCS#8 PEM) was written.
+    pub path: String,
+    /// Its fingerprint, `sha256:` and 64 hex digits.
+    pub fingerprint: String,
+}
+
+/// Stream mode: the peer's key from its offer, and how it is trusted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerKey {
+    /// `sha256:` and 64 hex digits.
+    pub fingerprint: String,
+    /// `pinned` (matches --peer-key), `stored` (first use, now in `known_peers`), `known`
+    /// (matches `known_peers`) or `unverified` (neither pinned nor remembered).
+    pub trust: String,
+}
+
+/// Stream mode: the QUIC session ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamClosed {
+    /// Bytes we sent on the stream (acknowledged by the peer).
+    pub sent_bytes: u64,
+    /// Bytes we received from it.
+    pub received_bytes: u64,
+    /// Since the start.
+    pub elapsed_ms: u64,
+    /// Why it ended.
+    pub reason: String,
+}
+
+/// `send`: the file went through and the receiver's SHA-256 check passed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileSent {
+    /// The name sent (the file's last path component).
+    pub name: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// From the first byte sent to the receiver's confirmation.
+    pub transfer_ms: u64,
+}
+
+/// `receive`: a file arrived and its SHA-256 matches the sender's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileReceived {
+    /// The name the sender gave.
+    pub name: String,
+    /// Where it was written.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// From the header to the last byte.
+    pub transfer_ms: u64,
 }
 
 /// `demo`: one NAT pair.
@@ -401,6 +472,7 @@ mod tests {
             elapsed_ms: 5,
             local_type: "host".into(),
             remote_type: "srflx".into(),
+            peer_key: None,
         }
     }
 
@@ -476,12 +548,20 @@ mod tests {
         };
         check(&waiting, &["peer"], s);
         check(&Checking { elapsed_ms: 3 }, &[], s);
-        let path_fields = ["path", "local", "remote", "rtt_ms", "elapsed_ms"];
+        let path_fields = [
+            "path",
+            "local",
+            "remote",
+            "rtt_ms",
+            "elapsed_ms",
+            "peer_key",
+        ];
         check(&Connected(path()), &path_fields, s);
         check(&PathChanged(path()), &path_fields, s);
         let lost = ConsentLost {
             local: "127.0.0.1:1".into(),
             remote: "127.0.0.1:2".into(),
+            elapsed_ms: 7,
         };
         check(&lost, &["local", "remote"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);
@@ -549,6 +629,39 @@ mod tests {
         check(&changed, &["external"], s);
         check(&GatewayRestarted {}, &[], s);
         check(&MappingDeleted {}, &[], s);
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let created = KeyCreated {
+            path: "/k.pem".into(),
+            fingerprint: fp.clone(),
+        };
+        check(&created, &["path", "fingerprint"], s);
+        let peer = PeerKey {
+            fingerprint: fp,
+            trust: "pinned".into(),
+        };
+        check(&peer, &["fingerprint", "trust"], s);
+        let closed = StreamClosed {
+            sent_bytes: 1,
+            received_bytes: 2,
+            elapsed_ms: 3,
+            reason: "both sides done".into(),
+        };
+        check(&closed, &["sent_bytes", "received_bytes", "reason"], s);
+        let sent = FileSent {
+            name: "a.bin".into(),
+            bytes: 5,
+            sha256: "00".repeat(32),
+            transfer_ms: 1,
+        };
+        check(&sent, &["name", "bytes", "sha256"], s);
+        let received = FileReceived {
+            name: "a.bin".into(),
+            path: "/d/a.bin".into(),
+            bytes: 5,
+            sha256: "00".repeat(32),
+            transfer_ms: 1,
+        };
+        check(&received, &["name", "path", "bytes", "sha256"], s);
         for name in ALL_NAMES {
             assert!(seen.contains(name), "the schema test misses {name}");
         }

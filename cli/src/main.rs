@@ -9,9 +9,13 @@ mod address;
 mod connect;
 mod demo;
 mod json;
+mod keygen;
+mod keys;
 mod netcheck;
 mod portmap;
+mod receive;
 mod relay;
+mod send;
 mod signal;
 mod stun;
 mod stun_server;
@@ -50,9 +54,15 @@ enum Command {
     Netcheck(netcheck::Args),
     /// Serves the rendezvous that forwards offer lines between named peers (for connect).
     Signal(signal::Args),
-    /// Connects to a peer through NATs (ICE) and copies stdin/stdout as UDP datagrams (delivery
-    /// not guaranteed; a reliable, encrypted stream mode is planned).
+    /// Connects to a peer through NATs (ICE) and copies stdin/stdout over one reliable,
+    /// encrypted QUIC stream (peer keys travel in the offers); --datagram for plain UDP.
     Connect(connect::Args),
+    /// Sends one file to a peer running `holepunch receive` (stream mode, SHA-256 checked).
+    Send(send::Args),
+    /// Receives one file from a peer running `holepunch send` into DIR.
+    Receive(receive::Args),
+    /// Writes a new Ed25519 key (PKCS#8 PEM) and prints its fingerprint.
+    Keygen(keygen::Args),
     /// Maps a local UDP port on the gateway (PCP, NAT-PMP or UPnP IGD), keeps it renewed until
     /// SIGINT or SIGTERM, then deletes it.
     Portmap(portmap::Args),
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
         Command::Netcheck(args) => netcheck::run(&args),
         Command::Signal(args) => signal::run(&args),
         Command::Connect(args) => connect::run(&args),
+        Command::Send(args) => send::run(&args),
+        Command::Receive(args) => receive::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
         Command::Portmap(args) => portmap::run(&args),
         Command::Relay(args) => relay::run(&args),
     }

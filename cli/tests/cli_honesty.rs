@@ -42,7 +42,7 @@ impl Side {
         let out = File::create(dir.join(format!("{name}.out"))).expect("stdout file");
         let err = File::create(dir.join(format!("{name}.err"))).expect("stderr file");
         let child = holepunch()
-            .arg("connect")
+            .args(["connect", "--datagram"])
             .args(args)
             .stdin(stdin)
             .stdout(out)
@@ -276,6 +276,7 @@ fn a_lonely_peer_hears_progress_and_fails_when_the_signal_server_goes() {
         "lonely",
         holepunch().args([
             "connect",
+            "--datagram",
             "--signal",
             &server,
             "--id",

@@ -133,6 +133,7 @@ fn interop(we_control: bool) {
     let os = |s: &str| OsString::from(s);
     let ours_args = vec![
         os("connect"),
+        os("--datagram"),
         os("--local-file"),
         ours_file.clone().into_os_string(),
         os("--remote-file"),

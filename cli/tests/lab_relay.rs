@@ -9,42 +9,14 @@
 //! `CI=true`).
 mod lab_common;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use holepunch_tests::lab::{self, Lab, LabProcess, Ns, Profile, Stream};
+use holepunch_tests::lab::{self, LabProcess, Profile, Stream};
 use lab_common::{
-    CONNECT_TIMEOUT_S, COTURN_PRIMARY, START_LIMIT, STUN_PRIMARY, connect_with, holepunch, servers,
+    CONNECT_TIMEOUT_S, COTURN_PRIMARY, RELAY, RELAY_USER as USER, STUN_PRIMARY, connect_with,
+    relay, servers,
 };
-
-/// Where the relay listens (and binds its relayed sockets).
-const RELAY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 3478);
-/// The relay's static user.
-const USER: &str = "lab:lab-secret";
-
-/// `holepunch relay` on its own host, relaying between the lab's public addresses.
-fn relay(lab: &Lab) -> (Ns, LabProcess) {
-    let ns = lab.server_host(&[*RELAY.ip()]);
-    let mut p = lab.spawn(
-        &ns,
-        "relay",
-        holepunch(),
-        [
-            "relay",
-            "--listen",
-            &RELAY.to_string(),
-            "--relay-ip",
-            &RELAY.ip().to_string(),
-            "--user",
-            USER,
-            // The lab's internet is TEST-NET-3, which the default policy refuses.
-            "--allow-peer",
-            "203.0.113.0/24",
-        ],
-    );
-    p.expect_line(Stream::Stderr, START_LIMIT, |l| l.contains("listening"));
-    (ns, p)
-}
 
 /// Which TURN server the pair is given.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -254,6 +254,7 @@ fn run_holepunch(lab: &Lab, a: &Ns, b: &Ns, run: usize) -> Result<Sample, String
     let args = |local: &Path, remote: &Path, role: &str| -> Vec<OsString> {
         [
             "connect".into(),
+            "--datagram".into(),
             "--local-file".into(),
             local.as_os_str().to_owned(),
             "--remote-file".into(),

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
+#[path = "../../fuzz/src/key_checks.rs"]
+mod key_checks;
 #[path = "../../fuzz/src/nat64_checks.rs"]
 mod nat64_checks;
 #[path = "../../fuzz/src/portmap_checks.rs"]
@@ -22,7 +24,7 @@ mod upnp_checks;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 14] = [
+const TARGETS: [(&str, Check); 15] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
@@ -37,6 +39,7 @@ const TARGETS: [(&str, Check); 14] = [
     ("turn_channel", turn_checks::check_channel),
     ("turn_message", turn_checks::check_message),
     ("turn_server", turn_checks::check_server),
+    ("key_line", key_checks::check_key_line),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -80,7 +80,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use holepunch_core::demux::Received;
@@ -473,6 +473,75 @@ impl Connection {
                 io::ErrorKind::NotConnected,
                 "the session ended",
             )),
+        }
+    }
+
+    /// Sends one datagram on the selected path without waiting: `WouldBlock` when the socket
+    /// is not writable now (wait with [`poll_send_ready`](Self::poll_send_ready)). Otherwise as
+    /// [`send`](Self::send). For adapters such as [`crate::quic`] that poll rather than await.
+    pub fn try_send(&self, datagram: &[u8]) -> io::Result<()> {
+        if datagram.first().is_some_and(|b| *b <= 3) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram starting with a byte 0-3 would be taken for STUN (RFC 7983)",
+            ));
+        }
+        let route = self.route.borrow().clone();
+        let Some(route) = route else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no path to the peer (yet)",
+            ));
+        };
+        if route.path.local_kind == CandidateKind::Relayed {
+            // The session task wraps it for the relay. A full queue drops the datagram, as a
+            // full socket buffer would (QUIC retransmits), rather than have the caller spin.
+            return match self.relay_sends.try_send(datagram.to_vec()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the session ended",
+                )),
+            };
+        }
+        route.socket.try_send_to(datagram, route.path.remote)?;
+        Ok(())
+    }
+
+    /// Ready when the selected path's socket can take a datagram (also when there is no path:
+    /// [`try_send`](Self::try_send) then fails at once with `NotConnected`).
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let route = self.route.borrow().clone();
+        match route {
+            Some(route) => route.socket.poll_send_ready(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// [`recv`](Self::recv) as a poll: the next datagram from the peer into `buf` (truncated
+    /// if shorter), `Ready(Err(NotConnected))` once the session ended. Use either this or
+    /// `recv`, not both at once (a `recv` in progress makes this wake again and return
+    /// `Pending`).
+    pub fn poll_recv_datagram(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let Ok(mut data) = self.data.try_lock() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        match data.poll_recv(cx) {
+            Poll::Ready(Some(d)) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(None) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the session ended",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 

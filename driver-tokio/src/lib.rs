@@ -7,6 +7,8 @@
 //! - [`ice`]: an ICE session ([`ice::Endpoint`], [`ice::Connection`]) whose offer lines travel
 //!   over a [`Signalling`]: the [`signal`] rendezvous ([`signal::SignalClient`], served by
 //!   [`signal::serve_signal`]), a pair of files ([`OfferFiles`]) or an in-process channel.
+//! - [`quic`]: quinn over an ICE connection's path ([`quic::IceSocket`]), authenticated by
+//!   keys whose fingerprints travel in the offers ([`quic_identity`]).
 //!
 //! Shared types ([`StunOptions`], [`StunReport`], [`DriverError`], [`Clock`]) come from
 //! `holepunch-std`, as does the port-0-aware socket binding of the server.
@@ -26,6 +28,8 @@
 
 pub mod frames;
 pub mod ice;
+pub mod quic;
+pub mod quic_identity;
 pub mod relay;
 pub mod signal;
 pub mod signalling;

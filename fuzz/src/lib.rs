@@ -2,6 +2,7 @@
 //! `checks.rs` directly so a plain `cargo test` replays the corpus through the same code.
 
 pub mod checks;
+pub mod key_checks;
 pub mod nat64_checks;
 pub mod portmap_checks;
 pub mod server_checks;

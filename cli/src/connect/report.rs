@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use holepunch_core::ice::agent::PathInfo;
 use holepunch_core::ice::candidate::Candidate;
+use holepunch_tokio::quic_identity::Fingerprint;
 
 use super::tally::Counts;
 use crate::json::{self, Event};
@@ -19,6 +20,8 @@ pub struct Reporter {
     pub json: bool,
     /// When the command started (for `elapsed_ms`).
     pub started: Instant,
+    /// The subcommand, prefixed to human lines (`connect`, `send`, `receive`).
+    pub command: &'static str,
 }
 
 impl Reporter {
@@ -26,7 +29,7 @@ impl Reporter {
         if self.json {
             event.eprint();
         } else {
-            eprintln!("connect: {human}");
+            eprintln!("{}: {human}", self.command);
         }
     }
 
@@ -73,6 +76,11 @@ impl Reporter {
 
     /// `connected` (first path) or `path_changed`.
     pub fn path(&self, first: bool, p: &PathInfo) {
+        self.path_with_key(first, p, None);
+    }
+
+    /// `connected` or `path_changed`, naming the peer's key (stream mode).
+    pub fn path_with_key(&self, first: bool, p: &PathInfo, peer_key: Option<&Fingerprint>) {
         let kind = if p.relayed { "relay" } else { "direct" };
         let elapsed = self.started.elapsed();
         let path = json::Path {
@@ -83,6 +91,7 @@ impl Reporter {
             elapsed_ms: json::ms(elapsed),
             local_type: p.local_kind.sdp_name().into(),
             remote_type: p.remote_kind.sdp_name().into(),
+            peer_key: peer_key.map(ToString::to_string),
         };
         let human = format!(
             "{}: {kind} {} -> {} ({}/{}, rtt {}, after {})",
@@ -101,11 +110,57 @@ impl Reporter {
         }
     }
 
+    /// The peer's key from its offer, and how it is trusted (`pinned`, `stored`, `known`,
+    /// `unverified`).
+    pub fn peer_key(&self, key: &Fingerprint, trust: &str) {
+        let event = json::PeerKey {
+            fingerprint: key.to_string(),
+            trust: trust.into(),
+        };
+        let human = match trust {
+            "pinned" => format!("peer key {key} (matches --peer-key)"),
+            "stored" => format!("peer key {key} (first use: remembered in known_peers)"),
+            "known" => format!("peer key {key} (matches known_peers)"),
+            _ => format!(
+                "peer key {key} (not verified: pin it with --peer-key or --trust-first-use)"
+            ),
+        };
+        self.emit(&event, &human);
+    }
+
+    /// The default key was created.
+    pub fn key_created(&self, path: &std::path::Path, key: &Fingerprint) {
+        let event = json::KeyCreated {
+            path: path.display().to_string(),
+            fingerprint: key.to_string(),
+        };
+        let human = format!("created key {} ({key})", path.display());
+        self.emit(&event, &human);
+    }
+
+    /// Stream mode: the QUIC session ended.
+    pub fn stream_closed(&self, sent: u64, received: u64, why: &str) {
+        let event = json::StreamClosed {
+            sent_bytes: sent,
+            received_bytes: received,
+            elapsed_ms: self.elapsed_ms(),
+            reason: why.into(),
+        };
+        let human = format!("closed ({why}): sent {sent} bytes, received {received} bytes");
+        self.emit(&event, &human);
+    }
+
+    /// Any other event, with its human line.
+    pub fn event(&self, event: &impl Event, human: &str) {
+        self.emit(event, human);
+    }
+
     /// The path stopped answering.
     pub fn consent_lost(&self, p: &PathInfo) {
         let event = json::ConsentLost {
             local: p.local.to_string(),
             remote: p.remote.to_string(),
+            elapsed_ms: self.elapsed_ms(),
         };
         let human = format!(
             "path {} -> {} stopped answering; looking for another",

@@ -116,9 +116,19 @@ pub fn connect_with(
     extra: &[&str],
 ) -> LabProcess {
     let timeout = CONNECT_TIMEOUT_S.to_string();
-    let mut args: Vec<String> = ["connect", "--signal", SIGNAL, "--id", id, "--peer", peer]
-        .map(String::from)
-        .to_vec();
+    // Datagram mode: the lab tests exchange lines and check datagram semantics (loss counts).
+    let mut args: Vec<String> = [
+        "connect",
+        "--datagram",
+        "--signal",
+        SIGNAL,
+        "--id",
+        id,
+        "--peer",
+        peer,
+    ]
+    .map(String::from)
+    .to_vec();
     for server in stun {
         args.push("--stun".into());
         args.push(server.to_string());
@@ -416,4 +426,33 @@ pub fn miniupnpd(lab: &Lab, site: &Site, run: u32) -> LabProcess {
         l.contains("Port forwarding is now enabled")
     });
     p
+}
+
+/// Where the relay listens (and binds its relayed sockets).
+pub const RELAY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 3478);
+/// The relay's static user.
+pub const RELAY_USER: &str = "lab:lab-secret";
+
+/// `holepunch relay` on its own host, relaying between the lab's public addresses.
+pub fn relay(lab: &Lab) -> (Ns, LabProcess) {
+    let ns = lab.server_host(&[*RELAY.ip()]);
+    let mut p = lab.spawn(
+        &ns,
+        "relay",
+        holepunch(),
+        [
+            "relay",
+            "--listen",
+            &RELAY.to_string(),
+            "--relay-ip",
+            &RELAY.ip().to_string(),
+            "--user",
+            RELAY_USER,
+            // The lab's internet is TEST-NET-3, which the default policy refuses.
+            "--allow-peer",
+            "203.0.113.0/24",
+        ],
+    );
+    p.expect_line(Stream::Stderr, START_LIMIT, |l| l.contains("listening"));
+    (ns, p)
 }

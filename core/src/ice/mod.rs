@@ -4,5 +4,6 @@ pub mod agent;
 pub mod candidate;
 pub mod checklist;
 pub mod credentials;
+pub mod key;
 pub mod offer;
 pub mod relay;
