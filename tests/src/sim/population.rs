@@ -226,6 +226,8 @@ pub struct PopulationReport {
     pub failed: u64,
     /// Connections whose path differs from [`Peer::expected`].
     pub unexpected: u64,
+    /// The first few of those (by connection index), to look into.
+    pub unexpected_examples: Vec<Unexpected>,
     /// Per ordered profile pair (A's index in [`Profile::ALL`], B's) and final path (direct,
     /// relay, none): connection counts.
     pub by_profiles: Vec<[[u64; 3]; 9]>,
@@ -282,6 +284,9 @@ impl PopulationReport {
         self.relayed += other.relayed;
         self.failed += other.failed;
         self.unexpected += other.unexpected;
+        let room = EXAMPLES.saturating_sub(self.unexpected_examples.len());
+        self.unexpected_examples
+            .extend(other.unexpected_examples.into_iter().take(room));
         for (mine, theirs) in self.by_profiles.iter_mut().zip(&other.by_profiles) {
             for (m, t) in mine.iter_mut().zip(theirs) {
                 for (a, b) in m.iter_mut().zip(t) {
@@ -299,6 +304,24 @@ impl PopulationReport {
         }
     }
 }
+
+/// A connection whose path is not the one [`Peer::expected`] predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unexpected {
+    /// Its index in the N × K list (its seed is [`connection_seed`] of it).
+    pub connection: u64,
+    /// The controlling peer.
+    pub a: Peer,
+    /// The controlled peer.
+    pub b: Peer,
+    /// The path it got.
+    pub path: PathKind,
+    /// The path predicted.
+    pub expected: PathKind,
+}
+
+/// How many [`Unexpected`] examples a report keeps.
+const EXAMPLES: usize = 10;
 
 /// A population that cannot be run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -493,8 +516,18 @@ fn run_range(config: &PopulationConfig, range: std::ops::Range<usize>) -> Popula
             }
         };
         report.by_profiles[index(a.profile)][index(b.profile)][slot] += 1;
-        if outcome.path != Peer::expected(&a, &b) {
+        let expected = Peer::expected(&a, &b);
+        if outcome.path != expected {
             report.unexpected += 1;
+            if report.unexpected_examples.len() < EXAMPLES {
+                report.unexpected_examples.push(Unexpected {
+                    connection: c as u64,
+                    a,
+                    b,
+                    path: outcome.path,
+                    expected,
+                });
+            }
         }
         if let Some(t) = outcome.elapsed {
             report.times_us.push(duration_micros(t));
