@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use holepunch_tests::sim::matrix::{Cell, fmt_ms, render_grid, run_cells};
 use holepunch_tests::sim::pair::PathKind;
+use holepunch_tests::sim::population::Techniques;
 use holepunch_tests::sim::profile::Profile;
 
 use crate::EXIT_FAILED;
@@ -47,6 +48,14 @@ pub struct Args {
     /// when counting the relays needed (50: 20 ms audio frames).
     #[arg(long, value_name = "P", default_value_t = 50, requires = "population", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     app_pps: u64,
+    /// With --population: no hard-NAT punching (birthday probing, port prediction), to see
+    /// what it is worth.
+    #[arg(long, requires = "population")]
+    no_punching: bool,
+    /// With --population: agents get one plain STUN address (no RFC 5780 alternate, no
+    /// OTHER-ADDRESS), so they cannot tell a hard NAT from an easy one.
+    #[arg(long, requires = "population")]
+    plain_stun: bool,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -62,6 +71,10 @@ pub fn run(args: &Args) -> ExitCode {
             seed: args.seed,
             mix: args.mix.clone(),
             app_pps: args.app_pps,
+            techniques: Techniques {
+                punching: !args.no_punching,
+                mapping_detection: !args.plain_stun,
+            },
             json: args.json,
         });
     }

@@ -416,6 +416,10 @@ pub struct PopulationSummary {
     /// Relays needed for all relayed connections at once:
     /// ceil((relay × 2 × app_pps + simulated packets/s) / relay_capacity_pps).
     pub relays_needed: u64,
+    /// Whether the agents punched hard NATs (off with `--no-punching`).
+    pub punching: bool,
+    /// Whether the agents could detect a hard NAT (off with `--plain-stun`).
+    pub mapping_detection: bool,
     /// The population seed.
     pub seed: u64,
     /// Always true: virtual time on the simulated internet.
@@ -680,6 +684,8 @@ mod tests {
             relay_capacity_pps: 70_886,
             relay_capacity_basis: "upper bound".into(),
             relays_needed: 1,
+            punching: true,
+            mapping_detection: true,
             seed: 1,
             simulated: true,
         };

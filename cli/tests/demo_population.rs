@@ -47,6 +47,10 @@ fn json_summary_shares_sum_to_one_and_the_same_seed_gives_the_same_lines() {
     assert!((total - 1.0).abs() < 1e-9, "{s}");
     assert_eq!(s["connections"], 400);
     assert_eq!(s["unexpected"], 0, "{s}");
+    assert_eq!(
+        (&s["punching"], &s["mapping_detection"]),
+        (&true.into(), &true.into())
+    );
     for key in [
         "p50_ms",
         "p95_ms",
@@ -121,7 +125,7 @@ fn bad_input_is_bad_usage() {
         "unknown.json",
         r#"{"profiles": {"carrier-grade": {"share": 1.0}}}"#,
     );
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--population", "0"], "population"),
         (&["--population", "1"], "population"),
         (&["--population", "10", "--mix", &missing], "cannot read"),
@@ -132,6 +136,7 @@ fn bad_input_is_bad_usage() {
             "unknown profile",
         ),
         (&["--connections", "2"], "--population"),
+        (&["--no-punching"], "--population"),
     ];
     for (args, why) in cases {
         let out = demo(args);
@@ -156,4 +161,26 @@ fn human_output_has_the_shares_times_and_relay_table() {
     }
     // stderr is a pipe here: no progress bar.
     assert!(!out.stderr.contains('['), "{}", out.stderr);
+}
+
+#[test]
+fn switching_off_punching_and_detection_costs_direct_connections() {
+    let dir = TempDir::new("hp-mix");
+    let mix = write_mix(
+        dir.path(),
+        "half.json",
+        r#"{"profiles": {"symmetric-random": {"share": 0.5}, "port-restricted-cone": {"share": 0.5}}}"#,
+    );
+    let base = ["--population", "40", "--connections", "2", "--mix", &mix];
+    let direct = |extra: &[&str]| {
+        let lines = json_run(&[&base[..], extra].concat());
+        let s = summary(&lines).clone();
+        (s["direct"].as_u64().expect("count"), s)
+    };
+    let (all, _) = direct(&[]);
+    let (no_punch, s) = direct(&["--no-punching"]);
+    assert_eq!(s["punching"], false);
+    let (plain, s) = direct(&["--plain-stun"]);
+    assert_eq!(s["mapping_detection"], false);
+    assert!(no_punch < all && plain < all, "{all} {no_punch} {plain}");
 }

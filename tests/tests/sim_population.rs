@@ -4,7 +4,7 @@
 use holepunch_tests::sim::matrix::expected;
 use holepunch_tests::sim::pair::PathKind;
 use holepunch_tests::sim::population::{
-    Mix, PopulationConfig, PopulationReport, index, run_population,
+    Mix, PopulationConfig, PopulationReport, Techniques, index, run_population,
 };
 use holepunch_tests::sim::profile::Profile;
 
@@ -16,6 +16,7 @@ fn run(peers: usize, connections: usize, mix: Mix, seed: u64) -> PopulationRepor
         seed,
         mix,
         threads: 0,
+        techniques: Techniques::default(),
     };
     run_population(&config, &|_, _| {}).expect("a valid population")
 }
@@ -106,4 +107,56 @@ fn same_seed_same_report_and_shares_sum_to_one() {
     // UDP-blocked peers reach their relay over TCP.
     assert_eq!(a.failed, 0);
     assert_eq!(a.unexpected, 0);
+}
+
+#[test]
+fn without_punching_or_detection_symmetric_peers_need_the_relay_against_port_restricted_ones() {
+    let mix = Mix::new(
+        &[
+            (Profile::SymmetricRandom, 0.5),
+            (Profile::PortRestrictedCone, 0.5),
+        ],
+        0.0,
+        0.0,
+    )
+    .expect("valid");
+    let with = |techniques| {
+        let config = PopulationConfig {
+            peers: 40,
+            connections: 2,
+            relays: 2,
+            seed: 8,
+            mix: mix.clone(),
+            threads: 0,
+            techniques,
+        };
+        run_population(&config, &|_, _| {}).expect("runs")
+    };
+    let all = with(Techniques::default());
+    assert_eq!(
+        all.relayed, all.by_profiles[5][5][1],
+        "only sym x sym relayed"
+    );
+    for techniques in [
+        Techniques {
+            punching: false,
+            mapping_detection: true,
+        },
+        Techniques {
+            punching: true,
+            mapping_detection: false,
+        },
+    ] {
+        let less = with(techniques);
+        let (sym, portr) = (
+            index(Profile::SymmetricRandom),
+            index(Profile::PortRestrictedCone),
+        );
+        let mixed = [less.by_profiles[sym][portr], less.by_profiles[portr][sym]];
+        assert!(
+            mixed.iter().all(|c| c[0] == 0 && c[1] > 0),
+            "{techniques:?}: {mixed:?}"
+        );
+        assert!(less.relayed > all.relayed);
+    }
 }

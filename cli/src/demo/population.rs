@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use holepunch_tests::sim::matrix::fmt_ms;
 use holepunch_tests::sim::population::{
-    PopulationConfig, PopulationReport, RelayLoad, relay_address, run_population,
+    PopulationConfig, PopulationReport, RelayLoad, Techniques, relay_address, run_population,
 };
 use holepunch_tests::sim::profile::Profile;
 
@@ -43,6 +43,8 @@ pub struct Options {
     pub mix: Option<std::path::PathBuf>,
     /// Application packets/s each way assumed on a relayed connection.
     pub app_pps: u64,
+    /// Traversal techniques the agents use.
+    pub techniques: Techniques,
     /// `--json`.
     pub json: bool,
 }
@@ -78,6 +80,7 @@ pub fn run(opts: &Options) -> ExitCode {
         seed: opts.seed,
         mix,
         threads: 0,
+        techniques: opts.techniques,
     };
     let started = Instant::now();
     let show = !opts.json && std::io::stderr().is_terminal();
@@ -262,6 +265,8 @@ fn print_json(opts: &Options, report: &PopulationReport) {
         relay_capacity_pps: RELAY_CAPACITY_PPS,
         relay_capacity_basis: CAPACITY_BASIS.into(),
         relays_needed: f.needed,
+        punching: opts.techniques.punching,
+        mapping_detection: opts.techniques.mapping_detection,
         seed: opts.seed,
         simulated: true,
     }
@@ -288,6 +293,18 @@ fn print_human(
         "Each connection: two core ICE agents behind the two peers' simulated NATs, one STUN server, \
          each peer's nearest relay; virtual time."
     );
+    let t = opts.techniques;
+    if !t.punching || !t.mapping_detection {
+        println!(
+            "Switched off:{}{} (the predictions below assume both on).",
+            if t.punching { "" } else { " hard-NAT punching" },
+            if t.mapping_detection {
+                ""
+            } else {
+                " RFC 5780 mapping detection (one plain STUN address)"
+            }
+        );
+    }
     println!();
     let pct = |n: u64, d: u64| 100.0 * n as f64 / d.max(1) as f64;
     println!(

@@ -33,6 +33,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use holepunch_core::ice::agent::AgentConfig;
 use holepunch_core::time::{Duration, duration_micros};
 
 use super::matrix::expected;
@@ -163,6 +164,30 @@ pub struct PopulationConfig {
     pub mix: Mix,
     /// Worker threads; 0: one per core.
     pub threads: usize,
+    /// Which traversal techniques the agents use (all by default).
+    pub techniques: Techniques,
+}
+
+/// Traversal techniques that can be switched off, to see what each one is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Techniques {
+    /// Hard-NAT punching: birthday probing against random allocators, port prediction
+    /// against sequential ones (the agent's [`PunchConfig`](holepunch_core::ice::agent::PunchConfig)).
+    pub punching: bool,
+    /// Telling a hard NAT from an easy one: the agents get both addresses of the RFC 5780
+    /// server and ask its OTHER-ADDRESS. Off: one plain server address only, as with a
+    /// classic one-address STUN server; a side then cannot see that its NAT maps per
+    /// destination, and never starts hard-NAT punching.
+    pub mapping_detection: bool,
+}
+
+impl Default for Techniques {
+    fn default() -> Self {
+        Techniques {
+            punching: true,
+            mapping_detection: true,
+        }
+    }
 }
 
 /// One peer's situation, drawn from the mix.
@@ -401,7 +426,39 @@ pub fn connection_config(config: &PopulationConfig, c: u64, a: &Peer, b: &Peer) 
         });
     }
     pair.relay_spots = Some([relay_spot(a), relay_spot(b)]);
+    let t = config.techniques;
+    if !t.mapping_detection {
+        pair.single_stun_server = true;
+    }
+    pair.agent = match (t.punching, t.mapping_detection) {
+        (true, true) => AgentConfig::aggressive,
+        (false, true) => agent_without_punching,
+        (true, false) => agent_without_other_address,
+        (false, false) => agent_with_neither,
+    };
     pair
+}
+
+fn agent_without_punching(controlling: bool) -> AgentConfig {
+    AgentConfig {
+        punch: None,
+        ..AgentConfig::aggressive(controlling)
+    }
+}
+
+fn agent_without_other_address(controlling: bool) -> AgentConfig {
+    AgentConfig {
+        probe_other_address: false,
+        ..AgentConfig::aggressive(controlling)
+    }
+}
+
+fn agent_with_neither(controlling: bool) -> AgentConfig {
+    AgentConfig {
+        punch: None,
+        probe_other_address: false,
+        ..AgentConfig::aggressive(controlling)
+    }
 }
 
 /// Where relay `r` listens.
@@ -580,6 +637,7 @@ mod tests {
             seed: 7,
             mix,
             threads: 2,
+            techniques: Techniques::default(),
         }
     }
 
