@@ -4,11 +4,17 @@
 //! other), with an RFC 5780 STUN server on the simulated internet and signalling between them,
 //! and pumped in virtual time exactly as a driver pumps them. The demo prints, for each pair,
 //! whether a direct path was found and how long it took (virtual time). No root, no network.
+//!
+//! With `--population N` it simulates N peers drawn from a NAT mix instead ([`population`]).
+
+mod mix;
+mod population;
 
 use std::process::ExitCode;
 
 use holepunch_tests::sim::matrix::{Cell, fmt_ms, render_grid, run_cells};
 use holepunch_tests::sim::pair::PathKind;
+use holepunch_tests::sim::population::Techniques;
 use holepunch_tests::sim::profile::Profile;
 
 use crate::EXIT_FAILED;
@@ -23,6 +29,33 @@ pub struct Args {
     /// Run every pair with this many consecutive seeds and report success rates.
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     seeds: u64,
+    /// Simulate a population of N peers drawn from a NAT mix instead of the matrix: each
+    /// connection is two core agents behind the two peers' NATs; prints the shares of direct,
+    /// relayed and failed connections, time to connected and the load on each relay.
+    #[arg(long, value_name = "N", conflicts_with = "seeds", value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    population: Option<u64>,
+    /// With --population: connections each peer starts, to peers drawn at random.
+    #[arg(long, value_name = "K", default_value_t = 3, requires = "population", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    connections: u64,
+    /// With --population: the NAT mix, a JSON file shaped like the built-in one
+    /// (cli/data/population-mix.json; shares with their sources).
+    #[arg(long, value_name = "FILE", requires = "population")]
+    mix: Option<std::path::PathBuf>,
+    /// With --population: independent relays; each peer uses the one with the lowest RTT.
+    #[arg(long, value_name = "R", default_value_t = 3, requires = "population", value_parser = clap::value_parser!(u32).range(1..=200))]
+    relays: u32,
+    /// With --population: application packets/s each way assumed on a relayed connection
+    /// when counting the relays needed (50: 20 ms audio frames).
+    #[arg(long, value_name = "P", default_value_t = 50, requires = "population", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    app_pps: u64,
+    /// With --population: no hard-NAT punching (birthday probing, port prediction), to see
+    /// what it is worth.
+    #[arg(long, requires = "population")]
+    no_punching: bool,
+    /// With --population: agents get one plain STUN address (no RFC 5780 alternate, no
+    /// OTHER-ADDRESS), so they cannot tell a hard NAT from an easy one.
+    #[arg(long, requires = "population")]
+    plain_stun: bool,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -30,6 +63,21 @@ pub struct Args {
 
 /// Runs the matrix; exit 0 when every pair reached the path it should, 1 otherwise.
 pub fn run(args: &Args) -> ExitCode {
+    if let Some(peers) = args.population {
+        return population::run(&population::Options {
+            peers,
+            connections: args.connections,
+            relays: args.relays,
+            seed: args.seed,
+            mix: args.mix.clone(),
+            app_pps: args.app_pps,
+            techniques: Techniques {
+                punching: !args.no_punching,
+                mapping_detection: !args.plain_stun,
+            },
+            json: args.json,
+        });
+    }
     let cells = run_cells(&Profile::ALL, &Profile::ALL, args.seed, args.seeds, |_| {});
     let all_expected = cells.iter().all(|c| c.success_rate() == 1.0);
     if args.json {

@@ -70,6 +70,9 @@ events! {
     Closed = "closed",
     Pair = "pair",
     Summary = "summary",
+    PopulationProfile = "profile",
+    PopulationRelay = "relay",
+    PopulationSummary = "summary",
     PortMapped = "mapped",
     PortRenewed = "renewed",
     ExternalChanged = "external_changed",
@@ -394,6 +397,106 @@ pub struct Summary {
     pub simulated: bool,
 }
 
+/// `demo --population`: the connections that involve one NAT profile (on either side).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopulationProfile {
+    /// The profile, cli.md's name.
+    pub profile: String,
+    /// Peers drawn with it.
+    pub peers: u64,
+    /// Connections with a peer in it on either side.
+    pub connections: u64,
+    /// Of those, direct.
+    pub direct: u64,
+    /// Of those, relayed.
+    pub relay: u64,
+    /// Of those, without a path.
+    pub failed: u64,
+}
+
+/// `demo --population`: the load on one relay (all connections live at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopulationRelay {
+    /// Its index (0..R).
+    pub relay: u64,
+    /// Its address on the simulated internet.
+    pub address: String,
+    /// Allocations made on it (each peer near it allocates once per connection).
+    pub allocations: u64,
+    /// Relayed connections whose datagrams crossed it.
+    pub relayed_connections: u64,
+    /// Datagrams it relayed in the simulation (STUN, ICE and keepalives: no application data).
+    pub relayed_packets: u64,
+    /// Their bytes.
+    pub relayed_bytes: u64,
+    /// `relayed_packets` per second of the run window.
+    pub packets_per_s: f64,
+    /// Packets per second with the assumed application rate on every relayed connection.
+    pub packets_per_s_with_app: f64,
+}
+
+/// `demo --population`: the totals. The three shares sum to 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopulationSummary {
+    /// Peers (N).
+    pub peers: u64,
+    /// Connections run (N × K).
+    pub connections: u64,
+    /// Share of connections that ended direct.
+    pub direct_share: f64,
+    /// Share that ended relayed.
+    pub relay_share: f64,
+    /// Share without a path.
+    pub failed_share: f64,
+    /// Connections direct, relayed, failed.
+    pub direct: u64,
+    /// Relayed connections.
+    pub relay: u64,
+    /// Connections without a path.
+    pub failed: u64,
+    /// Connections whose path is not the one the NAT-pair matrix predicts for their peers.
+    pub unexpected: u64,
+    /// Time to connected (virtual), median; `null` when nothing connected.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile.
+    pub p95_ms: Option<u64>,
+    /// 99th percentile.
+    pub p99_ms: Option<u64>,
+    /// Bytes of every datagram the simulation delivered (STUN, ICE, TURN, punching).
+    pub total_bytes: u64,
+    /// Bytes relayed (the datagrams crossing relayed sockets).
+    pub relay_bytes: u64,
+    /// `relay_bytes / total_bytes`.
+    pub relay_bytes_share: f64,
+    /// Relays (R).
+    pub relays: u64,
+    /// Most allocations on one relay.
+    pub relay_allocations_max: u64,
+    /// Mean allocations per relay.
+    pub relay_allocations_mean: f64,
+    /// Highest relayed packets/s of one relay (simulated traffic only).
+    pub relay_pps_max: f64,
+    /// Mean relayed packets/s per relay (simulated traffic only).
+    pub relay_pps_mean: f64,
+    /// Assumed application packets/s each way on a relayed connection.
+    pub app_pps: u64,
+    /// Packets/s one relay is taken to sustain (see `relay_capacity_basis`).
+    pub relay_capacity_pps: u64,
+    /// Where that capacity comes from.
+    pub relay_capacity_basis: String,
+    /// Relays needed for all relayed connections at once:
+    /// ceil((relay × 2 × app_pps + simulated packets/s) / relay_capacity_pps).
+    pub relays_needed: u64,
+    /// Whether the agents punched hard NATs (off with `--no-punching`).
+    pub punching: bool,
+    /// Whether the agents could detect a hard NAT (off with `--plain-stun`).
+    pub mapping_detection: bool,
+    /// The population seed.
+    pub seed: u64,
+    /// Always true: virtual time on the simulated internet.
+    pub simulated: bool,
+}
+
 /// `portmap`: the gateway mapped the port.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PortMapped {
@@ -612,6 +715,71 @@ mod tests {
             simulated: true,
         };
         check(&summary, &["pairs", "ok"], s);
+        let profile = PopulationProfile {
+            profile: "cgnat".into(),
+            peers: 3,
+            connections: 9,
+            direct: 7,
+            relay: 1,
+            failed: 1,
+        };
+        check(
+            &profile,
+            &["profile", "peers", "direct", "relay", "failed"],
+            s,
+        );
+        let relay = PopulationRelay {
+            relay: 0,
+            address: "203.0.113.16:3478".into(),
+            allocations: 10,
+            relayed_connections: 2,
+            relayed_packets: 300,
+            relayed_bytes: 30_000,
+            packets_per_s: 10.0,
+            packets_per_s_with_app: 210.0,
+        };
+        check(&relay, &["allocations", "packets_per_s"], s);
+        let population = PopulationSummary {
+            peers: 10,
+            connections: 30,
+            direct_share: 0.5,
+            relay_share: 0.25,
+            failed_share: 0.25,
+            direct: 15,
+            relay: 8,
+            failed: 7,
+            unexpected: 0,
+            p50_ms: Some(98),
+            p95_ms: Some(3_100),
+            p99_ms: None,
+            total_bytes: 1_000,
+            relay_bytes: 100,
+            relay_bytes_share: 0.1,
+            relays: 1,
+            relay_allocations_max: 60,
+            relay_allocations_mean: 60.0,
+            relay_pps_max: 10.0,
+            relay_pps_mean: 10.0,
+            app_pps: 50,
+            relay_capacity_pps: 70_886,
+            relay_capacity_basis: "upper bound".into(),
+            relays_needed: 1,
+            punching: true,
+            mapping_detection: true,
+            seed: 1,
+            simulated: true,
+        };
+        let population_fields = [
+            "direct_share",
+            "relay_share",
+            "failed_share",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "relay_bytes_share",
+            "relays_needed",
+        ];
+        check(&population, &population_fields, s);
         let mapped_port = PortMapped {
             protocol: "pcp".into(),
             external: "192.0.2.1:4000".into(),

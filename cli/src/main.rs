@@ -45,6 +45,7 @@ struct Cli {
 enum Command {
     /// Runs the NAT-pair matrix on a simulated internet (no root, no network): for every pair
     /// of NAT profiles, whether two ICE agents find a direct path, and how fast (virtual time).
+    /// With --population N: N peers from a NAT mix, their direct/relay shares and relay load.
     Demo(demo::Args),
     /// Serves STUN (RFC 8489); with --alternate also RFC 5780 behaviour discovery.
     StunServer(stun_server::Args),

@@ -6,5 +6,6 @@ pub mod nat;
 pub mod netcheck;
 pub mod network;
 pub mod pair;
+pub mod population;
 pub mod profile;
 pub mod relay;

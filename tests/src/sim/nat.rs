@@ -122,6 +122,9 @@ pub struct Nat {
     /// Its public address.
     pub public_ip: Ipv4Addr,
     entries: Vec<Entry>,
+    /// Static mappings a gateway granted (UPnP IGD, NAT-PMP, PCP): internal endpoint and
+    /// external port; see [`Nat::add_static_mapping`].
+    statics: Vec<(SocketAddr, u16)>,
     next_port: u16,
     rng: Rng,
 }
@@ -135,8 +138,25 @@ impl Nat {
             config,
             public_ip,
             entries: Vec::new(),
+            statics: Vec::new(),
             next_port,
             rng,
+        }
+    }
+
+    /// Grants a port mapping, as a gateway does for UPnP IGD, NAT-PMP or PCP: `internal`'s
+    /// traffic leaves from `external_port` whatever its destination (endpoint-independent
+    /// mapping) and anyone may send in to it (endpoint-independent filtering), for as long as
+    /// the router lives (the lease is never allowed to lapse). Only a translating router maps;
+    /// on other kinds this does nothing.
+    ///
+    /// This is the model of RFC 6887 §11 (a PCP MAP mapping is also used for the host's
+    /// outbound traffic from that port) and of the port forwarding UPnP IGD sets up.
+    pub fn add_static_mapping(&mut self, internal: SocketAddr, external_port: u16) {
+        if matches!(self.config.kind, Kind::Nat { .. }) {
+            self.statics
+                .retain(|(i, p)| *i != internal && *p != external_port);
+            self.statics.push((internal, external_port));
         }
     }
 
@@ -161,6 +181,9 @@ impl Nat {
                 allocation,
                 ..
             } => {
+                if let Some((_, port)) = self.statics.iter().find(|(i, _)| *i == src) {
+                    return Some(SocketAddr::new(IpAddr::V4(self.public_ip), *port));
+                }
                 let key = match mapping {
                     Mapping::EndpointIndependent => None,
                     Mapping::AddressDependent => Some(SocketAddr::new(dst.ip(), 0)),
@@ -197,6 +220,9 @@ impl Nat {
             Kind::Nat { filtering, .. } => filtering,
         };
         let translating = matches!(self.config.kind, Kind::Nat { .. });
+        if let Some((internal, _)) = self.statics.iter().find(|(_, p)| *p == dst.port()) {
+            return Some(*internal);
+        }
         let allowed = |e: &Entry| match filtering {
             Filtering::EndpointIndependent => true,
             Filtering::AddressDependent => e.contacted.iter().any(|c| c.ip() == src.ip()),
@@ -250,6 +276,7 @@ impl Nat {
 
     fn port_in_use(&self, port: u16) -> bool {
         self.entries.iter().any(|e| e.external_port == port)
+            || self.statics.iter().any(|(_, p)| *p == port)
     }
 
     fn allocate(&mut self, wanted: u16, allocation: Allocation) -> Option<u16> {
@@ -347,5 +374,39 @@ mod tests {
             .expect("mapped");
         assert_eq!(x2.port(), x1.port() + 1);
         assert_eq!(nat.outbound(now, inside, a("203.0.113.3:3478")), Some(x1));
+    }
+
+    #[test]
+    fn a_static_mapping_makes_a_symmetric_nat_easy_for_that_port_only() {
+        let mut nat = Nat::new(
+            NatConfig::nat(
+                Mapping::AddressAndPortDependent,
+                Filtering::AddressAndPortDependent,
+                Allocation::Random,
+            ),
+            Ipv4Addr::new(198, 51, 100, 10),
+            1,
+        );
+        let now = Instant::ZERO;
+        let (mapped, other) = (a("192.168.1.2:5000"), a("192.168.1.2:5001"));
+        nat.add_static_mapping(mapped, 7000);
+        let public = a("198.51.100.10:7000");
+        // Endpoint-independent mapping: every destination sees the granted port.
+        for dst in ["203.0.113.3:3478", "203.0.113.4:3479"] {
+            assert_eq!(nat.outbound(now, mapped, a(dst)), Some(public));
+        }
+        // Endpoint-independent filtering: a stranger gets in, with no traffic out first, and
+        // long after any dynamic mapping would have expired.
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            nat.inbound(later, a("203.0.113.99:9"), public),
+            Some(mapped)
+        );
+        // Another internal port is still symmetric, and never gets the granted port.
+        let x = nat
+            .outbound(now, other, a("203.0.113.3:3478"))
+            .expect("mapped");
+        assert_ne!(x.port(), 7000);
+        assert_eq!(nat.inbound(now, a("203.0.113.3:3479"), x), None);
     }
 }

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
+use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayReceived, Relays};
@@ -23,9 +24,10 @@ use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
 
-use super::network::Network;
+use super::nat::Kind;
+use super::network::{Network, Site};
 use super::profile::{Profile, V6Policy};
-use super::relay::{RELAY_PASSWORD, RELAY_USER, SimRelay};
+use super::relay::{RELAY_PASSWORD, RELAY_USER, RelayStats, SimRelay};
 
 /// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
 pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
@@ -97,7 +99,30 @@ pub struct PairConfig {
     /// Give both sides the TURN relay (the default): pairs with no direct path then connect
     /// through it. `false`: no relay, as before TURN.
     pub relay: bool,
+    /// Where each side's relay is (A's, B's), when [`relay`](Self::relay) is on; `None` (the
+    /// default): one relay at [`RELAY`](super::relay::RELAY), 5 ms from the core, for both.
+    /// Sides naming the same address share one relay.
+    pub relay_spots: Option<[RelaySpot; 2]>,
+    /// Whether each side's gateway (A's, B's) grants a port mapping (UPnP IGD, NAT-PMP,
+    /// PCP): the side's only router then maps its socket endpoint-independently
+    /// ([`Nat::add_static_mapping`](super::nat::Nat::add_static_mapping)) and the agent gets a
+    /// port-mapped candidate for it. Ignored for profiles without exactly one translating
+    /// router (a CGNAT home gateway's mapping would sit behind the carrier's NAT). Default
+    /// `[false, false]`.
+    pub port_mapped: [bool; 2],
 }
+
+/// A relay on the simulated internet: its listening address and one-way latency to the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RelaySpot {
+    /// Where it listens (a public address in 203.0.113.0/24, not the STUN server's).
+    pub address: SocketAddr,
+    /// One-way latency between it and the internet core.
+    pub latency: Duration,
+}
+
+/// The external port a granted port mapping gets on the gateway.
+pub const PORT_MAPPED_PORT: u16 = 7100;
 
 impl PairConfig {
     /// The defaults the demo and the matrix use: 12.5 ms per site (50 ms RTT), 2 ms jitter, no
@@ -117,6 +142,8 @@ impl PairConfig {
             ipv6: None,
             single_stun_server: false,
             relay: true,
+            relay_spots: None,
+            port_mapped: [false, false],
         }
     }
 
@@ -168,6 +195,11 @@ pub struct PairOutcome {
     pub dropped: u64,
     /// The path each side (A, B) selected last, if any.
     pub selected: [Option<PathInfo>; 2],
+    /// Each relay of the run, by listening address, with what it did.
+    pub relays: Vec<(SocketAddr, RelayStats)>,
+    /// Bytes of every datagram the network delivered (to the agents, the STUN servers and
+    /// the relays).
+    pub delivered_bytes: u64,
 }
 
 struct Side {
@@ -242,6 +274,10 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     );
     site_a.loss_per_mille = config.loss_per_mille;
     site_b.loss_per_mille = config.loss_per_mille;
+    let mapped = [
+        grant_port_mapping(config.port_mapped[0], &mut site_a, host_a, 5000),
+        grant_port_mapping(config.port_mapped[1], &mut site_b, host_b, 6000),
+    ];
     let v6 = config.ipv6.unwrap_or(DualStack { a: None, b: None });
     let host_v6_a =
         v6.a.map(|p| p.attach(&mut site_a, host_v6(false), config.seed ^ 0x6a));
@@ -263,16 +299,36 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         Server::new(ServerConfig::new(stun_v6)).expect("valid server configuration")
     });
 
-    let mut relay = config
-        .relay
-        .then(|| SimRelay::new(&mut net, config.seed ^ 0x7e));
+    let mut sim_relays: Vec<SimRelay> = Vec::new();
+    let mut relay_of_side = [None; 2];
+    if config.relay {
+        match config.relay_spots {
+            None => sim_relays.push(SimRelay::new(&mut net, config.seed ^ 0x7e)),
+            Some(spots) => {
+                for (i, spot) in spots.iter().enumerate() {
+                    if !sim_relays.iter().any(|r| r.address() == spot.address) {
+                        let seed = config.seed ^ 0x7e ^ ((i as u64) << 8);
+                        sim_relays.push(SimRelay::at(&mut net, spot.address, spot.latency, seed));
+                    }
+                    relay_of_side[i] = Some(spot.address);
+                }
+            }
+        }
+    }
 
     let mut now = Instant::ZERO;
     let mut sides = [
-        (host_a, host_v6_a, true, 0xa11ceu64),
-        (host_b, host_v6_b, false, 0xb0b),
+        (
+            host_a,
+            host_v6_a,
+            true,
+            0xa11ceu64,
+            mapped[0],
+            relay_of_side[0],
+        ),
+        (host_b, host_v6_b, false, 0xb0b, mapped[1], relay_of_side[1]),
     ]
-    .map(|(host, host_v6, controlling, salt)| {
+    .map(|(host, host_v6, controlling, salt, mapped, relay_at)| {
         let mut agent_config = (config.agent)(controlling);
         agent_config.stun_servers = if config.single_stun_server {
             vec![primary]
@@ -288,6 +344,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         agent
             .add_host_candidate(now, socket)
             .expect("one host candidate fits");
+        if let Some((external, gateway)) = mapped {
+            agent
+                .add_local_candidate(now, Candidate::port_mapped(external, socket, gateway))
+                .expect("a port-mapped candidate fits");
+        }
         // IPv4 first: the agent ranks host candidates by the order they are added, so this
         // gives IPv4 the higher local preference (RFC 8421 would rather prefer IPv6). It also
         // keeps the IPv4 host candidate first in the peer's list, which the agent's hard-NAT
@@ -301,7 +362,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         }
         let mut relays = Relays::new();
         let mut relay_stream = None;
-        if let Some(relay) = &relay {
+        if let Some(relay) = sim_relays.first() {
+            let server = relay_at.unwrap_or(relay.address());
             // A site that blocks UDP reaches the relay over TCP, as its user would configure
             // (`--turn ...?transport=tcp`); the others over UDP.
             let blocked = if controlling { config.a } else { config.b } == Profile::UdpBlocked;
@@ -312,7 +374,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             } else {
                 (Transport::Udp, socket)
             };
-            let turn = TurnConfig::new(relay.address(), transport, RELAY_USER, RELAY_PASSWORD);
+            let turn = TurnConfig::new(server, transport, RELAY_USER, RELAY_PASSWORD);
             relays
                 .allocate(now, &mut agent, base, turn, config.seed ^ salt ^ 0x7e1a)
                 .expect("the first allocation starts");
@@ -357,6 +419,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     // A state machine whose poll_timeout keeps naming a past instant without producing
     // anything would spin here: catch that as the bug it is.
     let mut stalled = (Instant::ZERO, 0u32);
+    let mut delivered_bytes = 0u64;
     for _ in 0..5_000_000u32 {
         // Outputs of both agents.
         for (i, side) in sides.iter_mut().enumerate() {
@@ -453,7 +516,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             sides[1].agent.poll_timeout(),
             sides[0].relays.poll_timeout(now),
             sides[1].relays.poll_timeout(now),
-            relay.as_ref().and_then(SimRelay::poll_timeout),
+            sim_relays.iter().filter_map(SimRelay::poll_timeout).min(),
             net.next_arrival(),
             signals.peek().map(|s| s.0.at),
         ]
@@ -474,6 +537,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         now = next;
         // Inputs.
         while let Some(d) = net.poll_delivery(now) {
+            delivered_bytes += d.bytes.len() as u64;
             // The RFC 5780 server's four sockets (primary and alternate among them), then the
             // IPv6 server's one when there is one.
             if let Some(server) = std::iter::once(&mut server)
@@ -485,7 +549,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 }
                 continue;
             }
-            if let Some(relay) = relay.as_mut().filter(|r| r.owns(d.to)) {
+            if let Some(relay) = sim_relays.iter_mut().find(|r| r.owns(d.to)) {
                 relay.handle(now, &mut net, &d, &mut buf);
                 continue;
             }
@@ -524,7 +588,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             side.relays.handle_timeout(now, &mut side.agent);
             side.agent.handle_timeout(now);
         }
-        if let Some(relay) = relay.as_mut() {
+        for relay in &mut sim_relays {
             relay.handle_timeout(now, &mut net, &mut buf);
         }
     }
@@ -547,7 +611,36 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         log,
         dropped: net.dropped,
         selected: [sides[0].connected, sides[1].connected],
+        relays: sim_relays
+            .iter()
+            .map(|r| (r.address(), r.stats()))
+            .collect(),
+        delivered_bytes,
     }
+}
+
+/// Grants the port mapping [`PairConfig::port_mapped`] describes on `site`'s only router for
+/// the host's socket `host:port`: the external address and the gateway (the router's LAN
+/// address, `.1` of the host's /24), or `None` when not wanted or not possible.
+fn grant_port_mapping(
+    wanted: bool,
+    site: &mut Site,
+    host: IpAddr,
+    port: u16,
+) -> Option<(SocketAddr, IpAddr)> {
+    let [nat] = site.chain.as_mut_slice() else {
+        return None;
+    };
+    let IpAddr::V4(lan) = host else {
+        return None;
+    };
+    if !wanted || !matches!(nat.config.kind, Kind::Nat { .. }) {
+        return None;
+    }
+    nat.add_static_mapping(SocketAddr::new(host, port), PORT_MAPPED_PORT);
+    let [a, b, c, _] = lan.octets();
+    let external = SocketAddr::new(IpAddr::V4(nat.public_ip), PORT_MAPPED_PORT);
+    Some((external, IpAddr::V4(Ipv4Addr::new(a, b, c, 1))))
 }
 
 /// Feeds one signalled line to an agent, as the CLI does with the peer's offer.

@@ -23,6 +23,22 @@ pub const RELAY_REALM: &str = "holepunch.sim";
 /// The first relayed port handed out.
 const FIRST_RELAYED_PORT: u16 = 49152;
 
+/// What one relay did in a run (for the population's relay-load figures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Relayed sockets it bound (one per allocation).
+    pub allocations: u64,
+    /// Datagrams that crossed a relayed socket, either way: each relayed datagram is counted
+    /// once, when it arrives from a peer or when it leaves for one.
+    pub relayed_packets: u64,
+    /// The bytes of those datagrams (the payloads as the peers see them, without the TURN
+    /// framing between client and relay).
+    pub relayed_bytes: u64,
+    /// Every byte that reached the relay, on its listener or its relayed sockets (TURN
+    /// control and framed data included).
+    pub bytes_in: u64,
+}
+
 /// A TURN server on the simulated internet.
 #[derive(Debug)]
 pub struct SimRelay {
@@ -30,6 +46,7 @@ pub struct SimRelay {
     listen: SocketAddr,
     relayed: Vec<SocketAddr>,
     next_port: u16,
+    stats: RelayStats,
 }
 
 impl SimRelay {
@@ -38,7 +55,13 @@ impl SimRelay {
     /// are documentation ranges).
     pub fn new(net: &mut Network, seed: u64) -> Self {
         let listen: SocketAddr = RELAY.parse().expect("constant");
-        net.add_public_host(listen.ip(), Duration::from_millis(5));
+        Self::at(net, listen, Duration::from_millis(5), seed)
+    }
+
+    /// A relay like [`new`](Self::new)'s listening on `listen` (a public address in
+    /// 203.0.113.0/24), `latency` one way from the internet core.
+    pub fn at(net: &mut Network, listen: SocketAddr, latency: Duration, seed: u64) -> Self {
+        net.add_public_host(listen.ip(), latency);
         let mut config = ServerConfig::new(RELAY_REALM);
         config.users = vec![(RELAY_USER.into(), RELAY_PASSWORD.into())];
         config.policy = PeerPolicy {
@@ -53,7 +76,13 @@ impl SimRelay {
             listen,
             relayed: Vec::new(),
             next_port: FIRST_RELAYED_PORT,
+            stats: RelayStats::default(),
         }
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> RelayStats {
+        self.stats
     }
 
     /// The address clients allocate on.
@@ -70,6 +99,7 @@ impl SimRelay {
     /// then sends what the server answers.
     pub fn handle(&mut self, now: Instant, net: &mut Network, delivery: &Delivery, buf: &mut [u8]) {
         let (to, from, bytes) = (delivery.to, delivery.from, &delivery.bytes);
+        self.stats.bytes_in += bytes.len() as u64;
         let via = if to == self.listen {
             Via::Client(if delivery.stream {
                 Transport::Tcp
@@ -77,6 +107,8 @@ impl SimRelay {
                 Transport::Udp
             })
         } else {
+            self.stats.relayed_packets += 1;
+            self.stats.relayed_bytes += bytes.len() as u64;
             Via::Relay(to)
         };
         self.server.handle_datagram(now, via, from, bytes);
@@ -105,6 +137,7 @@ impl SimRelay {
                         let bound = SocketAddr::new(self.listen.ip(), self.next_port);
                         self.next_port = self.next_port.wrapping_add(2).max(FIRST_RELAYED_PORT);
                         self.relayed.push(bound);
+                        self.stats.allocations += 1;
                         self.server.handle_relay_bound(now, id, Some(bound));
                     }
                     ServerAction::BindRelay { id, .. } => {
@@ -120,7 +153,11 @@ impl SimRelay {
             match via {
                 Via::Client(Transport::Udp) => net.send(now, self.listen, to, &buf[..len]),
                 Via::Client(_) => net.send_stream(now, self.listen, to, &buf[..len]),
-                Via::Relay(relayed) => net.send(now, relayed, to, &buf[..len]),
+                Via::Relay(relayed) => {
+                    self.stats.relayed_packets += 1;
+                    self.stats.relayed_bytes += len as u64;
+                    net.send(now, relayed, to, &buf[..len]);
+                }
             }
         }
     }
