@@ -104,7 +104,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{Ipv6Addr, SocketAddr};
 
-use crate::Transmit;
+use crate::io::{Deadline, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::stun::client::{BindingOptions, Client, ClientConfig, ClientEvent, TransactionError};
 use crate::stun::{self, Class, Message, TransactionId};
@@ -477,9 +477,8 @@ impl Netcheck {
         let Some(socket) = self.locals.iter().position(|l| *l == local) else {
             return false;
         };
-        if self.started.is_none() {
-            return false;
-        }
+        // Any input may come first: a datagram starts the run as a timeout would.
+        self.start(now);
         if self.clients[socket].handle_datagram(now, from, datagram) {
             self.drain(now);
             return true;
@@ -514,7 +513,8 @@ impl Netcheck {
     }
 
     /// Retires requests whose time is up and starts the tests their answers unlocked; the
-    /// first call (or the first `poll_transmit`) starts the run. Early calls are harmless.
+    /// first call (this, a datagram, or `poll_transmit`) starts the run. Early calls are
+    /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
         for c in &mut self.clients {
@@ -528,6 +528,9 @@ impl Netcheck {
 
     /// The next datagram to send, written into `out` (1280 bytes always suffice);
     /// `Transmit::from` names the local socket to send it from.
+    ///
+    /// Like any first call, it starts the run (existing drivers and tests begin by draining:
+    /// their overall deadline counts from that call).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         self.start(now);
         if now >= self.deadline {
@@ -561,14 +564,21 @@ impl Netcheck {
     /// When netcheck next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
     /// send is due (before the run starts: at once), `None` once done.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) with the reason: the start, a (re)send, or the
+    /// run's time limit.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
         if self.started.is_none() {
-            return Some(Instant::ZERO);
+            return Some(Deadline::new(Instant::ZERO, TimerReason::Start));
         }
-        self.clients
-            .iter()
-            .filter_map(Client::poll_timeout)
-            .min()
-            .map(|t| t.min(self.deadline))
+        let send = self.clients.iter().filter_map(Client::poll_timeout).min()?;
+        Some(if self.deadline < send {
+            Deadline::new(self.deadline, TimerReason::RunLimit)
+        } else {
+            Deadline::new(send, TimerReason::Retransmit)
+        })
     }
 
     /// Whether the run has finished: every request answered or given up.

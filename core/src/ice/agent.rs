@@ -23,8 +23,8 @@ use core::net::{IpAddr, SocketAddr};
 use super::candidate::{Candidate, CandidateKind, priority};
 use super::checklist::{CheckList, PairState, compatible, is_relayed, pair_priority};
 use super::credentials::IceCredentials;
-use crate::Transmit;
 use crate::demux::{self, Received};
+use crate::io::{Datagram, Deadline, IoToken, TimerReason, Transmit};
 use crate::punch::{
     EasySideConfig, EasySidePlan, HardSideConfig, HardSidePlan, PortAllocation, PortPredictor,
     PunchAction,
@@ -77,6 +77,12 @@ pub struct AgentConfig {
     pub max_pairs: usize,
     /// How many STUN transactions (gathering, checks, consent) may be in flight.
     pub max_transactions: usize,
+    /// How many answers to the peer's checks may wait for `poll_transmit`; one more is
+    /// dropped and counted in [`AgentStats::responses_dropped`] (the peer retransmits).
+    pub max_pending_responses: usize,
+    /// How many events may wait for `poll_event`; one more drops the oldest and is counted
+    /// in [`AgentStats::events_dropped`].
+    pub max_events: usize,
     /// Mean interval of consent checks on the selected pair (RFC 7675: 5 s, randomised ±20%).
     pub consent_interval: Duration,
     /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
@@ -140,6 +146,9 @@ impl AgentConfig {
             max_pairs: 128,
             // Room for the easy side's punch probes in flight (100/s for 0.5 s each).
             max_transactions: 128,
+            // A burst of checks from a peer that was not pumped for a while: none lost.
+            max_pending_responses: 1024,
+            max_events: 64,
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
             // Most direct paths, punched ones included (median ~2 s), work by then; the rest
@@ -191,6 +200,16 @@ pub enum IceError {
     Unspecified(SocketAddr),
 }
 
+/// Counters of work the agent had to drop because a queue was full (see
+/// [`AgentConfig::max_pending_responses`] and [`AgentConfig::max_events`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Answers to the peer's checks dropped (the peer's retransmission asks again).
+    pub responses_dropped: u64,
+    /// Events dropped, oldest first, because nobody polled them.
+    pub events_dropped: u64,
+}
+
 /// The selected path, as reported in events and by [`Agent::selected_path`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathInfo {
@@ -233,42 +252,18 @@ pub enum IceEvent {
     },
 }
 
-/// Something only the driver can do for the agent (the core never opens sockets).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Action {
-    /// Open `count` extra UDP sockets on local address `ip` (ports chosen by the system) and
-    /// report them with [`IoResult::SocketsBound`]; fewer is fine (it lowers the odds).
-    BindSockets {
-        /// How many.
-        count: u16,
-        /// The IP to bind on: the base of the host candidate whose mappings the NAT varies, so
-        /// the new sockets leave through the same NAT (on a multi-homed host, the same
-        /// interface).
-        ip: IpAddr,
-    },
-}
-
-/// The driver's answer to an [`Action`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IoResult<'a> {
-    /// The sockets opened for [`Action::BindSockets`], by local address, in order.
-    SocketsBound(&'a [SocketAddr]),
-}
+pub use crate::io::{Action, IoResult};
 
 /// Largest USERNAME we build: two 256-character ufrags and a colon.
 const MAX_USERNAME: usize = 513;
-/// Responses to incoming checks waiting to be sent; more are dropped (the peer retransmits).
-const MAX_PENDING_RESPONSES: usize = 16;
+/// Responses queued before the first grows the table (up to `max_pending_responses`).
+const INITIAL_PENDING_RESPONSES: usize = 16;
 /// Transaction slots punch probes leave free for checks and consent.
 const PROBE_RESERVE: usize = 16;
 /// Priority of a peer-reflexive candidate learned without a PRIORITY to go by.
 const PRFLX_PRIORITY: u32 = priority(CandidateKind::PeerReflexive, 65535, 1);
 /// Initial retransmission timeout of a punch probe (sent once; it only waits this long).
 const PROBE_RTO: Duration = Duration::from_millis(500);
-/// Events buffered between polls before the oldest is dropped.
-const MAX_EVENTS: usize = 64;
 
 /// An ICE agent for one stream with one component.
 #[derive(Debug)]
@@ -298,6 +293,11 @@ pub struct Agent {
     /// Regular nomination's wait for better pairs after the first one succeeds.
     nomination_wait: NominationWait,
     punch: Punch,
+    /// The latest `now` an input gave: the deadline while output is pending.
+    now: Instant,
+    /// The token of the next action.
+    next_token: u32,
+    stats: AgentStats,
     /// (base, OTHER-ADDRESS) pairs already asked for a mapping while gathering.
     other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
     /// Candidates gathered outside the agent (TURN allocations) still awaited.
@@ -317,6 +317,8 @@ struct Punch {
     /// Extra sockets the driver opened for the hard side, by index.
     sockets: Vec<SocketAddr>,
     action: Option<Action>,
+    /// The token of the socket request the driver has yet to answer.
+    token: Option<IoToken>,
 }
 
 #[derive(Debug)]
@@ -417,8 +419,10 @@ impl Agent {
             remotes: Vec::with_capacity(config.max_remote_candidates),
             checklist: CheckList::with_capacity(config.max_pairs),
             transactions: vec![free; config.max_transactions.max(1)],
-            responses: Vec::with_capacity(MAX_PENDING_RESPONSES),
-            events: VecDeque::with_capacity(MAX_EVENTS),
+            responses: Vec::with_capacity(
+                INITIAL_PENDING_RESPONSES.min(config.max_pending_responses),
+            ),
+            events: VecDeque::with_capacity(config.max_events),
             next_check_at: Instant::ZERO,
             selected: None,
             path: None,
@@ -430,6 +434,9 @@ impl Agent {
             checking_since: None,
             nomination_wait: NominationWait::Idle,
             punch: Punch::default(),
+            now: Instant::ZERO,
+            next_token: 0,
+            stats: AgentStats::default(),
             other_addresses_asked: Vec::new(),
             external_gathering: 0,
             rng,
@@ -464,7 +471,7 @@ impl Agent {
             username,
             username_len: r.len() + 1 + l.len(),
         });
-        self.start_checking();
+        self.start_checking(None);
     }
 
     /// Adds a host candidate: a local socket's address on one interface. The driver binds the
@@ -487,6 +494,7 @@ impl Agent {
     /// Adds a local candidate obtained elsewhere (relayed from a TURN allocation, port-mapped
     /// from the gateway); it is signalled and paired like the others.
     pub fn add_local_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+        self.observe(now);
         if self
             .locals
             .iter()
@@ -514,6 +522,7 @@ impl Agent {
     /// host candidate added so far. [`IceEvent::GatheringComplete`] follows when all answered
     /// or timed out (at once when there are no servers).
     pub fn gather(&mut self, now: Instant) {
+        self.observe(now);
         self.gathering = Gathering::InProgress;
         // Every configured server is asked again below, so their other addresses may be too.
         self.other_addresses_asked.clear();
@@ -552,6 +561,7 @@ impl Agent {
 
     /// Adds a candidate the peer signalled (trickled); checks on its pairs start at once.
     pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+        self.observe(now);
         if let Some(existing) = self.remotes.iter().position(|r| r.address == c.address) {
             // A peer-reflexive guess that is now signalled properly takes the signalled kind,
             // and its pairs the signalled priority (they were ranked with the check's).
@@ -584,6 +594,7 @@ impl Agent {
     /// path stays usable for sending until a new one is selected, or until its consent expires
     /// (its last answer + `consent_timeout`): a peer that dies mid-restart is still noticed.
     pub fn restart(&mut self, now: Instant) {
+        self.observe(now);
         let old_answer = self
             .selected
             .and_then(|s| self.checklist.get(s)?.last_response);
@@ -636,27 +647,33 @@ impl Agent {
         &self.locals
     }
 
-    /// Feeds a datagram that arrived on local socket `local` from `from`.
+    /// Feeds a datagram that arrived on one of the driver's sockets.
     ///
     /// Returns [`Received::AppData`] for the application's own datagrams (anything that is not
     /// STUN, RFC 7983), [`Received::Consumed`] for ICE traffic, and [`Received::Unrecognized`]
     /// for STUN that is not ours.
     #[inline]
-    pub fn handle_datagram<'a>(
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        // The application's datagrams take one branch and no call: inlined into the driver.
+        if demux::classify(d.payload) != demux::Kind::Stun {
+            return Received::AppData {
+                from: d.from,
+                payload: d.payload,
+            };
+        }
+        self.handle_stun(now, d.local, d.from, d.payload)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) with the datagram's parts as arguments.
+    #[inline]
+    pub fn handle_packet<'a>(
         &mut self,
         now: Instant,
         local: SocketAddr,
         from: SocketAddr,
-        datagram: &'a [u8],
+        payload: &'a [u8],
     ) -> Received<'a> {
-        // The application's datagrams take one branch and no call: inlined into the driver.
-        if demux::classify(datagram) != demux::Kind::Stun {
-            return Received::AppData {
-                from,
-                payload: datagram,
-            };
-        }
-        self.handle_stun(now, local, from, datagram)
+        self.handle_datagram(now, Datagram::new(local, from, payload))
     }
 
     #[inline(never)]
@@ -667,6 +684,7 @@ impl Agent {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Received<'static> {
+        self.observe(now);
         let Ok(msg) = Message::parse(datagram) else {
             return Received::Unrecognized;
         };
@@ -687,6 +705,7 @@ impl Agent {
     /// Advances timers: failed transactions, consent expiry, upgrade retries. Early calls are
     /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         for ti in 0..self.transactions.len() {
             let t = self.transactions[ti];
             if t.purpose == Purpose::Free || t.sends < t.max_sends || now < t.deadline {
@@ -741,9 +760,6 @@ impl Agent {
         {
             return self.send_transaction(now, ti, out);
         }
-        if self.checking && self.checking_since.is_none() {
-            self.checking_since = Some(now);
-        }
         if let Some(t) = self.start_paced_check(now) {
             return self.send_transaction(now, t, out);
         }
@@ -761,15 +777,22 @@ impl Agent {
         self.events.pop_front()
     }
 
-    /// The next thing only the driver can do (open sockets for hard-NAT punching).
+    /// The next thing only the driver can do (open sockets for hard-NAT punching); answer it
+    /// with [`handle_io`](Self::handle_io) and the action's token.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.punch.action.take()
     }
 
-    /// The driver's answer to an [`Action`].
-    pub fn handle_io(&mut self, now: Instant, result: IoResult<'_>) {
+    /// The driver's answer to an [`Action`]; an answer to an action the agent no longer
+    /// waits for (after a restart, or with a stale token) changes nothing.
+    pub fn handle_io(&mut self, now: Instant, token: IoToken, result: IoResult<'_>) {
+        self.observe(now);
         match result {
             IoResult::SocketsBound(addrs) => {
+                if self.punch.token != Some(token) {
+                    return;
+                }
+                self.punch.token = None;
                 let Some(plan) = self.punch.hard.as_mut() else {
                     return;
                 };
@@ -783,26 +806,37 @@ impl Agent {
         }
     }
 
-    /// When the agent next needs `handle_timeout`/`poll_transmit`: `now` or earlier while
-    /// something is ready to send; `None` when nothing is scheduled.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut at = Instant::FAR_FUTURE;
-        if !self.responses.is_empty() {
-            at = Instant::ZERO;
+    /// Counters of work dropped because a queue was full.
+    pub fn stats(&self) -> AgentStats {
+        self.stats
+    }
+
+    /// When the agent next needs `handle_timeout`, and why: the latest `now` it was given
+    /// while output (a response, an event or an action) waits to be polled or a send is due;
+    /// `None` when nothing is scheduled. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        if !self.responses.is_empty() || !self.events.is_empty() || self.punch.action.is_some() {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
         }
+        let mut best = Deadline::new(Instant::FAR_FUTURE, TimerReason::OutputPending);
+        let mut consider = |at: Instant, reason: TimerReason| {
+            if at < best.at {
+                best = Deadline::new(at, reason);
+            }
+        };
         for t in &self.transactions {
             if t.purpose != Purpose::Free {
-                at = at.min(if t.sends < t.max_sends {
-                    t.next_send
+                if t.sends < t.max_sends {
+                    consider(t.next_send, TimerReason::Retransmit);
                 } else {
-                    t.deadline
-                });
+                    consider(t.deadline, TimerReason::TransactionTimeout);
+                }
             }
         }
         // A full transaction table wakes us when an entry ends (its deadline, above), not
         // before: naming a due check we cannot start would have the caller spin.
         if let NominationWait::Until(due) = self.nomination_wait {
-            at = at.min(due);
+            consider(due, TimerReason::Nomination);
         }
         // The relay hold ends: a working relayed pair is nominated then (release_relay).
         if let (true, None, Some(since)) = (self.controlling, self.path, self.checking_since) {
@@ -816,12 +850,12 @@ impl Agent {
                 .any(|p| p.state == PairState::Succeeded);
             let nominated = pairs.iter().filter(relayed).any(|p| p.nominated);
             if works && !nominated {
-                at = at.min(since + self.config.relay_hold);
+                consider(since + self.config.relay_hold, TimerReason::RelayHold);
             }
         }
         let free = self.free_transactions();
         if free > 0 && self.can_check() && self.has_checkable_pair() {
-            at = at.min(self.next_check_at);
+            consider(self.next_check_at, TimerReason::Pacing);
         }
         if !self.has_direct_path() && free > PROBE_RESERVE {
             if let Some(t) = self
@@ -830,7 +864,7 @@ impl Agent {
                 .as_ref()
                 .and_then(HardSidePlan::poll_timeout)
             {
-                at = at.min(t);
+                consider(t, TimerReason::Punch);
             }
             if let Some(t) = self
                 .punch
@@ -838,7 +872,7 @@ impl Agent {
                 .as_ref()
                 .and_then(EasySidePlan::poll_timeout)
             {
-                at = at.min(t);
+                consider(t, TimerReason::Punch);
             }
             // The decision is due after the delay, or at once when end-of-candidates arrived
             // after it (it waited for them): in both cases `handle_timeout` decides.
@@ -849,24 +883,29 @@ impl Agent {
             if let (Some(cfg), Some(since), true) =
                 (self.config.punch, self.checking_since, decision_due)
             {
-                at = at.min(since + cfg.delay);
+                consider(since + cfg.delay, TimerReason::Punch);
             }
         }
         if self.selected.is_none() && self.path.is_some() {
-            at = at.min(self.consent_at); // mid-restart: the old path's consent deadline
+            consider(self.consent_at, TimerReason::Consent); // mid-restart: the old path's consent deadline
         }
         if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
-            at = at.min(self.consent_at);
+            consider(self.consent_at, TimerReason::Consent);
             if let Some(last) = sel.last_response {
-                at = at.min(last + self.config.consent_timeout);
+                consider(last + self.config.consent_timeout, TimerReason::Consent);
             }
             for p in self.checklist.pairs() {
                 if p.state == PairState::Failed && p.priority > sel.priority {
-                    at = at.min(p.retry_at);
+                    consider(p.retry_at, TimerReason::Upgrade);
                 }
             }
         }
-        (at != Instant::FAR_FUTURE).then_some(at)
+        (best.at != Instant::FAR_FUTURE).then_some(best)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
     }
 
     // ----- inputs -----
@@ -966,7 +1005,7 @@ impl Agent {
                 }
             }
         }
-        self.start_checking();
+        self.start_checking(Some(now));
         Received::Consumed
     }
 
@@ -1075,7 +1114,7 @@ impl Agent {
         }
         // Every check received lands here: a known pair needs no sibling scan.
         if let Some(index) = self.checklist.find(local, remote) {
-            self.start_checking();
+            self.start_checking(Some(now));
             return Ok(Some(index));
         }
         let prio = self.pair_priority_of(&l, &r);
@@ -1095,7 +1134,7 @@ impl Agent {
             .checklist
             .add(local, remote, prio, state, now)
             .ok_or(IceError::TooManyCandidates)?;
-        self.start_checking();
+        self.start_checking(Some(now));
         Ok(Some(index))
     }
 
@@ -1448,9 +1487,14 @@ impl Agent {
         });
     }
 
-    fn start_checking(&mut self) {
+    /// Starts checking once credentials and a pair exist; `now` is `None` from a call that
+    /// has no time, and the next input's time starts the clocks then (see `observe`).
+    fn start_checking(&mut self, now: Option<Instant>) {
         if !self.checking && self.remote.is_some() && !self.checklist.pairs().is_empty() {
             self.checking = true;
+            if self.checking_since.is_none() {
+                self.checking_since = now;
+            }
             self.push_event(IceEvent::Checking);
         }
     }
@@ -1626,7 +1670,10 @@ impl Agent {
             };
             if let Ok(mut plan) = HardSidePlan::new(cfg.hard, easy, now) {
                 if let Some(PunchAction::BindUdp { count }) = plan.poll_action() {
-                    self.punch.action = Some(Action::BindSockets { count, ip });
+                    let token = IoToken(self.next_token);
+                    self.next_token = self.next_token.wrapping_add(1);
+                    self.punch.action = Some(Action::BindSockets { token, count, ip });
+                    self.punch.token = Some(token);
                 }
                 self.punch
                     .sockets
@@ -1943,16 +1990,29 @@ impl Agent {
     }
 
     fn queue_response(&mut self, r: PendingResponse) {
-        if self.responses.len() < MAX_PENDING_RESPONSES {
+        if self.responses.len() < self.config.max_pending_responses {
             self.responses.push(r);
+        } else {
+            self.stats.responses_dropped += 1;
         }
     }
 
     fn push_event(&mut self, e: IceEvent) {
-        if self.events.len() == MAX_EVENTS {
+        if self.events.len() >= self.config.max_events.max(1) {
             self.events.pop_front();
+            self.stats.events_dropped += 1;
         }
         self.events.push_back(e);
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output is
+    /// pending, and checks started without one (`set_remote_credentials`) start the
+    /// punch and relay-hold clocks at the first input after them.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.checking && self.checking_since.is_none() {
+            self.checking_since = Some(now);
+        }
     }
 
     fn jittered_consent_interval(&mut self) -> Duration {
