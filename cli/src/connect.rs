@@ -145,9 +145,9 @@ pub struct Args {
     /// STUN server for server-reflexive candidates (IP:PORT, HOST:PORT; port 3478 if omitted).
     #[arg(long = "stun", value_name = "SERVER", value_parser = address::stun_server)]
     stun: Vec<Target>,
-    /// TURN relay, over UDP (repeatable, at most 8): its relayed address becomes a candidate,
-    /// used when no direct path works within 3 s; a direct path found later takes over.
-    /// `?transport=tcp` is not supported yet (a warning says the relay is not used).
+    /// TURN relay (repeatable, at most 8): its relayed address becomes a candidate, used when
+    /// no direct path works within 3 s; a direct path found later takes over. Over UDP, or
+    /// over TCP with `?transport=tcp` (for networks that block UDP).
     #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
     turn: Vec<TurnServer>,
     /// Give up when no path is found within this many seconds.
@@ -265,21 +265,18 @@ async fn session(args: &Args, report: Reporter) -> ExitCode {
     };
     let mut turn = Vec::new();
     for server in &args.turn {
-        if server.tcp {
-            // Said plainly: the relay is not used, and why.
-            report.warning(&format!(
-                "TURN over TCP is not supported yet (connect relays over UDP); not using --turn {}?transport=tcp",
-                server.server
-            ));
-            continue;
-        }
         let addr = match Target::parse(&server.server, None).and_then(|t| t.resolve()) {
             Ok(addr) => addr,
             Err(reason) => return report.failed(&reason),
         };
+        let transport = if server.tcp {
+            TurnTransport::Tcp
+        } else {
+            TurnTransport::Udp
+        };
         turn.push(TurnConfig::new(
             addr,
-            TurnTransport::Udp,
+            transport,
             &server.user,
             &server.password,
         ));
@@ -467,7 +464,14 @@ impl Phase {
                 report.candidate(&c);
             }
             ConnectionEvent::Relay(RelayEvent::Failed { server, error }) => {
-                report.warning(&format!("TURN relay {server}: no allocation ({error})"));
+                report.warning(&format!(
+                    "TURN relay {server}: no allocation ({error}); the relay is not used"
+                ));
+            }
+            ConnectionEvent::RelayUnreachable { server, error } => {
+                report.warning(&format!(
+                    "TURN relay {server} over TCP: {error}; the relay is not used"
+                ));
             }
             ConnectionEvent::Checking => report.checking(),
             ConnectionEvent::Connected(path) => {

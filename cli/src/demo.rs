@@ -87,8 +87,8 @@ fn print_human(args: &Args, cells: &[Cell], all_expected: bool) {
         }
     );
     println!(
-        "both sides symmetric: through the simulated TURN relay (UDP), 3 s after checks began (direct paths found later take over); \
-         UDP blocked: no path (TURN over TCP/TLS is not simulated yet)."
+        "relayed: both sides symmetric, or UDP blocked (TURN over TCP); the relay is used 3 s after checks began \
+         when no direct path works by then, and a direct path found later takes over."
     );
 }
 

@@ -53,8 +53,8 @@ enum Server {
     Coturn,
 }
 
-/// Runs a pair behind `pa` and `pb`, both given the relay; returns both `connected` lines,
-/// after a line went each way.
+/// Runs a pair behind `pa` and `pb`, both given the relay (a UDP-blocked side over TCP);
+/// returns both `connected` lines, after a line went each way.
 fn run(pa: Profile, pb: Profile, server: Server) -> Option<(String, String)> {
     let lab = match server {
         Server::Ours => lab::require()?,
@@ -71,9 +71,17 @@ fn run(pa: Profile, pb: Profile, server: Server) -> Option<(String, String)> {
         Server::Ours => format!("{USER}@{RELAY}"),
         Server::Coturn => format!("alice:alicepass@{COTURN_PRIMARY}"),
     };
-    let extra = ["--turn", turn.as_str()];
-    let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &extra);
-    let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &extra);
+    let turn_tcp = format!("{turn}?transport=tcp");
+    let extra = |p: Profile| {
+        let turn = if p == Profile::UdpBlocked {
+            turn_tcp.as_str()
+        } else {
+            turn.as_str()
+        };
+        ["--turn", turn]
+    };
+    let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &extra(pa));
+    let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &extra(pb));
     let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
     let mut connected = Vec::new();
     for p in [&mut a, &mut b] {
@@ -135,6 +143,36 @@ fn symmetric_pair_connects_through_our_relay() {
 #[test]
 fn symmetric_pair_connects_through_coturn() {
     symmetric_pair_through(Server::Coturn, *COTURN_PRIMARY.ip());
+}
+
+#[test]
+fn a_udp_blocked_side_connects_through_our_relay_over_tcp() {
+    let Some((a, b)) = run(
+        Profile::UdpBlocked,
+        Profile::PortRestrictedCone,
+        Server::Ours,
+    ) else {
+        return;
+    };
+    println!("a: {a}\nb: {b}");
+    for line in [&a, &b] {
+        assert!(line.contains("\"path\":\"relay\""), "{line}");
+    }
+}
+
+#[test]
+fn a_udp_blocked_side_connects_through_coturn_over_tcp() {
+    let Some((a, b)) = run(
+        Profile::UdpBlocked,
+        Profile::PortRestrictedCone,
+        Server::Coturn,
+    ) else {
+        return;
+    };
+    println!("a: {a}\nb: {b}");
+    for line in [&a, &b] {
+        assert!(line.contains("\"path\":\"relay\""), "{line}");
+    }
 }
 
 #[test]

@@ -56,9 +56,10 @@
 //!
 //! # Relays
 //!
-//! With [`EndpointConfig::turn`], the session allocates on each TURN server (over UDP, from the
-//! first host socket of the server's family) before gathering ends, and signals the relayed
-//! addresses as candidates ([`holepunch_core::ice::relay::Relays`] does the protocol). A relayed
+//! With [`EndpointConfig::turn`], the session allocates on each TURN server before gathering
+//! ends (over UDP from the first host socket of the server's family, or over a TCP connection
+//! for a server configured with TCP transport, for networks that block UDP), and signals the
+//! relayed addresses as candidates ([`holepunch_core::ice::relay::Relays`] does the protocol). A relayed
 //! pair is used only when no direct one works within the agent's `relay_hold`, and a direct path
 //! that starts working later replaces it. On a relayed path, [`Connection::send`] hands the
 //! datagram to the session's task, which wraps it for the relay (one allocation per datagram).
@@ -78,20 +79,27 @@ use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
 use holepunch_core::io::{Datagram, IoToken};
-use holepunch_core::turn::ClientConfig as TurnConfig;
+use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::netcheck::local_ip_towards;
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
-use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::frames::FrameReader;
 use crate::signalling::{EOF_LINE, Signalling};
 use crate::{Clock, os_seed};
 
 /// Datagrams from not-yet-selected remotes held until a path is selected.
 const EARLY_DATAGRAMS: usize = 256;
+/// How long a dropped connection's task gets to release its relay allocations.
+const DROP_GRACE: Duration = Duration::from_millis(200);
+/// How long a TCP connection to a TURN server may take before the server is given up.
+const TURN_TCP_CONNECT: Duration = Duration::from_secs(3);
+/// Frames waiting to be written to one TURN server's TCP connection.
+const TURN_TCP_QUEUE: usize = 256;
 /// Datagrams for a relayed path waiting for the task to wrap them.
 const RELAYED_SENDS: usize = 256;
 /// The most a TURN wrapper adds (a Send indication's header and attributes).
@@ -119,7 +127,8 @@ pub struct EndpointConfig {
     pub seed: Option<u64>,
     /// Received datagrams waiting for [`Connection::recv`]; more are dropped.
     pub recv_queue: usize,
-    /// TURN servers to allocate relayed candidates on (UDP transport only for now).
+    /// TURN servers to allocate relayed candidates on, over UDP or TCP (their `transport`;
+    /// TLS is not supported and is refused as unreachable).
     pub turn: Vec<TurnConfig>,
 }
 
@@ -207,6 +216,13 @@ pub enum ConnectionEvent {
     ConsentLost(PathInfo),
     /// A TURN allocation succeeded (its relayed address is a candidate) or failed.
     Relay(RelayEvent),
+    /// A TURN server could not be reached over TCP, or its connection closed.
+    RelayUnreachable {
+        /// The TURN server.
+        server: SocketAddr,
+        /// Why.
+        error: io::Error,
+    },
     /// A role conflict switched our role.
     RoleChanged {
         /// Whether we are controlling now.
@@ -290,6 +306,7 @@ impl Endpoint {
         let (route_tx, route_rx) = watch::channel(None);
         let (commands_tx, commands_rx) = mpsc::channel(8);
         let (relay_tx, relay_rx) = mpsc::channel(RELAYED_SENDS);
+        let (turn_frames_tx, turn_frames) = mpsc::channel(TURN_TCP_QUEUE);
         let mut agent_config = self.config.agent.clone();
         agent_config.controlling = controlling;
         let agent = Agent::new(agent_config, self.config.seed.unwrap_or_else(os_seed));
@@ -330,6 +347,9 @@ impl Endpoint {
             relays: Relays::new(),
             turn: self.config.turn.clone(),
             relay_sends: relay_rx,
+            turn_streams: Vec::new(),
+            turn_frames_tx,
+            turn_frames,
         };
         Connection {
             route: route_rx,
@@ -478,7 +498,18 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.task.abort();
+        // The task sees the closed command channel, releases its relay allocations and ends;
+        // it is aborted if that takes longer than a moment (or at once outside a runtime).
+        let task = self.task.abort_handle();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(DROP_GRACE).await;
+                    task.abort();
+                });
+            }
+            Err(_) => task.abort(),
+        }
     }
 }
 
@@ -520,6 +551,25 @@ enum Wake {
     Line(io::Result<Option<String>>),
     Command(Option<Command>),
     RelaySend(Vec<u8>),
+    /// A frame from a TURN server's TCP connection (`None`: it closed).
+    RelayFrame(TurnFrame),
+}
+
+/// A frame read from the TCP connection to a TURN server.
+#[derive(Debug)]
+struct TurnFrame {
+    /// The connection's local address (the allocation's base).
+    local: SocketAddr,
+    server: SocketAddr,
+    /// The frame, or `None` when the connection ended.
+    frame: Option<Vec<u8>>,
+}
+
+/// The write side of a TCP connection to a TURN server.
+#[derive(Debug)]
+struct TurnStream {
+    local: SocketAddr,
+    frames: mpsc::Sender<Vec<u8>>,
 }
 
 struct Driver<S> {
@@ -560,6 +610,9 @@ struct Driver<S> {
     /// The TURN servers to allocate on at the start.
     turn: Vec<TurnConfig>,
     relay_sends: mpsc::Receiver<Vec<u8>>,
+    turn_streams: Vec<TurnStream>,
+    turn_frames_tx: mpsc::Sender<TurnFrame>,
+    turn_frames: mpsc::Receiver<TurnFrame>,
 }
 
 impl<S: Signalling> Driver<S> {
@@ -586,10 +639,23 @@ impl<S: Signalling> Driver<S> {
         }
         for (k, turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
             let server = turn.server;
-            // The first host socket of the server's family reaches it.
-            let Some(&base) = self.locals.iter().find(|l| l.is_ipv4() == server.is_ipv4()) else {
-                continue;
+            let base = if turn.transport == TurnTransport::Udp {
+                // The first host socket of the server's family reaches it.
+                let Some(&base) = self.locals.iter().find(|l| l.is_ipv4() == server.is_ipv4())
+                else {
+                    continue;
+                };
+                base
+            } else {
+                match self.open_turn_stream(turn.transport, server).await {
+                    Ok(local) => local,
+                    Err(error) => {
+                        self.emit(ConnectionEvent::RelayUnreachable { server, error });
+                        continue;
+                    }
+                }
             };
+            let now = self.clock.now();
             let seed = os_seed() ^ k as u64;
             // Fails only past MAX_RELAYS servers (the CLI refuses more); those are skipped.
             let _ = self.relays.allocate(now, &mut self.agent, base, turn, seed);
@@ -625,9 +691,11 @@ impl<S: Signalling> Driver<S> {
                 let rotate = &mut self.rotate;
                 let signalling = &mut self.signalling;
                 let relay_sends = &mut self.relay_sends;
+                let turn_frames = &mut self.turn_frames;
                 tokio::select! {
                     command = self.commands.recv() => Wake::Command(command),
                     Some(d) = relay_sends.recv() => Wake::RelaySend(d),
+                    Some(f) = turn_frames.recv() => Wake::RelayFrame(f),
                     (i, from, n) = recv_any(sockets, buf, rotate) => Wake::Datagram(i, from, n),
                     line = signalling.recv(), if self.signalling_open => Wake::Line(line),
                     () = sleep => Wake::Timer,
@@ -652,9 +720,29 @@ impl<S: Signalling> Driver<S> {
                     let result = self.restart(now_core).await;
                     let _ = ack.send(result);
                 }
-                // The connection was dropped.
-                Wake::Command(None) => return Ok(()),
+                // The connection was dropped: release the relay allocation (RFC 8656 §7.3)
+                // rather than leave it to expire, then end.
+                Wake::Command(None) => {
+                    self.relays.close(now_core);
+                    while let Some(t) = self.relays.poll_transmit(now_core, &mut self.out) {
+                        if let Some(from) = t.from {
+                            let d = self.out[..t.len].to_vec();
+                            self.send_from(from, t.to, &d).await;
+                        }
+                    }
+                    return Ok(());
+                }
                 Wake::RelaySend(d) => self.send_relayed(now_core, &d).await,
+                Wake::RelayFrame(TurnFrame {
+                    local,
+                    server,
+                    frame: Some(frame),
+                }) => self.deliver(now_core, local, server, &frame),
+                Wake::RelayFrame(TurnFrame { server, local, .. }) => {
+                    self.turn_streams.retain(|s| s.local != local);
+                    let error = io::Error::new(io::ErrorKind::ConnectionAborted, "closed");
+                    self.emit(ConnectionEvent::RelayUnreachable { server, error });
+                }
             }
             if let Some(ufrag) = self.peer_restarted.take() {
                 // Lost lines are not fatal here: the old path goes on until consent says no.
@@ -712,9 +800,9 @@ impl<S: Signalling> Driver<S> {
             }
             while let Some(t) = self.relays.poll_transmit(now, &mut self.out) {
                 progressed = true;
-                let socket = t.from.and_then(|a| self.by_local.get(&a).copied());
-                if let Some(i) = socket {
-                    let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
+                if let Some(from) = t.from {
+                    let d = self.out[..t.len].to_vec();
+                    self.send_from(from, t.to, &d).await;
                 }
             }
             while let Some(event) = self.relays.poll_event() {
@@ -815,9 +903,73 @@ impl<S: Signalling> Driver<S> {
         else {
             return; // Lost, as a datagram the relay dropped would be.
         };
-        if let Some(i) = w.from.and_then(|a| self.by_local.get(&a).copied()) {
-            let _ = self.sockets[i].send_to(&self.wrapped[..w.len], w.to).await;
+        if let Some(from) = w.from {
+            let d = self.wrapped[..w.len].to_vec();
+            self.send_from(from, w.to, &d).await;
         }
+    }
+
+    /// Sends a TURN datagram or frame from local address `from`: a host socket, or the TCP
+    /// connection to a TURN server whose local end it is. Lost on error, as UDP would be.
+    async fn send_from(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        if let Some(stream) = self.turn_streams.iter().find(|s| s.local == from) {
+            // A full queue drops the frame rather than stall the session.
+            let _ = stream.frames.try_send(bytes.to_vec());
+        } else if let Some(&i) = self.by_local.get(&from) {
+            let _ = self.sockets[i].send_to(bytes, to).await;
+        }
+    }
+
+    /// Connects to a TURN server over TCP and starts its reader and writer tasks; returns the
+    /// connection's local address (the allocation's base).
+    async fn open_turn_stream(
+        &mut self,
+        transport: TurnTransport,
+        server: SocketAddr,
+    ) -> io::Result<SocketAddr> {
+        if transport != TurnTransport::Tcp {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TURN over TLS is not supported yet",
+            ));
+        }
+        let stream = tokio::time::timeout(TURN_TCP_CONNECT, TcpStream::connect(server))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
+        // Small frames (checks, consent) must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let (reader, mut writer) = stream.into_split();
+        let frames_out = self.turn_frames_tx.clone();
+        tokio::spawn(async move {
+            let mut frames = FrameReader::new(reader);
+            while let Ok(Some(frame)) = frames.next().await {
+                let f = TurnFrame {
+                    local,
+                    server,
+                    frame: Some(frame),
+                };
+                if frames_out.send(f).await.is_err() {
+                    return;
+                }
+            }
+            let closed = TurnFrame {
+                local,
+                server,
+                frame: None,
+            };
+            let _ = frames_out.send(closed).await;
+        });
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TURN_TCP_QUEUE);
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        self.turn_streams.push(TurnStream { local, frames: tx });
+        Ok(local)
     }
 
     /// Application data for the selected path, which is relayed.
@@ -828,29 +980,38 @@ impl<S: Signalling> Driver<S> {
     }
 
     fn datagram(&mut self, now: holepunch_core::Instant, i: usize, from: SocketAddr, n: usize) {
-        let mut local = self.locals[i];
-        let mut from = from;
-        let mut range = 0..n;
-        match self
-            .relays
-            .handle_datagram(now, &mut self.agent, local, from, &self.buf[..n])
-        {
-            RelayReceived::Consumed => return,
-            RelayReceived::Data {
-                relayed,
-                peer,
-                payload,
-            } => {
-                // The payload is a slice of `buf`: find where, so the agent reads it there.
-                let start = payload.as_ptr() as usize - self.buf.as_ptr() as usize;
-                range = start..start + payload.len();
-                (local, from) = (relayed, peer);
-            }
-            RelayReceived::NotRelayed => {}
-        }
+        // Moved out and back (no copy): `deliver` needs `&mut self` beside the bytes.
+        let buf = std::mem::take(&mut self.buf);
+        self.deliver(now, self.locals[i], from, &buf[..n]);
+        self.buf = buf;
+    }
+
+    /// Feeds bytes that arrived on `local` from `from` (a host socket's datagram, or a frame
+    /// from a TURN server's TCP connection) to the relays, then the agent; delivers
+    /// application data.
+    fn deliver(
+        &mut self,
+        now: holepunch_core::Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let (local, from, bytes) =
+            match self
+                .relays
+                .handle_datagram(now, &mut self.agent, local, from, bytes)
+            {
+                RelayReceived::Consumed => return,
+                RelayReceived::Data {
+                    relayed,
+                    peer,
+                    payload,
+                } => (relayed, peer, payload),
+                RelayReceived::NotRelayed => (local, from, bytes),
+            };
         let Received::AppData { from, payload } = self
             .agent
-            .handle_datagram(now, Datagram::new(local, from, &self.buf[range]))
+            .handle_datagram(now, Datagram::new(local, from, bytes))
         else {
             return;
         };

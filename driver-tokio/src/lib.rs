@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod frames;
 pub mod ice;
 pub mod relay;
 pub mod signal;

@@ -13,11 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use holepunch_core::turn::channel::{MAX_FRAME_LEN, frame_len};
+use holepunch_core::turn::channel::MAX_FRAME_LEN;
 use holepunch_core::turn::{Server, ServerAction, ServerConfig, ServerStats, Transport, Via};
 use holepunch_std::Clock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::frames::FrameReader;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -347,36 +349,15 @@ async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, inbox: mpsc::
 
 /// Splits a TCP stream into TURN frames; closes it on anything that is not TURN.
 async fn read_frames(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+    reader: tokio::net::tcp::OwnedReadHalf,
     from: SocketAddr,
     inbox: mpsc::Sender<Inbound>,
 ) {
-    let mut buf = vec![0u8; MAX_FRAME_LEN];
-    let mut filled = 0;
-    loop {
-        match reader.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
+    let mut frames = FrameReader::new(reader);
+    while let Ok(Some(data)) = frames.next().await {
+        if inbox.send(Inbound::Frame { from, data }).await.is_err() {
+            return;
         }
-        let mut start = 0;
-        loop {
-            match frame_len(&buf[start..filled]) {
-                Ok(Some(frame)) if filled - start >= frame.len() => {
-                    let data = buf[start..start + frame.len()].to_vec();
-                    start += frame.len();
-                    if inbox.send(Inbound::Frame { from, data }).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => {
-                    let _ = inbox.send(Inbound::Closed { from }).await;
-                    return;
-                }
-            }
-        }
-        buf.copy_within(start..filled, 0);
-        filled -= start;
     }
     let _ = inbox.send(Inbound::Closed { from }).await;
 }

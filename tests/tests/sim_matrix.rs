@@ -130,8 +130,10 @@ fn udp_blocked_never_claims_direct_even_with_loss_and_jitter() {
             let mut config = PairConfig::new(Profile::UdpBlocked, other, seed);
             config.loss_per_mille = 100;
             let o = run_pair(&config);
-            assert_eq!(o.path, PathKind::None, "udp-blocked / {other}");
-            assert_eq!(expected(Profile::UdpBlocked, other), PathKind::None);
+            // Only the relay, reached over TCP, carries a UDP-blocked side's traffic.
+            assert_ne!(o.path, PathKind::Direct, "udp-blocked / {other}");
+            assert_eq!(o.path, PathKind::Relay, "udp-blocked / {other}");
+            assert_eq!(expected(Profile::UdpBlocked, other), PathKind::Relay);
         }
     }
 }

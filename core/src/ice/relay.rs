@@ -3,10 +3,12 @@
 //! [`Relays`] owns one [`turn::Client`] per TURN server and stands between the agent and the
 //! sockets for everything that crosses a relay:
 //!
-//! - **Gathering.** [`Relays::allocate`] starts an allocation and tells the agent to wait for
-//!   it before [`IceEvent::GatheringComplete`](super::agent::IceEvent::GatheringComplete); the
-//!   relayed address becomes a local candidate when the server grants it, and gathering ends
-//!   once every allocation succeeded or failed.
+//! - **Gathering.** [`Relays::allocate`] starts an allocation on each server and tells the
+//!   agent to wait before [`IceEvent::GatheringComplete`](super::agent::IceEvent::GatheringComplete).
+//!   Of the servers that answer, the one with the lowest round-trip time is kept (Tailscale's
+//!   nearest-region idea, for any TURN fleet): the choice is made when every allocation
+//!   finished, or [`CHOICE_WINDOW`] after the first one succeeded, whichever comes first. Its
+//!   relayed address becomes the local candidate; the others are released.
 //! - **Sending.** The agent sends from a relayed candidate's address as from any other local
 //!   socket. The pump asks [`Relays::is_relayed`] for each transmit's `from`, and
 //!   [`Relays::wrap`] turns those into ChannelData (or a Send indication until the channel is
@@ -25,11 +27,15 @@ use core::net::SocketAddr;
 use super::agent::Agent;
 use super::candidate::Candidate;
 use crate::Transmit;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::turn::{self, ClientConfig, ClientError, ClientEvent, TurnError};
 
 /// Most TURN servers one agent allocates on.
 pub const MAX_RELAYS: usize = 8;
+
+/// How long slower servers get, after the first allocation succeeded, to answer and compete
+/// on round-trip time; a server that has not answered by then is given up.
+pub const CHOICE_WINDOW: Duration = Duration::from_millis(500);
 
 /// What a datagram that arrived on a local socket was, as far as the relays are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,12 +60,20 @@ pub enum RelayReceived<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayEvent {
-    /// An allocation on `server` is ready: its relayed address is now a local candidate.
+    /// The allocation on `server` was chosen (lowest round-trip time): its relayed address is
+    /// now a local candidate.
     Allocated {
         /// The TURN server.
         server: SocketAddr,
         /// The relayed address.
         relayed: SocketAddr,
+        /// The round-trip time of its Allocate exchange.
+        rtt: Duration,
+    },
+    /// Another server was chosen (or answered too late): this allocation is released.
+    NotChosen {
+        /// The TURN server.
+        server: SocketAddr,
     },
     /// The allocation on `server` failed or was lost.
     Failed {
@@ -70,14 +84,30 @@ pub enum RelayEvent {
     },
 }
 
-/// A relay the agent uses.
+/// Where one server's allocation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Allocate in flight.
+    Pending,
+    /// Allocated, waiting for the choice.
+    Ready {
+        relayed: SocketAddr,
+        mapped: Option<SocketAddr>,
+        rtt: Duration,
+    },
+    /// The one in use.
+    Chosen { relayed: SocketAddr },
+    /// Failed, or released for another.
+    Out,
+}
+
+/// A TURN server the agent allocated on.
 #[derive(Debug)]
 struct Relay {
     client: turn::Client,
-    /// The local socket the server is reached from.
+    /// The local socket (or TCP connection) the server is reached from.
     base: SocketAddr,
-    /// The relayed address once allocated.
-    relayed: Option<SocketAddr>,
+    standing: Standing,
     /// Whether the agent still waits for this allocation before gathering completes.
     gathering: bool,
 }
@@ -87,6 +117,8 @@ struct Relay {
 pub struct Relays {
     relays: Vec<Relay>,
     events: Vec<RelayEvent>,
+    /// When the choice is made at the latest (set by the first successful allocation).
+    choose_at: Option<Instant>,
 }
 
 impl Relays {
@@ -115,15 +147,17 @@ impl Relays {
         self.relays.push(Relay {
             client,
             base,
-            relayed: None,
+            standing: Standing::Pending,
             gathering: true,
         });
         Ok(())
     }
 
-    /// Whether `local` is one of the relayed addresses (a transmit from it must be wrapped).
+    /// Whether `local` is the relayed address in use (a transmit from it must be wrapped).
     pub fn is_relayed(&self, local: SocketAddr) -> bool {
-        self.relays.iter().any(|r| r.relayed == Some(local))
+        self.relays
+            .iter()
+            .any(|r| r.standing == Standing::Chosen { relayed: local })
     }
 
     /// Whether `from` is one of the TURN servers (datagrams from it go to
@@ -146,7 +180,7 @@ impl Relays {
         let relay = self
             .relays
             .iter_mut()
-            .find(|r| r.relayed == Some(relayed))
+            .find(|r| r.standing == Standing::Chosen { relayed })
             .ok_or(ClientError::NotAllocated)?;
         relay.client.add_peer(now, to)?;
         let t = relay.client.send_to(to, payload, out)?;
@@ -173,8 +207,12 @@ impl Relays {
             return RelayReceived::NotRelayed;
         };
         let received = self.relays[i].client.handle_datagram(now, from, datagram);
-        let relayed = self.relays[i].relayed;
         self.drain(now, agent, i);
+        self.maybe_choose(now, agent);
+        let relayed = match self.relays[i].standing {
+            Standing::Chosen { relayed } => Some(relayed),
+            _ => None,
+        };
         match (received, relayed) {
             (turn::Received::Data { peer, payload }, Some(relayed)) => RelayReceived::Data {
                 relayed,
@@ -192,6 +230,7 @@ impl Relays {
             self.relays[i].client.handle_timeout(now);
             self.drain(now, agent, i);
         }
+        self.maybe_choose(now, agent);
     }
 
     /// The next TURN request to send, written into `out`, with the local socket to send from.
@@ -219,6 +258,7 @@ impl Relays {
         self.relays
             .iter()
             .filter_map(|r| r.client.poll_timeout())
+            .chain(self.choose_at)
             .min()
     }
 
@@ -230,33 +270,89 @@ impl Relays {
         }
     }
 
-    /// Moves relay `i`'s client events into the agent (candidates, gathering) and the queue.
+    /// Moves relay `i`'s client events into its standing and the event queue.
     fn drain(&mut self, now: Instant, agent: &mut Agent, i: usize) {
         while let Some(event) = self.relays[i].client.poll_event() {
             let relay = &mut self.relays[i];
             let server = relay.client.server();
             match event {
                 ClientEvent::Allocated {
-                    relayed, mapped, ..
-                } => {
-                    relay.relayed = Some(relayed);
+                    relayed,
+                    mapped,
+                    rtt,
+                    ..
+                } if relay.standing == Standing::Pending => {
+                    relay.standing = Standing::Ready {
+                        relayed,
+                        mapped,
+                        rtt,
+                    };
+                    self.choose_at.get_or_insert(now + CHOICE_WINDOW);
+                }
+                ClientEvent::Failed { error } => {
+                    relay.standing = Standing::Out;
+                    self.events.push(RelayEvent::Failed { server, error });
+                    Self::done_gathering(agent, &mut self.relays[i]);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Keeps the allocation with the lowest round-trip time once every server answered or the
+    /// window after the first answer closed; releases the rest.
+    fn maybe_choose(&mut self, now: Instant, agent: &mut Agent) {
+        let Some(at) = self.choose_at else { return };
+        let pending = self.relays.iter().any(|r| r.standing == Standing::Pending);
+        if pending && now < at {
+            return;
+        }
+        self.choose_at = None;
+        let best = self
+            .relays
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r.standing {
+                Standing::Ready { rtt, .. } => Some((rtt, i)),
+                _ => None,
+            })
+            .min();
+        for i in 0..self.relays.len() {
+            let relay = &mut self.relays[i];
+            let server = relay.client.server();
+            match relay.standing {
+                Standing::Ready {
+                    relayed,
+                    mapped,
+                    rtt,
+                } if best.is_some_and(|(_, b)| b == i) => {
+                    relay.standing = Standing::Chosen { relayed };
                     let related = mapped.unwrap_or(relay.base);
                     let candidate = Candidate::relayed(relayed, related, server.ip());
                     // A full candidate table leaves the relay unused; gathering still ends.
                     let _ = agent.add_local_candidate(now, candidate);
-                    self.events.push(RelayEvent::Allocated { server, relayed });
+                    self.events.push(RelayEvent::Allocated {
+                        server,
+                        relayed,
+                        rtt,
+                    });
                 }
-                ClientEvent::Failed { error } => {
-                    relay.relayed = None;
-                    self.events.push(RelayEvent::Failed { server, error });
+                Standing::Ready { .. } | Standing::Pending => {
+                    relay.standing = Standing::Out;
+                    relay.client.close(now);
+                    self.events.push(RelayEvent::NotChosen { server });
                 }
-                _ => continue,
+                Standing::Chosen { .. } | Standing::Out => {}
             }
-            let relay = &mut self.relays[i];
-            if relay.gathering {
-                relay.gathering = false;
-                agent.end_external_gathering();
-            }
+            Self::done_gathering(agent, &mut self.relays[i]);
+        }
+    }
+
+    /// Tells the agent, once per relay, that it no longer waits for this allocation.
+    fn done_gathering(agent: &mut Agent, relay: &mut Relay) {
+        if relay.gathering {
+            relay.gathering = false;
+            agent.end_external_gathering();
         }
     }
 }

@@ -9,15 +9,11 @@ use super::profile::Profile;
 ///
 /// Direct works unless UDP is blocked on either side, or both sides' mappings are
 /// endpoint-dependent (neither can learn the port the other's NAT will use): those pairs go
-/// through the relay. A UDP-blocked side reaches no relay either (TURN over TCP is not
-/// simulated), so it has no path.
+/// through the relay, which a UDP-blocked side reaches over TCP.
 pub fn expected(a: Profile, b: Profile) -> PathKind {
     let blocked = |p| p == Profile::UdpBlocked;
     let hard = |p| matches!(p, Profile::SymmetricRandom | Profile::SymmetricSequential);
-    if blocked(a) || blocked(b) {
-        // The simulated relay speaks TURN over UDP only, which these sites block.
-        PathKind::None
-    } else if hard(a) && hard(b) {
+    if blocked(a) || blocked(b) || (hard(a) && hard(b)) {
         PathKind::Relay
     } else {
         PathKind::Direct

@@ -57,6 +57,9 @@ pub struct Delivery {
     pub from: SocketAddr,
     /// Payload.
     pub bytes: Vec<u8>,
+    /// Carried by a stream (a TCP connection to a relay, see [`Network::send_stream`]), not
+    /// as a UDP datagram.
+    pub stream: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +73,8 @@ struct InFlight {
     /// For a hairpinned datagram: the site and chain depth it re-enters at.
     hairpin: Option<(usize, usize)>,
     bytes: Vec<u8>,
+    /// A stream frame (see [`Network::send_stream`]).
+    stream: bool,
 }
 
 /// The network: sites, public hosts, and datagrams in flight.
@@ -125,6 +130,7 @@ impl Network {
                 dst,
                 hairpin: None,
                 bytes: bytes.to_vec(),
+                stream: false,
             };
             self.queue.push(Reverse(local));
             return;
@@ -176,6 +182,35 @@ impl Network {
         self.launch(now, latency, src, dst, hairpin, bytes);
     }
 
+    /// Sends one frame over a stream (TCP) between a site's host and a public host, either way.
+    ///
+    /// The model of a TCP connection a host opened to a server: outbound TCP crosses every NAT
+    /// and firewall profile here (UDP-blocked ones included), the connection's own
+    /// retransmissions hide loss, and both ends see each other's addresses unchanged (NAT on
+    /// the connection does not matter to the protocols carried). Frames arrive in order.
+    pub fn send_stream(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        let latency = |ip: IpAddr| {
+            self.site_of_host(ip)
+                .map(|s| self.sites[s].latency)
+                .or_else(|| self.public_latency(ip))
+        };
+        let (Some(out), Some(back)) = (latency(src.ip()), latency(dst.ip())) else {
+            return self.drop_one();
+        };
+        // In order: never before the stream's previous frame (no jitter on streams).
+        self.seq += 1;
+        let flight = InFlight {
+            at: now + out + back,
+            seq: self.seq,
+            src,
+            dst,
+            hairpin: None,
+            bytes: bytes.to_vec(),
+            stream: true,
+        };
+        self.queue.push(Reverse(flight));
+    }
+
     /// Adds jitter to `latency` and puts the datagram in flight.
     fn launch(
         &mut self,
@@ -200,6 +235,7 @@ impl Network {
             dst,
             hairpin,
             bytes: bytes.to_vec(),
+            stream: false,
         };
         self.queue.push(Reverse(flight));
     }
@@ -256,13 +292,14 @@ impl Network {
 
     fn arrive(&mut self, f: InFlight) -> Option<Delivery> {
         let at = f.at;
-        if f.hairpin.is_none() && f.src.ip() == f.dst.ip() {
+        if f.stream || (f.hairpin.is_none() && f.src.ip() == f.dst.ip()) {
             // Sent by a host to itself (see `send`): no router involved.
             return Some(Delivery {
                 at,
                 to: f.dst,
                 from: f.src,
                 bytes: f.bytes,
+                stream: f.stream,
             });
         }
         if f.dst.is_ipv6() {
@@ -277,6 +314,7 @@ impl Network {
                         to: f.dst,
                         from: f.src,
                         bytes: f.bytes,
+                        stream: false,
                     });
                 }
                 let Some(si) = self.site_of_public(f.dst.ip()) else {
@@ -308,6 +346,7 @@ impl Network {
             to: dst,
             from: f.src,
             bytes: f.bytes,
+            stream: false,
         })
     }
 
@@ -319,6 +358,7 @@ impl Network {
             to: f.dst,
             from: f.src,
             bytes: f.bytes,
+            stream: false,
         };
         if self.public_latency(f.dst.ip()).is_some() {
             return Some(delivery(f));

@@ -30,6 +30,11 @@ use super::relay::{RELAY_PASSWORD, RELAY_USER, SimRelay};
 
 /// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
 pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
+/// How long a run goes on after connecting through the relay, for a direct path to take over:
+/// longer than the slowest birthday search the matrix sees (~13 s).
+const RELAY_SETTLE: Duration = Duration::from_secs(15);
+/// The port of a UDP-blocked side's TCP connection to the relay.
+const RELAY_STREAM_PORT: u16 = 7000;
 /// The STUN server's alternate address.
 pub const STUN_ALTERNATE: &str = "203.0.113.4:3479";
 /// The STUN server's IPv6 address in dual-stack scenarios (a plain server: one address).
@@ -174,11 +179,33 @@ struct Side {
     extra_sockets: Vec<SocketAddr>,
     /// The side's TURN allocation (none when the run has no relay).
     relays: Relays,
+    /// The local end of the TCP connection to the relay, for a side that blocks UDP.
+    relay_stream: Option<SocketAddr>,
     connected: Option<PathInfo>,
     connected_at: Option<Instant>,
     failed: bool,
     /// The peer's ufrag, held until its password line arrives.
     pending_ufrag: Option<String>,
+}
+
+impl Side {
+    /// Sends from local address `from` (the host socket when `None`): over the TCP connection
+    /// to the relay when that is where it comes from, else as a UDP datagram.
+    fn send(
+        &self,
+        net: &mut Network,
+        now: Instant,
+        from: Option<SocketAddr>,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let from = from.unwrap_or(self.socket);
+        if Some(from) == self.relay_stream {
+            net.send_stream(now, from, to, bytes);
+        } else {
+            net.send(now, from, to, bytes);
+        }
+    }
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -274,10 +301,21 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 .expect("two host candidates fit");
         }
         let mut relays = Relays::new();
+        let mut relay_stream = None;
         if let Some(relay) = &relay {
-            let turn = TurnConfig::new(relay.address(), Transport::Udp, RELAY_USER, RELAY_PASSWORD);
+            // A site that blocks UDP reaches the relay over TCP, as its user would configure
+            // (`--turn ...?transport=tcp`); the others over UDP.
+            let blocked = if controlling { config.a } else { config.b } == Profile::UdpBlocked;
+            let (transport, base) = if blocked {
+                let stream = SocketAddr::new(host, RELAY_STREAM_PORT);
+                relay_stream = Some(stream);
+                (Transport::Tcp, stream)
+            } else {
+                (Transport::Udp, socket)
+            };
+            let turn = TurnConfig::new(relay.address(), transport, RELAY_USER, RELAY_PASSWORD);
             relays
-                .allocate(now, &mut agent, socket, turn, config.seed ^ salt ^ 0x7e1a)
+                .allocate(now, &mut agent, base, turn, config.seed ^ salt ^ 0x7e1a)
                 .expect("the first allocation starts");
         }
         agent.gather(now);
@@ -287,6 +325,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             socket_v6,
             extra_sockets: Vec::new(),
             relays,
+            relay_stream,
             connected: None,
             connected_at: None,
             failed: false,
@@ -346,9 +385,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                         .relays
                         .wrap(now, from, t.to, &buf[..t.len], &mut wrapped)
                     {
-                        Ok(w) => {
-                            net.send(now, w.from.unwrap_or(side.socket), w.to, &wrapped[..w.len])
-                        }
+                        Ok(w) => side.send(&mut net, now, w.from, w.to, &wrapped[..w.len]),
                         Err(e) => log.push(format!("{now:?} relay wrap failed: {e}")),
                     }
                     continue;
@@ -356,7 +393,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 net.send(now, from, t.to, &buf[..t.len]);
             }
             while let Some(t) = side.relays.poll_transmit(now, &mut buf) {
-                net.send(now, t.from.unwrap_or(side.socket), t.to, &buf[..t.len]);
+                side.send(&mut net, now, t.from, t.to, &buf[..t.len]);
             }
             while let Some(event) = side.relays.poll_event() {
                 let name = if i == 0 { "A" } else { "B" };
@@ -403,15 +440,21 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             }
         }
         let both = sides[0].connected.is_some() && sides[1].connected.is_some();
-        // On a relay, punching and direct checks go on: run on for the upgrade (to the limit).
+        // On a relay, punching and direct checks go on: run on for the upgrade, as long as a
+        // birthday search can take (RELAY_SETTLE).
         let relayed = sides.iter().any(|s| s.connected.is_some_and(|p| p.relayed));
-        if (both && !relayed) || sides.iter().any(|s| s.failed) || now >= deadline {
+        let settled = sides
+            .iter()
+            .filter_map(|s| s.connected_at)
+            .max()
+            .is_some_and(|t| now >= t + RELAY_SETTLE);
+        if (both && (!relayed || settled)) || sides.iter().any(|s| s.failed) || now >= deadline {
             break;
         }
         // Sleep until the next thing happens.
         let next = [
-            sides[0].agent.poll_timeout(),
-            sides[1].agent.poll_timeout(),
+            sides[0].agent.poll_deadline().map(|d| d.at),
+            sides[1].agent.poll_deadline().map(|d| d.at),
             sides[0].relays.poll_timeout(now),
             sides[1].relays.poll_timeout(now),
             relay.as_ref().and_then(SimRelay::poll_timeout),
@@ -447,11 +490,14 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 continue;
             }
             if let Some(relay) = relay.as_mut().filter(|r| r.owns(d.to)) {
-                relay.handle(now, &mut net, d.to, d.from, &d.bytes, &mut buf);
+                relay.handle(now, &mut net, &d, &mut buf);
                 continue;
             }
             if let Some(side) = sides.iter_mut().find(|s| {
-                s.socket == d.to || s.socket_v6 == Some(d.to) || s.extra_sockets.contains(&d.to)
+                s.socket == d.to
+                    || s.socket_v6 == Some(d.to)
+                    || s.extra_sockets.contains(&d.to)
+                    || s.relay_stream == Some(d.to)
             }) {
                 match side
                     .relays

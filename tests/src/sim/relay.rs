@@ -1,5 +1,6 @@
 //! A TURN relay on the simulated internet: the core's sans-IO [`turn::Server`] on a public
-//! host, its relayed sockets on the same IP, pumped like the STUN server.
+//! host, its relayed sockets on the same IP, pumped like the STUN server. Clients reach it over
+//! UDP, or over TCP ([`Network::send_stream`]) from sites that block UDP.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,7 @@ use holepunch_core::turn::{
     self, Cidr, PeerPolicy, ServerAction, ServerConfig, ServerTransmit, Transport, Via,
 };
 
-use super::network::Network;
+use super::network::{Delivery, Network};
 
 /// The relay's listening address on the simulated internet.
 pub const RELAY: &str = "203.0.113.9:3478";
@@ -65,18 +66,16 @@ impl SimRelay {
         to == self.listen || self.relayed.contains(&to)
     }
 
-    /// Feeds a datagram that arrived at `to` from `from`, then sends what the server answers.
-    pub fn handle(
-        &mut self,
-        now: Instant,
-        net: &mut Network,
-        to: SocketAddr,
-        from: SocketAddr,
-        bytes: &[u8],
-        buf: &mut [u8],
-    ) {
+    /// Feeds a datagram (or, with `stream`, a TCP frame) that arrived at `to` from `from`,
+    /// then sends what the server answers.
+    pub fn handle(&mut self, now: Instant, net: &mut Network, delivery: &Delivery, buf: &mut [u8]) {
+        let (to, from, bytes) = (delivery.to, delivery.from, &delivery.bytes);
         let via = if to == self.listen {
-            Via::Client(Transport::Udp)
+            Via::Client(if delivery.stream {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            })
         } else {
             Via::Relay(to)
         };
@@ -118,11 +117,11 @@ impl SimRelay {
             let Some(ServerTransmit { via, to, len }) = self.server.poll_transmit(buf) else {
                 break;
             };
-            let from = match via {
-                Via::Client(_) => self.listen,
-                Via::Relay(relayed) => relayed,
-            };
-            net.send(now, from, to, &buf[..len]);
+            match via {
+                Via::Client(Transport::Udp) => net.send(now, self.listen, to, &buf[..len]),
+                Via::Client(_) => net.send_stream(now, self.listen, to, &buf[..len]),
+                Via::Relay(relayed) => net.send(now, relayed, to, &buf[..len]),
+            }
         }
     }
 }
