@@ -189,3 +189,108 @@ fn a_direct_path_is_preferred_over_the_relay() {
         assert!(line.contains("\"path\":\"direct\""), "{line}");
     }
 }
+
+/// The numbers `n` of the lines `<from> n` that `p` printed on stdout.
+fn received(p: &LabProcess, from: &str) -> Vec<u64> {
+    p.lines(Stream::Stdout)
+        .iter()
+        .filter_map(|l| l.strip_prefix(from)?.strip_prefix(' ')?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn lifting_the_udp_block_moves_the_path_to_direct_and_loses_nothing() {
+    let Some(lab) = lab::require() else { return };
+    let (_srv, _stun, _signal) = servers(&lab);
+    let (_relay_ns, _relay) = relay(&lab);
+    let mut site_a = lab.nat_site(Profile::UdpBlocked, false);
+    let site_b = lab.nat_site(Profile::PortRestrictedCone, false);
+    let turn = format!("{USER}@{RELAY}");
+    let turn_tcp = format!("{turn}?transport=tcp");
+    let mut a = connect_with(
+        &lab,
+        site_a.host(),
+        "a",
+        "b",
+        &[STUN_PRIMARY],
+        &["--turn", &turn_tcp],
+    );
+    let mut b = connect_with(
+        &lab,
+        site_b.host(),
+        "b",
+        "a",
+        &[STUN_PRIMARY],
+        &["--turn", &turn],
+    );
+    let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"")
+        });
+        assert!(line.contains("\"path\":\"relay\""), "{}", p.describe());
+    }
+    // A line each way every 100 ms throughout; the block is lifted after a second of it.
+    let mut sent = 0u64;
+    let tick = |a: &mut LabProcess, b: &mut LabProcess, sent: &mut u64| {
+        let _ = a.write_stdin(format!("a {sent}\n").as_bytes());
+        let _ = b.write_stdin(format!("b {sent}\n").as_bytes());
+        *sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for _ in 0..10 {
+        tick(&mut a, &mut b, &mut sent);
+    }
+    lab.unblock_udp(&mut site_a);
+    let lifted = Instant::now();
+    let direct = |p: &LabProcess| {
+        p.lines(Stream::Stderr)
+            .iter()
+            .any(|l| l.contains("\"event\":\"path_changed\"") && l.contains("\"path\":\"direct\""))
+    };
+    while !(direct(&a) && direct(&b)) {
+        assert!(
+            lifted.elapsed() < Duration::from_secs(15),
+            "no path_changed to direct after the block was lifted:\n{}\n{}",
+            a.describe(),
+            b.describe()
+        );
+        tick(&mut a, &mut b, &mut sent);
+    }
+    let took = lifted.elapsed();
+    for _ in 0..10 {
+        tick(&mut a, &mut b, &mut sent);
+    }
+    // Every line arrived: wait (bounded) for the last ones, then compare.
+    let complete = |p: &LabProcess, from: &str| {
+        let mut got = received(p, from);
+        got.sort_unstable();
+        got.dedup();
+        got == (0..sent).collect::<Vec<_>>()
+    };
+    let settle = Instant::now();
+    while !(complete(&b, "a") && complete(&a, "b")) && settle.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("relay -> direct {took:?} after the block was lifted; {sent} lines each way");
+    assert!(
+        complete(&b, "a"),
+        "b lost lines of a: {:?}",
+        received(&b, "a")
+    );
+    assert!(
+        complete(&a, "b"),
+        "a lost lines of b: {:?}",
+        received(&a, "b")
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "relay -> direct took {took:?}"
+    );
+    a.close_stdin();
+    b.close_stdin();
+    for p in [&mut a, &mut b] {
+        let status = p.wait_exit(Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
+    }
+}

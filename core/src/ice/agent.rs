@@ -88,6 +88,8 @@ pub struct AgentConfig {
     /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
     pub consent_timeout: Duration,
     /// How often failed pairs that beat the selected one are tried again after connecting.
+    /// While the selected path is relayed, server-reflexive candidates are also gathered again
+    /// this often (new ones are trickled), so a network that starts passing UDP is noticed.
     pub upgrade_interval: Duration,
     /// Regular nomination: how long the controlling agent waits, after the first pair works,
     /// for better pairs still being checked before nominating the best valid one.
@@ -302,6 +304,8 @@ pub struct Agent {
     other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
     /// Candidates gathered outside the agent (TURN allocations) still awaited.
     external_gathering: u32,
+    /// While on a relay: when server-reflexive candidates are gathered again.
+    regather_at: Instant,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -439,6 +443,7 @@ impl Agent {
             stats: AgentStats::default(),
             other_addresses_asked: Vec::new(),
             external_gathering: 0,
+            regather_at: Instant::ZERO,
             rng,
             config,
         }
@@ -744,7 +749,38 @@ impl Agent {
         if self.controlling && self.path.is_none() {
             self.release_relay(now);
         }
+        self.maybe_regather(now);
         self.check_failed();
+    }
+
+    /// On a relayed path, asks the STUN servers again every `upgrade_interval`: where UDP was
+    /// blocked or the NAT changed, the new server-reflexive candidates are trickled and the
+    /// direct pairs they make are checked (a path that works replaces the relay).
+    fn maybe_regather(&mut self, now: Instant) {
+        let relayed = self.path.is_some_and(|p| p.relayed);
+        if !relayed || self.gathering != Gathering::Complete || now < self.regather_at {
+            return;
+        }
+        self.regather_at = now + self.config.upgrade_interval;
+        for li in 0..self.locals.len() {
+            let base = self.locals[li];
+            if base.kind != CandidateKind::Host {
+                continue;
+            }
+            for si in 0..self.config.stun_servers.len() {
+                let server = self.config.stun_servers[si];
+                let asking = self
+                    .transactions
+                    .iter()
+                    .any(|t| t.local == base.base && t.purpose == Purpose::Gather { server });
+                if server.is_ipv4() == base.address.is_ipv4() && !asking {
+                    let purpose = Purpose::Gather { server };
+                    let sends = self.config.gather_max_sends;
+                    let rto = self.config.check_rto;
+                    let _ = self.start_transaction(now, purpose, base.base, server, sends, rto);
+                }
+            }
+        }
     }
 
     /// The next datagram to send, written into `out` (1280 bytes suffice).
@@ -837,6 +873,9 @@ impl Agent {
         // before: naming a due check we cannot start would have the caller spin.
         if let NominationWait::Until(due) = self.nomination_wait {
             consider(due, TimerReason::Nomination);
+        }
+        if self.path.is_some_and(|p| p.relayed) && self.gathering == Gathering::Complete {
+            consider(self.regather_at, TimerReason::Upgrade);
         }
         // The relay hold ends: a working relayed pair is nominated then (release_relay).
         if let (true, None, Some(since)) = (self.controlling, self.path, self.checking_since) {

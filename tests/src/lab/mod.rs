@@ -718,6 +718,25 @@ impl Lab {
         }
     }
 
+    /// Lifts a `udp-blocked` site's blockage mid-session, as a network that starts passing UDP
+    /// would: the router's rules are reloaded without the UDP drop (a port-restricted cone, the
+    /// same masquerade), and conntrack keeps its flows, so TCP connections live on.
+    /// `site.profile` follows.
+    ///
+    /// # Panics
+    /// When the site is not `udp-blocked` or nft fails.
+    pub fn unblock_udp(&self, site: &mut Site) {
+        assert_eq!(
+            site.profile,
+            Profile::UdpBlocked,
+            "lab: only udp-blocked sites unblock"
+        );
+        let config = lock(&self.state).routers.get(site.router.name()).cloned();
+        let config = config.unwrap_or_else(|| panic!("lab: no rules for {}", site.router.name()));
+        self.apply_router(&site.router, config.unblocked());
+        site.profile = Profile::PortRestrictedCone;
+    }
+
     /// Deletes every conntrack entry of `ns` (`conntrack -F`), as a router reboot or a NAT that
     /// forgets would; masquerade then picks ports afresh for the next packets.
     ///

@@ -229,6 +229,15 @@ enum Kind {
 }
 
 impl RouterConfig {
+    /// The same router with its UDP drop rule gone: a `udp-blocked` NAT becomes a
+    /// port-restricted cone (the same masquerade, now passing UDP). Other routers unchanged.
+    pub(super) fn unblocked(mut self) -> Self {
+        if self.kind == Kind::Nat(Profile::UdpBlocked) {
+            self.kind = Kind::Nat(Profile::PortRestrictedCone);
+        }
+        self
+    }
+
     /// A NAT router: `profile` is one of the single-NAT profiles (full-cone, restricted-cone,
     /// port-restricted-cone, symmetric-random, udp-blocked).
     pub(super) fn nat(
