@@ -5,23 +5,7 @@
 //! 128–191 RTP/RTCP. QUIC long headers (0xC0–0xFF) and short headers (0x40–0x7F) overlap
 //! ChannelData, which is why TURN data is only treated as ChannelData when it comes from a relay.
 
-use core::net::SocketAddr;
-
-/// What one datagram turned out to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Received<'a> {
-    /// Protocol traffic the state machine handled (or dropped after checking it).
-    Consumed,
-    /// Application data: deliver `payload`, which came from `from`.
-    AppData {
-        /// The sender.
-        from: SocketAddr,
-        /// The datagram's bytes, unchanged.
-        payload: &'a [u8],
-    },
-    /// STUN that belongs to no transaction or agent here: leave it to the caller.
-    Unrecognized,
-}
+pub use crate::io::Received;
 
 /// The protocol family a datagram's first byte announces (RFC 7983 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,7 @@ extern crate std;
 pub mod demux;
 pub mod dns;
 pub mod ice;
+pub mod io;
 pub mod nat64;
 pub mod netcheck;
 pub mod portmap;
@@ -24,5 +25,5 @@ pub mod time;
 pub mod transmit;
 pub mod turn;
 
+pub use io::{Action, Datagram, Deadline, IoResult, IoToken, Received, TimerReason, Transmit};
 pub use time::{Duration, Instant};
-pub use transmit::Transmit;

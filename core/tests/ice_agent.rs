@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent, PathInfo};
 use holepunch_core::ice::candidate::CandidateKind;
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::{Attribute, Class, IntegrityKey, MessageBuilder, Method, TransactionId};
 use holepunch_core::time::{Duration, Instant};
 
@@ -133,7 +134,7 @@ impl Pair {
             while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
                 let Reverse(f) = self.wire.pop().unwrap();
                 let agent = if f.to_b { &mut self.b } else { &mut self.a };
-                let r = agent.handle_datagram(self.now, f.to, f.from, &f.bytes);
+                let r = agent.handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
                 assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
             }
             self.a.handle_timeout(self.now);
@@ -260,7 +261,8 @@ fn forged_checks_change_nothing() {
         m.add_fingerprint().unwrap();
         let len = m.finish();
         let now = p.now;
-        let r = p.b.handle_datagram(now, addr(B), attacker, &buf[..len]);
+        let r =
+            p.b.handle_datagram(now, Datagram::new(addr(B), attacker, &buf[..len]));
         assert_eq!(r, Received::Consumed);
         let mut out = [0u8; 1500];
         while let Some(t) = p.b.poll_transmit(now, &mut out) {
@@ -283,7 +285,7 @@ fn application_data_is_demultiplexed() {
     a.add_host_candidate(now, addr(A)).unwrap();
     let payload = [0x17u8, 1, 2, 3];
     assert_eq!(
-        a.handle_datagram(now, addr(A), addr(B), &payload),
+        a.handle_datagram(now, Datagram::new(addr(A), addr(B), &payload)),
         Received::AppData {
             from: addr(B),
             payload: &payload
@@ -498,7 +500,7 @@ fn punch_sockets_are_asked_for_on_the_base_behind_the_hard_nat() {
         hard.handle_timeout(t);
     }
     match action {
-        Some(Action::BindSockets { count, ip }) => {
+        Some(Action::BindSockets { count, ip, .. }) => {
             assert_eq!(ip, lan.ip(), "the base whose mappings vary");
             assert!(count > 0);
         }

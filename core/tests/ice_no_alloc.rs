@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig};
+use holepunch_core::io::Datagram;
 use holepunch_core::time::{Duration, Instant};
 
 #[path = "support/counting_alloc.rs"]
@@ -23,11 +24,11 @@ fn pump(a: &mut Agent, b: &mut Agent, now: Instant, la: SocketAddr, lb: SocketAd
     for _ in 0..64 {
         let mut moved = false;
         while let Some(t) = a.poll_transmit(now, &mut buf) {
-            let _ = b.handle_datagram(now, lb, la, &buf[..t.len]);
+            let _ = b.handle_datagram(now, Datagram::new(lb, la, &buf[..t.len]));
             moved = true;
         }
         while let Some(t) = b.poll_transmit(now, &mut buf) {
-            let _ = a.handle_datagram(now, la, lb, &buf[..t.len]);
+            let _ = a.handle_datagram(now, Datagram::new(la, lb, &buf[..t.len]));
             moved = true;
         }
         while a.poll_event().is_some() {}
@@ -70,10 +71,14 @@ fn steady_state_allocates_nothing() {
         // Two minutes of traffic: ~24 consent rounds each way and 12 000 app datagrams.
         for _ in 0..12_000 {
             pump(&mut a, &mut b, now, la, lb);
-            if let Received::AppData { payload: p, .. } = a.handle_datagram(now, la, lb, &payload) {
+            if let Received::AppData { payload: p, .. } =
+                a.handle_datagram(now, Datagram::new(la, lb, &payload))
+            {
                 delivered += p.len();
             }
-            if let Received::AppData { payload: p, .. } = b.handle_datagram(now, lb, la, &payload) {
+            if let Received::AppData { payload: p, .. } =
+                b.handle_datagram(now, Datagram::new(lb, la, &payload))
+            {
                 delivered += p.len();
             }
             a.handle_timeout(now);

@@ -14,6 +14,7 @@ use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::checklist::PairState;
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{Attribute, Class, ErrorCode, IntegrityKey, Message};
 use holepunch_core::time::{Duration, Instant};
@@ -138,7 +139,8 @@ impl Net {
                 let Some(side) = [A, B].into_iter().find(|&s| addr(ADDRS[s]) == f.to) else {
                     continue;
                 };
-                let r = self.agents[side].handle_datagram(self.now, f.to, f.from, &f.bytes);
+                let r = self.agents[side]
+                    .handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
                 assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
                 self.delivered.push(Delivered {
                     at: self.now,

@@ -63,6 +63,7 @@ use holepunch_core::ice::agent::{
 };
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
+use holepunch_core::io::Datagram;
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::{Clock, RECV_BUFFER_LEN, is_transient, os_seed};
 use mio::net::UdpSocket;
@@ -257,7 +258,9 @@ impl IceSockets {
                 }
             };
             let now = self.clock.now();
-            let received = self.agent.handle_datagram(now, local, from, &self.buf[..n]);
+            let received = self
+                .agent
+                .handle_datagram(now, Datagram::new(local, from, &self.buf[..n]));
             if let Received::AppData { payload, .. } = received {
                 if self.app.len() < MAX_QUEUED_APP {
                     self.app.push_back(AppDatagram {
@@ -286,7 +289,7 @@ impl IceSockets {
     /// How long the caller's `Poll::poll` may block before
     /// [`handle_timeout`](Self::handle_timeout) is due; `None` when nothing is scheduled.
     pub fn next_timeout(&self) -> Option<Duration> {
-        self.agent.poll_timeout().map(|t| self.clock.until(t))
+        self.agent.poll_deadline().map(|d| self.clock.until(d.at))
     }
 
     /// The next event from the agent (candidates to signal, connection state changes).
@@ -336,7 +339,7 @@ impl IceSockets {
     /// driver does not know fail with [`io::ErrorKind::Unsupported`].
     pub fn perform_action(&mut self, action: Action) -> io::Result<Vec<SocketAddr>> {
         match action {
-            Action::BindSockets { count, ip } => {
+            Action::BindSockets { token, count, ip } => {
                 let room = self.span.saturating_sub(self.sockets.len());
                 let count = count.min(u16::try_from(room).unwrap_or(u16::MAX));
                 let mut bound = Vec::with_capacity(usize::from(count));
@@ -355,7 +358,7 @@ impl IceSockets {
                     Err(e) => error = Some(e),
                 }
                 self.agent
-                    .handle_io(self.clock.now(), IoResult::SocketsBound(&bound));
+                    .handle_io(self.clock.now(), token, IoResult::SocketsBound(&bound));
                 match error {
                     Some(e) if bound.is_empty() && count > 0 => Err(e),
                     _ => Ok(bound),

@@ -67,6 +67,7 @@ use holepunch_core::ice::agent::{
 };
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
+use holepunch_core::io::Datagram;
 
 use crate::{Clock, RECV_BUFFER_LEN, is_transient, os_seed};
 
@@ -332,7 +333,7 @@ impl IceSocket {
     /// sockets. Actions this driver does not know fail with [`io::ErrorKind::Unsupported`].
     pub fn perform_action(&mut self, action: Action) -> io::Result<Vec<SocketAddr>> {
         match action {
-            Action::BindSockets { count, ip } => {
+            Action::BindSockets { token, count, ip } => {
                 let mut bound = Vec::with_capacity(usize::from(count));
                 let mut error = None;
                 match bind_extra_sockets(ip, count) {
@@ -349,7 +350,7 @@ impl IceSocket {
                     Err(e) => error = Some(e),
                 }
                 self.agent
-                    .handle_io(self.clock.now(), IoResult::SocketsBound(&bound));
+                    .handle_io(self.clock.now(), token, IoResult::SocketsBound(&bound));
                 match error {
                     Some(e) if bound.is_empty() && count > 0 => Err(e),
                     _ => Ok(bound),
@@ -385,7 +386,7 @@ impl IceSocket {
 
     /// How long the agent lets us wait from `wall`.
     fn agent_wait(&self, wall: std::time::Instant, sent: usize) -> Duration {
-        let Some(deadline) = self.agent.poll_timeout() else {
+        let Some(deadline) = self.agent.poll_deadline().map(|d| d.at) else {
             return Duration::MAX;
         };
         let wait = self
@@ -404,7 +405,7 @@ impl IceSocket {
         let local = self.addrs[index];
         let received = self
             .agent
-            .handle_datagram(self.clock.now(), local, from, &payload);
+            .handle_datagram(self.clock.now(), Datagram::new(local, from, &payload));
         // Unrecognized STUN (not ours) is dropped: nobody else shares these sockets.
         matches!(received, Received::AppData { .. }).then_some(AppDatagram {
             local,

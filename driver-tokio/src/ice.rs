@@ -89,6 +89,7 @@ use holepunch_core::ice::candidate::{Candidate, CandidateKind};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
+use holepunch_core::io::{Datagram, IoToken};
 use holepunch_core::portmap::client::{PortmapError, PortmapEvent, Protocols};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
@@ -778,11 +779,14 @@ impl<S: Signalling> Driver<S> {
         loop {
             let progressed = self.drain().await?;
             let now = self.clock.now();
-            let mut wake_at = [self.agent.poll_timeout(), self.relays.poll_timeout(now)]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| self.clock.deadline(t));
+            let mut wake_at = [
+                self.agent.poll_deadline().map(|d| d.at),
+                self.relays.poll_timeout(now),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| self.clock.deadline(t));
             // A deadline in the past that produced nothing must not spin the CPU.
             if !progressed && idle_timer_wakes > 2 {
                 let floor = std::time::Instant::now() + Duration::from_millis(1);
@@ -882,8 +886,8 @@ impl<S: Signalling> Driver<S> {
             let mut progressed = false;
             while let Some(action) = self.agent.poll_action() {
                 progressed = true;
-                if let Action::BindSockets { count, ip } = action {
-                    self.bind_extra(count, ip);
+                if let Action::BindSockets { token, count, ip } = action {
+                    self.bind_extra(token, count, ip);
                 }
             }
             while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
@@ -1183,8 +1187,9 @@ impl<S: Signalling> Driver<S> {
                 } => (relayed, peer, payload),
                 RelayReceived::NotRelayed => (local, from, bytes),
             };
-        let Received::AppData { from, payload } =
-            self.agent.handle_datagram(now, local, from, bytes)
+        let Received::AppData { from, payload } = self
+            .agent
+            .handle_datagram(now, Datagram::new(local, from, bytes))
         else {
             return;
         };
@@ -1259,7 +1264,7 @@ impl<S: Signalling> Driver<S> {
     }
 
     /// Opens `count` sockets on `ip` (the agent names its host base) for hard-NAT punching.
-    fn bind_extra(&mut self, count: u16, ip: IpAddr) {
+    fn bind_extra(&mut self, token: IoToken, count: u16, ip: IpAddr) {
         let mut bound = Vec::with_capacity(usize::from(count));
         for socket in bind_extra_sockets(ip, count).unwrap_or_default() {
             let socket = socket
@@ -1274,7 +1279,7 @@ impl<S: Signalling> Driver<S> {
         }
         // Fewer than asked is fine: it only lowers the odds.
         self.agent
-            .handle_io(self.clock.now(), IoResult::SocketsBound(&bound));
+            .handle_io(self.clock.now(), token, IoResult::SocketsBound(&bound));
     }
 
     /// Sends a line; before the first path a failure ends the session.

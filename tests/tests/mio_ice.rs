@@ -284,6 +284,7 @@ fn bind_sockets_action_registers_the_next_tokens() {
 
     let bound = ice
         .perform_action(Action::BindSockets {
+            token: holepunch_core::IoToken(0),
             count: 8,
             ip: ice.local_addr().ip(),
         })
@@ -344,6 +345,7 @@ fn extra_sockets_stay_within_the_token_span() {
 
     let bound = ice
         .perform_action(Action::BindSockets {
+            token: holepunch_core::IoToken(0),
             count: 8,
             ip: ice.local_addr().ip(),
         })
@@ -355,6 +357,7 @@ fn extra_sockets_stay_within_the_token_span() {
     );
     assert_eq!(
         ice.perform_action(Action::BindSockets {
+            token: holepunch_core::IoToken(0),
             count: 8,
             ip: ice.local_addr().ip()
         })

@@ -253,6 +253,7 @@ fn bind_sockets_action_opens_distinct_sockets_that_are_read() {
 
     let bound = ice
         .perform_action(Action::BindSockets {
+            token: holepunch_core::IoToken(0),
             count: 8,
             ip: ice.local_addr().ip(),
         })
@@ -307,6 +308,7 @@ fn zero_sockets_and_misuse_are_reported() {
     let mut ice = IceSocket::bind(host, AgentConfig::rfc(false)).expect("bind");
     assert_eq!(
         ice.perform_action(Action::BindSockets {
+            token: holepunch_core::IoToken(0),
             count: 0,
             ip: ice.local_addr().ip()
         })

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::io::Datagram;
 use holepunch_core::time::{Duration, Instant};
 
 /// One side: its agent, sockets and the public addresses of the NATed ones.
@@ -174,7 +175,7 @@ impl Net {
                 let now = self.now;
                 let _ = self.sides[to]
                     .agent
-                    .handle_datagram(now, host, f.from, &f.bytes);
+                    .handle_datagram(now, Datagram::new(host, f.from, &f.bytes));
             }
             for s in &mut self.sides {
                 s.agent.handle_timeout(self.now);

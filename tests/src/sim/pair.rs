@@ -20,6 +20,7 @@ use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayReceived, Relays};
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
@@ -425,13 +426,16 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         for (i, side) in sides.iter_mut().enumerate() {
             while let Some(action) = side.agent.poll_action() {
                 match action {
-                    Action::BindSockets { count, ip } => {
+                    Action::BindSockets { token, count, ip } => {
                         assert_eq!(ip, side.socket.ip(), "punch sockets belong on the host IP");
                         let base = 40_000 + side.extra_sockets.len() as u16;
                         side.extra_sockets =
                             (0..count).map(|k| SocketAddr::new(ip, base + k)).collect();
-                        side.agent
-                            .handle_io(now, IoResult::SocketsBound(&side.extra_sockets));
+                        side.agent.handle_io(
+                            now,
+                            token,
+                            IoResult::SocketsBound(&side.extra_sockets),
+                        );
                     }
                     other => log.push(format!("{now:?} unsupported action {other:?}")),
                 }
@@ -512,8 +516,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         }
         // Sleep until the next thing happens.
         let next = [
-            sides[0].agent.poll_timeout(),
-            sides[1].agent.poll_timeout(),
+            sides[0].agent.poll_deadline().map(|d| d.at),
+            sides[1].agent.poll_deadline().map(|d| d.at),
             sides[0].relays.poll_timeout(now),
             sides[1].relays.poll_timeout(now),
             sim_relays.iter().filter_map(SimRelay::poll_timeout).min(),
@@ -568,11 +572,15 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                         peer,
                         payload,
                     } => {
-                        let _ = side.agent.handle_datagram(now, relayed, peer, payload);
+                        let _ = side
+                            .agent
+                            .handle_datagram(now, Datagram::new(relayed, peer, payload));
                     }
                     RelayReceived::Consumed => {}
                     RelayReceived::NotRelayed => {
-                        let _ = side.agent.handle_datagram(now, d.to, d.from, &d.bytes);
+                        let _ = side
+                            .agent
+                            .handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
                     }
                 }
             }

@@ -104,172 +104,19 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{Ipv6Addr, SocketAddr};
 
-use crate::Transmit;
+use crate::io::{Deadline, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::stun::client::{BindingOptions, Client, ClientConfig, ClientEvent, TransactionError};
 use crate::stun::{self, Class, Message, TransactionId};
 use crate::time::{Duration, Instant};
 
-/// What to probe and how hard to try.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NetcheckConfig {
-    /// STUN servers, in order of preference. The first of the pair's family is "A", the one
-    /// the RFC 5780 tests run against (give an RFC 5780 server first); every server of a
-    /// family with a local socket is sent Test I. Duplicates are ignored.
-    pub servers: Vec<SocketAddr>,
-    /// The local sockets the driver binds: two of one family (mapping socket first, then
-    /// filtering socket) and at most one of the other family, in any order. Concrete
-    /// addresses: "no NAT" is detected by comparing them with the mapped addresses.
-    pub locals: Vec<SocketAddr>,
-    /// Initial retransmission timeout of every request (200 ms).
-    pub initial_rto: Duration,
-    /// Rc: the most times a request is sent (4).
-    pub max_sends: u32,
-    /// Rm: after the last send, wait this many initial RTOs before giving up (4).
-    pub last_wait_factor: u32,
-    /// Pad requests to at least this many bytes (120) so amplification-bounded servers include
-    /// OTHER-ADDRESS and RESPONSE-ORIGIN; at most [`Netcheck::MAX_PADDING`].
-    pub pad_requests_to: usize,
-    /// Hard cap on the whole run (5 s): requests still open then count as unanswered.
-    pub timeout: Duration,
-}
+mod config;
+mod report;
 
-impl NetcheckConfig {
-    /// The default profile for `servers` and `locals`.
-    pub fn new(servers: Vec<SocketAddr>, locals: Vec<SocketAddr>) -> Self {
-        NetcheckConfig {
-            servers,
-            locals,
-            initial_rto: Duration::from_millis(200),
-            max_sends: 4,
-            last_wait_factor: 4,
-            pad_requests_to: 120,
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
+pub use config::{NetcheckConfig, NetcheckError};
+pub use report::{Behaviour, Ipv6Prefix, PortmapAvailability, Report, ServerRtt};
 
-/// A configuration netcheck cannot run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NetcheckError {
-    /// No STUN server of the pair's address family.
-    #[error("no STUN server of the local sockets' address family")]
-    NoServers,
-    /// Netcheck needs two or three local sockets.
-    #[error("{count} local sockets given; netcheck needs 2 (one family) or 3 (plus the other)")]
-    LocalCount {
-        /// How many were given.
-        count: usize,
-    },
-    /// The locals are not two of one family plus at most one of the other.
-    #[error("local sockets must be two of one address family plus at most one of the other")]
-    MixedFamilies,
-    /// The same local address was given twice.
-    #[error("local socket {0} given twice")]
-    DuplicateLocal(SocketAddr),
-    /// `max_sends` or `initial_rto` is zero.
-    #[error("max_sends and initial_rto must be non-zero")]
-    InvalidRetransmission,
-    /// `pad_requests_to` exceeds [`Netcheck::MAX_PADDING`].
-    #[error("pad_requests_to {0} exceeds the maximum")]
-    PaddingTooLarge(usize),
-}
-
-/// A NAT's mapping or filtering behaviour (RFC 4787).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Behaviour {
-    /// Depends on nothing about the remote endpoint (EIM / EIF; "easy").
-    EndpointIndependent,
-    /// Depends on the remote IP address (ADM / ADF).
-    AddressDependent,
-    /// Depends on the remote IP address and port (APDM / APDF; "symmetric", "hard").
-    AddressAndPortDependent,
-    /// The tests could not tell.
-    #[default]
-    Unknown,
-}
-
-impl Behaviour {
-    /// The name the command line's `netcheck --json` report uses.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Behaviour::EndpointIndependent => "endpoint-independent",
-            Behaviour::AddressDependent => "address-dependent",
-            Behaviour::AddressAndPortDependent => "address-and-port-dependent",
-            Behaviour::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Behaviour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which port-mapping protocols the gateway answered (not probed yet: always `false`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PortmapAvailability {
-    /// UPnP IGD.
-    pub upnp: bool,
-    /// NAT-PMP (RFC 6886).
-    pub natpmp: bool,
-    /// PCP (RFC 6887).
-    pub pcp: bool,
-}
-
-/// An IPv6 prefix, such as a NAT64 prefix (`64:ff9b::/96`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ipv6Prefix {
-    /// The prefix's address (bits past `len` zero).
-    pub address: Ipv6Addr,
-    /// Prefix length in bits.
-    pub len: u8,
-}
-
-impl fmt::Display for Ipv6Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.len)
-    }
-}
-
-/// One server's Test I round-trip time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ServerRtt {
-    /// The server.
-    pub server: SocketAddr,
-    /// Time from the last send to the answer; `None` if it never answered.
-    pub rtt: Option<Duration>,
-}
-
-/// What netcheck found. Fields not yet determined read as unknown / `None`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Report {
-    /// Whether any STUN server answered over UDP.
-    pub udp: bool,
-    /// The public IPv4 address: the mapping from the first IPv4 server that answered.
-    pub public_v4: Option<SocketAddr>,
-    /// The public IPv6 address, likewise.
-    pub public_v6: Option<SocketAddr>,
-    /// Mapping behaviour of the pair's family (see the module docs for the rules).
-    pub mapping: Behaviour,
-    /// Filtering behaviour of the pair's family.
-    pub filtering: Behaviour,
-    /// Whether a packet to our own public address comes back in; `None` if not tested.
-    pub hairpinning: Option<bool>,
-    /// Port-mapping services seen on the gateway.
-    pub portmap: PortmapAvailability,
-    /// The NAT64 prefix, when one was discovered (not probed yet: always `None`).
-    pub nat64_prefix: Option<Ipv6Prefix>,
-    /// External ports of the distinct mappings seen on the pair's sockets, oldest mapping
-    /// first: input for [`crate::punch::PortPredictor::new`].
-    pub observed_ports: Vec<u16>,
-    /// Test I round-trip time of every server probed, in configuration order.
-    pub server_rtts: Vec<ServerRtt>,
-}
+use report::valid_other;
 
 /// The prober.
 #[derive(Debug)]
@@ -477,9 +324,8 @@ impl Netcheck {
         let Some(socket) = self.locals.iter().position(|l| *l == local) else {
             return false;
         };
-        if self.started.is_none() {
-            return false;
-        }
+        // Any input may come first: a datagram starts the run as a timeout would.
+        self.start(now);
         if self.clients[socket].handle_datagram(now, from, datagram) {
             self.drain(now);
             return true;
@@ -514,7 +360,8 @@ impl Netcheck {
     }
 
     /// Retires requests whose time is up and starts the tests their answers unlocked; the
-    /// first call (or the first `poll_transmit`) starts the run. Early calls are harmless.
+    /// first call (this, a datagram, or `poll_transmit`) starts the run. Early calls are
+    /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
         for c in &mut self.clients {
@@ -528,6 +375,9 @@ impl Netcheck {
 
     /// The next datagram to send, written into `out` (1280 bytes always suffice);
     /// `Transmit::from` names the local socket to send it from.
+    ///
+    /// Like any first call, it starts the run (existing drivers and tests begin by draining:
+    /// their overall deadline counts from that call).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         self.start(now);
         if now >= self.deadline {
@@ -561,45 +411,26 @@ impl Netcheck {
     /// When netcheck next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
     /// send is due (before the run starts: at once), `None` once done.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) with the reason: the start, a (re)send, or the
+    /// run's time limit.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
         if self.started.is_none() {
-            return Some(Instant::ZERO);
+            return Some(Deadline::new(Instant::ZERO, TimerReason::Start));
         }
-        self.clients
-            .iter()
-            .filter_map(Client::poll_timeout)
-            .min()
-            .map(|t| t.min(self.deadline))
+        let send = self.clients.iter().filter_map(Client::poll_timeout).min()?;
+        Some(if self.deadline < send {
+            Deadline::new(self.deadline, TimerReason::RunLimit)
+        } else {
+            Deadline::new(send, TimerReason::Retransmit)
+        })
     }
 
     /// Whether the run has finished: every request answered or given up.
     pub fn is_done(&self) -> bool {
         self.started.is_some() && self.clients.iter().all(Client::is_idle)
-    }
-
-    /// What has been found so far; final once [`is_done`](Self::is_done).
-    pub fn report(&self) -> Report {
-        let pair_public = self.public(self.mapping_socket);
-        let other_public = self.other_socket.and_then(|s| self.public(s));
-        let (public_v4, public_v6) = if self.pair_v4 {
-            (pair_public, other_public)
-        } else {
-            (other_public, pair_public)
-        };
-        Report {
-            udp: self
-                .probes
-                .iter()
-                .any(|p| matches!(p.outcome, Outcome::Answered { .. })),
-            public_v4,
-            public_v6,
-            mapping: self.mapping(),
-            filtering: self.filtering(),
-            hairpinning: self.hairpinning(),
-            portmap: PortmapAvailability::default(),
-            nat64_prefix: None,
-            observed_ports: self.observed_ports(),
-            server_rtts: self.server_rtts(),
-        }
     }
 
     fn start(&mut self, now: Instant) {
@@ -771,15 +602,6 @@ impl Netcheck {
         }
     }
 
-    /// The settled outcome of Test I to the primary server on `socket`, if settled.
-    fn primary_outcome(&self, socket: usize) -> Option<Outcome> {
-        self.probes
-            .iter()
-            .find(|p| p.socket == socket && p.test == Test::Binding && p.to == self.primary)
-            .map(|p| p.outcome)
-            .filter(|o| *o != Outcome::Pending)
-    }
-
     /// Gives up on everything still open (the overall deadline passed).
     fn expire(&mut self) {
         for p in &mut self.probes {
@@ -788,117 +610,6 @@ impl Netcheck {
                 p.outcome = Outcome::NoAnswer;
             }
         }
-    }
-
-    /// The first mapping Test I found on `socket`, in server configuration order.
-    fn public(&self, socket: usize) -> Option<SocketAddr> {
-        self.probes
-            .iter()
-            .filter(|p| p.socket == socket && p.test == Test::Binding)
-            .find_map(|p| mapped(p.outcome))
-    }
-
-    fn mapping(&self) -> Behaviour {
-        let local = self.locals[self.mapping_socket];
-        let observations = || {
-            self.probes
-                .iter()
-                .filter(|p| {
-                    p.socket == self.mapping_socket
-                        && matches!(p.test, Test::Binding | Test::MappingII | Test::MappingIII)
-                })
-                .filter_map(|p| mapped(p.outcome).map(|m| (p.to, m)))
-        };
-        if observations().any(|(_, m)| m == local) {
-            return Behaviour::EndpointIndependent;
-        }
-        let (mut independent, mut address, mut port) = (false, false, false);
-        for (i, (to1, m1)) in observations().enumerate() {
-            for (to2, m2) in observations().skip(i + 1) {
-                let same_ip = to1.ip() == to2.ip();
-                match (m1 == m2, same_ip) {
-                    (false, true) => port = true,
-                    (false, false) => address = true,
-                    (true, false) => independent = true,
-                    (true, true) => {}
-                }
-            }
-        }
-        if port {
-            Behaviour::AddressAndPortDependent
-        } else if address {
-            Behaviour::AddressDependent
-        } else if independent {
-            Behaviour::EndpointIndependent
-        } else {
-            Behaviour::Unknown
-        }
-    }
-
-    fn filtering(&self) -> Behaviour {
-        let a = self.primary;
-        let result = |test: Test, expected: fn(SocketAddr, SocketAddr) -> bool| {
-            let p = self
-                .probes
-                .iter()
-                .find(|p| p.socket == self.filtering_socket && p.test == test)?;
-            match p.outcome {
-                Outcome::Answered { from, .. } if expected(a, from) => Some(Some(true)),
-                Outcome::NoAnswer => Some(Some(false)),
-                Outcome::Pending => None,
-                // Rejected, or answered from the wrong address: the server did not honour
-                // CHANGE-REQUEST, so the test says nothing about the NAT.
-                _ => Some(None),
-            }
-        };
-        let changed_both = result(Test::FilteringII, |a, from| {
-            from.ip() != a.ip() && from.port() != a.port()
-        });
-        let changed_port = result(Test::FilteringIII, |a, from| {
-            from.ip() == a.ip() && from.port() != a.port()
-        });
-        match (changed_both, changed_port) {
-            (Some(Some(true)), _) => Behaviour::EndpointIndependent,
-            (Some(Some(false)), Some(Some(true))) => Behaviour::AddressDependent,
-            (Some(Some(false)), Some(Some(false))) => Behaviour::AddressAndPortDependent,
-            _ => Behaviour::Unknown,
-        }
-    }
-
-    fn hairpinning(&self) -> Option<bool> {
-        let outcomes = || {
-            self.probes
-                .iter()
-                .filter(|p| matches!(p.test, Test::Hairpin | Test::HairpinReturn))
-                .map(|p| p.outcome)
-        };
-        if outcomes().any(|o| o == Outcome::Seen) {
-            Some(true)
-        } else if outcomes().next().is_none() || outcomes().any(|o| o == Outcome::Pending) {
-            None
-        } else {
-            Some(false)
-        }
-    }
-
-    fn observed_ports(&self) -> Vec<u16> {
-        let mut seen: Vec<(u32, usize, SocketAddr)> = self
-            .probes
-            .iter()
-            .filter(|p| {
-                (p.socket == self.mapping_socket || p.socket == self.filtering_socket)
-                    && matches!(p.test, Test::Binding | Test::MappingII | Test::MappingIII)
-            })
-            .filter_map(|p| Some((p.order?, p.socket, mapped(p.outcome)?)))
-            .collect();
-        seen.sort_unstable_by_key(|(order, _, _)| *order);
-        let mut ports = Vec::with_capacity(seen.len());
-        for (i, (_, socket, m)) in seen.iter().enumerate() {
-            if !seen[..i].iter().any(|(_, s, n)| s == socket && n == m) {
-                ports.push(m.port());
-            }
-        }
-        ports
     }
 
     /// The socket that probes `server`: the mapping socket for the pair's family, the other
@@ -910,41 +621,4 @@ impl Netcheck {
             self.other_socket
         }
     }
-
-    fn server_rtts(&self) -> Vec<ServerRtt> {
-        self.servers
-            .iter()
-            .filter_map(|&server| {
-                let socket = self.socket_for(server)?;
-                let p = self
-                    .probes
-                    .iter()
-                    .find(|p| p.socket == socket && p.test == Test::Binding && p.to == server)?;
-                let rtt = match p.outcome {
-                    Outcome::Answered { rtt, .. } => Some(rtt),
-                    _ => None,
-                };
-                Some(ServerRtt { server, rtt })
-            })
-            .collect()
-    }
-}
-
-/// The mapped address of an answered request.
-fn mapped(outcome: Outcome) -> Option<SocketAddr> {
-    match outcome {
-        Outcome::Answered { mapped, .. } => mapped,
-        _ => None,
-    }
-}
-
-/// OTHER-ADDRESS, if usable for RFC 5780 tests against `a`: same family, different IP and port.
-fn valid_other(a: SocketAddr, other: Option<SocketAddr>) -> Option<SocketAddr> {
-    other.filter(|b| {
-        b.is_ipv4() == a.is_ipv4()
-            && !b.ip().is_unspecified()
-            && b.ip() != a.ip()
-            && b.port() != a.port()
-            && b.port() != 0
-    })
 }
