@@ -327,3 +327,25 @@ fn without_a_relay_symmetric_pairs_have_no_path() {
     config.relay = true;
     assert_eq!(run_pair(&config).path, PathKind::Relay);
 }
+
+#[test]
+fn a_gateway_that_maps_makes_every_symmetric_cell_direct() {
+    // Issue 11: with a port-mapping gateway on one side (a port-mapped candidate backed by an
+    // endpoint-independent mapping), every seed of each symmetric x symmetric cell goes direct;
+    // without it, the same runs need the relay.
+    let hard = [Profile::SymmetricRandom, Profile::SymmetricSequential];
+    for a in hard {
+        for b in hard {
+            for seed in 1..=SEEDS {
+                for mapped in [[true, false], [false, true]] {
+                    let mut config = PairConfig::new(a, b, seed);
+                    config.port_mapped = mapped;
+                    let o = run_pair(&config);
+                    assert_eq!(o.path, PathKind::Direct, "{a} / {b} seed {seed} {mapped:?}");
+                }
+                let o = run_pair(&PairConfig::new(a, b, seed));
+                assert_eq!(o.path, PathKind::Relay, "{a} / {b} seed {seed} unmapped");
+            }
+        }
+    }
+}
