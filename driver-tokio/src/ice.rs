@@ -434,19 +434,7 @@ impl Connection {
     /// Fails with `NotConnected` while there is no path, and with `InvalidInput` for a datagram
     /// whose first byte is 0–3: the peer would take it for STUN (RFC 7983) and drop it.
     pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
-        if datagram.first().is_some_and(|b| *b <= 3) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a datagram starting with a byte 0-3 would be taken for STUN (RFC 7983)",
-            ));
-        }
-        let route = self.route.borrow().clone();
-        let Some(route) = route else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "no path to the peer (yet)",
-            ));
-        };
+        let route = self.route_for(datagram)?;
         if route.path.local_kind == CandidateKind::Relayed {
             // The TURN client's channels live in the task: it wraps and sends.
             return self
@@ -457,6 +445,20 @@ impl Connection {
         }
         route.socket.send_to(datagram, route.path.remote).await?;
         Ok(())
+    }
+
+    /// The selected path for sending `datagram`: `InvalidInput` for a first byte 0–3 (the peer
+    /// would take it for STUN, RFC 7983), `NotConnected` while there is no path.
+    fn route_for(&self, datagram: &[u8]) -> io::Result<Route> {
+        if datagram.first().is_some_and(|b| *b <= 3) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram starting with a byte 0-3 would be taken for STUN (RFC 7983)",
+            ));
+        }
+        let route = self.route.borrow().clone();
+        route
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no path to the peer (yet)"))
     }
 
     /// Waits for the next datagram from the peer and copies it into `buf` (truncated if `buf`
@@ -481,19 +483,7 @@ impl Connection {
     /// is not writable now (wait with [`poll_send_ready`](Self::poll_send_ready)). Otherwise as
     /// [`send`](Self::send). For adapters such as [`crate::quic`] that poll rather than await.
     pub fn try_send(&self, datagram: &[u8]) -> io::Result<()> {
-        if datagram.first().is_some_and(|b| *b <= 3) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a datagram starting with a byte 0-3 would be taken for STUN (RFC 7983)",
-            ));
-        }
-        let route = self.route.borrow().clone();
-        let Some(route) = route else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "no path to the peer (yet)",
-            ));
-        };
+        let route = self.route_for(datagram)?;
         if route.path.local_kind == CandidateKind::Relayed {
             // The session task wraps it for the relay. A full queue drops the datagram, as a
             // full socket buffer would (QUIC retransmits), rather than have the caller spin.
