@@ -242,6 +242,15 @@ fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
         .map(|(_, port)| port.to_string())
         .expect("a's local address");
     let mapped = format!("{}:{a_port}", site_a.public_ip);
+    // A told the user where the candidate came from.
+    let told = a.lines(Stream::Stderr).iter().any(|l| {
+        l.contains("\"type\":\"portmapped\"") && l.contains(&format!("\"address\":\"{mapped}\""))
+    });
+    assert!(
+        told,
+        "no portmapped candidate event for {mapped}: {}",
+        a.describe()
+    );
     assert_eq!(
         connected[1].str_field("remote"),
         Some(mapped.as_str()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use holepunch_core::ice::agent::PathInfo;
-use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::ice::candidate::{Candidate, CandidateKind};
 use holepunch_tokio::quic_identity::Fingerprint;
 
 use super::tally::Counts;
@@ -48,7 +48,12 @@ impl Reporter {
 
     /// A candidate learnt later (server-reflexive, …).
     pub fn candidate(&self, c: &Candidate) {
-        let kind = c.kind.sdp_name();
+        // A port-mapped candidate is signalled as `srflx` (RFC 8839 has no type for it), but
+        // the user is told it came from the gateway.
+        let kind = match c.kind {
+            CandidateKind::PortMapped => "portmapped",
+            kind => kind.sdp_name(),
+        };
         let event = json::CandidateFound {
             kind: kind.into(),
             address: c.address.to_string(),
