@@ -325,10 +325,31 @@ async fn read_all_handshake(qconn: &quinn::Connection) -> Result<(), String> {
             Err(e) => Err(lost(&e)),
         }
     };
-    let both = async { tokio::try_join!(tell, hear).map(|_| ()) };
-    match tokio::time::timeout(HANDSHAKE_LIMIT, both).await {
-        Ok(r) => r,
-        Err(_) => Err("the peer did not confirm the end of the stream".into()),
+    // Hearing the peer is what we need: it read everything we sent, and we read all it sent.
+    // Telling it is owed to the peer, so it gets the close wait once we heard; under heavy
+    // loss the peer may have heard us, closed and gone, with its acknowledgement and its
+    // CONNECTION_CLOSE lost, and waiting for those would fail a transfer that completed.
+    tokio::pin!(tell);
+    tokio::pin!(hear);
+    let limit = tokio::time::sleep(HANDSHAKE_LIMIT);
+    tokio::pin!(limit);
+    let mut told = None;
+    let heard = loop {
+        tokio::select! {
+            r = &mut tell, if told.is_none() => told = Some(r),
+            r = &mut hear => break r,
+            () = &mut limit => {
+                return Err("the peer did not confirm the end of the stream".into());
+            }
+        }
+    };
+    heard?;
+    match told {
+        Some(r) => r,
+        None => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, &mut tell).await;
+            Ok(())
+        }
     }
 }
 
