@@ -136,8 +136,9 @@ after consent on the path is lost), or the signal server went away before a path
 
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
 key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
-path_changed, consent_lost, signalling_closed, warning, failed, stream_closed (stream mode),
-closed (--datagram).")]
+path_changed, consent_lost, punching (blind hard-NAT punching started: one STUN server without
+RFC 5780 could not show which NAT is hard), signalling_closed, warning, failed, stream_closed
+(stream mode), closed (--datagram).")]
 pub struct Args {
     /// How to reach the peer and who it is (shared with send and receive).
     #[command(flatten)]
@@ -588,6 +589,7 @@ impl Phase {
             }
             ConnectionEvent::PathChanged(path) => report.path(false, &path),
             ConnectionEvent::ConsentLost(path) => report.consent_lost(&path),
+            ConnectionEvent::BlindPunching { hard, easy } => report.blind_punching(hard, easy),
             ConnectionEvent::PeerFinished => self.ending.peer_eof = Some(Instant::now()),
             ConnectionEvent::SignallingClosed(error) => {
                 if !self.connected {

@@ -65,6 +65,7 @@ events! {
     Connected = "connected",
     PathChanged = "path_changed",
     ConsentLost = "consent_lost",
+    Punching = "punching",
     SignallingClosed = "signalling_closed",
     Warning = "warning",
     Closed = "closed",
@@ -251,6 +252,20 @@ pub struct ConsentLost {
     pub remote: String,
     /// Since the start.
     #[serde(default)]
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: hard-NAT punching started without knowing which side is hard (one STUN server
+/// without RFC 5780 on each side) because checks had not connected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Punching {
+    /// Always `true` today: decided punching is not reported.
+    pub blind: bool,
+    /// Whether this side plays the hard half (many sockets towards the peer).
+    pub hard: bool,
+    /// Whether this side plays the easy half (probes over the peer's ports).
+    pub easy: bool,
+    /// Since the start.
     pub elapsed_ms: u64,
 }
 
@@ -667,6 +682,13 @@ mod tests {
             elapsed_ms: 7,
         };
         check(&lost, &["local", "remote"], s);
+        let punching = Punching {
+            blind: true,
+            hard: true,
+            easy: false,
+            elapsed_ms: 2000,
+        };
+        check(&punching, &["blind", "hard", "easy", "elapsed_ms"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);
         check(&Warning { reason: "x".into() }, &["reason"], s);
         let closed = Closed {

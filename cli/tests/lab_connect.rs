@@ -16,7 +16,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use holepunch_tests::lab::{self, LabProcess, Profile, Stream};
-use lab_common::{CONNECT_TIMEOUT_S, STUN_PRIMARY, connect_with_stun, servers};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use lab_common::{
+    CONNECT_TIMEOUT_S, START_LIMIT, STUN_PRIMARY, connect_with_stun, holepunch, servers,
+};
 
 /// What one pair is expected to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,16 +77,48 @@ fn exchange(a: &mut LabProcess, b: &mut LabProcess, limit: Duration) -> Result<(
     }
 }
 
+/// Which single `--stun` server both sides pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stun {
+    /// Ours with `--alternate`: RFC 5780, so OTHER-ADDRESS shows a hard NAT.
+    Rfc5780,
+    /// Ours without `--alternate` (like most public servers): one observation per side, so
+    /// hard-NAT pairs connect only by punching blind, which both sides must report.
+    Plain,
+}
+
+/// A plain STUN server (no `--alternate`, so no OTHER-ADDRESS) on its own host.
+const PLAIN_STUN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 3478);
+
 /// Runs one pair in a fresh lab: `a` behind profile `pa`, `b` behind `pb`.
-fn run_pair(pa: Profile, pb: Profile, expect: Expect) -> Option<Outcome> {
+fn run_pair(pa: Profile, pb: Profile, expect: Expect, stun: Stun) -> Option<Outcome> {
     let lab = lab::require()?;
     let result = (|| -> Result<String, String> {
         let (_srv, _stun, _signal) = servers(&lab);
+        let plain = (stun == Stun::Plain).then(|| {
+            let ns = lab.server_host(&[*PLAIN_STUN.ip()]);
+            let listen = PLAIN_STUN.to_string();
+            let mut p = lab.spawn(
+                &ns,
+                "plain-stun",
+                holepunch(),
+                ["stun-server", "--listen", &listen],
+            );
+            p.expect_line(Stream::Stderr, START_LIMIT, |l| {
+                l.contains("stun-server: serving")
+            });
+            (ns, p)
+        });
+        let server = if plain.is_some() {
+            PLAIN_STUN
+        } else {
+            STUN_PRIMARY
+        };
         let site_a = lab.nat_site(pa, false);
         let site_b = lab.nat_site(pb, false);
         let started = Instant::now();
-        let mut a = connect_with_stun(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY]);
-        let mut b = connect_with_stun(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY]);
+        let mut a = connect_with_stun(&lab, site_a.host(), "a", "b", &[server]);
+        let mut b = connect_with_stun(&lab, site_b.host(), "b", "a", &[server]);
         let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
         let ea = outcome_event(&mut a, limit)?;
         let eb = outcome_event(&mut b, limit)?;
@@ -109,6 +145,21 @@ fn run_pair(pa: Profile, pb: Profile, expect: Expect) -> Option<Outcome> {
                         .unwrap_or(f64::NAN)
                 };
                 exchange(&mut a, &mut b, Duration::from_secs(10))?;
+                if stun == Stun::Plain {
+                    // Hard-NAT pairs punch blind (and say so); easy ones never need to.
+                    let hard = [pa, pb].contains(&Profile::SymmetricRandom);
+                    for (name, p) in [("a", &mut a), ("b", &mut b)] {
+                        let blind = lab_common::json_event(&p.stderr(), "punching")
+                            .and_then(|e| e.get("blind").and_then(lab::Json::as_bool));
+                        if blind != hard.then_some(true) {
+                            return Err(format!(
+                                "{name}: blind punching {blind:?}, expected it {}: {}",
+                                if hard { "reported" } else { "absent" },
+                                p.describe()
+                            ));
+                        }
+                    }
+                }
                 a.close_stdin();
                 b.close_stdin();
                 for p in [&mut a, &mut b] {
@@ -181,6 +232,38 @@ fn connect_matrix() {
         (SymmetricRandom, SymmetricRandom, Expect::Failed, 1),
         (UdpBlocked, FullCone, Expect::Failed, 1),
     ];
+    run_matrix(&pairs, Stun::Rfc5780, "one --stun");
+}
+
+#[test]
+fn one_plain_stun_server_punches_blind() {
+    if lab::available().is_err() {
+        let _ = lab::require();
+        return;
+    }
+    // Issue 15: one STUN server without RFC 5780 (ours without --alternate, as most public
+    // servers are) shows neither side how its NAT maps. The hard-NAT pair connects only by
+    // punching blind, probabilistic like any birthday search: two labs, one must connect.
+    let pairs = [
+        (
+            Profile::PortRestrictedCone,
+            Profile::SymmetricRandom,
+            Expect::Direct,
+            2,
+        ),
+        (
+            Profile::PortRestrictedCone,
+            Profile::PortRestrictedCone,
+            Expect::Direct,
+            1,
+        ),
+    ];
+    run_matrix(&pairs, Stun::Plain, "one plain --stun");
+}
+
+/// Runs `pairs` (a, b, expected, independent attempts) in parallel labs, prints the table and
+/// asserts every pair met its expectation in at least one attempt.
+fn run_matrix(pairs: &[(Profile, Profile, Expect, usize)], stun: Stun, what: &str) {
     // HOLEPUNCH_LAB_PAIRS=port-restricted-cone/symmetric-random runs only the pairs whose
     // "a/b" names contain it (for investigating one pair).
     let only = std::env::var("HOLEPUNCH_LAB_PAIRS").unwrap_or_default();
@@ -190,7 +273,11 @@ fn connect_matrix() {
         let handles: Vec<Vec<_>> = pairs
             .iter()
             .filter(|(a, b, _, _)| format!("{}/{}", a.name(), b.name()).contains(&only))
-            .map(|&(a, b, e, n)| (0..n).map(|_| s.spawn(move || run_pair(a, b, e))).collect())
+            .map(|&(a, b, e, n)| {
+                (0..n)
+                    .map(|_| s.spawn(move || run_pair(a, b, e, stun)))
+                    .collect()
+            })
             .collect();
         handles
             .into_iter()
@@ -205,7 +292,7 @@ fn connect_matrix() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "connect matrix (real nftables NATs, holepunch connect --signal, one --stun):"
+        "connect matrix (real nftables NATs, holepunch connect --signal, {what}):"
     );
     let mut failures = Vec::new();
     let mut misses = Vec::new();

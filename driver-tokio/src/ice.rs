@@ -241,6 +241,15 @@ pub enum ConnectionEvent {
         /// Why.
         error: io::Error,
     },
+    /// Neither side's candidates showed how its NAT maps (one STUN server without RFC 5780)
+    /// and checks had not connected: hard-NAT punching started blind (see
+    /// `holepunch_core::ice::agent::PunchConfig::blind_delay`).
+    BlindPunching {
+        /// Whether this side plays the hard half (extra sockets towards the peer).
+        hard: bool,
+        /// Whether this side plays the easy half (probes over the peer's ports).
+        easy: bool,
+    },
     /// A role conflict switched our role.
     RoleChanged {
         /// Whether we are controlling now.
@@ -962,6 +971,9 @@ impl<S: Signalling> Driver<S> {
             IceEvent::Failed if self.path.is_none() => return Err(ConnectError::NoPath),
             IceEvent::RoleChanged { controlling } => {
                 self.emit(ConnectionEvent::RoleChanged { controlling });
+            }
+            IceEvent::BlindPunching { hard, easy } => {
+                self.emit(ConnectionEvent::BlindPunching { hard, easy });
             }
             _ => {}
         }

@@ -174,6 +174,26 @@ impl Reporter {
         self.emit(&event, &human);
     }
 
+    /// Hard-NAT punching started blind: no server showed which side's NAT is hard.
+    pub fn blind_punching(&self, hard: bool, easy: bool) {
+        let event = json::Punching {
+            blind: true,
+            hard,
+            easy,
+            elapsed_ms: self.elapsed_ms(),
+        };
+        let halves = match (hard, easy) {
+            (true, true) => "both halves",
+            (true, false) => "the hard half",
+            _ => "the easy half",
+        };
+        let human = format!(
+            "checks have not connected and the STUN server did not show which NAT is hard \
+             (one server without RFC 5780): punching blind, {halves}"
+        );
+        self.emit(&event, &human);
+    }
+
     /// Signalling closed after the path was found (the session goes on).
     pub fn signalling_closed(&self, error: Option<&io::Error>) {
         let event = json::SignallingClosed {

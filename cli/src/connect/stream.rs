@@ -364,6 +364,7 @@ fn ice_event(
         None => *open = false,
         Some(ConnectionEvent::PathChanged(p)) => report.path(false, &p),
         Some(ConnectionEvent::ConsentLost(p)) => report.consent_lost(&p),
+        Some(ConnectionEvent::BlindPunching { hard, easy }) => report.blind_punching(hard, easy),
         Some(ConnectionEvent::SignallingClosed(e)) => report.signalling_closed(e.as_ref()),
         Some(ConnectionEvent::Failed(ConnectError::TimedOut(_))) => {
             return Some(report.failed(&no_path_within(common.args.link.timeout)));

@@ -56,6 +56,7 @@ impl Agent {
         self.gathering = Gathering::InProgress;
         // Every configured server is asked again below, so their other addresses may be too.
         self.other_addresses_asked.clear();
+        self.srflx_observations.clear();
         self.ask_stun_servers(now);
         self.check_gathering_complete();
     }
@@ -157,6 +158,9 @@ impl Agent {
         base: SocketAddr,
         server: SocketAddr,
     ) {
+        if self.srflx_observations.len() < MAX_SRFLX_OBSERVATIONS {
+            self.srflx_observations.push((mapped, server));
+        }
         // Equal to a host candidate means no NAT: redundant (RFC 8445 §5.1.3).
         if self.locals.iter().any(|c| c.address == mapped) {
             return;

@@ -81,6 +81,12 @@ pub struct PunchConfig {
     pub easy: EasySideConfig,
     /// How many predicted ports the easy side tries first against a sequential allocator.
     pub predicted_ports: u16,
+    /// When neither side's candidates show how its NAT maps (each has one server-reflexive
+    /// observation: a single STUN server without RFC 5780), ordinary checks get this long
+    /// after they started; then this side punches blind, playing the easy half and, unless its
+    /// own mapping was seen to stay the same towards two servers, the hard half too. It costs
+    /// one plan's sockets and probes more than a decided punch. `None` disables it.
+    pub blind_delay: Option<Duration>,
 }
 
 impl Default for PunchConfig {
@@ -90,6 +96,7 @@ impl Default for PunchConfig {
             hard: HardSideConfig::default(),
             easy: EasySideConfig::default(),
             predicted_ports: 64,
+            blind_delay: Some(Duration::from_secs(2)),
         }
     }
 }

@@ -60,6 +60,15 @@ pub enum IceEvent {
     ConsentLost(PathInfo),
     /// Every pair failed after the peer's end-of-candidates: no path.
     Failed,
+    /// Neither side's candidates showed how its NAT maps (one STUN server without RFC 5780 on
+    /// each side) and ordinary checks had not connected after [`PunchConfig::blind_delay`]:
+    /// hard-NAT punching started blind, with the halves this side cannot rule out.
+    BlindPunching {
+        /// Whether this side plays the hard half (many sockets towards the peer).
+        hard: bool,
+        /// Whether this side plays the easy half (probes over the peer's ports).
+        easy: bool,
+    },
     /// A role conflict (487) switched our role.
     RoleChanged {
         /// Whether we are now controlling.

@@ -70,6 +70,8 @@ const INITIAL_PENDING_RESPONSES: usize = 16;
 const PROBE_RESERVE: usize = 16;
 /// Priority of a peer-reflexive candidate learned without a PRIORITY to go by.
 const PRFLX_PRIORITY: u32 = priority(CandidateKind::PeerReflexive, 65535, 1);
+/// Server-reflexive answers remembered for the blind punch fallback.
+const MAX_SRFLX_OBSERVATIONS: usize = 16;
 /// Initial retransmission timeout of a punch probe (sent once; it only waits this long).
 const PROBE_RTO: Duration = Duration::from_millis(500);
 
@@ -106,6 +108,9 @@ pub struct Agent {
     /// The token of the next action.
     next_token: u32,
     stats: AgentStats,
+    /// (mapped address, server) of the server-reflexive answers gathered, at most
+    /// [`MAX_SRFLX_OBSERVATIONS`]: whether a mapping was seen to stay the same across servers.
+    srflx_observations: Vec<(SocketAddr, SocketAddr)>,
     /// (base, OTHER-ADDRESS) pairs already asked for a mapping while gathering.
     other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
     /// Candidates gathered outside the agent (TURN allocations) still awaited.
@@ -129,6 +134,8 @@ struct Punch {
     action: Option<Action>,
     /// The token of the socket request the driver has yet to answer.
     token: Option<IoToken>,
+    /// When the blind fallback runs, if armed (see [`PunchConfig::blind_delay`]).
+    blind_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -247,6 +254,7 @@ impl Agent {
             now: Instant::ZERO,
             next_token: 0,
             stats: AgentStats::default(),
+            srflx_observations: Vec::new(),
             other_addresses_asked: Vec::new(),
             external_gathering: 0,
             regather_at: Instant::ZERO,

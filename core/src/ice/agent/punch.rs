@@ -11,6 +11,7 @@ impl Agent {
             && !self.punch.decided
             && self.gathering == Gathering::Complete;
         undecided
+            || self.punch.blind_at.is_some()
             || self.punch.hard.as_ref().is_some_and(|p| !p.is_finished())
             || self.punch.easy.as_ref().is_some_and(|p| !p.is_finished())
             || self
@@ -22,12 +23,14 @@ impl Agent {
     /// Decides, once, whether this side should punch as the hard or the easy side: when checks
     /// have not connected after the configured delay, both sides know all candidates, and
     /// exactly one side's server-reflexive candidates show an endpoint-dependent mapping
-    /// (different ports towards different servers).
+    /// (different ports towards different servers). When neither side's candidates can show it
+    /// (one observation each: a single server without RFC 5780), the blind fallback is armed.
     pub(super) fn maybe_start_punch(&mut self, now: Instant) {
         let Some(cfg) = self.config.punch else { return };
         let Some(since) = self.checking_since else {
             return;
         };
+        self.maybe_start_blind_punch(now, cfg);
         if self.punch.decided || self.has_direct_path() || now < since + cfg.delay {
             return;
         }
@@ -36,96 +39,143 @@ impl Agent {
             return;
         }
         self.punch.decided = true;
-        let srflx_ports = |cands: &[Candidate], ip: Option<IpAddr>| -> Vec<u16> {
-            let mut ports: Vec<u16> = cands
-                .iter()
-                .filter(|c| c.kind == CandidateKind::ServerReflexive)
-                .filter(|c| ip.is_none_or(|ip| c.address.ip() == ip))
-                .map(|c| c.address.port())
-                .collect();
-            // Answers (and so candidates) can arrive out of order; a sequential allocator
-            // handed the ports out in ascending order, which is what prediction needs.
-            ports.sort_unstable();
-            ports
-        };
-        let first_srflx = |cands: &[Candidate]| {
-            cands
-                .iter()
-                .find(|c| c.kind == CandidateKind::ServerReflexive)
-                .map(|c| c.address)
-        };
-        // A peer without server-reflexive candidates sits on its host address (no NAT).
-        // Punch sockets are IPv4 (the family NATs are about): the fallback host must be too.
-        let first_public = |cands: &[Candidate]| {
-            first_srflx(cands).or_else(|| {
-                cands
-                    .iter()
-                    .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4())
-                    .map(|c| c.address)
-            })
-        };
-        let hard = |ports: &[u16]| ports.windows(2).any(|w| w[0] != w[1]);
         let (mine, theirs) = (first_srflx(&self.locals), first_srflx(&self.remotes));
         let my_ports = srflx_ports(&self.locals, mine.map(|a| a.ip()));
         let their_ports = srflx_ports(&self.remotes, theirs.map(|a| a.ip()));
-        let (self_hard, remote_hard) = (hard(&my_ports), hard(&their_ports));
+        let (self_hard, remote_hard) = (varies(&my_ports), varies(&their_ports));
         if self_hard && !remote_hard {
-            let Some(easy) = first_public(&self.remotes) else {
-                return;
-            };
-            // A sequential allocator is found by the peer's prediction; no sockets needed.
-            let sequential = PortPredictor::new(&my_ports)
-                .is_ok_and(|p| matches!(p.allocation(), PortAllocation::Sequential { .. }));
-            if sequential {
-                return;
-            }
-            // The sockets go where the varying mappings came from: the srflx candidate's base.
-            let Some(ip) = self
-                .locals
-                .iter()
-                .find(|c| c.kind == CandidateKind::ServerReflexive && Some(c.address) == mine)
-                .map(|c| c.base.ip())
-            else {
-                return;
-            };
-            if let Ok(mut plan) = HardSidePlan::new(cfg.hard, easy, now) {
-                if let Some(PunchAction::BindUdp { count }) = plan.poll_action() {
-                    let token = IoToken(self.next_token);
-                    self.next_token = self.next_token.wrapping_add(1);
-                    self.punch.action = Some(Action::BindSockets { token, count, ip });
-                    self.punch.token = Some(token);
-                }
-                self.punch
-                    .sockets
-                    .reserve(usize::from(plan.sockets_needed()));
-                self.punch.hard = Some(plan);
-            }
+            self.start_hard_plan(now, cfg, &my_ports, mine);
         } else if !self_hard && remote_hard {
-            let Some(target) = theirs else { return };
-            let from = self
-                .locals
-                .iter()
-                .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4() == target.is_ipv4());
-            let Some(from) = from.map(|c| c.base) else {
-                return;
-            };
-            let predicted: Vec<u16> = match PortPredictor::new(&their_ports) {
-                Ok(p) if matches!(p.allocation(), PortAllocation::Sequential { .. }) => {
-                    // The peer's first checks to us go out while it still gathers, so the
-                    // mapping towards us may sit in a gap between its observed ports (one
-                    // server asked twice, via OTHER-ADDRESS, leaves such a gap): those first.
-                    gap_ports(&their_ports)
-                        .chain(p.predicted(cfg.predicted_ports))
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            let seed = self.rng.next_u64();
-            if let Ok(plan) = EasySidePlan::new(cfg.easy, target.ip(), predicted, seed, now) {
-                self.punch.easy = Some(plan);
-                self.punch.easy_from = Some(from);
-            }
+            self.start_easy_plan(now, cfg, &their_ports, theirs);
+        } else if !self_hard
+            && my_ports.len() <= 1
+            && their_ports.len() <= 1
+            && (mine.is_some() || theirs.is_some())
+            && let Some(delay) = cfg.blind_delay
+        {
+            // Neither side can tell how its NAT maps. If ordinary checks still fail by
+            // `blind_delay`, the side that cannot rule out being hard plays both halves.
+            self.punch.blind_at = Some(since + delay.max(cfg.delay));
         }
+    }
+
+    /// Runs the armed blind fallback once its time has come and no direct path appeared: the
+    /// easy half when the peer is behind a NAT (it may be hard), the hard half when this side
+    /// is, unless its own mapping was seen to stay the same towards two servers.
+    fn maybe_start_blind_punch(&mut self, now: Instant, cfg: PunchConfig) {
+        let Some(at) = self.punch.blind_at else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        self.punch.blind_at = None;
+        if self.has_direct_path() {
+            return;
+        }
+        let (mine, theirs) = (first_srflx(&self.locals), first_srflx(&self.remotes));
+        let my_ports = srflx_ports(&self.locals, mine.map(|a| a.ip()));
+        let their_ports = srflx_ports(&self.remotes, theirs.map(|a| a.ip()));
+        // Without a server-reflexive candidate this side has no NAT: never the hard side.
+        let known_easy = mine.is_none_or(|m| self.mapping_seen_stable(m));
+        let hard = !known_easy && self.start_hard_plan(now, cfg, &my_ports, mine);
+        let easy = self.start_easy_plan(now, cfg, &their_ports, theirs);
+        if hard || easy {
+            self.push_event(IceEvent::BlindPunching { hard, easy });
+        }
+    }
+
+    /// Whether the server-reflexive address `mapped` was answered by two or more different
+    /// servers: an endpoint-independent mapping, seen.
+    fn mapping_seen_stable(&self, mapped: SocketAddr) -> bool {
+        let mut servers = self
+            .srflx_observations
+            .iter()
+            .filter(|(m, _)| *m == mapped)
+            .map(|(_, s)| *s);
+        servers
+            .next()
+            .is_some_and(|first| servers.any(|s| s != first))
+    }
+
+    /// Starts the hard side's plan towards the peer's public address (its first
+    /// server-reflexive, or host, candidate); whether it started.
+    fn start_hard_plan(
+        &mut self,
+        now: Instant,
+        cfg: PunchConfig,
+        my_ports: &[u16],
+        mine: Option<SocketAddr>,
+    ) -> bool {
+        let Some(easy) = first_public(&self.remotes) else {
+            return false;
+        };
+        // A sequential allocator is found by the peer's prediction; no sockets needed.
+        let sequential = PortPredictor::new(my_ports)
+            .is_ok_and(|p| matches!(p.allocation(), PortAllocation::Sequential { .. }));
+        if sequential {
+            return false;
+        }
+        // The sockets go where the varying mappings came from: the srflx candidate's base.
+        let Some(ip) = self
+            .locals
+            .iter()
+            .find(|c| c.kind == CandidateKind::ServerReflexive && Some(c.address) == mine)
+            .map(|c| c.base.ip())
+        else {
+            return false;
+        };
+        let Ok(mut plan) = HardSidePlan::new(cfg.hard, easy, now) else {
+            return false;
+        };
+        if let Some(PunchAction::BindUdp { count }) = plan.poll_action() {
+            let token = IoToken(self.next_token);
+            self.next_token = self.next_token.wrapping_add(1);
+            self.punch.action = Some(Action::BindSockets { token, count, ip });
+            self.punch.token = Some(token);
+        }
+        self.punch
+            .sockets
+            .reserve(usize::from(plan.sockets_needed()));
+        self.punch.hard = Some(plan);
+        true
+    }
+
+    /// Starts the easy side's plan: probes over the peer's (hard) public IP from the host
+    /// socket of the same family, predicted ports first; whether it started.
+    fn start_easy_plan(
+        &mut self,
+        now: Instant,
+        cfg: PunchConfig,
+        their_ports: &[u16],
+        theirs: Option<SocketAddr>,
+    ) -> bool {
+        let Some(target) = theirs else { return false };
+        let from = self
+            .locals
+            .iter()
+            .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4() == target.is_ipv4());
+        let Some(from) = from.map(|c| c.base) else {
+            return false;
+        };
+        let predicted: Vec<u16> = match PortPredictor::new(their_ports) {
+            Ok(p) if matches!(p.allocation(), PortAllocation::Sequential { .. }) => {
+                // The peer's first checks to us go out while it still gathers, so the
+                // mapping towards us may sit in a gap between its observed ports (one
+                // server asked twice, via OTHER-ADDRESS, leaves such a gap): those first.
+                gap_ports(their_ports)
+                    .chain(p.predicted(cfg.predicted_ports))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let seed = self.rng.next_u64();
+        let Ok(plan) = EasySidePlan::new(cfg.easy, target.ip(), predicted, seed, now) else {
+            return false;
+        };
+        self.punch.easy = Some(plan);
+        self.punch.easy_from = Some(from);
+        true
     }
 
     /// The next punch probe due, started as a single-shot transaction.
@@ -137,8 +187,13 @@ impl Agent {
         {
             return None;
         }
-        let (local, to) = if let Some(plan) = self.punch.hard.as_mut() {
-            let probe = plan.poll_probe(now)?;
+        // Both halves run at once only in the blind fallback; the hard half goes first.
+        let hard = self
+            .punch
+            .hard
+            .as_mut()
+            .and_then(|plan| plan.poll_probe(now));
+        let (local, to) = if let Some(probe) = hard {
             (
                 *self.punch.sockets.get(usize::from(probe.socket_index))?,
                 probe.to,
@@ -201,3 +256,41 @@ pub(super) fn gap_ports(sorted: &[u16]) -> impl Iterator<Item = u16> + '_ {
 
 /// Gaps wider than this are not a sequential allocator's few intervening mappings.
 const MAX_GAP_PORTS: usize = 8;
+
+/// The sorted ports of the server-reflexive candidates on `ip` (all of them without one). A
+/// sequential allocator hands ports out in ascending order, which is what prediction needs,
+/// and answers (so candidates) can arrive out of order.
+fn srflx_ports(cands: &[Candidate], ip: Option<IpAddr>) -> Vec<u16> {
+    let mut ports: Vec<u16> = cands
+        .iter()
+        .filter(|c| c.kind == CandidateKind::ServerReflexive)
+        .filter(|c| ip.is_none_or(|ip| c.address.ip() == ip))
+        .map(|c| c.address.port())
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+/// The first server-reflexive candidate's address.
+fn first_srflx(cands: &[Candidate]) -> Option<SocketAddr> {
+    cands
+        .iter()
+        .find(|c| c.kind == CandidateKind::ServerReflexive)
+        .map(|c| c.address)
+}
+
+/// The address a peer is reached at: its first server-reflexive candidate, or without one its
+/// first IPv4 host candidate (no NAT). Punch sockets are IPv4, the family NATs are about.
+fn first_public(cands: &[Candidate]) -> Option<SocketAddr> {
+    first_srflx(cands).or_else(|| {
+        cands
+            .iter()
+            .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4())
+            .map(|c| c.address)
+    })
+}
+
+/// Whether the observed ports differ: an endpoint-dependent ("hard") mapping.
+fn varies(ports: &[u16]) -> bool {
+    ports.windows(2).any(|w| w[0] != w[1])
+}

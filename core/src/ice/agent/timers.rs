@@ -81,6 +81,9 @@ impl Agent {
             {
                 consider(since + cfg.delay, TimerReason::Punch);
             }
+            if let Some(at) = self.punch.blind_at {
+                consider(at, TimerReason::Punch);
+            }
         }
         if self.selected.is_none() && self.path.is_some() {
             consider(self.consent_at, TimerReason::Consent); // mid-restart: the old path's consent deadline
