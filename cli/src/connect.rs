@@ -134,9 +134,14 @@ failed QUIC handshake, a broken stream, more datagrams lost (a `failed` event fo
 after consent on the path is lost), or the signal server went away before a path; 2 bad usage
 (malformed addresses, the same file twice, ...).
 
+SIGUSR1 restarts ICE (RFC 8445 §9) without ending the session: new credentials and candidates go
+to the peer, which restarts too, and the old path carries data until a new one is selected. Use it
+after a network change. A path that loses consent restarts ICE by itself while signalling is open.
+
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
 key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
-path_changed, consent_lost, punching (blind hard-NAT punching started: one STUN server without
+path_changed, consent_lost, restart (ICE restarted: reason signal, peer or consent_lost),
+punching (blind hard-NAT punching started: one STUN server without
 RFC 5780 could not show which NAT is hard), signalling_closed, warning, failed, stream_closed
 (stream mode), closed (--datagram).")]
 pub struct Args {
@@ -536,7 +541,29 @@ async fn start(
     })?;
     // The host candidates are known now; later ones come as `candidate` events.
     common.report.gathered(endpoint.host_addrs().len());
-    Ok(Arc::new(endpoint.start(signalling, controlling)))
+    let conn = Arc::new(endpoint.start(signalling, controlling));
+    restart_on_sigusr1(&conn, common.report);
+    Ok(conn)
+}
+
+/// SIGUSR1 restarts ICE on `conn` (RFC 8445 §9): after a network change the user or a network
+/// manager hook can ask for new candidates without ending the session. The watcher holds only a
+/// weak reference and ends with the connection.
+fn restart_on_sigusr1(conn: &Arc<Connection>, report: Reporter) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        report.warning("cannot watch SIGUSR1; ICE restart by signal is off");
+        return;
+    };
+    let conn = Arc::downgrade(conn);
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            let Some(conn) = conn.upgrade() else { return };
+            if let Err(e) = conn.restart().await {
+                report.warning(&format!("ICE restart on SIGUSR1 failed: {e}"));
+            }
+        }
+    });
 }
 
 /// What one session has seen so far, changed by the connection's events.
@@ -590,6 +617,7 @@ impl Phase {
             ConnectionEvent::PathChanged(path) => report.path(false, &path),
             ConnectionEvent::ConsentLost(path) => report.consent_lost(&path),
             ConnectionEvent::BlindPunching { hard, easy } => report.blind_punching(hard, easy),
+            ConnectionEvent::Restarted(reason) => report.restarted(reason),
             ConnectionEvent::PeerFinished => self.ending.peer_eof = Some(Instant::now()),
             ConnectionEvent::SignallingClosed(error) => {
                 if !self.connected {

@@ -66,6 +66,7 @@ events! {
     PathChanged = "path_changed",
     ConsentLost = "consent_lost",
     Punching = "punching",
+    Restart = "restart",
     SignallingClosed = "signalling_closed",
     Warning = "warning",
     Closed = "closed",
@@ -265,6 +266,15 @@ pub struct Punching {
     pub hard: bool,
     /// Whether this side plays the easy half (probes over the peer's ports).
     pub easy: bool,
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: ICE restarted (RFC 8445 §9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Restart {
+    /// `signal` (SIGUSR1), `peer` (the peer restarted) or `consent_lost`.
+    pub reason: String,
     /// Since the start.
     pub elapsed_ms: u64,
 }
@@ -689,6 +699,11 @@ mod tests {
             elapsed_ms: 2000,
         };
         check(&punching, &["blind", "hard", "easy", "elapsed_ms"], s);
+        let restart = Restart {
+            reason: "signal".into(),
+            elapsed_ms: 3,
+        };
+        check(&restart, &["reason", "elapsed_ms"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);
         check(&Warning { reason: "x".into() }, &["reason"], s);
         let closed = Closed {

@@ -253,6 +253,75 @@ fn two_peers_connect_through_the_signal_server() {
 }
 
 #[test]
+fn sigusr1_restarts_ice_and_the_session_goes_on() {
+    // A network manager hook (or a user) sends SIGUSR1 after a network change: the side restarts
+    // ICE, the peer follows, both select a path again, and lines sent before and after arrive.
+    let (stun, stun_addr) = stun_server();
+    let (signal, signal_addr) = signal_server();
+    let (stun_s, signal_s) = (stun_addr.to_string(), signal_addr.to_string());
+    let spawn = |id: &str, peer: &str| {
+        Proc::spawn_with_stdin(
+            id,
+            holepunch().args([
+                "connect",
+                "--datagram",
+                "--signal",
+                &signal_s,
+                "--id",
+                id,
+                "--peer",
+                peer,
+                "--stun",
+                &stun_s,
+                "--json",
+                "--timeout",
+                "15",
+            ]),
+        )
+    };
+    let (mut a, mut a_in) = spawn("alice", "bob");
+    let (mut b, mut b_in) = spawn("bob", "alice");
+    a.wait_for_lines("\"event\":\"connected\"", 1, LIMIT);
+    b.wait_for_lines("\"event\":\"connected\"", 1, LIMIT);
+    a_in.write_all(b"before the restart\n").expect("write");
+    a.signal("USR1");
+    let a_restart = a
+        .wait_for_lines("\"event\":\"restart\"", 1, LIMIT)
+        .remove(0);
+    let b_restart = b
+        .wait_for_lines("\"event\":\"restart\"", 1, LIMIT)
+        .remove(0);
+    assert_eq!(
+        json_str(&a_restart, "reason").as_deref(),
+        Some("signal"),
+        "{a_restart}"
+    );
+    assert_eq!(
+        json_str(&b_restart, "reason").as_deref(),
+        Some("peer"),
+        "{b_restart}"
+    );
+    // A path on the new credentials, on both sides.
+    a.wait_for_lines("\"event\":\"path_changed\"", 1, LIMIT);
+    b.wait_for_lines("\"event\":\"path_changed\"", 1, LIMIT);
+    a_in.write_all(b"after the restart\n").expect("write");
+    b_in.write_all(b"hello from bob\n").expect("write");
+    drop((a_in, b_in));
+    for p in [&mut a, &mut b] {
+        let status = p.wait_exit(LIMIT);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "did not exit 0: {status:?}\n{}",
+            p.stderr_so_far()
+        );
+    }
+    let (a_out, b_out) = (a.stdout(), b.stdout());
+    assert_eq!(b_out, "before the restart\nafter the restart\n");
+    assert_eq!(a_out, "hello from bob\n");
+    drop((stun, signal));
+}
+
+#[test]
 fn two_peers_connect_through_offer_files() {
     let dir = TempDir::new("holepunch-connect-files");
     let a_file = dir.path().join("a.offer");

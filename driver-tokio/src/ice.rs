@@ -147,6 +147,10 @@ pub struct EndpointConfig {
     pub turn: Vec<TurnConfig>,
     /// Ask the default gateway for a port mapping (PCP, NAT-PMP) and signal it as a candidate.
     pub portmap: bool,
+    /// When the path loses consent while signalling is still open, restart ICE (RFC 8445 §9):
+    /// gather again and send new credentials and candidates, so a peer whose addresses all
+    /// changed (both sides moved networks) is found again. The peer restarts when it sees them.
+    pub restart_on_consent_loss: bool,
 }
 
 impl EndpointConfig {
@@ -159,6 +163,7 @@ impl EndpointConfig {
             recv_queue: 1024,
             turn: Vec::new(),
             portmap: false,
+            restart_on_consent_loss: true,
         }
     }
 
@@ -210,6 +215,18 @@ pub enum ConnectError {
     Closed,
 }
 
+/// Why ICE restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartReason {
+    /// [`Connection::restart`] was called.
+    Requested,
+    /// The peer restarted (it signalled a new ufrag).
+    PeerRestarted,
+    /// The path lost consent (see [`EndpointConfig::restart_on_consent_loss`]).
+    ConsentLost,
+}
+
 /// What a [`Connection`] reports.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -250,6 +267,9 @@ pub enum ConnectionEvent {
         /// Whether this side plays the easy half (probes over the peer's ports).
         easy: bool,
     },
+    /// ICE restarted (RFC 8445 §9): new credentials and candidates went to the peer, and
+    /// checks start over; the old path carries data until a new one is selected.
+    Restarted(RestartReason),
     /// A role conflict switched our role.
     RoleChanged {
         /// Whether we are controlling now.
@@ -379,6 +399,7 @@ impl Endpoint {
             turn_frames,
             portmap: self.config.portmap,
             portmapper: None,
+            restart_on_consent_loss: self.config.restart_on_consent_loss,
         };
         Connection {
             route: route_rx,
@@ -721,6 +742,8 @@ struct Driver<S> {
     turn_frames: mpsc::Receiver<TurnFrame>,
     /// Whether to start port mapping.
     portmap: bool,
+    /// [`EndpointConfig::restart_on_consent_loss`].
+    restart_on_consent_loss: bool,
     portmapper: Option<Portmapper>,
 }
 
@@ -831,7 +854,7 @@ impl<S: Signalling> Driver<S> {
                     let _ = ack.send(result);
                 }
                 Wake::Command(Some(Command::Restart(ack))) => {
-                    let result = self.restart(now_core).await;
+                    let result = self.restart(now_core, RestartReason::Requested).await;
                     let _ = ack.send(result);
                 }
                 // The connection was dropped: release the relay allocation (RFC 8656 §7.3)
@@ -861,7 +884,7 @@ impl<S: Signalling> Driver<S> {
             }
             if let Some(ufrag) = self.peer_restarted.take() {
                 // Lost lines are not fatal here: the old path goes on until consent says no.
-                let _ = self.restart(now_core).await;
+                let _ = self.restart(now_core, RestartReason::PeerRestarted).await;
                 self.remote_ufrag = Some(ufrag);
             }
             self.relays.handle_timeout(now_core, &mut self.agent);
@@ -967,6 +990,11 @@ impl<S: Signalling> Driver<S> {
                 self.route.send_replace(None);
                 self.give_up_at = self.deadline_from_now();
                 self.emit(ConnectionEvent::ConsentLost(p));
+                if self.restart_on_consent_loss && self.signalling_open {
+                    // Lost lines are not fatal: the search goes on until the timeout.
+                    let now = self.clock.now();
+                    let _ = self.restart(now, RestartReason::ConsentLost).await;
+                }
             }
             IceEvent::Failed if self.path.is_none() => return Err(ConnectError::NoPath),
             IceEvent::RoleChanged { controlling } => {
@@ -1249,8 +1277,13 @@ impl<S: Signalling> Driver<S> {
 
     /// Restarts the agent, forgets the peer's credentials and signals our new ones (our
     /// candidates follow as the agent re-reports them).
-    async fn restart(&mut self, now: holepunch_core::Instant) -> io::Result<()> {
+    async fn restart(
+        &mut self,
+        now: holepunch_core::Instant,
+        reason: RestartReason,
+    ) -> io::Result<()> {
         self.agent.restart(now);
+        self.emit(ConnectionEvent::Restarted(reason));
         self.remote_ufrag = None;
         self.remote_pwd = None;
         self.remote_credentials_set = false;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use holepunch_core::ice::agent::PathInfo;
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
+use holepunch_tokio::ice::RestartReason;
 use holepunch_tokio::quic_identity::Fingerprint;
 
 use super::tally::Counts;
@@ -171,6 +172,22 @@ impl Reporter {
             "path {} -> {} stopped answering; looking for another",
             p.local, p.remote
         );
+        self.emit(&event, &human);
+    }
+
+    /// ICE restarted: new credentials and candidates went to the peer.
+    pub fn restarted(&self, reason: RestartReason) {
+        let (name, why) = match reason {
+            RestartReason::Requested => ("signal", "on SIGUSR1"),
+            RestartReason::PeerRestarted => ("peer", "because the peer restarted"),
+            RestartReason::ConsentLost => ("consent_lost", "because the path lost consent"),
+            _ => ("other", "for another reason"),
+        };
+        let event = json::Restart {
+            reason: name.into(),
+            elapsed_ms: self.elapsed_ms(),
+        };
+        let human = format!("ICE restart {why}: gathering again, new candidates sent to the peer");
         self.emit(&event, &human);
     }
 

@@ -365,6 +365,7 @@ fn ice_event(
         Some(ConnectionEvent::PathChanged(p)) => report.path(false, &p),
         Some(ConnectionEvent::ConsentLost(p)) => report.consent_lost(&p),
         Some(ConnectionEvent::BlindPunching { hard, easy }) => report.blind_punching(hard, easy),
+        Some(ConnectionEvent::Restarted(reason)) => report.restarted(reason),
         Some(ConnectionEvent::SignallingClosed(e)) => report.signalling_closed(e.as_ref()),
         Some(ConnectionEvent::Failed(ConnectError::TimedOut(_))) => {
             return Some(report.failed(&no_path_within(common.args.link.timeout)));

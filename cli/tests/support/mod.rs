@@ -75,8 +75,20 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr piped.
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        Self::spawn_with(name, cmd.stdin(Stdio::null()))
+    }
+
+    /// [`spawn`](Self::spawn) with stdin piped: the process reads what is written to the
+    /// returned handle, and sees EOF when it is dropped.
+    #[allow(dead_code)] // Not every test binary that shares this module writes to stdin.
+    pub fn spawn_with_stdin(name: &str, cmd: &mut Command) -> (Proc, std::process::ChildStdin) {
+        let mut p = Self::spawn_with(name, cmd.stdin(Stdio::piped()));
+        let stdin = p.child.stdin.take().expect("piped stdin");
+        (p, stdin)
+    }
+
+    fn spawn_with(name: &str, cmd: &mut Command) -> Proc {
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
