@@ -5,6 +5,16 @@
 //! arrives, so NAT state is consulted at the right virtual time: simultaneous-open races come out
 //! as they would on a real network. Everything is deterministic for a seed.
 //!
+//! # Trees of sites
+//!
+//! A site's outermost router may sit on another site's LAN instead of the internet
+//! ([`Site::behind`]): two homes under one carrier NAT are two sites behind a third whose hosts
+//! are the home routers' public (100.64/10) addresses. A datagram leaving a nested site goes on
+//! through its parent's routers; one arriving at a nested site's router address goes on in
+//! through that site's routers, after that site's latency. Hosts of one LAN (or a LAN and the
+//! routers of the sites nested on it) reach each other directly, in [`LAN_LATENCY`], with no
+//! router involved.
+//!
 //! # IPv6
 //!
 //! A site may be dual-stack: its [`Site::hosts`] may hold IPv6 addresses next to the IPv4 ones.
@@ -44,7 +54,13 @@ pub struct Site {
     pub latency: Duration,
     /// Probability (0..=1000 per mille) that a datagram entering or leaving is lost.
     pub loss_per_mille: u32,
+    /// The site on whose LAN this site's outermost router sits (its public IP is one of that
+    /// site's hosts); `None`: it faces the internet.
+    pub behind: Option<usize>,
 }
+
+/// One-way latency between two hosts of one LAN.
+pub const LAN_LATENCY: Duration = Duration::from_millis(1);
 
 /// A datagram handed to a host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,8 +86,10 @@ struct InFlight {
     src: SocketAddr,
     /// Destination as addressed (a public address, or a site-local one for hairpins).
     dst: SocketAddr,
-    /// For a hairpinned datagram: the site and chain depth it re-enters at.
-    hairpin: Option<(usize, usize)>,
+    /// Where it enters a site on arrival: the site and the chain depth it goes in through (-1:
+    /// on the site's LAN, no router), for hairpinned, LAN and nested-site datagrams; `None`
+    /// for datagrams crossing the internet.
+    enter: Option<(usize, isize)>,
     bytes: Vec<u8>,
     /// A stream frame (see [`Network::send_stream`]).
     stream: bool,
@@ -128,7 +146,7 @@ impl Network {
                 seq: self.seq,
                 src,
                 dst,
-                hairpin: None,
+                enter: None,
                 bytes: bytes.to_vec(),
                 stream: false,
             };
@@ -144,8 +162,21 @@ impl Network {
         }
         let mut src = src;
         let mut latency = Duration::ZERO;
-        let mut hairpin = None;
-        if let Some(si) = self.site_of_host(src.ip()) {
+        let mut enter = None;
+        let mut site = self.site_of_host(src.ip());
+        if site.is_none() {
+            match self.public_latency(src.ip()) {
+                Some(l) => latency += l,
+                None => return self.drop_one(),
+            }
+        }
+        // Out through the sender's site and, for a nested site, the sites around it.
+        'out: while let Some(si) = site {
+            if self.on_lan(si, dst.ip()) {
+                latency += LAN_LATENCY;
+                enter = Some((si, -1));
+                break;
+            }
             latency += self.sites[si].latency;
             if self.lost(si) {
                 return self.drop_one();
@@ -161,16 +192,13 @@ impl Network {
                     if !nat.config.hairpin {
                         return self.drop_one();
                     }
-                    hairpin = Some((si, depth));
-                    break;
+                    enter = Some((si, depth as isize));
+                    break 'out;
                 }
             }
-        } else if let Some(l) = self.public_latency(src.ip()) {
-            latency += l;
-        } else {
-            return self.drop_one();
+            site = self.sites[si].behind;
         }
-        if hairpin.is_none() {
+        if enter.is_none() {
             match self.site_of_public(dst.ip()).map(|s| self.sites[s].latency) {
                 Some(l) => latency += l,
                 None => match self.public_latency(dst.ip()) {
@@ -179,7 +207,23 @@ impl Network {
                 },
             }
         }
-        self.launch(now, latency, src, dst, hairpin, bytes);
+        self.launch(now, latency, src, dst, enter, bytes);
+    }
+
+    /// Whether `ip` is on site `si`'s innermost LAN: one of its hosts, or the router address of
+    /// a site nested on it.
+    fn on_lan(&self, si: usize, ip: IpAddr) -> bool {
+        ip.is_ipv4() && (self.sites[si].hosts.contains(&ip) || self.nested_at(si, ip).is_some())
+    }
+
+    /// The site nested on site `si`'s LAN whose outermost router has address `ip`.
+    fn nested_at(&self, si: usize, ip: IpAddr) -> Option<usize> {
+        self.sites.iter().position(|s| {
+            s.behind == Some(si)
+                && s.chain
+                    .last()
+                    .is_some_and(|n| IpAddr::V4(n.public_ip) == ip)
+        })
     }
 
     /// Sends one frame over a stream (TCP) between a site's host and a public host, either way.
@@ -204,7 +248,7 @@ impl Network {
             seq: self.seq,
             src,
             dst,
-            hairpin: None,
+            enter: None,
             bytes: bytes.to_vec(),
             stream: true,
         };
@@ -218,7 +262,7 @@ impl Network {
         mut latency: Duration,
         src: SocketAddr,
         dst: SocketAddr,
-        hairpin: Option<(usize, usize)>,
+        enter: Option<(usize, isize)>,
         bytes: &[u8],
     ) {
         if !self.jitter.is_zero() {
@@ -233,7 +277,7 @@ impl Network {
             seq: self.seq,
             src,
             dst,
-            hairpin,
+            enter,
             bytes: bytes.to_vec(),
             stream: false,
         };
@@ -292,7 +336,7 @@ impl Network {
 
     fn arrive(&mut self, f: InFlight) -> Option<Delivery> {
         let at = f.at;
-        if f.stream || (f.hairpin.is_none() && f.src.ip() == f.dst.ip()) {
+        if f.stream || (f.enter.is_none() && f.src.ip() == f.dst.ip()) {
             // Sent by a host to itself (see `send`): no router involved.
             return Some(Delivery {
                 at,
@@ -305,8 +349,8 @@ impl Network {
         if f.dst.is_ipv6() {
             return self.arrive_v6(f);
         }
-        let (si, start) = match f.hairpin {
-            Some((si, depth)) => (si, depth as isize),
+        let (si, start) = match f.enter {
+            Some(entry) => entry,
             None => {
                 if self.public_latency(f.dst.ip()).is_some() {
                     return Some(Delivery {
@@ -340,6 +384,21 @@ impl Network {
                 }
             }
             depth -= 1;
+        }
+        if let Some(child) = self.nested_at(si, dst.ip()) {
+            // At a nested site's router: in through that site, after its latency.
+            self.seq += 1;
+            let inner = InFlight {
+                at: at + self.sites[child].latency,
+                seq: self.seq,
+                src: f.src,
+                dst,
+                enter: Some((child, self.sites[child].chain.len() as isize - 1)),
+                bytes: f.bytes,
+                stream: false,
+            };
+            self.queue.push(Reverse(inner));
+            return None;
         }
         Some(Delivery {
             at,
@@ -393,11 +452,14 @@ impl Network {
         self.sites.iter().position(|s| s.hosts.contains(&ip))
     }
 
+    /// The site facing the internet at `ip` (nested sites' router addresses are not on the
+    /// internet).
     fn site_of_public(&self, ip: IpAddr) -> Option<usize> {
         self.sites.iter().position(|s| {
-            s.chain
-                .last()
-                .is_some_and(|n| IpAddr::V4(n.public_ip) == ip)
+            s.behind.is_none()
+                && s.chain
+                    .last()
+                    .is_some_and(|n| IpAddr::V4(n.public_ip) == ip)
         })
     }
 
@@ -435,6 +497,7 @@ mod tests {
             v6_router: Some(Nat::new(NatConfig::of_kind(v6), Ipv4Addr::UNSPECIFIED, 2)),
             latency: Duration::from_millis(10),
             loss_per_mille: 0,
+            behind: None,
         });
         net.add_public_host(a("[2001:db8:5::3]:0").ip(), Duration::from_millis(5));
         net

@@ -25,8 +25,8 @@ use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
 
-use super::nat::Kind;
-use super::network::{Network, Site};
+use super::nat::{Allocation, Filtering, Kind, Mapping, Nat, NatConfig};
+use super::network::{LAN_LATENCY, Network, Site};
 use super::profile::{Profile, V6Policy};
 use super::relay::{RELAY_PASSWORD, RELAY_USER, RelayStats, SimRelay};
 
@@ -111,6 +111,25 @@ pub struct PairConfig {
     /// router (a CGNAT home gateway's mapping would sit behind the carrier's NAT). Default
     /// `[false, false]`.
     pub port_mapped: [bool; 2],
+    /// How the two sites relate; [`Topology::Separate`] by default.
+    pub topology: Topology,
+}
+
+/// How the two peers' networks relate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Topology {
+    /// Each behind its own routers, on the internet (the matrix).
+    #[default]
+    Separate,
+    /// Both hosts on one LAN behind A's profile (B's is unused); the routers do not hairpin.
+    SameLan,
+    /// Two homes (A's and B's profile, their routers on 100.64.0.2 and .3) under one carrier
+    /// NAT (endpoint-independent mapping, address- and port-dependent filtering, random ports,
+    /// public 198.51.100.30) that hairpins or not.
+    SameCarrier {
+        /// Whether the carrier NAT hairpins.
+        hairpin: bool,
+    },
 }
 
 /// A relay on the simulated internet: its listening address and one-way latency to the core.
@@ -121,6 +140,13 @@ pub struct RelaySpot {
     /// One-way latency between it and the internet core.
     pub latency: Duration,
 }
+
+/// A's home router's address on the carrier's network ([`Topology::SameCarrier`]).
+pub const CARRIER_HOME_A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+/// B's home router's address on the carrier's network.
+pub const CARRIER_HOME_B: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);
+/// The carrier NAT's public address.
+pub const CARRIER_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
 
 /// The external port a granted port mapping gets on the gateway.
 pub const PORT_MAPPED_PORT: u16 = 7100;
@@ -145,6 +171,7 @@ impl PairConfig {
             relay: true,
             relay_spots: None,
             port_mapped: [false, false],
+            topology: Topology::Separate,
         }
     }
 
@@ -261,18 +288,42 @@ fn signal_delay(config: &PairConfig, from: usize) -> Duration {
 pub fn run_pair(config: &PairConfig) -> PairOutcome {
     let mut net = Network::new(config.seed);
     net.jitter = config.jitter;
+    let (public_a, public_b) = match config.topology {
+        Topology::SameCarrier { .. } => (CARRIER_HOME_A, CARRIER_HOME_B),
+        _ => (
+            Ipv4Addr::new(198, 51, 100, 10),
+            Ipv4Addr::new(198, 51, 100, 20),
+        ),
+    };
     let (mut site_a, host_a) = config.a.site(
-        Ipv4Addr::new(198, 51, 100, 10),
+        public_a,
         Ipv4Addr::new(192, 168, 1, 2),
         config.site_latency,
         config.seed ^ 0xa,
     );
     let (mut site_b, host_b) = config.b.site(
-        Ipv4Addr::new(198, 51, 100, 20),
+        public_b,
         Ipv4Addr::new(192, 168, 2, 2),
         config.site_latency,
         config.seed ^ 0xb,
     );
+    // Only one latency per side to the core: a nested home gets a LAN hop's worth.
+    let host_b = match config.topology {
+        Topology::Separate => host_b,
+        Topology::SameLan => {
+            let second = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 3));
+            site_a.hosts.push(second);
+            second
+        }
+        Topology::SameCarrier { .. } => {
+            site_a.latency = LAN_LATENCY;
+            site_b.latency = LAN_LATENCY;
+            // Sites 0 and 1 are the homes, 2 the carrier (added below).
+            site_a.behind = Some(2);
+            site_b.behind = Some(2);
+            host_b
+        }
+    };
     site_a.loss_per_mille = config.loss_per_mille;
     site_b.loss_per_mille = config.loss_per_mille;
     let mapped = [
@@ -285,7 +336,33 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     let host_v6_b =
         v6.b.map(|p| p.attach(&mut site_b, host_v6(true), config.seed ^ 0x6b));
     net.add_site(site_a);
-    net.add_site(site_b);
+    match config.topology {
+        Topology::Separate => {
+            net.add_site(site_b);
+        }
+        // B's host is on A's LAN; its own site stays empty so indices are as usual.
+        Topology::SameLan => {
+            site_b.hosts.clear();
+            net.add_site(site_b);
+        }
+        Topology::SameCarrier { hairpin } => {
+            net.add_site(site_b);
+            let mut config_nat = NatConfig::nat(
+                Mapping::EndpointIndependent,
+                Filtering::AddressAndPortDependent,
+                Allocation::Random,
+            );
+            config_nat.hairpin = hairpin;
+            net.add_site(Site {
+                hosts: vec![IpAddr::V4(CARRIER_HOME_A), IpAddr::V4(CARRIER_HOME_B)],
+                chain: vec![Nat::new(config_nat, CARRIER_PUBLIC, config.seed ^ 0xc)],
+                v6_router: None,
+                latency: config.site_latency,
+                loss_per_mille: config.loss_per_mille,
+                behind: None,
+            });
+        }
+    }
     let primary: SocketAddr = STUN_PRIMARY.parse().expect("constant");
     let alternate: SocketAddr = STUN_ALTERNATE.parse().expect("constant");
     net.add_public_host(primary.ip(), Duration::from_millis(5));

@@ -158,6 +158,7 @@ impl Profile {
             v6_router: None,
             latency,
             loss_per_mille: 0,
+            behind: None,
         };
         (site, IpAddr::V4(host))
     }
