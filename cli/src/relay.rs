@@ -91,9 +91,11 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    // Two workers: relayed sockets' readers and TCP connections run beside the server task.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the relayed sockets' readers, the TCP and TLS connections and the server
+    // task hand each other every packet, and across threads each hand-off cost a wake-up
+    // (futex, context switch) that dominated the profile (relay_load bench: 0.62x coturn's
+    // packets/s on two workers).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -400,15 +400,30 @@ impl Relay {
     }
 }
 
+thread_local! {
+    /// One receive buffer per thread for every relayed socket's reader: a buffer each would
+    /// cost 64 KiB per allocation (most of the relay's memory per allocation).
+    static RELAYED_BUF: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; MAX_FRAME_LEN]);
+}
+
 async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, inbox: mpsc::Sender<Inbound>) {
-    let mut buf = vec![0u8; MAX_FRAME_LEN];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        // No await while the shared buffer is borrowed.
+        let got = RELAYED_BUF.with_borrow_mut(|buf| {
+            socket
+                .try_recv_from(buf)
+                .map(|(n, from)| (from, buf[..n].to_vec()))
+        });
+        match got {
+            Ok((from, data)) => {
                 let msg = Inbound::Peer {
                     relayed,
                     from,
-                    data: buf[..n].to_vec(),
+                    data,
                 };
                 if inbox.send(msg).await.is_err() {
                     return;
