@@ -213,7 +213,7 @@ struct Tally {
 }
 
 /// Closed loop on `path` for `run`: `window` in flight, `payload` bytes each.
-fn drive(mut path: Path, window: usize, payload: usize, run: Duration, epoch: Instant) -> Tally {
+fn drive(path: &mut Path, window: usize, payload: usize, run: Duration, epoch: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut in_flight: HashMap<u64, Instant> = HashMap::with_capacity(window * 2);
     let mut data = vec![0u8; payload.max(16)];
@@ -284,7 +284,7 @@ fn direct_latency(cfg: &Config) -> (u64, u64) {
         .unwrap();
     let run = Duration::from_secs(cfg.secs.div_ceil(2).max(1));
     let mut t = drive(
-        Path::Direct { socket, peer },
+        &mut Path::Direct { socket, peer },
         1,
         cfg.payload,
         run,
@@ -302,16 +302,13 @@ fn measure(pid: u32, server: SocketAddr, cfg: &Config) -> Figures {
     let mut turn = Turn::allocate(server, 1);
     turn.bind(peer);
     let run = Duration::from_secs(cfg.secs.div_ceil(2).max(1));
-    let mut lat = drive(
-        Path::Relayed {
-            turn: Box::new(turn),
-            peer,
-        },
-        1,
-        cfg.payload,
-        run,
-        Instant::now(),
-    );
+    // Every socket is kept until the end: a closed one's port, given to a later socket, would
+    // meet its still-live allocation (437 Allocation Mismatch).
+    let mut lat_path = Path::Relayed {
+        turn: Box::new(turn),
+        peer,
+    };
+    let mut lat = drive(&mut lat_path, 1, cfg.payload, run, Instant::now());
     lat.rtts_us.sort_unstable();
 
     // Throughput: FLOWS allocations in parallel.
@@ -332,10 +329,15 @@ fn measure(pid: u32, server: SocketAddr, cfg: &Config) -> Figures {
         .into_iter()
         .map(|p| {
             let (window, payload) = (cfg.window, cfg.payload);
-            std::thread::spawn(move || drive(p, window, payload, run, Instant::now()))
+            std::thread::spawn(move || {
+                let mut p = p;
+                let t = drive(&mut p, window, payload, run, Instant::now());
+                (p, t)
+            })
         })
         .collect();
-    let tallies: Vec<Tally> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let (paths, tallies): (Vec<Path>, Vec<Tally>) =
+        handles.into_iter().map(|h| h.join().unwrap()).unzip();
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_time(pid) - cpu_before).as_secs_f64();
     let echoed: u64 = tallies.iter().map(|t| t.rtts_us.len() as u64).sum();
@@ -351,7 +353,7 @@ fn measure(pid: u32, server: SocketAddr, cfg: &Config) -> Figures {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(pid);
-    drop(kept);
+    drop((kept, paths, lat_path));
     stop.store(true, Ordering::Relaxed);
 
     Figures {
@@ -378,10 +380,15 @@ fn print(name: &str, f: &Figures, direct: (u64, u64)) {
     );
 }
 
-/// Kills a child started here (by its own handle) and reaps it.
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// A server started here: killed (by its own handle) and reaped when dropped, a panic
+/// included, so a failed run leaves no server behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits (bounded) until a TURN server answers an Allocate.
@@ -391,7 +398,9 @@ fn wait_ready(server: SocketAddr) {
         let ok = std::panic::catch_unwind(|| {
             let mut t = Turn::allocate(server, 7);
             let now = t.now();
+            // Released, so a later socket that gets this port is not a 437 mismatch.
             t.client.close(now);
+            t.pump_until(|e| matches!(e, ClientEvent::Deallocated));
         });
         if ok.is_ok() {
             return;
@@ -423,18 +432,20 @@ fn main() {
     let bin =
         std::env::var("RELAY_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_holepunch").into());
     let quota = (cfg.allocs + cfg.flows + 16).to_string();
-    let child = Command::new(bin)
-        .args(["relay", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--relay-ip", "127.0.0.1", "--allow-peer", "127.0.0.0/8"])
-        .args(["--user", &format!("{USER}:{PASS}"), "--realm", "bench"])
-        .args(["--user-quota", &quota, "--max-allocations", &quota])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Server(
+        Command::new(bin)
+            .args(["relay", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--relay-ip", "127.0.0.1", "--allow-peer", "127.0.0.0/8"])
+            .args(["--user", &format!("{USER}:{PASS}"), "--realm", "bench"])
+            .args(["--user-quota", &quota, "--max-allocations", &quota])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(server);
-    let ours = measure(child.id(), server, &cfg);
-    stop(child);
+    let ours = measure(child.0.id(), server, &cfg);
+    drop(child);
     print("holepunch relay", &ours, direct);
 
     let dir: PathBuf =
@@ -467,10 +478,11 @@ fn main() {
         .spawn();
     match coturn {
         Ok(child) => {
+            let child = Server(child);
             let server = SocketAddr::from(([127, 0, 0, 1], port));
             wait_ready(server);
-            let theirs = measure(child.id(), server, &cfg);
-            stop(child);
+            let theirs = measure(child.0.id(), server, &cfg);
+            drop(child);
             print("coturn turnserver", &theirs, direct);
             println!(
                 "ratio vs coturn: {:.2}x relayed pkt/s, {:.2}x CPU per packet, p50 added latency {} vs {} µs, {:.2}x memory per allocation",
