@@ -56,6 +56,7 @@ use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTranspor
 use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig};
 use holepunch_tokio::quic_identity::{Fingerprint, FingerprintError, Identity};
 use holepunch_tokio::signal::{MAX_NAME, SignalClient, is_valid_name};
+use holepunch_tokio::turn_tls::TurnTrust;
 use holepunch_tokio::{OfferFiles, Signalling};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -201,9 +202,15 @@ pub struct Link {
     pub stun: Vec<Target>,
     /// TURN relay (repeatable, at most 8): its relayed address becomes a candidate, used when
     /// no direct path works within 3 s; a direct path found later takes over. Over UDP, or
-    /// over TCP with `?transport=tcp` (for networks that block UDP).
-    #[arg(long = "turn", value_name = "USER:PASS@ADDR[?transport=tcp]", value_parser = parse_turn)]
+    /// over TCP with `?transport=tcp` or TLS with `?transport=tls` (for networks that block
+    /// UDP). Over TLS the relay's certificate must be valid for HOST (a name, or an IP in its
+    /// IP SANs) and chain to a system root or a --turn-ca.
+    #[arg(long = "turn", value_name = "USER:PASS@HOST:PORT[?transport=udp|tcp|tls]", value_parser = parse_turn)]
     pub turn: Vec<TurnServer>,
+    /// Also trust the CA certificates in this PEM file for TURN relays over TLS (a self-hosted
+    /// relay's private CA; repeatable).
+    #[arg(long = "turn-ca", value_name = "PEM")]
+    pub turn_ca: Vec<PathBuf>,
     /// Do not ask the gateway for a port mapping. By default connect asks it (PCP, then
     /// NAT-PMP) to map its socket, signals the mapped address as a candidate (a peer reaches it
     /// even behind a symmetric NAT here), and deletes the mapping at exit.
@@ -251,8 +258,21 @@ pub struct TurnServer {
     pub password: String,
     /// The relay, HOST:PORT.
     pub server: String,
-    /// `?transport=tcp`.
-    pub tcp: bool,
+    /// `?transport=`: UDP unless told.
+    pub transport: TurnTransport,
+}
+
+impl TurnServer {
+    /// HOST, without an IPv6 literal's brackets: the name a TLS certificate is checked for.
+    pub fn host(&self) -> &str {
+        let host = self
+            .server
+            .rsplit_once(':')
+            .map_or(&*self.server, |(h, _)| h);
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
 }
 
 /// Connects and copies data; the exit status follows cli.md.
@@ -336,8 +356,10 @@ struct Common<'a> {
     args: &'a Args,
     report: Reporter,
     stun: Vec<SocketAddr>,
-    /// TURN servers (UDP) to allocate relayed candidates on.
+    /// TURN servers to allocate relayed candidates on.
     turn: Vec<TurnConfig>,
+    /// The CAs TURN servers over TLS are verified against.
+    turn_trust: TurnTrust,
     /// Our agent's seed: a restarted session keeps our credentials.
     seed: u64,
     tally: Arc<Tally>,
@@ -360,17 +382,16 @@ async fn session(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
             Ok(addr) => addr,
             Err(reason) => return report.failed(&reason),
         };
-        let transport = if server.tcp {
-            TurnTransport::Tcp
-        } else {
-            TurnTransport::Udp
-        };
-        turn.push(TurnConfig::new(
-            addr,
-            transport,
-            &server.user,
-            &server.password,
-        ));
+        let mut config = TurnConfig::new(addr, server.transport, &server.user, &server.password);
+        config.tls_name = Some(server.host().to_string());
+        turn.push(config);
+    }
+    let mut turn_trust = TurnTrust::system();
+    for path in &args.link.turn_ca {
+        match holepunch_tokio::turn_tls::load_certs(path) {
+            Ok(cas) => turn_trust.extra_cas.extend(cas),
+            Err(e) => return report.failed(&format!("--turn-ca: {e}")),
+        }
     }
     let mut stun = Vec::with_capacity(args.link.stun.len());
     for server in &args.link.stun {
@@ -396,6 +417,7 @@ async fn session(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
         report,
         stun,
         turn,
+        turn_trust,
         seed: holepunch_tokio::os_seed(),
         tally: Arc::new(Tally::default()),
         peer: String::new(),
@@ -521,6 +543,7 @@ async fn start(
     let mut config = EndpointConfig::aggressive()
         .with_stun_servers(common.stun.clone())
         .with_turn_servers(common.turn.clone());
+    config.turn_trust = common.turn_trust.clone();
     config.portmap = !common.args.link.no_portmap;
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
@@ -600,7 +623,7 @@ impl Phase {
             }
             ConnectionEvent::RelayUnreachable { server, error } => {
                 report.warning(&format!(
-                    "TURN relay {server} over TCP: {error}; the relay is not used"
+                    "TURN relay {server} over TCP or TLS: {error}; the relay is not used"
                 ));
             }
             ConnectionEvent::Checking => report.checking(),
@@ -881,19 +904,20 @@ fn pump_stdin(
 
 /// `--turn USER:PASS@HOST:PORT[?transport=tcp|udp]`.
 fn parse_turn(s: &str) -> Result<TurnServer, String> {
-    let shape = "expected USER:PASS@HOST:PORT[?transport=tcp]";
+    let shape = "expected USER:PASS@HOST:PORT[?transport=udp|tcp|tls]";
     let (credentials, rest) = s.rsplit_once('@').ok_or(shape)?;
     let (user, password) = credentials.split_once(':').ok_or(shape)?;
     let (server, query) = match rest.split_once('?') {
         Some((server, query)) => (server, Some(query)),
         None => (rest, None),
     };
-    let tcp = match query {
-        None | Some("transport=udp") => false,
-        Some("transport=tcp") => true,
+    let transport = match query {
+        None | Some("transport=udp") => TurnTransport::Udp,
+        Some("transport=tcp") => TurnTransport::Tcp,
+        Some("transport=tls") => TurnTransport::Tls,
         Some(other) => {
             return Err(format!(
-                "unknown TURN option {other:?} (transport=tcp or transport=udp)"
+                "unknown TURN option {other:?} (transport=udp, transport=tcp or transport=tls)"
             ));
         }
     };
@@ -907,7 +931,7 @@ fn parse_turn(s: &str) -> Result<TurnServer, String> {
         user: user.into(),
         password: password.into(),
         server: server.into(),
-        tcp,
+        transport,
     })
 }
 
@@ -924,10 +948,16 @@ mod tests {
                 user: "user".into(),
                 password: "p@ss".into(),
                 server: "relay.example:3478".into(),
-                tcp: true,
+                transport: TurnTransport::Tcp,
             }
         );
-        assert!(!parse_turn("u:p@1.2.3.4:3478").expect("valid").tcp);
+        let udp = parse_turn("u:p@1.2.3.4:3478").expect("valid");
+        assert_eq!(udp.transport, TurnTransport::Udp);
+        assert_eq!(udp.host(), "1.2.3.4");
+        let tls = parse_turn("u:p@[::1]:5349?transport=tls").expect("valid");
+        assert_eq!(tls.transport, TurnTransport::Tls);
+        assert_eq!(tls.host(), "::1");
+        assert_eq!(t.host(), "relay.example");
         for bad in [
             "1.2.3.4:3478",
             "u@1.2.3.4:3478",

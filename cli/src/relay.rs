@@ -1,11 +1,13 @@
-//! `holepunch relay`: a TURN server (RFC 8656) over UDP and TCP on one port, until SIGINT or
-//! SIGTERM.
+//! `holepunch relay`: a TURN server (RFC 8656) over UDP and TCP on one port, and TLS on
+//! another with `--tls-listen`, until SIGINT or SIGTERM.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use holepunch_core::turn::{Cidr, ServerConfig};
-use holepunch_tokio::relay::{HEALTH_INTERVAL, RelayConfig, serve_relay};
+use holepunch_tokio::relay::{HEALTH_INTERVAL, RelayConfig, RelayTls, serve_relay};
+use holepunch_tokio::turn_tls;
 
 use crate::signal::StopSignals;
 use crate::{EXIT_FAILED, EXIT_USAGE};
@@ -16,7 +18,9 @@ use crate::{EXIT_FAILED, EXIT_USAGE};
 Peers on loopback, private (RFC 1918), link-local, CGNAT (100.64/10), multicast and the relay's
 own addresses are refused by default; --allow-peer opens a range (for tests on one machine:
 --allow-peer 127.0.0.0/8). Clients authenticate with long-term credentials: --user, or TURN REST
-credentials (username EXPIRY:USER, password base64(HMAC-SHA1(SECRET, username))) with --secret.")]
+credentials (username EXPIRY:USER, password base64(HMAC-SHA1(SECRET, username))) with --secret.
+TURN over TLS (turns:, what clients behind UDP-blocking firewalls use, often on port 443): give
+--tls-listen with --cert and --key PEM files; TLS 1.2 and 1.3, framed as over TCP.")]
 pub struct Args {
     /// UDP and TCP address to listen on, IP:PORT (3478 is the standard port).
     #[arg(long, value_name = "ADDR")]
@@ -46,6 +50,25 @@ pub struct Args {
     /// Per-allocation bandwidth cap in bytes per second (0: unlimited).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     bandwidth: u64,
+    /// TLS address to listen on too, IP:PORT (5349 is the standard port; 443 passes most
+    /// firewalls). Needs --cert and --key.
+    #[arg(long, value_name = "ADDR", requires_all = ["cert", "key"])]
+    tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain, PEM (leaf first).
+    #[arg(long, value_name = "PEM", requires = "tls_listen")]
+    cert: Option<PathBuf>,
+    /// The TLS certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_listen")]
+    key: Option<PathBuf>,
+}
+
+/// Reads --cert and --key into the TLS listener's configuration.
+fn tls_config(listen: SocketAddr, cert: &Path, key: &Path) -> Result<RelayTls, String> {
+    let chain = turn_tls::load_certs(cert).map_err(|e| format!("--cert: {e}"))?;
+    let key = turn_tls::load_key(key).map_err(|e| format!("--key: {e}"))?;
+    let config = turn_tls::server_config(chain, key)
+        .map_err(|e| format!("--cert and --key do not make a TLS identity: {e}"))?;
+    Ok(RelayTls { listen, config })
 }
 
 fn parse_user(s: &str) -> Result<(String, String), String> {
@@ -68,9 +91,11 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    // Two workers: relayed sockets' readers and TCP connections run beside the server task.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the relayed sockets' readers, the TCP and TLS connections and the server
+    // task hand each other every packet, and across threads each hand-off cost a wake-up
+    // (futex, context switch) that dominated the profile (relay_load bench: 0.62x coturn's
+    // packets/s on two workers).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -98,7 +123,17 @@ async fn serve(args: &Args) -> ExitCode {
     config.max_allocations_per_user = args.user_quota;
     config.max_allocations = args.max_allocations;
     config.bandwidth_bytes_per_sec = args.bandwidth;
-    let relay = match serve_relay(RelayConfig::new(args.listen, args.relay_ip, config)).await {
+    let mut relay_config = RelayConfig::new(args.listen, args.relay_ip, config);
+    if let (Some(listen), Some(cert), Some(key)) = (args.tls_listen, &args.cert, &args.key) {
+        match tls_config(listen, cert, key) {
+            Ok(tls) => relay_config.tls = Some(tls),
+            Err(reason) => {
+                eprintln!("holepunch relay: {reason}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+    let relay = match serve_relay(relay_config).await {
         Ok(relay) => relay,
         Err(e) => {
             eprintln!("holepunch relay: cannot listen on {}: {e}", args.listen);
@@ -111,6 +146,9 @@ async fn serve(args: &Args) -> ExitCode {
         args.relay_ip,
         args.realm
     );
+    if let Some(addr) = relay.tls_addr() {
+        eprintln!("relay: listening on tls {addr}");
+    }
     for cidr in &args.allow_peers {
         eprintln!("relay: peers in {cidr} allowed despite the default deny list");
     }

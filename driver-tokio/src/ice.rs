@@ -57,8 +57,9 @@
 //! # Relays
 //!
 //! With [`EndpointConfig::turn`], the session allocates on each TURN server before gathering
-//! ends (over UDP from the first host socket of the server's family, or over a TCP connection
-//! for a server configured with TCP transport, for networks that block UDP), and signals the
+//! ends (over UDP from the first host socket of the server's family, or over a TCP or TLS
+//! connection for a server configured with that transport, for networks that block UDP; TLS
+//! verifies the server against [`EndpointConfig::turn_trust`]), and signals the
 //! relayed addresses as candidates ([`holepunch_core::ice::relay::Relays`] does the protocol). A relayed
 //! pair is used only when no direct one works within the agent's `relay_hold`, and a direct path
 //! that starts working later replaces it. On a relayed path, [`Connection::send`] hands the
@@ -96,13 +97,14 @@ use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::netcheck::local_ip_towards;
 use holepunch_std::portmap::{PortmapOptions, default_gateway, run_portmap};
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
-use tokio::io::{AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::frames::FrameReader;
 use crate::signalling::{EOF_LINE, Signalling};
+use crate::turn_tls::{self, TurnTrust};
 use crate::{Clock, os_seed};
 
 /// Datagrams from not-yet-selected remotes held until a path is selected.
@@ -142,9 +144,11 @@ pub struct EndpointConfig {
     pub seed: Option<u64>,
     /// Received datagrams waiting for [`Connection::recv`]; more are dropped.
     pub recv_queue: usize,
-    /// TURN servers to allocate relayed candidates on, over UDP or TCP (their `transport`;
-    /// TLS is not supported and is refused as unreachable).
+    /// TURN servers to allocate relayed candidates on, over UDP, TCP or TLS (their
+    /// `transport`; over TLS their certificate is verified for their `tls_name`).
     pub turn: Vec<TurnConfig>,
+    /// The CAs TURN servers reached over TLS are verified against (default: the system's).
+    pub turn_trust: TurnTrust,
     /// Ask the default gateway for a port mapping (PCP, NAT-PMP) and signal it as a candidate.
     pub portmap: bool,
     /// When the path loses consent while signalling is still open, restart ICE (RFC 8445 §9):
@@ -162,6 +166,7 @@ impl EndpointConfig {
             seed: None,
             recv_queue: 1024,
             turn: Vec::new(),
+            turn_trust: TurnTrust::system(),
             portmap: false,
             restart_on_consent_loss: true,
         }
@@ -251,7 +256,8 @@ pub enum ConnectionEvent {
     ConsentLost(PathInfo),
     /// A TURN allocation succeeded (its relayed address is a candidate) or failed.
     Relay(RelayEvent),
-    /// A TURN server could not be reached over TCP, or its connection closed.
+    /// A TURN server could not be reached over TCP or TLS (a refused certificate included),
+    /// or its connection closed.
     RelayUnreachable {
         /// The TURN server.
         server: SocketAddr,
@@ -393,6 +399,8 @@ impl Endpoint {
             rotate: 0,
             relays: Relays::new(),
             turn: self.config.turn.clone(),
+            turn_trust: self.config.turn_trust.clone(),
+            turn_tls: None,
             relay_sends: relay_rx,
             turn_streams: Vec::new(),
             turn_frames_tx,
@@ -692,7 +700,7 @@ struct TurnFrame {
     frame: Option<Vec<u8>>,
 }
 
-/// The write side of a TCP connection to a TURN server.
+/// The write side of a TCP or TLS connection to a TURN server.
 #[derive(Debug)]
 struct TurnStream {
     local: SocketAddr,
@@ -736,6 +744,10 @@ struct Driver<S> {
     relays: Relays,
     /// The TURN servers to allocate on at the start.
     turn: Vec<TurnConfig>,
+    /// Who TURN servers over TLS are verified against, and the configuration made from it
+    /// for the first of them.
+    turn_trust: TurnTrust,
+    turn_tls: Option<Arc<rustls::ClientConfig>>,
     relay_sends: mpsc::Receiver<Vec<u8>>,
     turn_streams: Vec<TurnStream>,
     turn_frames_tx: mpsc::Sender<TurnFrame>,
@@ -779,7 +791,7 @@ impl<S: Signalling> Driver<S> {
                 };
                 base
             } else {
-                match self.open_turn_stream(turn.transport, server).await {
+                match self.open_turn_stream(&turn).await {
                     Ok(local) => local,
                     Err(error) => {
                         self.emit(ConnectionEvent::RelayUnreachable { server, error });
@@ -1128,26 +1140,49 @@ impl<S: Signalling> Driver<S> {
         }
     }
 
-    /// Connects to a TURN server over TCP and starts its reader and writer tasks; returns the
-    /// connection's local address (the allocation's base).
-    async fn open_turn_stream(
-        &mut self,
-        transport: TurnTransport,
-        server: SocketAddr,
-    ) -> io::Result<SocketAddr> {
-        if transport != TurnTransport::Tcp {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "TURN over TLS is not supported yet",
-            ));
-        }
+    /// Connects to a TURN server over TCP (and TLS, verifying its certificate) and starts its
+    /// reader and writer tasks; returns the connection's local address (the allocation's base).
+    async fn open_turn_stream(&mut self, turn: &TurnConfig) -> io::Result<SocketAddr> {
+        let server = turn.server;
         let stream = tokio::time::timeout(TURN_TCP_CONNECT, TcpStream::connect(server))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
         // Small frames (checks, consent) must not wait for Nagle.
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let (reader, mut writer) = stream.into_split();
+        match turn.transport {
+            TurnTransport::Tcp => self.spawn_turn_stream(stream, local, server),
+            TurnTransport::Tls => {
+                let config = match &self.turn_tls {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        let c = self.turn_trust.client_config()?;
+                        self.turn_tls = Some(Arc::clone(&c));
+                        c
+                    }
+                };
+                let name = turn.tls_name.as_deref();
+                let tls = turn_tls::connect(config, stream, server, name).await?;
+                self.spawn_turn_stream(tls, local, server);
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a stream transport",
+                ));
+            }
+        }
+        Ok(local)
+    }
+
+    /// Starts the reader and writer tasks of a connection to a TURN server.
+    fn spawn_turn_stream<T: AsyncRead + AsyncWrite + Send + 'static>(
+        &mut self,
+        stream: T,
+        local: SocketAddr,
+        server: SocketAddr,
+    ) {
+        let (reader, mut writer) = tokio::io::split(stream);
         let frames_out = self.turn_frames_tx.clone();
         tokio::spawn(async move {
             let mut frames = FrameReader::new(reader);
@@ -1174,10 +1209,13 @@ impl<S: Signalling> Driver<S> {
                 if writer.write_all(&frame).await.is_err() {
                     return;
                 }
+                // TLS holds records until flushed (TCP's flush is free); a burst shares one.
+                if rx.is_empty() && writer.flush().await.is_err() {
+                    return;
+                }
             }
         });
         self.turn_streams.push(TurnStream { local, frames: tx });
-        Ok(local)
     }
 
     /// Application data for the selected path, which is relayed.

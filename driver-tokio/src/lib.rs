@@ -33,6 +33,7 @@ pub mod quic_identity;
 pub mod relay;
 pub mod signal;
 pub mod signalling;
+pub mod turn_tls;
 
 use std::io;
 use std::net::SocketAddr;

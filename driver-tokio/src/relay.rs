@@ -1,11 +1,13 @@
 //! The TURN relay's I/O: pumps [`holepunch_core::turn::Server`] with a UDP listener, a TCP
-//! listener on the same port, and one UDP socket per allocation on the relay IP.
+//! listener on the same port, an optional TLS listener (TCP framing inside a rustls session),
+//! and one UDP socket per allocation on the relay IP.
 //!
 //! One task owns the server and every socket's sending side; readers (the TCP connections and
 //! the relayed sockets) hand it what they receive through one bounded channel, so a flood
 //! back-pressures the readers instead of growing memory. Limits: `max_connections` TCP clients,
 //! frames no longer than [`MAX_FRAME_LEN`], a TCP write queue of [`TCP_QUEUE`] frames per
-//! connection (a client that does not read loses data, as over UDP).
+//! connection (a client that does not read loses data, as over UDP), and TLS handshakes within
+//! [`turn_tls::TLS_HANDSHAKE`] (a connection that does not finish one is closed).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,10 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use holepunch_core::turn::channel::MAX_FRAME_LEN;
 use holepunch_core::turn::{Server, ServerAction, ServerConfig, ServerStats, Transport, Via};
 use holepunch_std::Clock;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_rustls::TlsAcceptor;
 
 use crate::frames::FrameReader;
+use crate::turn_tls;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -37,8 +41,19 @@ pub struct RelayConfig {
     pub relay_ip: IpAddr,
     /// The allocation table's policy and limits.
     pub server: ServerConfig,
-    /// Most TCP clients at once; further connections are closed at once.
+    /// Most TCP and TLS clients at once; further connections are closed at once.
     pub max_connections: usize,
+    /// A TLS listener besides UDP and TCP (`None`: no TLS).
+    pub tls: Option<RelayTls>,
+}
+
+/// The relay's TLS listener: where, and with which certificate.
+#[derive(Clone, Debug)]
+pub struct RelayTls {
+    /// The TCP address TLS clients connect to (5349 is the standard port; port 0 picks one).
+    pub listen: SocketAddr,
+    /// The certificate chain and key (see [`turn_tls::server_config`]).
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 impl RelayConfig {
@@ -49,6 +64,7 @@ impl RelayConfig {
             relay_ip,
             server,
             max_connections: 1024,
+            tls: None,
         }
     }
 }
@@ -57,6 +73,7 @@ impl RelayConfig {
 #[derive(Debug)]
 pub struct RelayHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     stats: watch::Receiver<ServerStats>,
     task: JoinHandle<io::Result<()>>,
@@ -66,6 +83,11 @@ impl RelayHandle {
     /// The bound UDP and TCP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound TLS address, when the relay has a TLS listener.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The server's counters, as of its last input.
@@ -90,6 +112,17 @@ pub async fn serve_relay(config: RelayConfig) -> io::Result<RelayHandle> {
     let udp = UdpSocket::bind(config.listen).await?;
     let local_addr = udp.local_addr()?;
     let tcp = TcpListener::bind(local_addr).await?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let listener = TcpListener::bind(t.listen).await?;
+            Some((listener, TlsAcceptor::from(Arc::clone(&t.config))))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
     let mut server_config = config.server.clone();
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -97,6 +130,9 @@ pub async fn serve_relay(config: RelayConfig) -> io::Result<RelayHandle> {
     server_config.unix_secs_at_zero = unix_now;
     server_config.policy.own.push(local_addr.ip());
     server_config.policy.own.push(config.relay_ip);
+    if let Some(addr) = tls_addr {
+        server_config.policy.own.push(addr.ip());
+    }
     let server = Server::new(server_config, holepunch_std::os_seed());
     let (stop, stopped) = watch::channel(false);
     let (stats_tx, stats) = watch::channel(ServerStats::default());
@@ -110,9 +146,10 @@ pub async fn serve_relay(config: RelayConfig) -> io::Result<RelayHandle> {
         relays: HashMap::new(),
         stats: stats_tx,
     };
-    let task = tokio::spawn(relay.run(tcp, stopped));
+    let task = tokio::spawn(relay.run(tcp, tls, stopped));
     Ok(RelayHandle {
         local_addr,
+        tls_addr,
         stop,
         stats,
         task,
@@ -127,15 +164,19 @@ enum Inbound {
         from: SocketAddr,
         data: Vec<u8>,
     },
-    /// A complete frame from a TCP client.
-    Frame { from: SocketAddr, data: Vec<u8> },
-    /// A TCP client went away.
+    /// A complete frame from a TCP or TLS client.
+    Frame {
+        from: SocketAddr,
+        transport: Transport,
+        data: Vec<u8>,
+    },
+    /// A TCP or TLS client went away (or never finished its TLS handshake).
     Closed { from: SocketAddr },
 }
 
 struct Connection {
     writer: mpsc::Sender<Vec<u8>>,
-    tasks: [JoinHandle<()>; 2],
+    task: JoinHandle<()>,
 }
 
 struct RelaySocket {
@@ -155,7 +196,12 @@ struct Relay {
 }
 
 impl Relay {
-    async fn run(mut self, tcp: TcpListener, mut stopped: watch::Receiver<bool>) -> io::Result<()> {
+    async fn run(
+        mut self,
+        tcp: TcpListener,
+        tls: Option<(TcpListener, TlsAcceptor)>,
+        mut stopped: watch::Receiver<bool>,
+    ) -> io::Result<()> {
         let (inbox_tx, mut inbox) = mpsc::channel::<Inbound>(INBOX);
         let mut buf = vec![0u8; MAX_FRAME_LEN + 64];
         let mut out = vec![0u8; MAX_FRAME_LEN + 128];
@@ -185,7 +231,15 @@ impl Relay {
                 },
                 Some(msg) = inbox.recv() => self.handle_inbound(msg),
                 r = tcp.accept() => match r {
-                    Ok((stream, from)) => self.accept(stream, from, &inbox_tx),
+                    Ok((stream, from)) => self.accept(stream, from, None, &inbox_tx),
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => break Err(e),
+                },
+                r = accept_on(tls.as_ref().map(|(l, _)| l)) => match r {
+                    Ok((stream, from)) => {
+                        let acceptor = tls.as_ref().map(|(_, a)| a.clone());
+                        self.accept(stream, from, acceptor, &inbox_tx);
+                    }
                     Err(e) if is_transient(&e) => continue,
                     Err(e) => break Err(e),
                 },
@@ -198,7 +252,7 @@ impl Relay {
             self.stats.send_replace(self.server.stats());
         };
         for (_, c) in self.connections.drain() {
-            c.tasks.iter().for_each(JoinHandle::abort);
+            c.task.abort();
         }
         for (_, r) in self.relays.drain() {
             r.reader.abort();
@@ -217,35 +271,54 @@ impl Relay {
                 self.server
                     .handle_datagram(now, Via::Relay(relayed), from, &data);
             }
-            Inbound::Frame { from, data } => {
+            Inbound::Frame {
+                from,
+                transport,
+                data,
+            } => {
                 self.server
-                    .handle_datagram(now, Via::Client(Transport::Tcp), from, &data);
+                    .handle_datagram(now, Via::Client(transport), from, &data);
             }
             Inbound::Closed { from } => {
                 if let Some(c) = self.connections.remove(&from) {
-                    c.tasks.iter().for_each(JoinHandle::abort);
+                    c.task.abort();
                 }
                 self.server.handle_connection_closed(now, from);
             }
         }
     }
 
-    fn accept(&mut self, stream: TcpStream, from: SocketAddr, inbox: &mpsc::Sender<Inbound>) {
-        if self.connections.len() >= self.max_connections {
-            return; // dropping the stream closes it
+    /// Starts serving an accepted TCP connection, after a TLS handshake when `tls` is given.
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        from: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        inbox: &mpsc::Sender<Inbound>,
+    ) {
+        // Over the limit, or a second connection from one address (a TCP and a TLS one from the
+        // same port): dropping the stream closes it.
+        if self.connections.len() >= self.max_connections || self.connections.contains_key(&from) {
+            return;
         }
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel(TCP_QUEUE);
-        let read_task = tokio::spawn(read_frames(reader, from, inbox.clone()));
-        let write_task = tokio::spawn(write_frames(writer, rx));
-        self.connections.insert(
-            from,
-            Connection {
-                writer: tx,
-                tasks: [read_task, write_task],
-            },
-        );
+        let inbox = inbox.clone();
+        let task = tokio::spawn(async move {
+            match tls {
+                None => serve_stream(stream, from, Transport::Tcp, &inbox, rx).await,
+                Some(acceptor) => {
+                    // The handshake runs here, not in the server task: a slow or hostile client
+                    // delays no one else.
+                    if let Ok(stream) = turn_tls::accept(&acceptor, stream).await {
+                        serve_stream(stream, from, Transport::Tls, &inbox, rx).await;
+                    }
+                }
+            }
+            let _ = inbox.send(Inbound::Closed { from }).await;
+        });
+        self.connections
+            .insert(from, Connection { writer: tx, task });
     }
 
     /// Carries out everything the server asked for, then sends what it queued.
@@ -327,15 +400,30 @@ impl Relay {
     }
 }
 
+thread_local! {
+    /// One receive buffer per thread for every relayed socket's reader: a buffer each would
+    /// cost 64 KiB per allocation (most of the relay's memory per allocation).
+    static RELAYED_BUF: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; MAX_FRAME_LEN]);
+}
+
 async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, inbox: mpsc::Sender<Inbound>) {
-    let mut buf = vec![0u8; MAX_FRAME_LEN];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        // No await while the shared buffer is borrowed.
+        let got = RELAYED_BUF.with_borrow_mut(|buf| {
+            socket
+                .try_recv_from(buf)
+                .map(|(n, from)| (from, buf[..n].to_vec()))
+        });
+        match got {
+            Ok((from, data)) => {
                 let msg = Inbound::Peer {
                     relayed,
                     from,
-                    data: buf[..n].to_vec(),
+                    data,
                 };
                 if inbox.send(msg).await.is_err() {
                     return;
@@ -347,29 +435,60 @@ async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, inbox: mpsc::
     }
 }
 
-/// Splits a TCP stream into TURN frames; closes it on anything that is not TURN.
-async fn read_frames(
-    reader: tokio::net::tcp::OwnedReadHalf,
+/// Serves one TCP or TLS client until either direction ends: splits what it sends into TURN
+/// frames for the server task (anything that is not TURN ends it) and writes it what the server
+/// queued.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     from: SocketAddr,
-    inbox: mpsc::Sender<Inbound>,
+    transport: Transport,
+    inbox: &mpsc::Sender<Inbound>,
+    rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let (reader, writer) = tokio::io::split(stream);
+    tokio::select! {
+        () = read_frames(reader, from, transport, inbox) => {}
+        () = write_frames(writer, rx) => {}
+    }
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    reader: R,
+    from: SocketAddr,
+    transport: Transport,
+    inbox: &mpsc::Sender<Inbound>,
 ) {
     let mut frames = FrameReader::new(reader);
     while let Ok(Some(data)) = frames.next().await {
-        if inbox.send(Inbound::Frame { from, data }).await.is_err() {
+        let frame = Inbound::Frame {
+            from,
+            transport,
+            data,
+        };
+        if inbox.send(frame).await.is_err() {
             return;
         }
     }
-    let _ = inbox.send(Inbound::Closed { from }).await;
 }
 
-async fn write_frames(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-) {
+async fn write_frames<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(frame) = rx.recv().await {
         if writer.write_all(&frame).await.is_err() {
             return;
         }
+        // TLS holds records until flushed; TCP's flush is free. Several queued frames go out
+        // in one flush.
+        if rx.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The next connection on `listener`; never, when there is none.
+async fn accept_on(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 

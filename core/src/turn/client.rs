@@ -51,6 +51,10 @@ pub struct ClientConfig {
     /// SOFTWARE sent in every request. It also makes the first Allocate large enough that a
     /// server bounding unauthenticated answers by the request's size can send its 401.
     pub software: Option<&'static str>,
+    /// Over TLS, the name the server's certificate must be valid for: the host of the TURN URL
+    /// (a DNS name, or an IP literal matched against an IP SAN). `None`: the server's IP
+    /// address. Unused by this state machine; the driver that owns the stream verifies it.
+    pub tls_name: Option<String>,
 }
 
 impl ClientConfig {
@@ -64,6 +68,7 @@ impl ClientConfig {
             lifetime_secs: DEFAULT_LIFETIME_SECS,
             max_peers: 16,
             software: Some(SOFTWARE),
+            tls_name: None,
         }
     }
 }
