@@ -297,6 +297,9 @@ pub fn run_job(link: &Link, job: Job, report: Reporter) -> ExitCode {
     run_with(&args, Some(job), report)
 }
 
+/// The longest `connect` waits at exit for its port mapping to be deleted.
+const PORTMAP_DELETE_LIMIT: Duration = Duration::from_secs(2);
+
 /// `job` is `None` in datagram mode.
 fn run_with(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
     if let Err(reason) = check_usage(args) {
@@ -310,6 +313,8 @@ fn run_with(args: &Args, job: Option<Job>, report: Reporter) -> ExitCode {
     let code = runtime.block_on(session(args, job, report));
     // The stdin reader thread may still sit in a blocking read: do not wait for it.
     runtime.shutdown_background();
+    // But do wait (briefly) for the gateway to hear that our port mapping is deleted.
+    holepunch_std::portmap_probe::finish_all(PORTMAP_DELETE_LIMIT);
     code
 }
 

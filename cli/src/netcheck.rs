@@ -11,16 +11,22 @@
 //! measured), when a server name does not resolve or a local socket fails; 2 on bad usage
 //! (malformed addresses included, before any lookup).
 //!
-//! Port mapping (UPnP, NAT-PMP, PCP) and NAT64 are not probed yet: `null` in `--json`, "not
-//! probed" for people.
+//! Port mapping: while the STUN probes run, the gateway on the path to the first IPv4 server
+//! (the next hop of its route) is asked with PCP, NAT-PMP and UPnP IGD at once, with requests
+//! that create nothing (PCP ANNOUNCE, NAT-PMP's external address request, SSDP M-SEARCH), for at
+//! most [`PORTMAP_PROBE`]. With no gateway on that path (loopback or on-link servers) it is not
+//! probed: `null` in `--json`, "not probed" for people. NAT64 is not probed here yet.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use holepunch_core::netcheck::Report;
+use holepunch_core::portmap::probe::Answered;
 use holepunch_std::netcheck::{NetcheckOptions, NetcheckRun, NetcheckRunError};
+use holepunch_std::portmap::gateway_towards;
+use holepunch_std::portmap_probe::probe_gateway;
 
 use crate::address::{self, Target};
 use crate::json::{self, Event as _};
@@ -30,6 +36,19 @@ use crate::{EXIT_FAILED, EXIT_USAGE, format_ms};
 /// Why a run in which no server answered is a failed job.
 const NO_ANSWER: &str = "no STUN server answered: UDP is blocked here, or the servers are \
                          down or unreachable; nothing could be measured";
+
+/// The longest the gateway's port-mapping protocols are waited for (the STUN probes run
+/// meanwhile).
+pub const PORTMAP_PROBE: Duration = Duration::from_millis(1200);
+
+/// What the port-mapping probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PortmapFinding {
+    /// No gateway on the path to the servers, or the probe's socket failed.
+    NotProbed,
+    /// The gateway was asked; these answered.
+    Probed(IpAddr, Answered),
+}
 
 /// Arguments of `holepunch netcheck`.
 #[derive(Debug, clap::Args)]
@@ -68,12 +87,26 @@ pub fn run(args: &Args) -> ExitCode {
         );
     }
     let options = NetcheckOptions::default().with_timeout(args.timeout);
-    match holepunch_std::netcheck::netcheck(&servers, &options) {
+    let gateway = servers
+        .iter()
+        .find(|s| s.is_ipv4())
+        .and_then(|s| gateway_towards(s.ip()));
+    let probe_for = PORTMAP_PROBE.min(args.timeout);
+    let probe = std::thread::spawn(move || match gateway {
+        Some(gw) => probe_gateway(Some(IpAddr::V4(gw)), probe_for)
+            .map_or(PortmapFinding::NotProbed, |a| {
+                PortmapFinding::Probed(IpAddr::V4(gw), a)
+            }),
+        None => PortmapFinding::NotProbed,
+    });
+    let result = holepunch_std::netcheck::netcheck(&servers, &options);
+    let portmap = probe.join().unwrap_or(PortmapFinding::NotProbed);
+    match result {
         Ok(run) => {
             if args.json {
-                report_json(&run).print();
+                report_json(&run, portmap).print();
             } else {
-                print!("{}", human(&run));
+                print!("{}", human(&run, portmap));
             }
             if run.report.udp {
                 ExitCode::SUCCESS
@@ -103,7 +136,7 @@ fn resolve_servers(specs: &[Target]) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// The `report` event.
-fn report_json(run: &NetcheckRun) -> json::NetcheckReport {
+fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckReport {
     let r = &run.report;
     let text = |a: Option<SocketAddr>| a.map(|a| a.to_string());
     json::NetcheckReport {
@@ -113,11 +146,18 @@ fn report_json(run: &NetcheckRun) -> json::NetcheckReport {
         mapping: r.mapping.to_string(),
         filtering: r.filtering.to_string(),
         hairpinning: r.hairpinning,
-        // Not probed yet: unknown, not "absent".
-        portmap: json::Portmap {
-            upnp: None,
-            natpmp: None,
-            pcp: None,
+        // Not probed: unknown, not "absent".
+        portmap: match portmap {
+            PortmapFinding::NotProbed => json::Portmap {
+                upnp: None,
+                natpmp: None,
+                pcp: None,
+            },
+            PortmapFinding::Probed(_, a) => json::Portmap {
+                upnp: Some(a.upnp),
+                natpmp: Some(a.natpmp),
+                pcp: Some(a.pcp),
+            },
         },
         nat64_prefix: r.nat64_prefix.map(|p| p.to_string()),
         servers: r
@@ -135,7 +175,7 @@ fn report_json(run: &NetcheckRun) -> json::NetcheckReport {
 }
 
 /// The human-readable report: one labelled line per finding.
-fn human(run: &NetcheckRun) -> String {
+fn human(run: &NetcheckRun, portmap: PortmapFinding) -> String {
     let r: &Report = &run.report;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let addr = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -156,7 +196,7 @@ fn human(run: &NetcheckRun) -> String {
     line("mapping:", r.mapping.as_str());
     line("filtering:", r.filtering.as_str());
     line("hairpinning:", hairpinning);
-    line("port mapping:", "not probed");
+    line("port mapping:", &portmap_text(portmap));
     line(
         "NAT64 prefix:",
         &r.nat64_prefix
@@ -174,6 +214,24 @@ fn human(run: &NetcheckRun) -> String {
     }
     line("local sockets:", &locals.join(", "));
     format!("netcheck report ({}):\n{out}", format_ms(run.elapsed))
+}
+
+/// "not probed (…)", "none answered (gateway G)", or the protocols that answered.
+fn portmap_text(portmap: PortmapFinding) -> String {
+    match portmap {
+        PortmapFinding::NotProbed => "not probed (no gateway on the path to the servers)".into(),
+        PortmapFinding::Probed(gw, a) => {
+            let names: Vec<&str> = [(a.pcp, "PCP"), (a.natpmp, "NAT-PMP"), (a.upnp, "UPnP IGD")]
+                .into_iter()
+                .filter_map(|(yes, name)| yes.then_some(name))
+                .collect();
+            if names.is_empty() {
+                format!("none answered (gateway {gw})")
+            } else {
+                format!("{} (gateway {gw})", names.join(", "))
+            }
+        }
+    }
 }
 
 fn fail(args: &Args, reason: &str, code: u8) -> ExitCode {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use holepunch_core::portmap::client::{MappedVia, PortmapEvent, Protocols};
 use holepunch_std::portmap::{PortmapOptions, run_portmap, run_upnp};
+use holepunch_std::portmap_probe::run_auto;
 
 use crate::json::{self, Event};
 use crate::signal::StopSignals;
@@ -19,7 +20,8 @@ use crate::{EXIT_FAILED, runtime};
 /// Which protocol to ask the gateway with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProtocolChoice {
-    /// PCP and NAT-PMP at once, PCP preferred; UPnP IGD when neither answers.
+    /// PCP, NAT-PMP and UPnP IGD probed at once; the best that answers maps (PCP > NAT-PMP >
+    /// UPnP).
     Auto,
     /// UPnP IGD (SSDP, then SOAP to the WAN connection service).
     Upnp,
@@ -32,8 +34,8 @@ pub enum ProtocolChoice {
 /// Arguments of `holepunch portmap`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Protocol to use; `auto` tries PCP and NAT-PMP together, prefers PCP, and falls back to
-    /// UPnP IGD when neither answers.
+    /// Protocol to use; `auto` probes PCP, NAT-PMP and UPnP IGD at once and maps with the best
+    /// that answers (PCP > NAT-PMP > UPnP).
     #[arg(long, value_enum, default_value = "auto")]
     protocol: ProtocolChoice,
     /// Local UDP port to map (the external port asked for is the same).
@@ -92,15 +94,11 @@ pub fn run(args: &Args) -> ExitCode {
         let auto = args.protocol == ProtocolChoice::Auto;
         let mut worker = tokio::task::spawn_blocking(move || {
             if upnp_only {
-                return run_upnp(&options, &flag, |e| report(json, e));
-            }
-            let first = run_portmap(&options, &flag, |e| report(json, e));
-            // PCP > NAT-PMP > UPnP: UPnP only when neither of the others answered.
-            match first {
-                Ok(PortmapEvent::Failed(_)) if auto && !flag.load(Ordering::Relaxed) => {
-                    run_upnp(&options, &flag, |e| report(json, e))
-                }
-                other => other,
+                run_upnp(&options, &flag, |e| report(json, e))
+            } else if auto {
+                run_auto(&options, &flag, |e| report(json, e))
+            } else {
+                run_portmap(&options, &flag, |e| report(json, e))
             }
         });
         let outcome = tokio::select! {
@@ -129,7 +127,7 @@ fn failure_text(args: &Args, reason: &str) -> String {
         .map_or_else(|| "the default gateway".to_string(), |g| g.to_string());
     let asked = match args.protocol {
         ProtocolChoice::Upnp => "with SSDP",
-        ProtocolChoice::Auto => "port 5351, then with SSDP",
+        ProtocolChoice::Auto => "port 5351 and with SSDP",
         _ => "port 5351",
     };
     format!("{reason} (asked {gateway} {asked})")

@@ -181,8 +181,8 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
         .collect();
     assert_eq!(
         pairs.len(),
-        81,
-        "every ordered pair of the 9 profiles: {out:?}"
+        100,
+        "every ordered pair of the 9 profiles and symmetric-random+pcp: {out:?}"
     );
     let direct = |a: &str, b: &str| {
         pairs.iter().any(|l| {
@@ -200,6 +200,14 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
         "port prediction"
     );
     assert!(
+        direct("symmetric-random+pcp", "symmetric-random"),
+        "a mapping gateway makes symmetric x symmetric direct"
+    );
+    assert!(
+        !direct("symmetric-random", "symmetric-random"),
+        "without one it is relayed"
+    );
+    assert!(
         !direct("udp-blocked", "open"),
         "udp-blocked never goes direct"
     );
@@ -209,7 +217,7 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
 fn demo_human_exits_zero() {
     let out = run_bounded("demo", holepunch().arg("demo"), LIMIT);
     assert_eq!(out.code(), 0, "{out:?}");
-    assert!(out.stdout.contains("summary: 81 pairs"), "{out:?}");
+    assert!(out.stdout.contains("summary: 100 pairs"), "{out:?}");
     assert!(out.stdout.contains("every pair as expected"), "{out:?}");
     assert!(!out.stdout.contains("FAILED"), "{out:?}");
 }

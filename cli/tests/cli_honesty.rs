@@ -431,7 +431,7 @@ fn demo_takes_the_largest_seed_and_tells_elapsed_only_with_a_path() {
         .iter()
         .filter(|l| l.str_field("event") == Some("pair"))
         .collect();
-    assert_eq!(pairs.len(), 81);
+    assert_eq!(pairs.len(), 100);
     for p in pairs {
         assert_eq!(
             p.get("as_expected"),

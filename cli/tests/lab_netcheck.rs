@@ -99,15 +99,18 @@ fn mismatches(site: &Site, report: &Json) -> Vec<String> {
             "true or null (the public address is the host's own)".into(),
         );
     }
+    // No router here runs a port-mapping daemon: nothing answered (false), or no gateway was
+    // on the path (null); never true.
     let portmap_off = report.get("portmap").is_some_and(|m| {
-        ["upnp", "natpmp", "pcp"]
-            .iter()
-            .all(|k| m.get(k).is_some_and(Json::is_null))
+        ["upnp", "natpmp", "pcp"].iter().all(|k| {
+            m.get(k)
+                .is_some_and(|v| v.is_null() || v.as_bool() == Some(false))
+        })
     });
     expect(
         "portmap",
         portmap_off,
-        "null (port mapping is not probed yet)".into(),
+        "false or null (no gateway here maps ports)".into(),
     );
     expect(
         "public_v6",

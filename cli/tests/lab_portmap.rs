@@ -96,6 +96,11 @@ fn inbound_arrives(lab: &Lab, site: &Site, sender: &Ns, tag: &str) -> bool {
 
 /// The router's nftables ruleset mentions the mapped port.
 fn ruleset_has_port(lab: &Lab, site: &Site) -> bool {
+    ruleset_has(lab, site, PORT)
+}
+
+/// The router's nftables ruleset mentions `port` as a destination port.
+fn ruleset_has(lab: &Lab, site: &Site, port: u16) -> bool {
     let out = lab.run(
         &site.router,
         "nft-list",
@@ -104,7 +109,7 @@ fn ruleset_has_port(lab: &Lab, site: &Site) -> bool {
         START_LIMIT,
     );
     assert!(out.success(), "nft list ruleset: {out:?}");
-    out.stdout.contains(&format!("dport {PORT}"))
+    out.stdout.contains(&format!("dport {port}"))
 }
 
 /// One full life of a mapping with `proto` against a fresh lab.
@@ -213,6 +218,24 @@ fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
     // Both symmetric-random: no direct path by STUN and punching (the lab matrix's `failed`
     // cell). With miniupnpd on A's router, connect's port mapping (on by default) gives A a
     // candidate that B reaches directly. No relay is given: the path must be direct.
+    symmetric_pair_goes_direct(true, false);
+}
+
+#[test]
+fn a_upnp_only_gateway_makes_symmetric_pairs_direct_and_the_mapping_goes_at_exit() {
+    // miniupnpd with NAT-PMP (and so PCP) off: only UPnP IGD answers connect's probe.
+    symmetric_pair_goes_direct(false, false);
+}
+
+#[test]
+fn mapping_gateways_on_both_sides_make_symmetric_pairs_direct() {
+    symmetric_pair_goes_direct(true, true);
+}
+
+/// Two symmetric-random sites, miniupnpd on A's router (NAT-PMP/PCP on or off) and, with
+/// `both`, on B's too; `connect` must go direct through A's mapping, and A's mapping must be
+/// gone from its router's ruleset once A exited.
+fn symmetric_pair_goes_direct(natpmp: bool, both: bool) {
     let Some(lab) = lab_common::require_with(&["miniupnpd", "turnserver"]) else {
         return;
     };
@@ -220,8 +243,9 @@ fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
     // miniupnpd checks its external address is public with STUN, against coturn (lab.md §3).
     let (_coturn_ns, _coturn) = lab_common::coturn(&lab);
     let site_a = lab.nat_site(Profile::SymmetricRandom, false);
-    let _upnpd = lab_common::miniupnpd(&lab, &site_a, 0);
+    let _upnpd = lab_common::miniupnpd_with(&lab, &site_a, 0, natpmp);
     let site_b = lab.nat_site(Profile::SymmetricRandom, false);
+    let _upnpd_b = both.then(|| lab_common::miniupnpd_with(&lab, &site_b, 0, true));
     let mut a = connect_with(&lab, site_a.host(), "a", "b", &[STUN_PRIMARY], &[]);
     let mut b = connect_with(&lab, site_b.host(), "b", "a", &[STUN_PRIMARY], &[]);
     let limit = Duration::from_secs(CONNECT_TIMEOUT_S + 10);
@@ -234,12 +258,12 @@ fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
         assert!(line.contains("\"path\":\"direct\""), "{}", p.describe());
         connected.push(lab::parse_json(&line).expect("connected is JSON"));
     }
-    // B reaches A at A's public IP and A's own port: the mapping miniupnpd made (this
-    // router's fully-random masquerade never keeps a port).
+    // A's public IP and A's own port: the mapping miniupnpd made (this router's fully-random
+    // masquerade never keeps a port).
     let a_port = connected[0]
         .str_field("local")
         .and_then(|l| l.rsplit_once(':'))
-        .map(|(_, port)| port.to_string())
+        .and_then(|(_, port)| port.parse::<u16>().ok())
         .expect("a's local address");
     let mapped = format!("{}:{a_port}", site_a.public_ip);
     // A told the user where the candidate came from.
@@ -251,10 +275,87 @@ fn a_gateway_that_maps_makes_symmetric_pairs_direct() {
         "no portmapped candidate event for {mapped}: {}",
         a.describe()
     );
-    assert_eq!(
-        connected[1].str_field("remote"),
-        Some(mapped.as_str()),
-        "{}",
-        b.describe()
+    if !both {
+        // With a mapping on both sides either may carry the path; with one, B reaches A's.
+        assert_eq!(
+            connected[1].str_field("remote"),
+            Some(mapped.as_str()),
+            "{}",
+            b.describe()
+        );
+    }
+    assert!(
+        ruleset_has(&lab, &site_a, a_port),
+        "the mapping is in A's router"
     );
+    // End both sessions (EOF on stdin); A deletes its mapping before it exits.
+    for p in [&mut a, &mut b] {
+        p.close_stdin();
+    }
+    for p in [&mut a, &mut b] {
+        assert!(
+            p.wait_exit(Duration::from_secs(15)).is_some(),
+            "{}",
+            p.describe()
+        );
+    }
+    assert!(
+        !ruleset_has(&lab, &site_a, a_port),
+        "A's mapping is gone from its router after A exited"
+    );
+}
+
+#[test]
+fn netcheck_reports_which_protocols_the_gateway_answered() {
+    let Some(lab) = lab_common::require_with(&["miniupnpd", "turnserver"]) else {
+        return;
+    };
+    let (_srv, _stun, _signal) = servers(&lab);
+    let (_coturn_ns, _coturn) = lab_common::coturn(&lab);
+    let full = lab.nat_site(Profile::PortRestrictedCone, false);
+    let _full_d = lab_common::miniupnpd_with(&lab, &full, 0, true);
+    let upnp_only = lab.nat_site(Profile::PortRestrictedCone, false);
+    let _upnp_d = lab_common::miniupnpd_with(&lab, &upnp_only, 0, false);
+    let bare = lab.nat_site(Profile::PortRestrictedCone, false);
+    let stun = STUN_PRIMARY.to_string();
+    for (site, want) in [
+        (&full, [true, true, true]),
+        (&upnp_only, [true, false, false]),
+        (&bare, [false, false, false]),
+    ] {
+        let started = Instant::now();
+        let out = lab.run(
+            site.host(),
+            "netcheck",
+            holepunch(),
+            ["netcheck", "--stun", stun.as_str(), "--json"],
+            Duration::from_secs(20),
+        );
+        let took = started.elapsed();
+        assert!(out.success(), "{out:?}");
+        let report = lab::parse_json(out.stdout.trim()).expect("one JSON report");
+        let portmap = report.get("portmap").expect("portmap field");
+        let got = ["upnp", "natpmp", "pcp"].map(|k| portmap.get(k).and_then(|v| v.as_bool()));
+        println!("{}: portmap {got:?} in {took:?}", site.public_ip);
+        assert_eq!(got, want.map(Some), "{}", out.stdout);
+        let human = lab.run(
+            site.host(),
+            "netcheck-human",
+            holepunch(),
+            ["netcheck", "--stun", stun.as_str()],
+            Duration::from_secs(20),
+        );
+        let line = human
+            .stdout
+            .lines()
+            .find(|l| l.contains("port mapping:"))
+            .unwrap_or_default()
+            .to_string();
+        let expected = match want {
+            [true, true, true] => "PCP, NAT-PMP, UPnP IGD",
+            [true, false, false] => "UPnP IGD (gateway",
+            _ => "none answered",
+        };
+        assert!(line.contains(expected), "{line:?}");
+    }
 }

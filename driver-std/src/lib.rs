@@ -24,6 +24,7 @@
 pub mod ice;
 pub mod netcheck;
 pub mod portmap;
+pub mod portmap_probe;
 pub mod server;
 
 pub use server::{

@@ -244,9 +244,67 @@ pub fn default_gateway_in(table: &str) -> Option<Ipv4Addr> {
     })
 }
 
+/// The gateway packets to `dest` leave through: the next hop of the longest-prefix route to it
+/// in /proc/net/route (Linux, IPv4). `None` for loopback or IPv6 destinations, for on-link
+/// ones, or when the table cannot be read.
+pub fn gateway_towards(dest: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V4(dest) = dest else {
+        return None;
+    };
+    if dest.is_loopback() {
+        return None;
+    }
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    gateway_towards_in(&table, dest)
+}
+
+/// [`gateway_towards`] on the text of /proc/net/route.
+pub fn gateway_towards_in(table: &str, dest: Ipv4Addr) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    let dest = u32::from_be_bytes(dest.octets());
+    let mut best: Option<(u32, u32, u32)> = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| f.get(i).and_then(|s| u32::from_str_radix(s, 16).ok());
+        let (Some(net), Some(gw), Some(flags), Some(mask)) = (hex(1), hex(2), hex(3), hex(7))
+        else {
+            continue;
+        };
+        // Host-order hex of network-order bytes (little-endian here), as in default_gateway_in.
+        let [net, gw, mask] = [net, gw, mask].map(|x| u32::from_be_bytes(x.to_le_bytes()));
+        if flags & RTF_UP == 0 || dest & mask != net & mask {
+            continue;
+        }
+        if best.is_none_or(|(m, _, _)| mask.count_ones() > m.count_ones()) {
+            best = Some((mask, gw, flags));
+        }
+    }
+    let (_, gw, flags) = best?;
+    (flags & RTF_GATEWAY != 0 && gw != 0).then(|| Ipv4Addr::from(gw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_towards_a_destination_is_the_longest_prefix_routes() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+            eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth1\t0000000A\tFE01A8C0\t0003\t0\t0\t0\t000000FF\t0\t0\t0\n";
+        let via = |d: [u8; 4]| gateway_towards_in(table, Ipv4Addr::from(d));
+        assert_eq!(via([203, 0, 113, 5]), Some(Ipv4Addr::new(192, 168, 1, 1)));
+        assert_eq!(via([192, 168, 1, 7]), None, "on-link");
+        assert_eq!(via([10, 9, 8, 7]), Some(Ipv4Addr::new(192, 168, 1, 254)));
+        assert_eq!(
+            gateway_towards_in("garbage\nmore garbage\n", Ipv4Addr::new(1, 2, 3, 4)),
+            None
+        );
+        assert_eq!(gateway_towards("127.0.0.1".parse().expect("ip")), None);
+        assert_eq!(gateway_towards("::1".parse().expect("ip")), None);
+    }
 
     #[test]
     fn default_route_is_read_from_proc_net_route() {

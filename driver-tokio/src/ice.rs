@@ -67,13 +67,16 @@
 //!
 //! # Port mapping
 //!
-//! With [`EndpointConfig::portmap`], a thread asks the default gateway (PCP, falling back to
-//! NAT-PMP: `holepunch_std::portmap`) to map the first IPv4 host socket's port, keeps the
+//! With [`EndpointConfig::portmap`], a thread probes the default gateway with PCP, NAT-PMP and
+//! UPnP IGD at once and asks the best that answered (PCP > NAT-PMP > UPnP:
+//! `holepunch_std::portmap_probe::run_auto`) to map the first IPv4 host socket's port, keeps the
 //! mapping renewed, and deletes it when the session ends. The mapped address is signalled as a
 //! candidate: a peer reaches it even behind an endpoint-dependent NAT on our side. It is
 //! trickled when the gateway answers (milliseconds on a LAN), without holding back
 //! end-of-candidates: networks without a mapping gateway are the common case, and their
-//! gateway's silence must not slow every session down.
+//! gateway's silence must not slow every session down. A program that exits right after
+//! dropping its connections calls `holepunch_std::portmap_probe::finish_all` first, so the
+//! deletes reach the gateway.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -91,11 +94,12 @@ use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
 use holepunch_core::io::{Datagram, IoToken};
-use holepunch_core::portmap::client::{PortmapError, PortmapEvent, Protocols};
+use holepunch_core::portmap::client::{PortmapEvent, Protocols};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
 use holepunch_std::netcheck::local_ip_towards;
-use holepunch_std::portmap::{PortmapOptions, default_gateway, run_portmap};
+use holepunch_std::portmap::{PortmapOptions, default_gateway};
+use holepunch_std::portmap_probe::spawn_auto;
 use holepunch_std::{RECV_BUFFER_LEN, is_transient};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -1098,23 +1102,12 @@ impl<S: Signalling> Driver<S> {
             lifetime: PORTMAP_LIFETIME,
             protocols: Protocols::ALL,
         };
-        let stop = Arc::new(AtomicBool::new(false));
         let (tx, events) = mpsc::channel(16);
-        let thread_stop = Arc::clone(&stop);
-        let spawned = std::thread::Builder::new()
-            .name("holepunch-portmap".into())
-            .spawn(move || {
-                let result = run_portmap(&options, &thread_stop, |e| {
-                    let _ = tx.blocking_send(*e);
-                });
-                // Socket trouble (no route to the gateway, say) is the same as no answer.
-                if result.is_err() {
-                    let _ = tx.blocking_send(PortmapEvent::Failed(PortmapError::NoAnswer));
-                }
-            });
-        if spawned.is_err() {
+        let Ok(stop) = spawn_auto(options, move |e| {
+            let _ = tx.blocking_send(*e);
+        }) else {
             return;
-        }
+        };
         self.portmapper = Some(Portmapper {
             events,
             stop,

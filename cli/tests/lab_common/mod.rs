@@ -362,7 +362,15 @@ const UPNP_NFT: &str = "table inet hp_upnp {
 /// router, which needs [`coturn`] running for its STUN check, with the chains, the input exception for coturn's
 /// RFC 5780 replies, and a configuration for this site; returns once it serves port 5351.
 pub fn miniupnpd(lab: &Lab, site: &Site, run: u32) -> LabProcess {
-    let dir = lab.dir().join("miniupnpd");
+    miniupnpd_with(lab, site, run, true)
+}
+
+/// [`miniupnpd`] with NAT-PMP and PCP on or off (`enable_natpmp`: miniupnpd opens port 5351
+/// for both or for neither, so `false` leaves UPnP IGD alone). Its files live in a directory
+/// of the site's own, so two routers can each run one.
+#[allow(dead_code)]
+pub fn miniupnpd_with(lab: &Lab, site: &Site, run: u32, natpmp: bool) -> LabProcess {
+    let dir = lab.dir().join(format!("miniupnpd-{}", site.public_ip));
     std::fs::create_dir_all(&dir).expect("create miniupnpd dir");
     let router = &site.router;
     if run == 0 {
@@ -395,12 +403,13 @@ pub fn miniupnpd(lab: &Lab, site: &Site, run: u32) -> LabProcess {
     let lan = site.lan_ips[0].octets();
     // No lease file and no system uptime: a restart is a new epoch with no mappings.
     let conf = format!(
-        "ext_ifname=wan0\nlistening_ip=br-lan\nhttp_port=5000\nenable_upnp=yes\nenable_natpmp=yes\n\
+        "ext_ifname=wan0\nlistening_ip=br-lan\nhttp_port=5000\nenable_upnp=yes\nenable_natpmp={natpmp}\n\
          secure_mode=yes\nsystem_uptime=no\nmin_lifetime=10\nuuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
          upnp_table_name=hp_upnp\nupnp_nat_table_name=hp_upnp\nupnp_forward_chain=miniupnpd\n\
          upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
          ext_perform_stun=yes\next_stun_host={stun}\next_stun_port={port}\n\
          allow 1024-65535 {a}.{b}.{c}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+        natpmp = if natpmp { "yes" } else { "no" },
         stun = COTURN_PRIMARY.ip(),
         port = COTURN_PRIMARY.port(),
         a = lan[0],

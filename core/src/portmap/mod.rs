@@ -4,11 +4,14 @@
 //! A gateway that maps a port turns any NAT, symmetric ones included, into an easy one. The
 //! codecs ([`natpmp`], [`pcp`]) build request bytes and parse answers; [`client`] probes both,
 //! keeps the mapping renewed, notices gateway restarts and deletes the mapping on close. The
-//! driver only moves datagrams to and from the gateway's port 5351.
+//! driver only moves datagrams to and from the gateway's port 5351. [`probe`] asks which of PCP,
+//! NAT-PMP and UPnP IGD the gateway speaks, creating nothing.
 
 pub mod client;
 pub mod natpmp;
 pub mod pcp;
+#[cfg(feature = "std")]
+pub mod probe;
 #[cfg(feature = "std")]
 pub mod upnp;
 

@@ -1,9 +1,101 @@
 //! The NAT-pair matrix: every profile against every profile, over many seeds.
+//!
+//! [`Situation`] adds one situation to the profiles: a `symmetric-random` NAT whose gateway grants a
+//! port mapping (PCP, NAT-PMP or UPnP IGD), shown by `holepunch demo` as `symmetric-random+pcp`.
+
+use std::fmt;
 
 use holepunch_core::time::Duration;
 
 use super::pair::{PairConfig, PairOutcome, PathKind, run_pair};
 use super::profile::Profile;
+
+/// One side of a matrix cell: a profile, and whether its gateway grants a port mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Situation {
+    /// The NAT profile.
+    pub profile: Profile,
+    /// Whether the gateway maps a port for the host ([`PairConfig::port_mapped`]).
+    pub port_mapped: bool,
+}
+
+impl Situation {
+    /// A profile whose gateway maps nothing.
+    pub const fn plain(profile: Profile) -> Self {
+        Situation {
+            profile,
+            port_mapped: false,
+        }
+    }
+
+    /// `symmetric-random` behind a gateway that grants a port mapping.
+    pub const SYMMETRIC_MAPPED: Situation = Situation {
+        profile: Profile::SymmetricRandom,
+        port_mapped: true,
+    };
+
+    /// The demo's rows and columns: every profile, then [`Situation::SYMMETRIC_MAPPED`].
+    pub const DEMO: [Situation; 10] = [
+        Situation::plain(Profile::Open),
+        Situation::plain(Profile::FullCone),
+        Situation::plain(Profile::RestrictedCone),
+        Situation::plain(Profile::PortRestrictedCone),
+        Situation::plain(Profile::SymmetricSequential),
+        Situation::plain(Profile::SymmetricRandom),
+        Situation::plain(Profile::Cgnat),
+        Situation::plain(Profile::Firewall),
+        Situation::plain(Profile::UdpBlocked),
+        Situation::SYMMETRIC_MAPPED,
+    ];
+
+    /// The name `demo` prints: the profile's, with `+pcp` when the gateway maps.
+    pub fn name(self) -> String {
+        if self.port_mapped {
+            format!("{}+pcp", self.profile.name())
+        } else {
+            self.profile.name().to_string()
+        }
+    }
+
+    /// A short column heading.
+    pub fn short(self) -> &'static str {
+        if self.port_mapped {
+            return "sym+pcp";
+        }
+        match self.profile {
+            Profile::Open => "open",
+            Profile::FullCone => "full",
+            Profile::RestrictedCone => "restr",
+            Profile::PortRestrictedCone => "portr",
+            Profile::SymmetricSequential => "sym-seq",
+            Profile::SymmetricRandom => "sym-rnd",
+            Profile::Cgnat => "cgnat",
+            Profile::Firewall => "firewall",
+            Profile::UdpBlocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Situation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// [`expected`] for sites: a side whose gateway maps a port is never hard (its port-mapped
+/// candidate is endpoint-independent and unfiltered), so only UDP blocking needs the relay.
+pub fn expected_situations(a: Situation, b: Situation) -> PathKind {
+    let blocked = |s: Situation| s.profile == Profile::UdpBlocked;
+    if a.port_mapped || b.port_mapped {
+        if blocked(a) || blocked(b) {
+            PathKind::Relay
+        } else {
+            PathKind::Direct
+        }
+    } else {
+        expected(a.profile, b.profile)
+    }
+}
 
 /// What a pair of profiles should achieve with the simulation's TURN relay (UDP only).
 ///
@@ -27,6 +119,8 @@ pub struct Cell {
     pub a: Profile,
     /// Side B's profile.
     pub b: Profile,
+    /// Whether A's and B's gateways grant a port mapping.
+    pub port_mapped: [bool; 2],
     /// What the cell should achieve.
     pub expected: PathKind,
     /// One outcome per seed, in seed order.
@@ -34,6 +128,22 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Side A as a [`Situation`].
+    pub fn situation_a(&self) -> Situation {
+        Situation {
+            profile: self.a,
+            port_mapped: self.port_mapped[0],
+        }
+    }
+
+    /// Side B as a [`Situation`].
+    pub fn situation_b(&self) -> Situation {
+        Situation {
+            profile: self.b,
+            port_mapped: self.port_mapped[1],
+        }
+    }
+
     /// Runs that achieved the expected path.
     pub fn successes(&self) -> usize {
         self.outcomes
@@ -115,6 +225,31 @@ pub fn run_cells_with(
     first_seed: u64,
     seeds: u64,
     adjust: fn(&mut PairConfig),
+    on_run: impl FnMut(&PairOutcome),
+) -> Vec<Cell> {
+    let rows: Vec<Situation> = rows.iter().map(|&p| Situation::plain(p)).collect();
+    let cols: Vec<Situation> = cols.iter().map(|&p| Situation::plain(p)).collect();
+    run_situations_with(&rows, &cols, first_seed, seeds, adjust, on_run)
+}
+
+/// [`run_cells`] over [`Situation`]s: a mapping site's gateway grants its host a port mapping.
+pub fn run_situations(
+    rows: &[Situation],
+    cols: &[Situation],
+    first_seed: u64,
+    seeds: u64,
+    on_run: impl FnMut(&PairOutcome),
+) -> Vec<Cell> {
+    run_situations_with(rows, cols, first_seed, seeds, |_| {}, on_run)
+}
+
+/// [`run_situations`] with `adjust` applied to every run's configuration.
+pub fn run_situations_with(
+    rows: &[Situation],
+    cols: &[Situation],
+    first_seed: u64,
+    seeds: u64,
+    adjust: fn(&mut PairConfig),
     mut on_run: impl FnMut(&PairOutcome),
 ) -> Vec<Cell> {
     let mut cells = Vec::new();
@@ -123,16 +258,18 @@ pub fn run_cells_with(
             let mut outcomes = Vec::with_capacity(seeds as usize);
             // Wrapping: any u64 may start the run (`first_seed + seeds` overflows at the top).
             for seed in (0..seeds).map(|k| first_seed.wrapping_add(k)) {
-                let mut config = PairConfig::new(a, b, seed);
+                let mut config = PairConfig::new(a.profile, b.profile, seed);
+                config.port_mapped = [a.port_mapped, b.port_mapped];
                 adjust(&mut config);
                 let o = run_pair(&config);
                 on_run(&o);
                 outcomes.push((o.path, o.elapsed));
             }
             cells.push(Cell {
-                a,
-                b,
-                expected: expected(a, b),
+                a: a.profile,
+                b: b.profile,
+                port_mapped: [a.port_mapped, b.port_mapped],
+                expected: expected_situations(a, b),
                 outcomes,
             });
         }
@@ -145,36 +282,25 @@ pub fn run_cells_with(
 pub fn render_grid(cells: &[Cell]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let short = |p: Profile| match p {
-        Profile::Open => "open",
-        Profile::FullCone => "full",
-        Profile::RestrictedCone => "restr",
-        Profile::PortRestrictedCone => "portr",
-        Profile::SymmetricSequential => "sym-seq",
-        Profile::SymmetricRandom => "sym-rnd",
-        Profile::Cgnat => "cgnat",
-        Profile::Firewall => "firewall",
-        Profile::UdpBlocked => "blocked",
-    };
-    let mut cols: Vec<Profile> = Vec::new();
+    let mut cols: Vec<Situation> = Vec::new();
     for c in cells {
-        if !cols.contains(&c.b) {
-            cols.push(c.b);
+        if !cols.contains(&c.situation_b()) {
+            cols.push(c.situation_b());
         }
     }
     let _ = write!(out, "{:22}", "A \\ B");
     for b in &cols {
-        let _ = write!(out, "{:>9}", short(*b));
+        let _ = write!(out, "{:>9}", b.short());
     }
     out.push('\n');
     let mut row = None;
     for c in cells {
-        if row != Some(c.a) {
+        if row != Some(c.situation_a()) {
             if row.is_some() {
                 out.push('\n');
             }
-            let _ = write!(out, "{:22}", c.a.name());
-            row = Some(c.a);
+            let _ = write!(out, "{:22}", c.situation_a().name());
+            row = Some(c.situation_a());
         }
         let text = match (c.typical_path(), c.quantile(0.5)) {
             (PathKind::None, _) | (_, None) => "-".to_string(),
@@ -196,5 +322,27 @@ pub fn fmt_ms(d: Duration) -> String {
         format!("{:.0}s", ms / 1000.0)
     } else {
         format!("{ms:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_gateway_needs_the_relay_only_against_blocked_udp() {
+        let mapped = Situation::SYMMETRIC_MAPPED;
+        assert_eq!(mapped.name(), "symmetric-random+pcp");
+        for other in Situation::DEMO {
+            let want = if other.profile == Profile::UdpBlocked {
+                PathKind::Relay
+            } else {
+                PathKind::Direct
+            };
+            assert_eq!(expected_situations(mapped, other), want, "{other}");
+            assert_eq!(expected_situations(other, mapped), want, "{other}");
+        }
+        let plain = Situation::plain(Profile::SymmetricRandom);
+        assert_eq!(expected_situations(plain, plain), PathKind::Relay);
     }
 }
