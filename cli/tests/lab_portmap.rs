@@ -266,12 +266,14 @@ fn symmetric_pair_goes_direct(natpmp: bool, both: bool) {
         .and_then(|(_, port)| port.parse::<u16>().ok())
         .expect("a's local address");
     let mapped = format!("{}:{a_port}", site_a.public_ip);
-    // A told the user where the candidate came from.
-    let told = a.lines(Stream::Stderr).iter().any(|l| {
-        l.contains("\"type\":\"portmapped\"") && l.contains(&format!("\"address\":\"{mapped}\""))
+    // A told the user where the candidate came from. With a mapping on both sides the path
+    // may go through B's before A's mapping is made, so the event may follow `connected`.
+    let address = format!("\"address\":\"{mapped}\"");
+    let told = a.wait_for_line(Stream::Stderr, Duration::from_secs(10), |l| {
+        l.contains("\"type\":\"portmapped\"") && l.contains(&address)
     });
     assert!(
-        told,
+        told.is_ok(),
         "no portmapped candidate event for {mapped}: {}",
         a.describe()
     );
