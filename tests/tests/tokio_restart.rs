@@ -11,13 +11,27 @@ use tokio::time::timeout;
 /// Bounds every wait, so a hang fails instead of stalling the run.
 const LIMIT: Duration = Duration::from_secs(10);
 
-async fn endpoint() -> Endpoint {
-    Endpoint::bind(
-        &["127.0.0.1:0".parse().expect("addr")],
-        EndpointConfig::aggressive(),
-    )
+/// A (controlling) and B connected on loopback over the given signalling, each on an endpoint
+/// of its own with `config`; a first datagram has gone from A to B.
+async fn connected_pair(
+    sa: ChannelSignalling,
+    sb: ChannelSignalling,
+    config: EndpointConfig,
+) -> (Connection, Connection) {
+    let bind = |config: EndpointConfig| async move {
+        Endpoint::bind(&["127.0.0.1:0".parse().expect("addr")], config)
+            .await
+            .expect("bind")
+    };
+    let (ea, eb) = (bind(config.clone()).await, bind(config).await);
+    let (a, b) = timeout(LIMIT, async {
+        tokio::join!(ea.connect(sa, true), eb.connect(sb, false))
+    })
     .await
-    .expect("bind")
+    .expect("connected in time");
+    let (a, b) = (a.expect("a connects"), b.expect("b connects"));
+    get_through(&a, &b, b"before").await;
+    (a, b)
 }
 
 /// Waits for a `PathChanged` or `Connected` event (a path selected on the new credentials),
@@ -59,14 +73,7 @@ async fn get_through(from: &Connection, to: &Connection, payload: &[u8]) {
 #[tokio::test]
 async fn a_restart_on_one_side_reconnects_both() {
     let (sa, sb) = ChannelSignalling::pair();
-    let (ea, eb) = (endpoint().await, endpoint().await);
-    let (a, b) = timeout(LIMIT, async {
-        tokio::join!(ea.connect(sa, true), eb.connect(sb, false))
-    })
-    .await
-    .expect("connected in time");
-    let (a, b) = (a.expect("a connects"), b.expect("b connects"));
-    get_through(&a, &b, b"before").await;
+    let (a, b) = connected_pair(sa, sb, EndpointConfig::aggressive()).await;
 
     a.restart().await.expect("restart signalled");
     // The old path carries data while the new checks run.
@@ -119,19 +126,7 @@ async fn a_loses_b(restart_on_consent_loss: bool) -> (Connection, ChannelSignall
     let mut config = EndpointConfig::aggressive();
     config.agent.consent_timeout = Duration::from_secs(2);
     config.restart_on_consent_loss = restart_on_consent_loss;
-    let bind = |config: EndpointConfig| async move {
-        Endpoint::bind(&["127.0.0.1:0".parse().expect("addr")], config)
-            .await
-            .expect("bind")
-    };
-    let (ea, eb) = (bind(config.clone()).await, bind(config).await);
-    let (a, b) = timeout(LIMIT, async {
-        tokio::join!(ea.connect(sa, true), eb.connect(sb, false))
-    })
-    .await
-    .expect("connected in time");
-    let (a, b) = (a.expect("a connects"), b.expect("b connects"));
-    get_through(&a, &b, b"before").await;
+    let (a, b) = connected_pair(sa, sb, config).await;
     drop(b);
     let a_end = timeout(LIMIT, forwarder)
         .await
