@@ -19,6 +19,7 @@ use holepunch_core::portmap::upnp::client::{HttpIo, UpnpAction, UpnpClient, Upnp
 use holepunch_core::portmap::upnp::http;
 use holepunch_core::portmap::{Protocol, RetryPolicy, SERVER_PORT};
 use holepunch_core::rng::Rng;
+use holepunch_core::time::Instant;
 
 use crate::netcheck::local_ip_towards;
 use crate::{Clock, os_seed};
@@ -49,10 +50,7 @@ pub fn run_portmap(
     stop: &AtomicBool,
     mut on_event: impl FnMut(&PortmapEvent),
 ) -> io::Result<PortmapEvent> {
-    let gateway = match options.gateway {
-        Some(g) => g,
-        None => IpAddr::V4(default_gateway()?),
-    };
+    let gateway = gateway_or_default(options.gateway)?;
     let server = SocketAddr::new(gateway, SERVER_PORT);
     let client_ip = local_ip_towards(server)?;
     let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
@@ -91,25 +89,9 @@ pub fn run_portmap(
         if client.is_done() {
             return Ok(last.unwrap_or(PortmapEvent::Closed));
         }
-        let wait = client
-            .poll_timeout()
-            .map_or(STOP_POLL, |t| clock.until(t))
-            .clamp(Duration::from_millis(1), STOP_POLL);
-        socket.set_read_timeout(Some(wait))?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                // Rejected datagrams are the client's business (typed, ignored); keep going.
-                let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            // An ICMP port unreachable from a gateway without a PCP/NAT-PMP server: the retry
-            // schedule decides when to give up, as for silence.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-            Err(e) => return Err(e),
+        if let Some((n, from)) = recv_until(&socket, &clock, client.poll_timeout(), &mut buf)? {
+            // Rejected datagrams are the client's business (typed, ignored); keep going.
+            let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
         }
         client.handle_timeout(clock.now());
     }
@@ -122,10 +104,7 @@ pub fn run_upnp(
     stop: &AtomicBool,
     mut on_event: impl FnMut(&PortmapEvent),
 ) -> io::Result<PortmapEvent> {
-    let gateway = match options.gateway {
-        Some(g) => g,
-        None => IpAddr::V4(default_gateway()?),
-    };
+    let gateway = gateway_or_default(options.gateway)?;
     let client_ip = local_ip_towards(SocketAddr::new(gateway, 1900))?;
     let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
     let clock = Clock::new();
@@ -175,23 +154,49 @@ pub fn run_upnp(
         if client.is_done() {
             return Ok(last.unwrap_or(PortmapEvent::Closed));
         }
-        let wait = client
-            .poll_timeout()
-            .map_or(STOP_POLL, |t| clock.until(t))
-            .clamp(Duration::from_millis(1), STOP_POLL);
-        socket.set_read_timeout(Some(wait))?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
+        if let Some((n, from)) = recv_until(&socket, &clock, client.poll_timeout(), &mut buf)? {
+            let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
         }
         client.handle_timeout(clock.now());
+    }
+}
+
+/// The gateway to talk to: the one given, or else the default route's.
+pub(crate) fn gateway_or_default(gateway: Option<IpAddr>) -> io::Result<IpAddr> {
+    match gateway {
+        Some(g) => Ok(g),
+        None => default_gateway().map(IpAddr::V4),
+    }
+}
+
+/// Waits for one datagram until `deadline` (a machine's `poll_timeout`), but at most
+/// [`STOP_POLL`] so that the caller sees its stop flag; `None` when nothing came.
+///
+/// An ICMP port unreachable (`ConnectionRefused`) counts as silence: a gateway without a
+/// PCP/NAT-PMP server sends one, and the machine's own retry schedule decides when to give up.
+pub(crate) fn recv_until(
+    socket: &UdpSocket,
+    clock: &Clock,
+    deadline: Option<Instant>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, SocketAddr)>> {
+    let wait = deadline
+        .map_or(STOP_POLL, |t| clock.until(t))
+        .clamp(Duration::from_millis(1), STOP_POLL);
+    socket.set_read_timeout(Some(wait))?;
+    match socket.recv_from(buf) {
+        Ok(got) => Ok(Some(got)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

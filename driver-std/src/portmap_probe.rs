@@ -19,12 +19,10 @@ use holepunch_core::portmap::probe::{Answered, MAX_PROBE_LEN, Probe, ProbeConfig
 
 use crate::Clock;
 use crate::netcheck::local_ip_towards;
-use crate::portmap::{PortmapOptions, default_gateway, run_portmap, run_upnp};
+use crate::portmap::{PortmapOptions, gateway_or_default, recv_until, run_portmap, run_upnp};
 
 /// How long `run_auto`'s probe waits for a gateway that does not answer at all.
 pub const AUTO_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the loop looks at the stop flag while waiting.
-const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Asks `gateway` (default: the default route's) which port-mapping protocols it speaks, with
 /// requests that create nothing; returns after every protocol answered or `timeout`.
@@ -41,10 +39,7 @@ fn run_probe(
     stop: &AtomicBool,
     until_decided: bool,
 ) -> io::Result<(Answered, Option<MappedVia>)> {
-    let gateway = match gateway {
-        Some(g) => g,
-        None => IpAddr::V4(default_gateway()?),
-    };
+    let gateway = gateway_or_default(gateway)?;
     let client_ip = local_ip_towards(SocketAddr::new(gateway, SERVER_PORT))?;
     let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
     let clock = Clock::new();
@@ -75,25 +70,11 @@ fn run_probe(
         if stop.load(Ordering::Relaxed) {
             return Ok((probe.answered(), None));
         }
-        let wait = probe
-            .poll_timeout()
-            .map_or(STOP_POLL, |t| clock.until(t))
-            .clamp(Duration::from_millis(1), STOP_POLL);
-        socket.set_read_timeout(Some(wait))?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                // Not an answer: typed and ignored.
-                let _ = probe.handle_datagram(clock.now(), from, &buf[..n]);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        // No PCP/NAT-PMP server: ICMP port unreachable; SSDP may still answer.
-                        | io::ErrorKind::ConnectionRefused
-                ) => {}
-            Err(e) => return Err(e),
+        // No PCP/NAT-PMP server gives an ICMP port unreachable (silence here); SSDP may still
+        // answer.
+        if let Some((n, from)) = recv_until(&socket, &clock, probe.poll_timeout(), &mut buf)? {
+            // Not an answer: typed and ignored.
+            let _ = probe.handle_datagram(clock.now(), from, &buf[..n]);
         }
         probe.handle_timeout(clock.now());
     }
@@ -108,10 +89,7 @@ pub fn run_auto(
     stop: &AtomicBool,
     mut on_event: impl FnMut(&PortmapEvent),
 ) -> io::Result<PortmapEvent> {
-    let gateway = match options.gateway {
-        Some(g) => g,
-        None => IpAddr::V4(default_gateway()?),
-    };
+    let gateway = gateway_or_default(options.gateway)?;
     let (_, best) = run_probe(Some(gateway), AUTO_PROBE_TIMEOUT, stop, true)?;
     let options = PortmapOptions {
         gateway: Some(gateway),
