@@ -123,6 +123,9 @@ fn check_profile(profile: Profile) {
                 Mapping::EndpointIndependent => {
                     assert_eq!(distinct.len(), 1, "{profile}: one mapping: {mapped:?}")
                 }
+                Mapping::AddressDependent => {
+                    unreachable!("{profile}: the lab builds no address-dependent mapping")
+                }
                 Mapping::AddressAndPortDependent => {
                     assert_eq!(
                         distinct.len(),

@@ -120,4 +120,5 @@ mod tests {
 }
 
 pub mod lab;
+pub mod profile;
 pub mod sim;

@@ -66,22 +66,6 @@ fn hairpin_visible(profile: Profile) -> bool {
     )
 }
 
-fn behaviour_of_mapping(m: Mapping) -> Behaviour {
-    match m {
-        Mapping::EndpointIndependent => Ei,
-        Mapping::AddressDependent => Behaviour::AddressDependent,
-        Mapping::AddressAndPortDependent => Apd,
-    }
-}
-
-fn behaviour_of_filtering(f: Filtering) -> Behaviour {
-    match f {
-        Filtering::EndpointIndependent => Ei,
-        Filtering::AddressDependent => Behaviour::AddressDependent,
-        Filtering::AddressAndPortDependent => Apd,
-    }
-}
-
 /// How far a behaviour is from endpoint-independent (the harder router of a chain wins).
 fn rank(b: Behaviour) -> u8 {
     match b {
@@ -104,10 +88,7 @@ fn table_matches_the_profiles_configuration() {
                 Kind::Firewall => (Ei, Apd),
                 Kind::Nat {
                     mapping, filtering, ..
-                } => (
-                    behaviour_of_mapping(mapping),
-                    behaviour_of_filtering(filtering),
-                ),
+                } => (Mapping::behaviour(mapping), Filtering::behaviour(filtering)),
                 Kind::UdpBlocked => {
                     udp = false;
                     (Unknown, Unknown)

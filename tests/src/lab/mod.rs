@@ -457,6 +457,10 @@ impl Lab {
     pub fn nat_site_with_hosts(&self, profile: Profile, hairpin: bool, hosts: usize) -> Site {
         assert!(hosts >= 1, "lab: a site needs at least one host");
         assert!(
+            Profile::LAB.contains(&profile),
+            "lab: {profile} cannot be built with nftables (see Profile::LAB)"
+        );
+        assert!(
             !hairpin || profile.supports_hairpin(),
             "lab: hairpinning is not implemented for {}",
             profile.name()

@@ -10,27 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use holepunch_core::rng::Rng;
 use holepunch_core::time::{Duration, Instant};
 
-/// Which outbound flows share one external address and port (RFC 4787 §4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mapping {
-    /// One mapping per internal endpoint, whatever the destination ("cone").
-    EndpointIndependent,
-    /// One mapping per internal endpoint and destination IP.
-    AddressDependent,
-    /// One mapping per internal endpoint and destination IP and port ("symmetric").
-    AddressAndPortDependent,
-}
-
-/// Which remote endpoints may send in through a mapping (RFC 4787 §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Filtering {
-    /// Anyone ("full cone").
-    EndpointIndependent,
-    /// IPs the internal endpoint has sent to ("restricted cone").
-    AddressDependent,
-    /// IP and port pairs the internal endpoint has sent to ("port-restricted").
-    AddressAndPortDependent,
-}
+pub use crate::profile::{Filtering, Mapping};
 
 /// How a new mapping's external port is chosen (RFC 4787 §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,58 +10,9 @@ use holepunch_core::time::Duration;
 use super::nat::{Allocation, Filtering, Kind, Mapping, Nat, NatConfig};
 use super::network::Site;
 
-/// A named NAT situation a host can be in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Profile {
-    /// A public address, no NAT, no firewall.
-    Open,
-    /// EIM/EIF.
-    FullCone,
-    /// EIM/ADF.
-    RestrictedCone,
-    /// EIM/APDF.
-    PortRestrictedCone,
-    /// APDM/APDF with sequential ports.
-    SymmetricSequential,
-    /// APDM/APDF with random ports.
-    SymmetricRandom,
-    /// A port-restricted home NAT behind an EIM/APDF carrier NAT (100.64.0.0/10 between).
-    Cgnat,
-    /// No NAT, stateful firewall (APDF).
-    Firewall,
-    /// All UDP dropped.
-    UdpBlocked,
-}
+pub use crate::profile::{Profile, UnknownProfile};
 
 impl Profile {
-    /// Every profile, in the order of `cli.md`.
-    pub const ALL: [Profile; 9] = [
-        Profile::Open,
-        Profile::FullCone,
-        Profile::RestrictedCone,
-        Profile::PortRestrictedCone,
-        Profile::SymmetricSequential,
-        Profile::SymmetricRandom,
-        Profile::Cgnat,
-        Profile::Firewall,
-        Profile::UdpBlocked,
-    ];
-
-    /// The name used by `demo` and the tests.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Open => "open",
-            Profile::FullCone => "full-cone",
-            Profile::RestrictedCone => "restricted-cone",
-            Profile::PortRestrictedCone => "port-restricted-cone",
-            Profile::SymmetricSequential => "symmetric-sequential",
-            Profile::SymmetricRandom => "symmetric-random",
-            Profile::Cgnat => "cgnat",
-            Profile::Firewall => "firewall",
-            Profile::UdpBlocked => "udp-blocked",
-        }
-    }
-
     /// The routers of this profile, innermost first, with their public addresses.
     ///
     /// `public` is the address facing the internet; a CGNAT's home router gets 100.64.0.2.
@@ -233,26 +184,5 @@ impl FromStr for V6Policy {
             .into_iter()
             .find(|p| p.name() == s)
             .ok_or_else(|| UnknownV6Policy(s.into()))
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A profile name that is not one of `cli.md`'s.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown NAT profile {0:?}")]
-pub struct UnknownProfile(pub String);
-
-impl FromStr for Profile {
-    type Err = UnknownProfile;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Profile::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| UnknownProfile(s.into()))
     }
 }
