@@ -507,3 +507,31 @@ fn punch_sockets_are_asked_for_on_the_base_behind_the_hard_nat() {
         other => panic!("expected BindSockets within 5 s, got {other:?}"),
     }
 }
+
+/// RFC 8421 §4: host candidates get local preferences per family, IPv6 above IPv4, and within a
+/// family the earlier one first. An IPv6 host added after two IPv4 hosts is still the first of
+/// its family.
+#[test]
+fn host_local_preferences_count_within_each_family() {
+    use holepunch_core::ice::candidate::Candidate;
+    let now = Instant::ZERO;
+    let mut a = Agent::new(AgentConfig::rfc(true), 5);
+    let hosts = [
+        addr("192.0.2.1:1000"),
+        addr("192.0.2.2:1000"),
+        addr("[2001:db8::1]:1000"),
+        addr("[2001:db8::2]:1000"),
+    ];
+    for h in hosts {
+        a.add_host_candidate(now, h).unwrap();
+    }
+    let expected = [65535 - 1024, 65535 - 1025, 65535, 65534];
+    for (h, pref) in hosts.into_iter().zip(expected) {
+        let c = a
+            .local_candidates()
+            .iter()
+            .find(|c| c.address == h)
+            .unwrap();
+        assert_eq!(c.priority, Candidate::host(h, pref).priority, "{h}");
+    }
+}

@@ -888,3 +888,23 @@ proptest! {
         prop_assert_eq!(OfferLine::parse(lines.next().unwrap()), Ok(OfferLine::Pwd(creds.pwd())));
     }
 }
+
+/// RFC 1035 §2.3.4: a name is at most 253 characters (255 octets on the wire). Exactly 253 is a
+/// host name (unsupported, well-formed); 254 is not a name at all.
+#[test]
+fn host_names_are_bounded_at_253_characters() {
+    let label = "a".repeat(63);
+    // 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253.
+    let name_253 = format!("{label}.{label}.{label}.{}", "b".repeat(61));
+    assert_eq!(name_253.len(), 253);
+    let name_254 = format!("{label}.{label}.{label}.{}", "b".repeat(62));
+    let line = |name: &str| format!("candidate:1 1 udp 2122260223 {name} 54400 typ host");
+    assert_eq!(
+        Candidate::parse(&line(&name_253)),
+        Err(CandidateError::UnsupportedAddress)
+    );
+    assert_eq!(
+        Candidate::parse(&line(&name_254)),
+        Err(CandidateError::InvalidAddress)
+    );
+}

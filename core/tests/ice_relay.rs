@@ -216,3 +216,35 @@ fn a_silent_relay_is_given_up_after_the_window_and_gathering_ends() {
         "no timer left for the choice"
     );
 }
+
+/// A relay that refuses the credentials is reported as failed, and gathering does not wait
+/// for it: end-of-candidates follows the failure.
+#[test]
+fn a_relay_refusing_the_credentials_is_reported_and_gathering_ends() {
+    let mut now = Instant::ZERO;
+    let mut agent = agent_with_host(now);
+    let mut servers = [Relay::new("203.0.113.21:3478", 10)];
+    let mut relays = Relays::new();
+    let host: SocketAddr = HOST.parse().unwrap();
+    let wrong = ClientConfig::new(servers[0].listen, Transport::Udp, "u", "not-p");
+    relays.allocate(now, &mut agent, host, wrong, 1).unwrap();
+    agent.gather(now);
+    let until = Instant::ZERO + Duration::from_secs(5);
+    let events = run(&mut relays, &mut agent, &mut servers, &mut now, until);
+    let gathered: SocketAddr = GATHERED.parse().unwrap();
+    let failed = events.iter().position(
+        |e| matches!(e, RelayEvent::Failed { server, .. } if *server == servers[0].listen),
+    );
+    let done = events
+        .iter()
+        .position(|e| matches!(e, RelayEvent::NotChosen { server } if *server == gathered));
+    assert!(failed.is_some(), "{events:?}");
+    assert!(done.is_some_and(|d| d > failed.unwrap()), "{events:?}");
+    assert!(
+        !agent
+            .local_candidates()
+            .iter()
+            .any(|c| c.kind == CandidateKind::Relayed),
+        "no relayed candidate"
+    );
+}

@@ -583,3 +583,62 @@ fn a_restart_answered_with_dead_candidates_fails_only_after_the_old_path_goes() 
 fn a_restart_without_new_end_of_candidates_never_fails() {
     restart_answered_with_dead_candidates(false);
 }
+
+// ----- consent pacing (RFC 7675 §5.1) -----
+
+/// Consent checks go out every 5 s randomised uniformly within ±20%: every gap between A's
+/// checks on the selected pair lies in [4 s, 6 s], and the jitter really spreads them (some
+/// below 5 s, some above).
+#[test]
+fn consent_checks_are_spaced_four_to_six_seconds_apart() {
+    let mut net = Net::new([AgentConfig::rfc(true), AgentConfig::rfc(false)], [3, 4]);
+    net.signal_both();
+    net.run_for(Duration::from_secs(10));
+    assert!(net.agents[A].selected_path().is_some());
+    let settled = net.now;
+    net.run_for(Duration::from_secs(120));
+    let checks: Vec<Instant> = net
+        .delivered
+        .iter()
+        .filter(|d| d.to_side == B && d.at >= settled)
+        .filter(|d| Message::parse(&d.bytes).unwrap().class() == Class::Request)
+        .map(|d| d.at)
+        .collect();
+    let gaps: Vec<Duration> = checks.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 18, "{} consent checks in 120 s", checks.len());
+    for g in &gaps {
+        assert!(
+            (Duration::from_secs(4)..=Duration::from_secs(6)).contains(g),
+            "gap {g:?} in {gaps:?}"
+        );
+    }
+    let five = Duration::from_secs(5);
+    assert!(gaps.iter().any(|g| *g < five) && gaps.iter().any(|g| *g > five));
+}
+
+/// A restart re-announces everything a driver signals: every local candidate and, when
+/// gathering had completed, end-of-candidates (`GatheringComplete`), so the peer can fail the
+/// new session properly.
+#[test]
+fn a_restart_announces_candidates_and_end_of_candidates_again() {
+    let mut net = connected_pair();
+    let restart = net.now;
+    net.agents[A].restart(restart);
+    net.run_for(Duration::from_millis(1));
+    let since_restart = |pred: fn(&IceEvent) -> bool| {
+        net.events[A]
+            .iter()
+            .filter(|(at, e)| *at >= restart && pred(e))
+            .count()
+    };
+    assert_eq!(
+        since_restart(|e| matches!(e, IceEvent::LocalCandidate(_))),
+        net.agents[A].local_candidates().len()
+    );
+    assert_eq!(
+        since_restart(|e| matches!(e, IceEvent::GatheringComplete)),
+        1,
+        "{:?}",
+        net.events[A]
+    );
+}

@@ -116,9 +116,8 @@ impl Agent {
             }
             self.maybe_nominate_regular(now);
         }
-        if self.selected == Some(pi) {
-            self.refresh_path_rtt(pi);
-        }
+        // Only the selected pair's RTT is the path's: refresh_path_rtt checks.
+        self.refresh_path_rtt(pi);
     }
 
     pub(super) fn path_info(&self, pi: usize) -> Option<PathInfo> {
