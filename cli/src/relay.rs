@@ -78,7 +78,8 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Serves on a two-thread runtime until a stop signal.
+/// Serves until a stop signal: the relay task on this thread's runtime, the relayed sockets on
+/// the relay's own peer thread.
 pub fn run(args: &Args) -> ExitCode {
     if args.users.is_empty() && args.secret.is_none() {
         eprintln!("holepunch relay: give at least one --user USER:PASS or --secret");
@@ -91,10 +92,10 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    // One thread: the relayed sockets' readers, the TCP and TLS connections and the server
-    // task hand each other every packet, and across threads each hand-off cost a wake-up
-    // (futex, context switch) that dominated the profile (relay_load bench: 0.62x coturn's
-    // packets/s on two workers).
+    // A current-thread runtime: the relay starts its one other thread itself (the peer
+    // thread, see holepunch_tokio::relay), and no packet crosses between the two; on a
+    // work-stealing runtime every hand-off cost a wake-up (futex, context switch) that
+    // dominated the profile (relay_load bench: 0.62x coturn's packets/s).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,17 +2,24 @@
 //! listener on the same port, an optional TLS listener (TCP framing inside a rustls session),
 //! and one UDP socket per allocation on the relay IP.
 //!
-//! One task owns the server and every socket's sending side; readers (the TCP connections and
-//! the relayed sockets) hand it what they receive through one bounded channel, so a flood
-//! back-pressures the readers instead of growing memory. Limits: `max_connections` TCP clients,
-//! frames no longer than [`MAX_FRAME_LEN`], a TCP write queue of [`TCP_QUEUE`] frames per
-//! connection (a client that does not read loses data, as over UDP), and TLS handshakes within
-//! [`turn_tls::TLS_HANDSHAKE`] (a connection that does not finish one is closed).
+//! Two threads share the server behind one lock, each feeding it what it reads and sending
+//! what that produced itself, so no packet is handed from one task or thread to another:
+//! - the relay task reads the client-facing UDP socket (client to peer), takes TCP and TLS
+//!   frames from the connection tasks, and runs the timers;
+//! - a peer thread with its own runtime reads the relayed sockets (peer to client).
+//!
+//! Each drains its sockets until they would block (at most 64 datagrams per turn) before
+//! waiting again, and sends what a turn produced together: consecutive datagrams from one
+//! socket to one destination go out in one call with UDP segmentation offload. Limits:
+//! `max_connections` TCP clients, frames no longer than [`MAX_FRAME_LEN`], a TCP write queue
+//! of [`TCP_QUEUE`] frames per connection (a client that does not read loses data, as over
+//! UDP), and TLS handshakes within [`turn_tls::TLS_HANDSHAKE`] (a connection that does not
+//! finish one is closed).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use holepunch_core::turn::channel::MAX_FRAME_LEN;
@@ -20,12 +27,17 @@ use holepunch_core::turn::{Server, ServerAction, ServerConfig, ServerStats, Tran
 use holepunch_std::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::frames::FrameReader;
 use crate::turn_tls;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+
+mod send;
+
+use send::Outbox;
 
 /// Frames queued for one TCP client before further ones are dropped.
 pub const TCP_QUEUE: usize = 256;
@@ -70,13 +82,21 @@ impl RelayConfig {
 }
 
 /// A running relay.
-#[derive(Debug)]
 pub struct RelayHandle {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    stats: watch::Receiver<ServerStats>,
+    shared: Arc<Mutex<Shared>>,
     task: JoinHandle<io::Result<()>>,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle")
+            .field("local_addr", &self.local_addr)
+            .field("tls_addr", &self.tls_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayHandle {
@@ -90,9 +110,9 @@ impl RelayHandle {
         self.tls_addr
     }
 
-    /// The server's counters, as of its last input.
+    /// The server's counters, as of now.
     pub fn stats(&self) -> ServerStats {
-        *self.stats.borrow()
+        lock(&self.shared).server.stats()
     }
 
     /// Whether the relay stopped on its own (a listener failed).
@@ -134,36 +154,39 @@ pub async fn serve_relay(config: RelayConfig) -> io::Result<RelayHandle> {
         server_config.policy.own.push(addr.ip());
     }
     let server = Server::new(server_config, holepunch_std::os_seed());
+    let peers = PeerThread::start()?;
+    let udp = Arc::new(udp);
+    let shared = Arc::new_cyclic(|me| {
+        Mutex::new(Shared {
+            server,
+            clock: Clock::new(),
+            udp: Arc::clone(&udp),
+            relay_ip: config.relay_ip,
+            peers: peers.handle.clone(),
+            relays: HashMap::new(),
+            connections: HashMap::new(),
+            me: me.clone(),
+        })
+    });
     let (stop, stopped) = watch::channel(false);
-    let (stats_tx, stats) = watch::channel(ServerStats::default());
     let relay = Relay {
-        server,
-        clock: Clock::new(),
-        udp: Arc::new(udp),
-        relay_ip: config.relay_ip,
+        shared: Arc::clone(&shared),
+        udp,
         max_connections: config.max_connections,
-        connections: HashMap::new(),
-        relays: HashMap::new(),
-        stats: stats_tx,
+        peers,
     };
     let task = tokio::spawn(relay.run(tcp, tls, stopped));
     Ok(RelayHandle {
         local_addr,
         tls_addr,
         stop,
-        stats,
+        shared,
         task,
     })
 }
 
-/// What readers hand the server task.
+/// What the connection tasks hand the relay task.
 enum Inbound {
-    /// A datagram that reached a relayed socket.
-    Peer {
-        relayed: SocketAddr,
-        from: SocketAddr,
-        data: Vec<u8>,
-    },
     /// A complete frame from a TCP or TLS client.
     Frame {
         from: SocketAddr,
@@ -184,15 +207,193 @@ struct RelaySocket {
     reader: JoinHandle<()>,
 }
 
-struct Relay {
+/// What both threads touch: the allocation table and the sockets its outputs go to. The lock
+/// is held while the server takes one input and its outputs are copied out, never across a
+/// system call on the data path.
+struct Shared {
     server: Server,
     clock: Clock,
+    /// The client-facing UDP socket (the relay task reads it; both threads send on it).
     udp: Arc<UdpSocket>,
     relay_ip: IpAddr,
-    max_connections: usize,
-    connections: HashMap<SocketAddr, Connection>,
+    /// The peer thread's runtime, where relayed sockets are registered and read.
+    peers: Handle,
     relays: HashMap<SocketAddr, RelaySocket>,
-    stats: watch::Sender<ServerStats>,
+    connections: HashMap<SocketAddr, Connection>,
+    /// This value's own `Arc`, for the readers of the relayed sockets it binds.
+    me: Weak<Mutex<Shared>>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic while the lock was held leaves a consistent table: the server has no invariant
+    // that spans two of its calls.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Carries out one socket action of the server's.
+    fn act(&mut self, action: ServerAction) {
+        match action {
+            ServerAction::BindRelay {
+                id,
+                ipv6,
+                even_port,
+            } => {
+                let bound = self.bind_relay(ipv6, even_port);
+                let now = self.clock.now();
+                self.server.handle_relay_bound(now, id, bound);
+            }
+            ServerAction::CloseRelay { relayed } => {
+                if let Some(r) = self.relays.remove(&relayed) {
+                    r.reader.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Binds a relayed socket on the relay IP and starts its reader on the peer thread.
+    fn bind_relay(&mut self, ipv6: bool, even_port: bool) -> Option<SocketAddr> {
+        if ipv6 != self.relay_ip.is_ipv6() {
+            return None;
+        }
+        // The OS picks ports at random: about half are even, so a few tries suffice.
+        let mut bound = None;
+        for _ in 0..16 {
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(self.relay_ip, 0)).ok()?;
+            let addr = socket.local_addr().ok()?;
+            if !even_port || addr.port() % 2 == 0 {
+                bound = Some((socket, addr));
+                break;
+            }
+        }
+        let (socket, relayed) = bound?;
+        socket.set_nonblocking(true).ok()?;
+        let shared = self.me.upgrade()?;
+        // Registered with the peer thread's reactor: its readiness wakes that thread only.
+        let socket = {
+            let _peers = self.peers.enter();
+            Arc::new(UdpSocket::from_std(socket).ok()?)
+        };
+        let reader = self
+            .peers
+            .spawn(read_relayed(Arc::clone(&socket), relayed, shared));
+        self.relays.insert(relayed, RelaySocket { socket, reader });
+        Some(relayed)
+    }
+}
+
+/// One thread's buffers for the data path, reused for every datagram (no allocation per
+/// packet): the receive buffer and the outputs waiting to be sent.
+struct Work {
+    recv: Vec<u8>,
+    outbox: Outbox,
+}
+
+thread_local! {
+    /// One set of buffers per thread: every relayed socket's reader on the peer thread shares
+    /// it (a receive buffer each would cost 64 KiB per allocation).
+    static WORK: std::cell::RefCell<Work> = std::cell::RefCell::new(Work {
+        recv: vec![0u8; MAX_FRAME_LEN + 64],
+        outbox: Outbox::new(),
+    });
+}
+
+/// Datagrams handled per wake-up before other work gets a turn.
+const BATCH: usize = 64;
+
+/// What a reader does after draining a socket.
+enum Drained {
+    /// The socket has nothing more now: wait for readiness.
+    Empty,
+    /// The batch ran out first: let others run, then continue.
+    More,
+    /// The socket failed: stop reading it.
+    Failed(io::Error),
+}
+
+/// Reads up to [`BATCH`] datagrams from `socket` (arriving `via`) and relays them.
+fn drain(socket: &UdpSocket, shared: &Mutex<Shared>, via: Via) -> Drained {
+    WORK.with_borrow_mut(|w| {
+        let Work { recv, outbox } = w;
+        let mut drained = Drained::More;
+        for _ in 0..BATCH {
+            match socket.try_recv_from(recv) {
+                Ok((n, from)) => {
+                    outbox.take(shared, via, from, &recv[..n]);
+                    if outbox.is_full() {
+                        outbox.flush();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = Drained::Empty;
+                    break;
+                }
+                // ICMP errors surface as failed receives on some systems: not fatal.
+                Err(e) if is_transient(&e) => {}
+                Err(e) => {
+                    drained = Drained::Failed(e);
+                    break;
+                }
+            }
+        }
+        // What the batch produced goes out before the thread waits again.
+        outbox.flush();
+        drained
+    })
+}
+
+/// The thread that reads the relayed sockets: the peer-to-client half of every round trip runs
+/// there, the client-to-peer half on the relay task, so the relay uses two cores without
+/// handing packets from one thread to the other (each thread feeds the shared server itself).
+struct PeerThread {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl PeerThread {
+    fn start() -> io::Result<PeerThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finished, done) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("relay-peers".into())
+            .spawn(move || {
+                // Ends when told to, or when the relay task is dropped with its runtime.
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Dropping the runtime drops the readers and closes the relayed sockets.
+                drop(runtime);
+                let _ = finished.send(());
+            })?;
+        Ok(PeerThread {
+            handle,
+            stop: Some(stop),
+            done: Some(done),
+        })
+    }
+
+    /// Stops the thread and waits until its sockets are closed.
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+struct Relay {
+    shared: Arc<Mutex<Shared>>,
+    udp: Arc<UdpSocket>,
+    max_connections: usize,
+    peers: PeerThread,
 }
 
 impl Relay {
@@ -203,32 +404,36 @@ impl Relay {
         mut stopped: watch::Receiver<bool>,
     ) -> io::Result<()> {
         let (inbox_tx, mut inbox) = mpsc::channel::<Inbound>(INBOX);
-        let mut buf = vec![0u8; MAX_FRAME_LEN + 64];
-        let mut out = vec![0u8; MAX_FRAME_LEN + 128];
-        let udp = Arc::clone(&self.udp);
+        let never = || tokio::time::Instant::now() + Duration::from_secs(365 * 86_400);
+        let sleep = tokio::time::sleep_until(never());
+        tokio::pin!(sleep);
+        let mut armed = None;
         let result = loop {
-            let deadline = self
-                .server
-                .poll_timeout()
-                .map(|t| self.clock.epoch() + t.since_epoch());
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = stopped.changed() => break Ok(()),
-                r = udp.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        let now = self.clock.now();
-                        self.server.handle_datagram(now, Via::Client(Transport::Udp), from, &buf[..n]);
+            let deadline = lock(&self.shared).server.poll_timeout();
+            if deadline != armed {
+                armed = deadline;
+                let at = match deadline {
+                    Some(t) => {
+                        let clock = lock(&self.shared).clock;
+                        (clock.epoch() + t.since_epoch()).into()
                     }
-                    // ICMP errors surface as failed receives on some systems: not fatal.
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => break Err(e),
-                },
+                    None => never(),
+                };
+                sleep.as_mut().reset(at);
+            }
+            // Unbiased: a UDP flood does not starve TCP clients, nor the other way round.
+            tokio::select! {
+                _ = stopped.changed() => break Ok(()),
+                r = self.udp.readable() => {
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                    let via = Via::Client(Transport::Udp);
+                    match drain(&self.udp, &self.shared, via) {
+                        Drained::Empty | Drained::More => {}
+                        Drained::Failed(e) => break Err(e),
+                    }
+                }
                 Some(msg) = inbox.recv() => self.handle_inbound(msg),
                 r = tcp.accept() => match r {
                     Ok((stream, from)) => self.accept(stream, from, None, &inbox_tx),
@@ -243,48 +448,54 @@ impl Relay {
                     Err(e) if is_transient(&e) => continue,
                     Err(e) => break Err(e),
                 },
-                () = sleep => {
-                    let now = self.clock.now();
-                    self.server.handle_timeout(now);
+                () = &mut sleep => {
+                    // Re-armed on the next turn, whatever the next deadline is.
+                    armed = None;
+                    WORK.with_borrow_mut(|w| {
+                        let mut s = lock(&self.shared);
+                        let now = s.clock.now();
+                        s.server.handle_timeout(now);
+                        w.outbox.collect(&mut s);
+                        drop(s);
+                        w.outbox.flush();
+                    });
                 }
             }
-            self.drain(&inbox_tx, &mut out).await;
-            self.stats.send_replace(self.server.stats());
         };
-        for (_, c) in self.connections.drain() {
-            c.task.abort();
+        {
+            let mut s = lock(&self.shared);
+            for (_, c) in s.connections.drain() {
+                c.task.abort();
+            }
+            for (_, r) in s.relays.drain() {
+                r.reader.abort();
+            }
         }
-        for (_, r) in self.relays.drain() {
-            r.reader.abort();
-        }
+        self.peers.stop().await;
         result
     }
 
     fn handle_inbound(&mut self, msg: Inbound) {
-        let now = self.clock.now();
         match msg {
-            Inbound::Peer {
-                relayed,
-                from,
-                data,
-            } => {
-                self.server
-                    .handle_datagram(now, Via::Relay(relayed), from, &data);
-            }
             Inbound::Frame {
                 from,
                 transport,
                 data,
-            } => {
-                self.server
-                    .handle_datagram(now, Via::Client(transport), from, &data);
-            }
-            Inbound::Closed { from } => {
-                if let Some(c) = self.connections.remove(&from) {
+            } => WORK.with_borrow_mut(|w| {
+                w.outbox
+                    .feed(&self.shared, Via::Client(transport), from, &data);
+            }),
+            Inbound::Closed { from } => WORK.with_borrow_mut(|w| {
+                let mut s = lock(&self.shared);
+                if let Some(c) = s.connections.remove(&from) {
                     c.task.abort();
                 }
-                self.server.handle_connection_closed(now, from);
-            }
+                let now = s.clock.now();
+                s.server.handle_connection_closed(now, from);
+                w.outbox.collect(&mut s);
+                drop(s);
+                w.outbox.flush();
+            }),
         }
     }
 
@@ -296,9 +507,10 @@ impl Relay {
         tls: Option<TlsAcceptor>,
         inbox: &mpsc::Sender<Inbound>,
     ) {
+        let mut s = lock(&self.shared);
         // Over the limit, or a second connection from one address (a TCP and a TLS one from the
         // same port): dropping the stream closes it.
-        if self.connections.len() >= self.max_connections || self.connections.contains_key(&from) {
+        if s.connections.len() >= self.max_connections || s.connections.contains_key(&from) {
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -308,7 +520,7 @@ impl Relay {
             match tls {
                 None => serve_stream(stream, from, Transport::Tcp, &inbox, rx).await,
                 Some(acceptor) => {
-                    // The handshake runs here, not in the server task: a slow or hostile client
+                    // The handshake runs here, not in the relay task: a slow or hostile client
                     // delays no one else.
                     if let Ok(stream) = turn_tls::accept(&acceptor, stream).await {
                         serve_stream(stream, from, Transport::Tls, &inbox, rx).await;
@@ -317,120 +529,21 @@ impl Relay {
             }
             let _ = inbox.send(Inbound::Closed { from }).await;
         });
-        self.connections
-            .insert(from, Connection { writer: tx, task });
-    }
-
-    /// Carries out everything the server asked for, then sends what it queued.
-    async fn drain(&mut self, inbox: &mpsc::Sender<Inbound>, out: &mut [u8]) {
-        for _ in 0..64 {
-            let mut progressed = false;
-            while let Some(action) = self.server.poll_action() {
-                progressed = true;
-                match action {
-                    ServerAction::BindRelay {
-                        id,
-                        ipv6,
-                        even_port,
-                    } => {
-                        let bound = self.bind_relay(ipv6, even_port, inbox).await;
-                        let now = self.clock.now();
-                        self.server.handle_relay_bound(now, id, bound);
-                    }
-                    ServerAction::CloseRelay { relayed } => {
-                        if let Some(r) = self.relays.remove(&relayed) {
-                            r.reader.abort();
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            while let Some(t) = self.server.poll_transmit(out) {
-                progressed = true;
-                let bytes = &out[..t.len];
-                match t.via {
-                    Via::Client(Transport::Udp) => {
-                        let _ = self.udp.send_to(bytes, t.to).await;
-                    }
-                    Via::Client(_) => {
-                        if let Some(c) = self.connections.get(&t.to) {
-                            // A client that does not read loses frames rather than our memory.
-                            let _ = c.writer.try_send(bytes.to_vec());
-                        }
-                    }
-                    Via::Relay(relayed) => {
-                        if let Some(r) = self.relays.get(&relayed) {
-                            let _ = r.socket.send_to(bytes, t.to).await;
-                        }
-                    }
-                }
-            }
-            if !progressed {
-                return;
-            }
-        }
-    }
-
-    async fn bind_relay(
-        &mut self,
-        ipv6: bool,
-        even_port: bool,
-        inbox: &mpsc::Sender<Inbound>,
-    ) -> Option<SocketAddr> {
-        if ipv6 != self.relay_ip.is_ipv6() {
-            return None;
-        }
-        // The OS picks ports at random: about half are even, so a few tries suffice.
-        let mut bound = None;
-        for _ in 0..16 {
-            let socket = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))
-                .await
-                .ok()?;
-            let addr = socket.local_addr().ok()?;
-            if !even_port || addr.port() % 2 == 0 {
-                bound = Some((socket, addr));
-                break;
-            }
-        }
-        let (socket, relayed) = bound?;
-        let socket = Arc::new(socket);
-        let reader = tokio::spawn(read_relayed(Arc::clone(&socket), relayed, inbox.clone()));
-        self.relays.insert(relayed, RelaySocket { socket, reader });
-        Some(relayed)
+        s.connections.insert(from, Connection { writer: tx, task });
     }
 }
 
-thread_local! {
-    /// One receive buffer per thread for every relayed socket's reader: a buffer each would
-    /// cost 64 KiB per allocation (most of the relay's memory per allocation).
-    static RELAYED_BUF: std::cell::RefCell<Vec<u8>> =
-        std::cell::RefCell::new(vec![0u8; MAX_FRAME_LEN]);
-}
-
-async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, inbox: mpsc::Sender<Inbound>) {
+/// Reads one relayed socket on the peer thread until it fails or its allocation goes (the
+/// task is aborted then).
+async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, shared: Arc<Mutex<Shared>>) {
     loop {
         if socket.readable().await.is_err() {
             return;
         }
-        // No await while the shared buffer is borrowed.
-        let got = RELAYED_BUF.with_borrow_mut(|buf| {
-            socket
-                .try_recv_from(buf)
-                .map(|(n, from)| (from, buf[..n].to_vec()))
-        });
-        match got {
-            Ok((from, data)) => {
-                let msg = Inbound::Peer {
-                    relayed,
-                    from,
-                    data,
-                };
-                if inbox.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) if is_transient(&e) => continue,
-            Err(_) => return,
+        match drain(&socket, &shared, Via::Relay(relayed)) {
+            Drained::Empty => {}
+            Drained::More => tokio::task::yield_now().await,
+            Drained::Failed(_) => return,
         }
     }
 }

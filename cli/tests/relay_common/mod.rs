@@ -32,8 +32,9 @@ pub fn coturn_installed() -> bool {
     false
 }
 
-/// A test-only CA and a relay certificate it signed for `localhost` and 127.0.0.1, as PEM
-/// files in a temporary directory (made afresh for each test; nothing is checked in).
+/// A test-only CA and a relay certificate it signed (for `localhost` and 127.0.0.1 unless
+/// named otherwise), as PEM files in a temporary directory (made afresh for each test; nothing
+/// is checked in).
 pub struct Pki {
     /// The CA certificate, DER (what a client trusts).
     pub ca: rustls::pki_types::CertificateDer<'static>,
@@ -42,8 +43,15 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// A fresh CA named `ca_name` and a relay certificate it signed.
+    /// A fresh CA named `ca_name` and a relay certificate it signed for `localhost` and
+    /// 127.0.0.1.
     pub fn new(ca_name: &str) -> Pki {
+        Pki::for_names(ca_name, &["localhost", "127.0.0.1"])
+    }
+
+    /// A fresh CA named `ca_name` and a relay certificate it signed for `names` (DNS names or
+    /// IP addresses).
+    pub fn for_names(ca_name: &str, names: &[&str]) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -53,8 +61,8 @@ impl Pki {
             .push(DnType::CommonName, ca_name);
         let ca = ca_params.self_signed(&ca_key).expect("CA");
         let key = KeyPair::generate().expect("relay key");
-        let params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("relay params");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
+        let params = CertificateParams::new(names).expect("relay params");
         let cert = params.signed_by(&key, &ca, &ca_key).expect("relay cert");
         let dir = TempDir::new("holepunch-relay-pki");
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
