@@ -175,6 +175,12 @@ pub struct NetcheckReport {
     pub observed_ports: Vec<u16>,
     /// How long the run took.
     pub elapsed_ms: u64,
+    /// `--lifetime`: the longest idle time (s) a UDP mapping survived; `null` when not run or
+    /// not measurable.
+    pub mapping_lifetime_s: Option<u64>,
+    /// `--lifetime`: the shortest idle time (s) a mapping did not survive; `null` when every
+    /// one tried survived, or not run.
+    pub mapping_lifetime_expired_s: Option<u64>,
 }
 
 /// `connect`: the host candidates, known as soon as the sockets are bound.
@@ -640,6 +646,8 @@ mod tests {
             locals: vec!["0.0.0.0:1".into()],
             observed_ports: vec![5],
             elapsed_ms: 9,
+            mapping_lifetime_s: Some(25),
+            mapping_lifetime_expired_s: None,
         };
         let netcheck_fields = [
             "udp",
@@ -650,6 +658,7 @@ mod tests {
             "hairpinning",
             "portmap",
             "nat64_prefix",
+            "mapping_lifetime_s",
         ];
         check(&report, &netcheck_fields, s);
         let line: Value = serde_json::from_str(&report.line()).expect("json");

@@ -1,5 +1,11 @@
-//! `holepunch netcheck --stun SERVER [--stun SERVER]... [--json] [--timeout SECS]`: classifies
-//! this host's NAT.
+//! `holepunch netcheck --stun SERVER [--stun SERVER]... [--json] [--timeout SECS] [--lifetime]`:
+//! classifies this host's NAT.
+//!
+//! With `--lifetime` it then measures how long the NAT keeps an idle UDP mapping (RFC 5780
+//! §4.6 against the first server, which must serve RFC 5780; up to about two minutes, less
+//! when mappings expire sooner): `mapping_lifetime_s` is the longest idle time a mapping was
+//! seen to survive and `mapping_lifetime_expired_s` the shortest it did not (`null`: not run,
+//! not measurable, or never seen).
 //!
 //! The report is the core prober's (`holepunch_core::netcheck`), run over real sockets by
 //! `holepunch_std::netcheck`. The first server should offer RFC 5780 (`holepunch stun-server
@@ -70,6 +76,10 @@ pub struct Args {
     /// Cap on the whole run in seconds; requests give up after 2.2 s anyway.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     timeout: Duration,
+    /// Also measure the NAT's idle UDP mapping lifetime (up to ~2 minutes more; the first
+    /// server must serve RFC 5780).
+    #[arg(long)]
+    lifetime: bool,
 }
 
 /// Runs netcheck and prints its report; see the module docs for the exit status.
@@ -85,8 +95,12 @@ pub fn run(args: &Args) -> ExitCode {
             list.join(", "),
             args.timeout.as_secs_f64()
         );
+        if args.lifetime {
+            eprintln!("netcheck: then measuring the mapping lifetime (up to ~2 minutes)");
+        }
     }
-    let options = NetcheckOptions::default().with_timeout(args.timeout);
+    let mut options = NetcheckOptions::default().with_timeout(args.timeout);
+    options.lifetime = args.lifetime;
     let gateway = servers
         .iter()
         .find(|s| s.is_ipv4())
@@ -171,6 +185,8 @@ fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckRepo
         locals: run.locals.iter().map(ToString::to_string).collect(),
         observed_ports: r.observed_ports.clone(),
         elapsed_ms: json::ms(run.elapsed),
+        mapping_lifetime_s: run.lifetime.and_then(|l| l.survived).map(|d| d.as_secs()),
+        mapping_lifetime_expired_s: run.lifetime.and_then(|l| l.expired).map(|d| d.as_secs()),
     }
 }
 
@@ -213,7 +229,27 @@ fn human(run: &NetcheckRun, portmap: PortmapFinding) -> String {
         );
     }
     line("local sockets:", &locals.join(", "));
+    line("mapping life:", &lifetime_text(run));
     format!("netcheck report ({}):\n{out}", format_ms(run.elapsed))
+}
+
+/// The lifetime bracket for people: "not measured", "not measurable (…)", or seconds.
+fn lifetime_text(run: &NetcheckRun) -> String {
+    let Some(l) = run.lifetime else {
+        return "not measured (--lifetime)".into();
+    };
+    match (l.measurable, l.survived, l.expired) {
+        (false, ..) => "not measurable (the first server must serve RFC 5780)".into(),
+        (true, Some(s), Some(e)) => format!(
+            "{} s (survived {} s idle, expired by {} s)",
+            s.as_secs(),
+            s.as_secs(),
+            e.as_secs()
+        ),
+        (true, Some(s), None) => format!("at least {} s", s.as_secs()),
+        (true, None, Some(e)) => format!("under {} s", e.as_secs()),
+        (true, None, None) => "not measurable".into(),
+    }
 }
 
 /// "not probed (…)", "none answered (gateway G)", or the protocols that answered.

@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-use holepunch_core::netcheck::{Netcheck, NetcheckConfig, NetcheckError, Report};
+use holepunch_core::netcheck::{
+    LifetimeConfig, LifetimeProbe, LifetimeReport, Netcheck, NetcheckConfig, NetcheckError, Report,
+};
+use holepunch_core::time::Instant;
 
 use crate::{Clock, RECV_BUFFER_LEN, is_transient, os_seed, unspecified_like};
 
@@ -49,6 +52,10 @@ pub struct NetcheckOptions {
     /// The seed for transaction ids; `None` draws one with [`os_seed`]. Fixed seeds are for
     /// reproducible tests only.
     pub seed: Option<u64>,
+    /// Also measure how long the NAT keeps an idle mapping (RFC 5780 §4.6, see
+    /// [`LifetimeProbe`]) against the first server, after the classification: up to about
+    /// two minutes more, and 15 more sockets. `false`.
+    pub lifetime: bool,
 }
 
 impl Default for NetcheckOptions {
@@ -57,6 +64,7 @@ impl Default for NetcheckOptions {
             timeout: Duration::from_secs(5),
             other_family: true,
             seed: None,
+            lifetime: false,
         }
     }
 }
@@ -79,6 +87,9 @@ pub struct NetcheckRun {
     pub locals: Vec<SocketAddr>,
     /// Wall-clock time the run took.
     pub elapsed: Duration,
+    /// The mapping lifetime bracket, when [`NetcheckOptions::lifetime`] asked for it and the
+    /// run reached a server (the report says whether it was measurable).
+    pub lifetime: Option<LifetimeReport>,
 }
 
 /// Why netcheck could not run.
@@ -143,28 +154,121 @@ pub fn netcheck_on(
     config.timeout = options.timeout;
     let seed = options.seed.unwrap_or_else(os_seed);
     let mut prober = Netcheck::new(config, seed)?;
+    let clock = Clock::new();
+    pump_sockets(&mut prober, sockets, &locals)?;
+    let report = prober.report();
+    let server = servers.iter().find(|s| s.is_ipv4() == locals[0].is_ipv4());
+    let lifetime = match server {
+        Some(&server) if options.lifetime && report.udp => {
+            Some(lifetime_on(locals[0].ip(), server, seed ^ 0x11fe)?)
+        }
+        _ => None,
+    };
+    Ok(NetcheckRun {
+        report,
+        locals,
+        elapsed: clock.epoch().elapsed(),
+        lifetime,
+    })
+}
+
+/// Measures the mapping lifetime towards `server` (an RFC 5780 server) from new sockets on
+/// `ip`: the prober, then one per default idle time.
+pub fn lifetime_on(ip: IpAddr, server: SocketAddr, seed: u64) -> io::Result<LifetimeReport> {
+    let count = LifetimeConfig::DEFAULT_IDLE_TIMES.len() + 1;
+    let sockets = (0..count)
+        .map(|_| UdpSocket::bind((ip, 0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let locals = sockets
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<io::Result<Vec<_>>>()?;
+    let config = LifetimeConfig::new(server, locals[0], locals[1..].to_vec());
+    let mut probe = LifetimeProbe::new(config, seed).map_err(io::Error::other)?;
+    pump_sockets(&mut probe, &sockets, &locals)?;
+    Ok(probe.report())
+}
+
+/// Runs `machine` on `sockets` (bound at `locals`) until it is done: one reader thread per
+/// socket, the pump on this one.
+fn pump_sockets(
+    machine: &mut dyn Pumped,
+    sockets: &[UdpSocket],
+    locals: &[SocketAddr],
+) -> io::Result<()> {
     for socket in sockets {
         socket.set_read_timeout(Some(READER_POLL_INTERVAL))?;
     }
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let clock = Clock::new();
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         for (index, socket) in sockets.iter().enumerate() {
             let (tx, stop) = (tx.clone(), &stop);
             scope.spawn(move || read_socket(index, socket, &tx, stop));
         }
         drop(tx);
-        let result = pump(&mut prober, &clock, sockets, &locals, &rx);
+        let result = pump(machine, &clock, sockets, locals, &rx);
         stop.store(true, Ordering::Relaxed);
         result
-    });
-    result?;
-    Ok(NetcheckRun {
-        report: prober.report(),
-        locals,
-        elapsed: clock.epoch().elapsed(),
     })
+}
+
+/// What [`pump`] drives: netcheck and the lifetime probe.
+trait Pumped {
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Option<holepunch_core::io::Transmit>;
+    fn is_done(&self) -> bool;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]);
+}
+
+impl Pumped for Netcheck {
+    fn handle_timeout(&mut self, now: Instant) {
+        Netcheck::handle_timeout(self, now);
+    }
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Option<holepunch_core::io::Transmit> {
+        Netcheck::poll_transmit(self, now, out)
+    }
+    fn is_done(&self) -> bool {
+        Netcheck::is_done(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Netcheck::poll_timeout(self)
+    }
+    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]) {
+        Netcheck::handle_datagram(self, now, local, from, d);
+    }
+}
+
+impl Pumped for LifetimeProbe {
+    fn handle_timeout(&mut self, now: Instant) {
+        LifetimeProbe::handle_timeout(self, now);
+    }
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Option<holepunch_core::io::Transmit> {
+        LifetimeProbe::poll_transmit(self, now, out)
+    }
+    fn is_done(&self) -> bool {
+        LifetimeProbe::is_done(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        LifetimeProbe::poll_timeout(self)
+    }
+    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]) {
+        LifetimeProbe::handle_datagram(self, now, local, from, d);
+    }
 }
 
 /// The local IP the kernel would send from towards `server`: a UDP socket is connected to it
@@ -187,7 +291,7 @@ pub fn local_ip_towards(server: SocketAddr) -> io::Result<IpAddr> {
 type Received = io::Result<(usize, SocketAddr, Vec<u8>)>;
 
 fn pump(
-    prober: &mut Netcheck,
+    prober: &mut dyn Pumped,
     clock: &Clock,
     sockets: &[UdpSocket],
     locals: &[SocketAddr],

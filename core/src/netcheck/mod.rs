@@ -111,9 +111,11 @@ use crate::stun::{self, Class, Message, TransactionId};
 use crate::time::{Duration, Instant};
 
 mod config;
+mod lifetime;
 mod report;
 
 pub use config::{NetcheckConfig, NetcheckError};
+pub use lifetime::{LifetimeConfig, LifetimeError, LifetimeProbe, LifetimeReport};
 pub use report::{Behaviour, Ipv6Prefix, PortmapAvailability, Report, ServerRtt};
 
 use report::valid_other;
