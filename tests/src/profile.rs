@@ -1,6 +1,6 @@
 //! The NAT vocabulary the simulation and the lab share: the profiles of `../shared/cli.md` and
 //! their RFC 4787 mapping and filtering behaviours, in terms of core's
-//! [`Behaviour`](holepunch_core::netcheck::Behaviour), which is what `netcheck` reports.
+//! [`Behaviour`], which is what `netcheck` reports.
 //!
 //! How a profile is built is each world's own business: the simulation turns it into router
 //! models (`sim::profile`), the lab into nftables tables (`lab::nat`), and the lab cannot build
