@@ -64,33 +64,7 @@ fn run(pa: Profile, pb: Profile, server: Server) -> Option<(String, String)> {
         connected.push(line);
     }
     // A line each way (repeated while lost), then EOF: both exit 0.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let a_got = a.stdout().contains("from b");
-        let b_got = b.stdout().contains("from a");
-        if a_got && b_got {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no data through the path:\n{}\n{}",
-            a.describe(),
-            b.describe()
-        );
-        if !b_got {
-            let _ = a.write_stdin(b"from a\n");
-        }
-        if !a_got {
-            let _ = b.write_stdin(b"from b\n");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    a.close_stdin();
-    b.close_stdin();
-    for p in [&mut a, &mut b] {
-        let status = p.wait_exit(Duration::from_secs(10));
-        assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
-    }
+    lab_common::lines_both_ways_then_eof(&mut a, &mut b);
     Some((connected.remove(0), connected.remove(0)))
 }
 

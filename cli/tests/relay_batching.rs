@@ -5,11 +5,10 @@
 mod relay_common;
 mod support;
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use holepunch_core::turn::{ClientEvent, Transport};
-use relay_common::{LOCALHOST, Relay, TurnPump};
+use holepunch_core::turn::Transport;
+use relay_common::{Relay, TurnPump, channel_to_local_peer};
 
 /// Datagrams per burst (well within loopback socket buffers: none may be dropped).
 const BURST: usize = 96;
@@ -32,19 +31,7 @@ fn datagram(i: usize) -> Vec<u8> {
 fn bursts_of_mixed_sizes_cross_the_relay_with_their_boundaries_both_ways() {
     let relay = Relay::start(&["--allow-peer", "127.0.0.0/8"]);
     let mut turn = TurnPump::new(relay.addr, Transport::Udp, "alicepass");
-    let peer = UdpSocket::bind((LOCALHOST, 0)).expect("peer");
-    peer.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let peer_addr = peer.local_addr().expect("addr");
-    turn.run_until("allocation", |t| t.relayed().is_some());
-    let relayed = turn.relayed().expect("relayed");
-    let now = turn.now();
-    turn.client.add_peer(now, peer_addr).expect("peer");
-    turn.run_until("channel bind", |t| {
-        t.events
-            .iter()
-            .any(|e| matches!(e, ClientEvent::ChannelBound { .. }))
-    });
+    let (peer, peer_addr, relayed) = channel_to_local_peer(&mut turn);
 
     // Peer to client: sent back to back, so they wait together at the relayed socket.
     for i in 0..BURST {

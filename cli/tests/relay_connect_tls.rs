@@ -13,16 +13,14 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holepunch_tests::lab::{self, Profile, Stream};
-use lab_common::{
-    CONNECT_TIMEOUT_S, RELAY, RELAY_USER, START_LIMIT, STUN_PRIMARY, connect_with, servers,
-};
+use lab_common::{CONNECT_TIMEOUT_S, RELAY_USER, STUN_PRIMARY, connect_with, servers};
 use relay_common::{LIMIT, Pki, Relay};
 use support::{TempDir, holepunch, json_str, run_bounded};
 
-/// The lab relay's TLS listener (beside its UDP and TCP one on [`RELAY`]).
+/// The lab relay's TLS listener (beside its UDP and TCP one on `lab_common::RELAY`).
 const RELAY_TLS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 5349);
 
 #[test]
@@ -33,31 +31,10 @@ fn a_udp_blocked_peer_connects_through_our_relay_over_tls_with_a_private_ca() {
     // The certificate names the relay by IP: clients check it against HOST in --turn.
     let pki = Pki::for_names("holepunch lab CA", &[&RELAY_TLS.ip().to_string()]);
     let (_srv, _stun, _signal) = servers(&lab);
-    let relay_ns = lab.server_host(&[*RELAY.ip()]);
     let (cert, key) = (pki.file("cert.pem"), pki.file("key.pem"));
-    let args = [
-        "relay",
-        "--listen",
-        &RELAY.to_string(),
-        "--relay-ip",
-        &RELAY.ip().to_string(),
-        "--user",
-        RELAY_USER,
-        // The lab's internet is TEST-NET-3, which the default policy refuses.
-        "--allow-peer",
-        "203.0.113.0/24",
-        "--tls-listen",
-        &RELAY_TLS.to_string(),
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-    ]
-    .map(String::from);
-    let mut relay = lab.spawn(&relay_ns, "relay-tls", lab_common::holepunch(), args);
-    relay.expect_line(Stream::Stderr, START_LIMIT, |l| {
-        l.contains("listening on tls")
-    });
+    let tls = RELAY_TLS.to_string();
+    let extra = ["--tls-listen", &tls, "--cert", &cert, "--key", &key];
+    let (_relay_ns, _relay) = lab_common::relay_with(&lab, "relay-tls", &extra, "listening on tls");
     let site_a = lab.nat_site(Profile::UdpBlocked, false);
     let site_b = lab.nat_site(Profile::PortRestrictedCone, false);
     let turn = format!("{RELAY_USER}@{RELAY_TLS}?transport=tls");
@@ -83,33 +60,7 @@ fn a_udp_blocked_peer_connects_through_our_relay_over_tls_with_a_private_ca() {
         );
     }
     // A line each way (repeated while lost), then EOF: both exit 0.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let a_got = a.stdout().contains("from b");
-        let b_got = b.stdout().contains("from a");
-        if a_got && b_got {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no data through the relay:\n{}\n{}",
-            a.describe(),
-            b.describe()
-        );
-        if !b_got {
-            let _ = a.write_stdin(b"from a\n");
-        }
-        if !a_got {
-            let _ = b.write_stdin(b"from b\n");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    a.close_stdin();
-    b.close_stdin();
-    for p in [&mut a, &mut b] {
-        let status = p.wait_exit(Duration::from_secs(10));
-        assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
-    }
+    lab_common::lines_both_ways_then_eof(&mut a, &mut b);
 }
 
 /// `holepunch connect` in file mode with only the TLS relay at `port`, trusting `ca`; its exit

@@ -444,24 +444,59 @@ pub const RELAY_USER: &str = "lab:lab-secret";
 
 /// `holepunch relay` on its own host, relaying between the lab's public addresses.
 pub fn relay(lab: &Lab) -> (Ns, LabProcess) {
+    relay_with(lab, "relay", &[], "listening")
+}
+
+/// [`relay`] with `extra` flags (TLS, say), ready once stderr shows `ready`.
+pub fn relay_with(lab: &Lab, name: &str, extra: &[&str], ready: &str) -> (Ns, LabProcess) {
     let ns = lab.server_host(&[*RELAY.ip()]);
-    let mut p = lab.spawn(
-        &ns,
+    let (listen, relay_ip) = (RELAY.to_string(), RELAY.ip().to_string());
+    let mut args = vec![
         "relay",
-        holepunch(),
-        [
-            "relay",
-            "--listen",
-            &RELAY.to_string(),
-            "--relay-ip",
-            &RELAY.ip().to_string(),
-            "--user",
-            RELAY_USER,
-            // The lab's internet is TEST-NET-3, which the default policy refuses.
-            "--allow-peer",
-            "203.0.113.0/24",
-        ],
-    );
-    p.expect_line(Stream::Stderr, START_LIMIT, |l| l.contains("listening"));
+        "--listen",
+        &listen,
+        "--relay-ip",
+        &relay_ip,
+        "--user",
+        RELAY_USER,
+        // The lab's internet is TEST-NET-3, which the default policy refuses.
+        "--allow-peer",
+        "203.0.113.0/24",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = lab.spawn(&ns, name, holepunch(), args);
+    p.expect_line(Stream::Stderr, START_LIMIT, |l| l.contains(ready));
     (ns, p)
+}
+
+/// Two connected `connect` peers exchange a line each way (repeated while lost, for at most
+/// 15 s), then close their input: both must exit 0.
+pub fn lines_both_ways_then_eof(a: &mut LabProcess, b: &mut LabProcess) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a_got = a.stdout().contains("from b");
+        let b_got = b.stdout().contains("from a");
+        if a_got && b_got {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data through the path:\n{}\n{}",
+            a.describe(),
+            b.describe()
+        );
+        if !b_got {
+            let _ = a.write_stdin(b"from a\n");
+        }
+        if !a_got {
+            let _ = b.write_stdin(b"from b\n");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.close_stdin();
+    b.close_stdin();
+    for p in [a, b] {
+        let status = p.wait_exit(Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
+    }
 }

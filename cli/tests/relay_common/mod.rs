@@ -428,13 +428,9 @@ impl TurnPump {
     }
 }
 
-/// Allocates, binds a channel to a local peer, and echoes both ways through `server`.
-pub fn exchange_through(server: SocketAddr, transport: Transport) {
-    exchange(TurnPump::new(server, transport, "alicepass"));
-}
-
-/// Allocates, binds a channel to a local peer, and echoes both ways through `turn`'s server.
-pub fn exchange(mut turn: TurnPump) {
+/// Allocates through `turn` and binds a channel to a new local UDP peer (5 s read timeout);
+/// returns the peer, its address and the relayed address.
+pub fn channel_to_local_peer(turn: &mut TurnPump) -> (UdpSocket, SocketAddr, SocketAddr) {
     let peer = UdpSocket::bind((LOCALHOST, 0)).expect("peer");
     peer.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -448,6 +444,17 @@ pub fn exchange(mut turn: TurnPump) {
             .iter()
             .any(|e| matches!(e, ClientEvent::ChannelBound { .. }))
     });
+    (peer, peer_addr, relayed)
+}
+
+/// Allocates, binds a channel to a local peer, and echoes both ways through `server`.
+pub fn exchange_through(server: SocketAddr, transport: Transport) {
+    exchange(TurnPump::new(server, transport, "alicepass"));
+}
+
+/// Allocates, binds a channel to a local peer, and echoes both ways through `turn`'s server.
+pub fn exchange(mut turn: TurnPump) {
+    let (peer, peer_addr, relayed) = channel_to_local_peer(&mut turn);
     assert!(turn.client.channel(peer_addr).is_some());
     for i in 0..5u8 {
         let msg = [b'p', b'i', b'n', b'g', i];
