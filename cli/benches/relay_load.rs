@@ -154,7 +154,11 @@ impl Path {
                 let _ = socket.send_to(payload, *peer);
             }
             Path::Relayed { turn, peer } => {
-                let t = turn.client.send_to(*peer, payload, &mut turn.out).unwrap();
+                let now = turn.now();
+                let t = turn
+                    .client
+                    .send_to(now, *peer, payload, &mut turn.out)
+                    .unwrap();
                 let _ = turn.socket.send_to(&turn.out[..t.len], turn.server);
             }
         }

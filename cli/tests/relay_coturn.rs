@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use holepunch_core::turn::{ClientEvent, Transport, TurnError};
 use relay_common::{
-    Coturn, LIMIT, LOCALHOST, Pki, Relay, TurnPump, coturn_installed, exchange, exchange_through,
-    tls_junk, tls_to,
+    Coturn, LIMIT, LOCALHOST, Pki, Relay, TurnPump, channel_to_local_peer, coturn_installed,
+    exchange, exchange_through, tls_junk, tls_to,
 };
 use support::{Proc, free_port, run_bounded};
 
@@ -50,6 +50,54 @@ fn our_client_allocates_binds_and_exchanges_through_holepunch_relay() {
             error: TurnError::Unauthorized
         }]
     );
+}
+
+/// Keepalives every 200 ms over 2 s of silence: the server must take them without a word
+/// (indications get no answer, RFC 8489 §6.3.2) and keep serving the allocation.
+fn keepalives_are_accepted_silently_by(server: std::net::SocketAddr) {
+    let mut turn = TurnPump::with_config(server, Transport::Udp, "alicepass", |c| {
+        c.keepalive = Some(holepunch_core::Duration::from_millis(200));
+    });
+    let (peer, peer_addr, relayed) = channel_to_local_peer(&mut turn);
+    let (sent, answers) = (turn.keepalives, turn.control_received);
+    let quiet_until = std::time::Instant::now() + Duration::from_secs(2);
+    turn.run_until("two seconds of silence", |_| {
+        std::time::Instant::now() >= quiet_until
+    });
+    let keepalives = turn.keepalives - sent;
+    assert!(
+        (5..=11).contains(&keepalives),
+        "{keepalives} keepalives in 2 s at 200 ms"
+    );
+    assert_eq!(
+        turn.control_received, answers,
+        "the server answered a keepalive"
+    );
+    turn.send(peer_addr, b"still here");
+    let mut buf = [0u8; 100];
+    let (n, from) = peer
+        .recv_from(&mut buf)
+        .expect("relayed after the keepalives");
+    assert_eq!((from, &buf[..n]), (relayed, &b"still here"[..]));
+    assert!(
+        !turn
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Failed { .. })),
+        "{:?}",
+        turn.events
+    );
+}
+
+#[test]
+fn coturn_and_holepunch_relay_take_keepalives_silently() {
+    let relay = Relay::start(&["--allow-peer", "127.0.0.0/8"]);
+    keepalives_are_accepted_silently_by(relay.addr);
+    if !coturn_installed() {
+        return;
+    }
+    let coturn = Coturn::start();
+    keepalives_are_accepted_silently_by(coturn.addr);
 }
 
 fn uclient(relay: SocketAddr, peer_port: u16, tcp: bool, pass: &str) -> support::Output {

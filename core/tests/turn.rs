@@ -55,6 +55,10 @@ impl Net {
 
     fn add_client(&mut self, from: &str, transport: Transport, user: &str, pass: &str) -> usize {
         let config = ClientConfig::new(addr(SERVER), transport, user, pass);
+        self.add_client_with(from, config)
+    }
+
+    fn add_client_with(&mut self, from: &str, config: ClientConfig) -> usize {
         let mut client = Client::new(config, 11 + self.clients.len() as u64);
         client.allocate(self.now).expect("allocate starts");
         self.clients.push((addr(from), client));
@@ -164,9 +168,8 @@ impl Net {
         let from = self.clients[i].0;
         let t = self.clients[i]
             .1
-            .send_to(peer, payload, &mut buf)
+            .send_to(now, peer, payload, &mut buf)
             .expect("send_to");
-        let _ = now;
         self.server
             .handle_datagram(self.now, Via::Client(transport), from, &buf[..t.len]);
         self.pump();
@@ -219,7 +222,7 @@ fn allocate_bind_and_exchange_data_over_udp() {
     let mut buf = [0u8; 200];
     let t = net
         .client(c)
-        .send_to(addr(PEER), b"early", &mut buf)
+        .send_to(now, addr(PEER), b"early", &mut buf)
         .expect("send");
     let msg = Message::parse(&buf[..t.len]).expect("a Send indication");
     assert_eq!(msg.class(), Class::Indication);
@@ -238,7 +241,7 @@ fn allocate_bind_and_exchange_data_over_udp() {
     // Over the channel: ChannelData out, unpadded on UDP.
     let t = net
         .client(c)
-        .send_to(addr(PEER), b"hello", &mut buf)
+        .send_to(now, addr(PEER), b"hello", &mut buf)
         .expect("send");
     assert_eq!(
         &buf[..t.len],
@@ -740,4 +743,111 @@ fn channel_bind_rules() {
         "out of range"
     );
     assert_eq!(ask(&mut net, bind(0x4002, "10.0.0.1:1")).1, Some(403));
+}
+
+/// Whether a client datagram is a keepalive: a Binding indication with a valid FINGERPRINT.
+fn is_keepalive(datagram: &[u8]) -> bool {
+    Message::parse(datagram).is_ok_and(|m| {
+        m.class() == Class::Indication
+            && m.method() == Method::BINDING
+            && m.has_fingerprint()
+            && m.verify_fingerprint().is_ok()
+    })
+}
+
+/// Runs `net` second by second for `span`, calling `each_second` first, and returns when each
+/// client datagram left (its virtual time) and whether it was a keepalive.
+fn sent_over(
+    net: &mut Net,
+    span: Duration,
+    mut each_second: impl FnMut(&mut Net, u64),
+) -> Vec<(Instant, bool)> {
+    let mut seen = net.client_sent.len();
+    let mut out = Vec::new();
+    let start = net.now;
+    for second in 1..=span.as_secs() {
+        each_second(net, second);
+        net.run_until(start + Duration::from_secs(second));
+        for d in &net.client_sent[seen..] {
+            out.push((net.now, is_keepalive(d)));
+        }
+        seen = net.client_sent.len();
+    }
+    out
+}
+
+#[test]
+fn an_idle_udp_allocation_keeps_its_nat_mapping_alive_with_binding_indications() {
+    // Nothing else goes to the server between Refreshes once a direct path wins; a NAT that
+    // forgets a mapping after 30 s of silence would cost the allocation (437 on the Refresh).
+    let mut net = Net::new(config());
+    let c = net.add_client(CLIENT, Transport::Udp, "alice", "alicepass");
+    allocated(&net, c);
+    let start = net.now;
+    let sent = sent_over(&mut net, Duration::from_secs(20 * 60), |_, _| {});
+    let keepalives = sent.iter().filter(|(_, k)| *k).count();
+    let mut last = start;
+    for (at, _) in &sent {
+        assert!(
+            *at - last <= turn_keepalive(),
+            "{:?} of silence towards the server before {at:?}",
+            *at - last
+        );
+        last = *at;
+    }
+    assert!(net.now - last <= turn_keepalive(), "silent at the end");
+    // One per 15 s of silence, not more: 80 in 20 minutes, less the two Refreshes' slots.
+    assert!(
+        (76..=80).contains(&keepalives),
+        "{keepalives} keepalives in 20 minutes"
+    );
+    assert_eq!(net.server.stats().dropped, 0, "keepalives are not errors");
+    assert!(
+        !net.events_of(c)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Failed { .. })),
+        "the allocation lives: {:?}",
+        net.events_of(c)
+    );
+}
+
+#[test]
+fn no_keepalive_while_data_flows() {
+    let mut net = Net::new(config());
+    let c = net.add_client(CLIENT, Transport::Udp, "alice", "alicepass");
+    allocated(&net, c);
+    let now = net.now;
+    net.client(c).add_peer(now, addr(PEER)).expect("peer added");
+    net.pump();
+    // Data every 10 s for 3 minutes: each one postpones the keepalive.
+    let sent = sent_over(&mut net, Duration::from_secs(180), |net, second| {
+        if second % 10 == 0 {
+            net.send(c, addr(PEER), b"data");
+        }
+    });
+    assert!(
+        sent.iter().all(|(_, k)| !k),
+        "a keepalive went out while data flowed: {sent:?}"
+    );
+    assert_eq!(net.to_peers.len(), 18, "the data itself was relayed");
+}
+
+#[test]
+fn no_keepalives_over_tcp_or_when_turned_off() {
+    let mut net = Net::new(config());
+    let tcp = net.add_client(CLIENT, Transport::Tcp, "alice", "alicepass");
+    let mut quiet = ClientConfig::new(addr(SERVER), Transport::Udp, "bob", "bobpass");
+    quiet.keepalive = None;
+    let udp = net.add_client_with("198.51.100.8:40000", quiet);
+    allocated(&net, tcp);
+    allocated(&net, udp);
+    let sent = sent_over(&mut net, Duration::from_secs(5 * 60), |_, _| {});
+    assert!(
+        sent.iter().all(|(_, k)| !k),
+        "keepalives were sent: {sent:?}"
+    );
+}
+
+fn turn_keepalive() -> Duration {
+    holepunch_core::turn::client::KEEPALIVE
 }

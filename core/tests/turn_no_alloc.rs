@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use holepunch_core::turn::{
-    Client, ClientConfig, ClientEvent, Received, Server, ServerAction, ServerConfig, Transport, Via,
+    Client, ClientConfig, ClientEvent, Received, Server, ServerAction, ServerConfig, Transport,
+    Via, client,
 };
 use holepunch_core::{Duration, Instant};
 
@@ -85,7 +86,9 @@ fn steady_state_data_path_allocates_nothing() {
             let (n, ()) = allocations(|| {
                 for _ in 0..100 {
                     // Client → relay → peer over the channel.
-                    let t = client.send_to(peer, &payload, &mut wire).expect("send");
+                    let t = client
+                        .send_to(now, peer, &payload, &mut wire)
+                        .expect("send");
                     server.handle_datagram(now, Via::Client(transport), from, &wire[..t.len]);
                     let t = server.poll_transmit(&mut out).expect("relayed");
                     assert_eq!(
@@ -108,6 +111,16 @@ fn steady_state_data_path_allocates_nothing() {
                     let _ = client.poll_timeout();
                     let _ = server.poll_timeout();
                 }
+                // An idle spell: over UDP a keepalive goes out, and the server takes it.
+                now += client::KEEPALIVE;
+                client.handle_timeout(now);
+                while let Some(t) = client.poll_transmit(now, &mut wire) {
+                    server.handle_datagram(now, Via::Client(transport), from, &wire[..t.len]);
+                }
+                assert!(
+                    server.poll_transmit(&mut out).is_none(),
+                    "keepalives get no answer"
+                );
             });
             if round == 1 {
                 assert_eq!(

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use holepunch_core::Instant;
+use holepunch_core::stun::{Class, Message, Method};
 use holepunch_core::turn::channel::frame_len;
 use holepunch_core::turn::{Client, ClientConfig, ClientEvent, Received, Transport};
 
@@ -247,6 +248,10 @@ pub struct TurnPump {
     epoch: std::time::Instant,
     pub events: Vec<ClientEvent>,
     pub data: Vec<(SocketAddr, Vec<u8>)>,
+    /// Keepalives the client sent (Binding indications).
+    pub keepalives: usize,
+    /// Datagrams or frames the server sent that the client consumed as TURN (not data).
+    pub control_received: usize,
 }
 
 fn tcp_to(server: SocketAddr) -> TcpStream {
@@ -289,6 +294,16 @@ pub fn tls_to(
 impl TurnPump {
     /// Over UDP from a new socket, or over a new TCP connection.
     pub fn new(server: SocketAddr, transport: Transport, pass: &str) -> TurnPump {
+        Self::with_config(server, transport, pass, |_| {})
+    }
+
+    /// As [`new`](Self::new), with the client configuration adjusted by `adjust`.
+    pub fn with_config(
+        server: SocketAddr,
+        transport: Transport,
+        pass: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> TurnPump {
         let conn = match transport {
             Transport::Udp => {
                 let s = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
@@ -303,7 +318,7 @@ impl TurnPump {
                 Conn::Stream(Box::new(s), vec![0; 70_000], 0)
             }
         };
-        TurnPump::over(server, transport, conn, pass)
+        TurnPump::over(server, transport, conn, pass, adjust)
     }
 
     /// Over TLS, after `tls_to`'s handshake.
@@ -316,11 +331,18 @@ impl TurnPump {
             .set_read_timeout(Some(Duration::from_millis(10)))
             .expect("timeout");
         let conn = Conn::Stream(Box::new(tls), vec![0; 70_000], 0);
-        TurnPump::over(server, Transport::Tls, conn, pass)
+        TurnPump::over(server, Transport::Tls, conn, pass, |_| {})
     }
 
-    fn over(server: SocketAddr, transport: Transport, conn: Conn, pass: &str) -> TurnPump {
-        let config = ClientConfig::new(server, transport, "alice", pass);
+    fn over(
+        server: SocketAddr,
+        transport: Transport,
+        conn: Conn,
+        pass: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> TurnPump {
+        let mut config = ClientConfig::new(server, transport, "alice", pass);
+        adjust(&mut config);
         let mut pump = TurnPump {
             client: Client::new(config, 42),
             conn,
@@ -328,6 +350,8 @@ impl TurnPump {
             epoch: std::time::Instant::now(),
             events: Vec::new(),
             data: Vec::new(),
+            keepalives: 0,
+            control_received: 0,
         };
         let now = pump.now();
         pump.client.allocate(now).expect("allocate");
@@ -353,6 +377,9 @@ impl TurnPump {
         let now = self.now();
         while let Some(t) = self.client.poll_transmit(now, &mut out) {
             let bytes = out[..t.len].to_vec();
+            let keepalive = Message::parse(&bytes)
+                .is_ok_and(|m| m.class() == Class::Indication && m.method() == Method::BINDING);
+            self.keepalives += usize::from(keepalive);
             self.send_raw(&bytes);
         }
         let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -383,10 +410,9 @@ impl TurnPump {
         }
         for frame in frames {
             let now = self.now();
-            if let Received::Data { peer, payload } =
-                self.client.handle_datagram(now, self.server, &frame)
-            {
-                self.data.push((peer, payload.to_vec()));
+            match self.client.handle_datagram(now, self.server, &frame) {
+                Received::Data { peer, payload } => self.data.push((peer, payload.to_vec())),
+                _ => self.control_received += 1,
             }
         }
         let now = self.now();
@@ -419,9 +445,10 @@ impl TurnPump {
 
     pub fn send(&mut self, peer: SocketAddr, payload: &[u8]) {
         let mut out = vec![0u8; 2_000];
+        let now = self.now();
         let t = self
             .client
-            .send_to(peer, payload, &mut out)
+            .send_to(now, peer, payload, &mut out)
             .expect("send_to");
         let bytes = out[..t.len].to_vec();
         self.send_raw(&bytes);

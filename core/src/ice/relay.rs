@@ -183,7 +183,7 @@ impl Relays {
             .find(|r| r.standing == Standing::Chosen { relayed })
             .ok_or(ClientError::NotAllocated)?;
         relay.client.add_peer(now, to)?;
-        let t = relay.client.send_to(to, payload, out)?;
+        let t = relay.client.send_to(now, to, payload, out)?;
         Ok(Transmit {
             from: Some(relay.base),
             ..t

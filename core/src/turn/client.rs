@@ -6,6 +6,14 @@
 //! and wraps application data as ChannelData once a channel is bound, as a Send indication
 //! before that or if binding fails. `close` deallocates (Refresh with LIFETIME 0).
 //!
+//! Over UDP the allocation lives on the NAT mapping between client and server: the server
+//! knows the allocation by that 5-tuple (RFC 8656 §2.2). Refreshes come minutes apart, and once
+//! a direct path wins nothing else may go to the server, so a NAT that forgets idle mappings
+//! (RFC 4787 allows 2 minutes, real ones less) would move the next Refresh to a new port and
+//! lose the allocation to a 437. The client therefore sends a STUN Binding indication (RFC 8489
+//! §3, the keepalive STUN itself defines) whenever nothing went to the server for
+//! [`ClientConfig::keepalive`].
+//!
 //! Requests run on the STUN transaction table ([`crate::stun::client::Client`]), which brings
 //! RFC 8489 retransmission over UDP, the 401 → REALM/NONCE → retry flow, and 438 stale-nonce
 //! retries. Over TCP and TLS requests are sent once and time out after 39.5 s (RFC 8489 §6.2.2).
@@ -30,7 +38,7 @@ use crate::stun::client::{
     Client as StunClient, ClientConfig as StunConfig, ClientError as StunError,
     ClientEvent as StunEvent, LongTermCredentials, TransactionError,
 };
-use crate::stun::{Class, EncodeError, Message, MessageBuilder, TransactionId};
+use crate::stun::{Class, EncodeError, Message, MessageBuilder, Method, TransactionId};
 use crate::time::{Duration, Instant};
 
 /// How the client reaches its server and who it is.
@@ -55,6 +63,12 @@ pub struct ClientConfig {
     /// (a DNS name, or an IP literal matched against an IP SAN). `None`: the server's IP
     /// address. Unused by this state machine; the driver that owns the stream verifies it.
     pub tls_name: Option<String>,
+    /// Longest silence towards the server, over UDP, before a Binding indication keeps the NAT
+    /// mapping (and so the allocation) alive; `None`: no keepalives. Anything sent counts:
+    /// requests, ChannelData, Send indications. Over TCP and TLS the connection carries the
+    /// allocation and NATs keep idle TCP for hours (RFC 5382: at least 2 h 4 min), so none
+    /// are sent.
+    pub keepalive: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -69,6 +83,7 @@ impl ClientConfig {
             max_peers: 16,
             software: Some(SOFTWARE),
             tls_name: None,
+            keepalive: Some(KEEPALIVE),
         }
     }
 }
@@ -232,6 +247,10 @@ const PERMISSION_REFRESH: Duration = Duration::from_secs(PERMISSION_LIFETIME_SEC
 /// Refresh channels this long after binding them (lifetime 600 s).
 const CHANNEL_REFRESH: Duration = Duration::from_secs(CHANNEL_LIFETIME_SECS as u64 - 60);
 
+/// The default [`ClientConfig::keepalive`]: RFC 8445 §11's floor for ICE keepalives, well
+/// inside the shortest UDP mapping timeouts seen in the wild (about 30 s).
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// Most events held for the application before the oldest is dropped.
 const MAX_QUEUED_EVENTS: usize = 256;
 
@@ -246,6 +265,10 @@ pub struct Client {
     /// When the allocation expires and when to refresh it.
     expires: Instant,
     refresh_at: Instant,
+    /// When anything last went to the server (keepalives are counted from it).
+    last_sent: Instant,
+    /// A keepalive is due: the next `poll_transmit` writes it.
+    keepalive_due: bool,
     peers: Vec<Peer>,
     /// Transactions in flight and what they were for; bounded by the STUN table's size.
     pending: Vec<(TransactionId, Op)>,
@@ -339,6 +362,8 @@ impl Client {
             mapped: None,
             expires: Instant::FAR_FUTURE,
             refresh_at: Instant::FAR_FUTURE,
+            last_sent: Instant::ZERO,
+            keepalive_due: false,
             stash: Stash::default(),
         }
     }
@@ -418,9 +443,11 @@ impl Client {
     }
 
     /// Wraps `payload` for `peer` into `out` (ChannelData on a bound channel, else a Send
-    /// indication) and returns the transmit to the server.
+    /// indication) and returns the transmit to the server. `now` is when it is sent: it
+    /// postpones the next keepalive.
     pub fn send_to(
         &mut self,
+        now: Instant,
         peer: SocketAddr,
         payload: &[u8],
         out: &mut [u8],
@@ -446,6 +473,7 @@ impl Client {
             attr::add_data(&mut b, payload)?;
             b.finish()
         };
+        self.sent(now);
         Ok(Transmit {
             from: None,
             to: self.config.server,
@@ -542,11 +570,29 @@ impl Client {
             }
         }
         self.refresh_peers(now);
+        if self.keepalive_at().is_some_and(|at| now >= at) {
+            self.keepalive_due = true;
+        }
     }
 
-    /// The next request (or retransmission) to send, written into `out` (1280 bytes suffice).
+    /// The next request, retransmission or keepalive to send, written into `out` (1280 bytes
+    /// suffice).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        self.stun.poll_transmit(now, out)
+        if let Some(t) = self.stun.poll_transmit(now, out) {
+            self.sent(now);
+            return Some(t);
+        }
+        if !self.keepalive_due || self.state != State::Allocated {
+            return None;
+        }
+        self.keepalive_due = false;
+        let len = write_keepalive(out).ok()?;
+        self.sent(now);
+        Some(Transmit {
+            from: None,
+            to: self.config.server,
+            len,
+        })
     }
 
     /// The next event, oldest first.
@@ -559,11 +605,29 @@ impl Client {
         let mut next = self.stun.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
         if self.state == State::Allocated {
             next = next.min(self.refresh_at).min(self.expires);
+            if let Some(at) = self.keepalive_at().filter(|_| !self.keepalive_due) {
+                next = next.min(at);
+            }
             for p in &self.peers {
                 next = next.min(p.permission.due()).min(p.binding.due());
             }
         }
         (next != Instant::FAR_FUTURE).then_some(next)
+    }
+
+    /// When the next keepalive is due, if this allocation wants them.
+    fn keepalive_at(&self) -> Option<Instant> {
+        let interval = self.config.keepalive?;
+        if self.state != State::Allocated || self.config.transport.is_stream() {
+            return None;
+        }
+        Some(self.last_sent + interval)
+    }
+
+    /// Notes that something went to the server at `now`: the mapping is fresh.
+    fn sent(&mut self, now: Instant) {
+        self.last_sent = self.last_sent.max(now);
+        self.keepalive_due = false;
     }
 
     fn refresh_peers(&mut self, now: Instant) {
@@ -759,4 +823,17 @@ impl Client {
         self.refresh_at = Instant::FAR_FUTURE;
         self.push_event(event);
     }
+}
+
+/// Writes the keepalive: a Binding indication with FINGERPRINT (RFC 8489 §3), which servers
+/// answer with nothing. Its transaction id is zero: no answer is matched to it.
+fn write_keepalive(out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut b = MessageBuilder::new(
+        out,
+        Class::Indication,
+        Method::BINDING,
+        TransactionId([0; 12]),
+    )?;
+    b.add_fingerprint()?;
+    Ok(b.finish())
 }

@@ -376,6 +376,8 @@ impl Server {
             Class::Indication if msg.method() == SEND => {
                 self.handle_send(now, (transport, from), &msg)
             }
+            // A client's keepalive (RFC 8489 §3): it has done its job by arriving.
+            Class::Indication if msg.method() == Method::BINDING => {}
             _ => self.stats.dropped += 1,
         }
     }

@@ -113,6 +113,10 @@ pub struct PairConfig {
     pub port_mapped: [bool; 2],
     /// How the two sites relate; [`Topology::Separate`] by default.
     pub topology: Topology,
+    /// Keep running this long after both sides connected (and the relay upgrade settled),
+    /// for tests of what a long idle session costs or loses; zero (the default): stop then.
+    /// The run still ends at [`time_limit`](Self::time_limit).
+    pub hold: Duration,
 }
 
 /// How the two peers' networks relate.
@@ -172,6 +176,7 @@ impl PairConfig {
             relay_spots: None,
             port_mapped: [false, false],
             topology: Topology::Separate,
+            hold: Duration::ZERO,
         }
     }
 
@@ -583,12 +588,17 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         // On a relay, punching and direct checks go on: run on for the upgrade, as long as a
         // birthday search can take (RELAY_SETTLE).
         let relayed = sides.iter().any(|s| s.connected.is_some_and(|p| p.relayed));
+        let settle = if relayed {
+            RELAY_SETTLE.max(config.hold)
+        } else {
+            config.hold
+        };
         let settled = sides
             .iter()
             .filter_map(|s| s.connected_at)
             .max()
-            .is_some_and(|t| now >= t + RELAY_SETTLE);
-        if (both && (!relayed || settled)) || sides.iter().any(|s| s.failed) || now >= deadline {
+            .is_some_and(|t| now >= t + settle);
+        if (both && settled) || sides.iter().any(|s| s.failed) || now >= deadline {
             break;
         }
         // Sleep until the next thing happens.
