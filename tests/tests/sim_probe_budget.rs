@@ -6,6 +6,7 @@
 //! Before the backoff (a fixed 2 s wait between re-probes), each side sent 1,848 direct
 //! datagrams and 600 STUN requests in these 10 minutes.
 
+use holepunch_core::ice::agent::AgentConfig;
 use holepunch_core::time::Duration;
 use holepunch_tests::sim::pair::{PairConfig, PairOutcome, PathKind, run_pair};
 use holepunch_tests::sim::profile::Profile;
@@ -86,6 +87,67 @@ fn symmetric_pair_on_a_relay_stays_under_the_hourly_budget_at_the_cap() {
         assert!(
             per_hour <= HOURLY_BUDGET,
             "side {side}: {per_hour} direct datagrams an hour"
+        );
+    }
+}
+
+/// The agent as with one plain STUN server (no RFC 5780): neither side can tell how its NAT
+/// maps, so both punch blind, each playing both halves: the most a punch can cost.
+fn blind(controlling: bool) -> AgentConfig {
+    let mut c = AgentConfig::aggressive(controlling);
+    c.probe_other_address = false;
+    c
+}
+
+/// Symmetric × symmetric without a relay, one plain STUN server, over 10 minutes.
+fn without_relay(agent: fn(bool) -> AgentConfig) -> PairOutcome {
+    let mut config = PairConfig::new(Profile::SymmetricRandom, Profile::SymmetricRandom, 1);
+    config.single_stun_server = true;
+    config.relay = false;
+    config.agent = agent;
+    config.time_limit = TEN_MINUTES;
+    run_pair(&config)
+}
+
+#[test]
+fn a_blind_punch_between_symmetric_nats_stays_under_the_agent_cap() {
+    let checks_only = without_relay(|c| AgentConfig {
+        punch: None,
+        ..blind(c)
+    });
+    let full = without_relay(blind);
+    let capped = without_relay(|c| {
+        let mut a = blind(c);
+        if let Some(p) = a.punch.as_mut() {
+            p.max_probes = 300;
+        }
+        a
+    });
+    for o in [&checks_only, &full, &capped] {
+        assert_eq!(o.path, PathKind::None, "{o:?}");
+    }
+    let default_cap = u64::from(
+        AgentConfig::aggressive(true)
+            .punch
+            .expect("punching is on by default")
+            .max_probes,
+    );
+    for side in 0..2 {
+        let punched = full.direct_sends[side] - checks_only.direct_sends[side];
+        let punched_capped = capped.direct_sends[side] - checks_only.direct_sends[side];
+        println!(
+            "side {side}: {} direct datagrams without punching, {} with a blind punch \
+             ({punched} probes), {} with max_probes = 300 ({punched_capped} probes)",
+            checks_only.direct_sends[side], full.direct_sends[side], capped.direct_sends[side]
+        );
+        assert!(punched <= default_cap, "side {side}: {punched} probes");
+        assert!(
+            punched > 300,
+            "side {side}: the plans alone send more than 300"
+        );
+        assert!(
+            punched_capped <= 300,
+            "side {side}: {punched_capped} probes"
         );
     }
 }

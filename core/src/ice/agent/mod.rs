@@ -139,6 +139,8 @@ struct Punch {
     token: Option<IoToken>,
     /// When the blind fallback runs, if armed (see [`PunchConfig::blind_delay`]).
     blind_at: Option<Instant>,
+    /// Probes sent so far, against [`PunchConfig::max_probes`].
+    probes_sent: u32,
 }
 
 #[derive(Debug)]
