@@ -46,6 +46,10 @@ pub struct Pair {
     pub rtt_micros: u64,
     /// When a failed pair may be retried (continuous improvement after connecting).
     pub retry_at: Instant,
+    /// Re-probes of this pair that failed while the selected path was relayed, since the
+    /// backoff was last reset: the next wait is the upgrade interval doubled this many times
+    /// (up to the agent's `upgrade_backoff_max`).
+    pub backoff_steps: u32,
 }
 
 /// RFC 8445 §6.1.2.3: 2^32·min(G,D) + 2·max(G,D) + (G>D ? 1 : 0), with G the controlling
@@ -130,6 +134,7 @@ impl CheckList {
             last_response: None,
             rtt_micros: 0,
             retry_at: now,
+            backoff_steps: 0,
         });
         Some(self.pairs.len() - 1)
     }

@@ -32,8 +32,7 @@ use super::relay::{RELAY_PASSWORD, RELAY_USER, RelayStats, SimRelay};
 
 /// Where the STUN server lives in every scenario (RFC 5780: two IPs, two ports).
 pub const STUN_PRIMARY: &str = "203.0.113.3:3478";
-/// How long a run goes on after connecting through the relay, for a direct path to take over:
-/// longer than the slowest birthday search the matrix sees (~13 s).
+/// [`PairConfig::relay_settle`]'s default.
 const RELAY_SETTLE: Duration = Duration::from_secs(15);
 /// The port of a UDP-blocked side's TCP connection to the relay.
 const RELAY_STREAM_PORT: u16 = 7000;
@@ -113,10 +112,15 @@ pub struct PairConfig {
     pub port_mapped: [bool; 2],
     /// How the two sites relate; [`Topology::Separate`] by default.
     pub topology: Topology,
-    /// Keep running this long after both sides connected (and the relay upgrade settled),
-    /// for tests of what a long idle session costs or loses; zero (the default): stop then.
-    /// The run still ends at [`time_limit`](Self::time_limit).
+    /// Keep running this long after both sides connected on any path, for tests of what a
+    /// long idle session costs or loses; zero (the default): stop then (or after
+    /// [`relay_settle`](Self::relay_settle) on a relay). The run still ends at
+    /// [`time_limit`](Self::time_limit).
     pub hold: Duration,
+    /// How long a run goes on after connecting through a relay, for a direct path to take
+    /// over: 15 s by default, longer than the slowest birthday search the matrix sees (~13 s).
+    /// Set it to `time_limit` to watch what a relayed pair costs over a long session.
+    pub relay_settle: Duration,
 }
 
 /// How the two peers' networks relate.
@@ -177,6 +181,7 @@ impl PairConfig {
             port_mapped: [false, false],
             topology: Topology::Separate,
             hold: Duration::ZERO,
+            relay_settle: RELAY_SETTLE,
         }
     }
 
@@ -233,6 +238,13 @@ pub struct PairOutcome {
     /// Bytes of every datagram the network delivered (to the agents, the STUN servers and
     /// the relays).
     pub delivered_bytes: u64,
+    /// Datagrams each side's agent (A, B) sent straight towards the peer, neither through
+    /// the relay nor to a STUN server or relay address: connectivity checks on direct pairs,
+    /// consent on a direct path, and punch probes.
+    pub direct_sends: [u64; 2],
+    /// Datagrams each side's agent sent to the STUN servers (gathering, and re-gathering on
+    /// a relay).
+    pub stun_sends: [u64; 2],
 }
 
 struct Side {
@@ -503,6 +515,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     // anything would spin here: catch that as the bug it is.
     let mut stalled = (Instant::ZERO, 0u32);
     let mut delivered_bytes = 0u64;
+    let (mut direct_sends, mut stun_sends) = ([0u64; 2], [0u64; 2]);
     for _ in 0..5_000_000u32 {
         // Outputs of both agents.
         for (i, side) in sides.iter_mut().enumerate() {
@@ -534,6 +547,14 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                         Err(e) => log.push(format!("{now:?} relay wrap failed: {e}")),
                     }
                     continue;
+                }
+                if std::iter::once(&server)
+                    .chain(server_v6.as_ref())
+                    .any(|s| s.local_addresses().any(|a| a == t.to))
+                {
+                    stun_sends[i] += 1;
+                } else if !sim_relays.iter().any(|r| r.owns(t.to)) {
+                    direct_sends[i] += 1;
                 }
                 net.send(now, from, t.to, &buf[..t.len]);
             }
@@ -586,10 +607,10 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         }
         let both = sides[0].connected.is_some() && sides[1].connected.is_some();
         // On a relay, punching and direct checks go on: run on for the upgrade, as long as a
-        // birthday search can take (RELAY_SETTLE).
+        // birthday search can take (relay_settle).
         let relayed = sides.iter().any(|s| s.connected.is_some_and(|p| p.relayed));
         let settle = if relayed {
-            RELAY_SETTLE.max(config.hold)
+            config.relay_settle.max(config.hold)
         } else {
             config.hold
         };
@@ -711,6 +732,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             .map(|r| (r.address(), r.stats()))
             .collect(),
         delivered_bytes,
+        direct_sends,
+        stun_sends,
     }
 }
 

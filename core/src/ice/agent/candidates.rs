@@ -35,6 +35,10 @@ impl Agent {
         if self.locals.len() >= self.config.max_local_candidates {
             return Err(IceError::TooManyCandidates);
         }
+        // A new address may mean a new network: direct pairs are worth probing promptly again.
+        if !backoff::is_port_churn(&self.locals, &c) {
+            self.reset_upgrade_backoff(now);
+        }
         self.locals.push(c);
         self.push_event(IceEvent::LocalCandidate(c));
         // Server-reflexive and port-mapped candidates share their base's pairs (RFC 8445
@@ -91,29 +95,39 @@ impl Agent {
         if self.remotes.len() >= self.config.max_remote_candidates {
             return Err(IceError::TooManyCandidates);
         }
+        let churn = backoff::is_port_churn(&self.remotes, &c);
+        if !churn {
+            self.reset_upgrade_backoff(now);
+        }
         self.remotes.push(c);
         let remote = self.remotes.len() - 1;
+        self.retire_superseded(remote);
         for local in 0..self.locals.len() {
             self.form_pair(now, local, remote)?;
+        }
+        if churn {
+            self.inherit_backoff(remote);
         }
         Ok(())
     }
 
-    /// On a relayed path, asks the STUN servers again every `upgrade_interval`: where UDP was
-    /// blocked or the NAT changed, the new server-reflexive candidates are trickled and the
+    /// On a relayed path, asks the STUN servers again, `upgrade_interval` apart at first and
+    /// then doubling up to `upgrade_backoff_max` (see [`AgentConfig::upgrade_backoff_max`]):
+    /// where UDP was blocked or the NAT changed, the new server-reflexive candidates are trickled and the
     /// direct pairs they make are checked (a path that works replaces the relay).
     pub(super) fn maybe_regather(&mut self, now: Instant) {
         let relayed = self.path.is_some_and(|p| p.relayed);
         if !relayed || self.gathering != Gathering::Complete || now < self.regather_at {
             return;
         }
-        self.regather_at = now + self.config.upgrade_interval;
+        self.regather_at = now + self.upgrade_wait(self.regather_steps);
+        self.regather_steps = self.regather_steps.saturating_add(1);
         self.ask_stun_servers(now);
     }
 
     /// Starts a Binding to every configured STUN server of its family from every host
     /// candidate's socket, unless one is already in flight.
-    fn ask_stun_servers(&mut self, now: Instant) {
+    pub(super) fn ask_stun_servers(&mut self, now: Instant) {
         for li in 0..self.locals.len() {
             let base = self.locals[li];
             if base.kind != CandidateKind::Host {

@@ -54,10 +54,32 @@ pub struct AgentConfig {
     pub consent_interval: Duration,
     /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
     pub consent_timeout: Duration,
-    /// How often failed pairs that beat the selected one are tried again after connecting.
+    /// How soon failed pairs that beat the selected one are tried again after connecting.
     /// While the selected path is relayed, server-reflexive candidates are also gathered again
-    /// this often (new ones are trickled), so a network that starts passing UDP is noticed.
+    /// (new ones are trickled), so a network that starts passing UDP is noticed; on a relay
+    /// both waits back off, see [`upgrade_backoff_max`](Self::upgrade_backoff_max).
     pub upgrade_interval: Duration,
+    /// The probe budget on a relay: the longest wait between two re-probes of a direct pair
+    /// (and between two re-gatherings from the STUN servers) while the selected path is
+    /// relayed. Each wait starts at [`upgrade_interval`](Self::upgrade_interval) and doubles
+    /// after every failed re-probe up to this cap (default 5 minutes). It goes back to
+    /// `upgrade_interval` when a local or remote candidate with a new address appears, when
+    /// [`Agent::network_changed`] is called, and when the selected pair loses consent.
+    ///
+    /// The budget in packets: a re-probe is one check, up to
+    /// [`check_max_sends`](Self::check_max_sends) datagrams over the T it takes to fail. A
+    /// direct pair gets at most 8 re-probes in its first 10 minutes on a relay, and at the cap
+    /// `3600 s / (T + cap) × check_max_sends` datagrams an hour: 247 with
+    /// [`AgentConfig::aggressive`] (22 sends, T = 19.5 s) and 74 with [`AgentConfig::rfc`]
+    /// (7 sends, T = 39.5 s). Re-gathering costs one STUN request per host candidate and
+    /// server each wait (12 an hour at the cap). Measured in the simulation
+    /// (`tests/tests/sim_probe_budget.rs`, aggressive, symmetric × symmetric peers on a
+    /// relay, three direct pairs each): 616 direct datagrams and 20 STUN requests per side in
+    /// the first 10 minutes (1,848 and 600 with the fixed 2 s wait this replaced), then
+    /// under 850 direct datagrams an hour; the test holds it to four pairs' worth, 704 and
+    /// 990. Hard-NAT punching is bounded separately, once per session
+    /// ([`PunchConfig::max_probes`]).
+    pub upgrade_backoff_max: Duration,
     /// Regular nomination: how long the controlling agent waits, after the first pair works,
     /// for better pairs still being checked before nominating the best valid one.
     pub nomination_delay: Duration,
@@ -87,6 +109,12 @@ pub struct PunchConfig {
     /// own mapping was seen to stay the same towards two servers, the hard half too. It costs
     /// one plan's sockets and probes more than a decided punch. `None` disables it.
     pub blind_delay: Option<Duration>,
+    /// The most punch probes the agent sends in its life, both halves of a blind punch
+    /// together: once they are spent, punching stops (an ICE restart does not punch again).
+    /// Each plan has its own cap as well ([`HardSideConfig::max_sends_per_socket`] × sockets,
+    /// [`EasySideConfig::max_probes`]); the default, 2,816, is the two defaults' sum (768 +
+    /// 2,048), sent within the plans' 30 s, so a punch costs at most that once per session.
+    pub max_probes: u32,
 }
 
 impl Default for PunchConfig {
@@ -97,6 +125,7 @@ impl Default for PunchConfig {
             easy: EasySideConfig::default(),
             predicted_ports: 64,
             blind_delay: Some(Duration::from_secs(2)),
+            max_probes: 2816,
         }
     }
 }
@@ -131,6 +160,7 @@ impl AgentConfig {
             // start on the relay and move to the direct path when punching finds it.
             relay_hold: Duration::from_secs(3),
             upgrade_interval: Duration::from_secs(5),
+            upgrade_backoff_max: Duration::from_secs(300),
             nomination_delay: Duration::from_millis(500),
             punch: Some(PunchConfig::default()),
         }

@@ -28,6 +28,8 @@ impl Agent {
             p.nominated = false;
             p.retry_at = now + self.config.upgrade_interval;
         }
+        // Whatever path comes next, direct pairs are worth probing promptly again.
+        self.reset_upgrade_backoff(now);
         self.selected = None;
         // Fail over to the best pair that still has consent.
         let timeout = self.config.consent_timeout;

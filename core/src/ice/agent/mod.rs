@@ -43,6 +43,7 @@ use crate::stun::{
 };
 use crate::time::{Duration, Instant};
 
+mod backoff;
 mod candidates;
 mod config;
 mod consent;
@@ -117,6 +118,8 @@ pub struct Agent {
     external_gathering: u32,
     /// While on a relay: when server-reflexive candidates are gathered again.
     regather_at: Instant,
+    /// Re-gatherings on the relay since the backoff was last reset (the next wait doubles).
+    regather_steps: u32,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -136,6 +139,8 @@ struct Punch {
     token: Option<IoToken>,
     /// When the blind fallback runs, if armed (see [`PunchConfig::blind_delay`]).
     blind_at: Option<Instant>,
+    /// Probes sent so far, against [`PunchConfig::max_probes`].
+    probes_sent: u32,
 }
 
 #[derive(Debug)]
@@ -258,6 +263,7 @@ impl Agent {
             other_addresses_asked: Vec::new(),
             external_gathering: 0,
             regather_at: Instant::ZERO,
+            regather_steps: 0,
             rng,
             config,
         }

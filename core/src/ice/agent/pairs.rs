@@ -142,14 +142,26 @@ impl Agent {
     }
 
     pub(super) fn pair_failed(&mut self, now: Instant, pi: usize) {
-        let retry = now + self.config.upgrade_interval;
-        if let Some(p) = self.checklist.get_mut(pi) {
-            // A pair that worked stays valid until consent says otherwise.
-            if p.state != PairState::Succeeded {
-                p.state = PairState::Failed;
+        let backing_off = self.backing_off();
+        if let Some((steps, remote)) = self.checklist.get(pi).map(|p| (p.backoff_steps, p.remote)) {
+            // On a relay every failed re-probe doubles the next wait (the probe budget); a
+            // pair to an address the peer has replaced is not re-probed at all.
+            let retry = if self.remote_superseded(remote) {
+                Instant::FAR_FUTURE
+            } else {
+                now + self.upgrade_wait(steps)
+            };
+            if let Some(p) = self.checklist.get_mut(pi) {
+                // A pair that worked stays valid until consent says otherwise.
+                if p.state != PairState::Succeeded {
+                    p.state = PairState::Failed;
+                }
+                p.triggered = false;
+                p.retry_at = retry;
+                if backing_off {
+                    p.backoff_steps = steps.saturating_add(1);
+                }
             }
-            p.triggered = false;
-            p.retry_at = retry;
         }
         // Nothing left to check: let a frozen pair go next so the list never stalls.
         if self.checklist.best_waiting().is_none() {

@@ -187,6 +187,13 @@ impl Agent {
         {
             return None;
         }
+        // The agent-wide budget: both plans end once it is spent.
+        let budget = self.config.punch.map_or(0, |c| c.max_probes);
+        if self.punch.probes_sent >= budget {
+            self.punch.hard = None;
+            self.punch.easy = None;
+            return None;
+        }
         // Both halves run at once only in the blind fallback; the hard half goes first.
         let hard = self
             .punch
@@ -203,7 +210,13 @@ impl Agent {
             (self.punch.easy_from?, to)
         };
         // Probes are not retransmitted; they only wait a short while for an answer.
-        self.start_transaction(now, Purpose::Probe, local, to, 1, PROBE_RTO)
+        let ti = self.start_transaction(now, Purpose::Probe, local, to, 1, PROBE_RTO)?;
+        self.punch.probes_sent = self.punch.probes_sent.saturating_add(1);
+        if self.punch.probes_sent >= budget {
+            self.punch.hard = None;
+            self.punch.easy = None;
+        }
+        Some(ti)
     }
 
     pub(super) fn probe_succeeded(
