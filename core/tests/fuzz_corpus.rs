@@ -5,6 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[path = "../../fuzz/src/agent_checks.rs"]
+mod agent_checks;
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
 #[path = "../../fuzz/src/key_checks.rs"]
@@ -24,7 +26,7 @@ mod upnp_checks;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 15] = [
+const TARGETS: [(&str, Check); 17] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
@@ -40,6 +42,8 @@ const TARGETS: [(&str, Check); 15] = [
     ("turn_message", turn_checks::check_message),
     ("turn_server", turn_checks::check_server),
     ("key_line", key_checks::check_key_line),
+    ("ice_agent", agent_checks::check_agent),
+    ("offer_lines", agent_checks::check_offer),
 ];
 
 fn corpus_root() -> PathBuf {
@@ -92,6 +96,26 @@ fn every_corpus_file_passes_its_targets_checks() {
         failed.is_empty(),
         "corpus files failing their checks: {failed:#?}"
     );
+}
+
+/// The agent seeds must reach a selected path, where the authentication invariant bites; the
+/// forged ones must not.
+#[test]
+fn agent_seeds_connect_only_when_signed() {
+    for (path, data) in corpus("ice_agent") {
+        let name = path
+            .file_name()
+            .expect("named")
+            .to_string_lossy()
+            .into_owned();
+        let connected = agent_checks::run_agent(&data);
+        if name.starts_with("connects-") {
+            assert!(connected, "{name} no longer reaches a selected path");
+        }
+        if name.starts_with("forged-") {
+            assert!(!connected, "{name}: forged datagrams selected a path");
+        }
+    }
 }
 
 /// The seeds must exercise the success paths too, or the replay would prove little.
