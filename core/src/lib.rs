@@ -20,6 +20,7 @@ pub mod netcheck;
 pub mod portmap;
 pub mod punch;
 pub mod rng;
+pub mod signal;
 pub mod stun;
 pub mod time;
 pub mod transmit;

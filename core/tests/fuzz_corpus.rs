@@ -17,6 +17,8 @@ mod nat64_checks;
 mod portmap_checks;
 #[path = "../../fuzz/src/server_checks.rs"]
 mod server_checks;
+#[path = "../../fuzz/src/signal_checks.rs"]
+mod signal_checks;
 #[path = "../../fuzz/src/turn_checks.rs"]
 mod turn_checks;
 #[path = "../../fuzz/src/upnp_checks.rs"]
@@ -26,7 +28,7 @@ mod upnp_checks;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check; a corpus directory not listed here is an error.
-const TARGETS: [(&str, Check); 17] = [
+const TARGETS: [(&str, Check); 18] = [
     ("stun_message", checks::check_message),
     ("stun_attribute", checks::check_attribute_input),
     ("ice_candidate", checks::check_ice_candidate),
@@ -44,6 +46,7 @@ const TARGETS: [(&str, Check); 17] = [
     ("key_line", key_checks::check_key_line),
     ("ice_agent", agent_checks::check_agent),
     ("offer_lines", agent_checks::check_offer),
+    ("signal_lines", signal_checks::check_signal),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -68,6 +68,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use holepunch_core::rng::Rng;
+use holepunch_core::signal::{Line, LineSplitter, Notice, Request};
 use sha2::Sha256;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -77,11 +78,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::signalling::Signalling;
 
-/// The longest line, in bytes without its `\n`, either side sends (the server's `from NAME `
-/// prefix may add up to [`MAX_NAME`] + 3 bytes to a forwarded `to` line's length).
-pub const MAX_LINE: usize = 4096;
-/// The longest name.
-pub const MAX_NAME: usize = 64;
+pub use holepunch_core::signal::{MAX_LINE, MAX_NAME, is_valid_name};
 /// Lines waiting to be written to one client before it counts as stuck and is disconnected.
 pub const OUTBOX: usize = 1024;
 /// Bytes waiting to be written to one client before it counts as stuck and is disconnected
@@ -92,11 +89,6 @@ pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a closing connection is given to read its last error line (and to drain its
 /// unread input, so the close does not turn into a reset that loses that line).
 const LINGER: Duration = Duration::from_secs(1);
-
-/// Whether `name` can be registered: 1 to [`MAX_NAME`] printable ASCII characters, no spaces.
-pub fn is_valid_name(name: &str) -> bool {
-    (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
-}
 
 /// The PROOF of `register NAME PROOF` on a server with `secret`: lowercase hex of
 /// HMAC-SHA256(secret, "holepunch-signal register\n" NONCE "\n" NAME), NONCE from the server's
@@ -274,14 +266,14 @@ impl SignalClient {
                 // ping with `pong`.
                 client.stream.write_all(b"ping\n").await?;
                 let first = client.first_line().await?;
-                let Some(nonce) = first.strip_prefix("challenge ") else {
-                    return Err(if first == "pong" {
-                        io::Error::other(
+                let nonce = match Notice::parse(&first) {
+                    Notice::Challenge(nonce) => nonce,
+                    Notice::Pong => {
+                        return Err(io::Error::other(
                             "the signal server checks no secret: anyone can take a name there",
-                        )
-                    } else {
-                        server_error(&first)
-                    });
+                        ));
+                    }
+                    other => return Err(server_error(other)),
                 };
                 format!("register {id} {}\n", register_proof(secret, nonce, id))
             }
@@ -289,15 +281,15 @@ impl SignalClient {
         client.stream.write_all(register.as_bytes()).await?;
         loop {
             let line = client.first_line().await?;
-            match line.as_str() {
-                "ok" => return Ok(client),
-                "pong" => {}
-                l if l.starts_with("challenge ") => {
+            match Notice::parse(&line) {
+                Notice::Ok => return Ok(client),
+                Notice::Pong => {}
+                Notice::Challenge(_) => {
                     return Err(io::Error::other(
                         "the signal server requires a secret (holepunch connect --signal-secret)",
                     ));
                 }
-                l => return Err(server_error(l)),
+                other => return Err(server_error(other)),
             }
         }
     }
@@ -305,7 +297,7 @@ impl SignalClient {
     /// A line while registering: EOF or an over-long line is an error.
     async fn first_line(&mut self) -> io::Result<String> {
         match self.reader.read_line(&mut self.stream).await? {
-            Some(line) => line.lossy().ok_or_else(too_long),
+            Some(line) => lossy(line).ok_or_else(too_long),
             None => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "signal server closed the connection",
@@ -352,18 +344,17 @@ impl Signalling for SignalClient {
             let Some(line) = read else {
                 return Ok(None);
             };
-            let Some(line) = line.lossy() else {
+            let Some(line) = lossy(line) else {
                 return Err(too_long());
             };
-            if let Some(rest) = line.strip_prefix("from ") {
-                let (from, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                if from == self.peer {
+            match Notice::parse(&line) {
+                Notice::From { name, text } if name == self.peer => {
                     return Ok(Some(text.to_owned()));
                 }
-            } else if line.starts_with("error") {
-                return Err(server_error(&line));
+                error @ Notice::Error(_) => return Err(server_error(error)),
+                // `pong`, lines from anyone else, and lines of a newer server: not for us.
+                _ => {}
             }
-            // `pong`, and lines from anyone else: not for us.
         }
     }
 }
@@ -417,45 +408,34 @@ fn too_long() -> io::Error {
     )
 }
 
-fn server_error(line: &str) -> io::Error {
-    let reason = line.strip_prefix("error ").unwrap_or(line);
-    io::Error::other(format!("signal server: {reason}"))
-}
-
-/// One line from a [`LineReader`].
-#[derive(Debug)]
-enum Line {
-    /// A line's bytes without its `\n` or `\r\n`.
-    Text(Vec<u8>),
-    /// A line longer than the limit (reported once; the reader skips to its end).
-    TooLong,
-}
-
-impl Line {
-    /// The text, with replacement characters for bytes that are not UTF-8.
-    fn lossy(self) -> Option<String> {
-        match self {
-            Line::Text(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Line::TooLong => None,
-        }
+/// A line the client did not expect, as an error: an `error` line's reason, else the line.
+fn server_error(notice: Notice<'_>) -> io::Error {
+    match notice {
+        Notice::Error(reason) => io::Error::other(format!("signal server: {reason}")),
+        other => io::Error::other(format!("signal server: {other}")),
     }
 }
 
-/// Splits a byte stream into bounded lines; cancel-safe (partial input stays in the buffer).
+/// The text of a [`Line`], with replacement characters for bytes that are not UTF-8; `None`
+/// for an over-long line.
+fn lossy(line: Line) -> Option<String> {
+    match line {
+        Line::Text(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Line::TooLong => None,
+    }
+}
+
+/// Reads bounded lines from a stream: [`LineSplitter`] fed from a socket; cancel-safe (partial
+/// input stays in the splitter).
 #[derive(Debug)]
 struct LineReader {
-    buf: Vec<u8>,
-    max: usize,
-    /// Dropping the rest of an over-long line.
-    skipping: bool,
+    splitter: LineSplitter,
 }
 
 impl LineReader {
     fn new(max: usize) -> Self {
         LineReader {
-            buf: Vec::with_capacity(512),
-            max,
-            skipping: false,
+            splitter: LineSplitter::new(max),
         }
     }
 
@@ -463,33 +443,15 @@ impl LineReader {
     /// dropped).
     async fn read_line<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<Option<Line>> {
         loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-                if std::mem::take(&mut self.skipping) {
-                    continue;
-                }
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.len() > self.max {
-                    return Ok(Some(Line::TooLong));
-                }
-                return Ok(Some(Line::Text(line)));
-            }
-            if self.buf.len() > self.max + 1 {
-                self.buf.clear();
-                if !self.skipping {
-                    self.skipping = true;
-                    return Ok(Some(Line::TooLong));
-                }
+            if let Some(line) = self.splitter.poll_line() {
+                return Ok(Some(line));
             }
             let mut chunk = [0u8; 4096];
             let n = r.read(&mut chunk).await?;
             if n == 0 {
                 return Ok(None);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.splitter.feed(&chunk[..n]);
         }
     }
 }
@@ -807,22 +769,28 @@ struct Session<'a> {
 
 fn handle_line(state: &State, ctx: &Session<'_>, name: &mut Option<String>, line: &str) -> Reply {
     let (session, tx) = (ctx.id, ctx.tx);
-    let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
-    match (command, name.as_deref()) {
-        ("ping", _) => {
+    match (Request::parse(line), name.as_deref()) {
+        (Request::Ping, _) => {
             let _ = tx.try_send("pong\n".to_owned());
             Reply::Continue
         }
-        ("", _) => Reply::Continue,
-        ("register", Some(_)) => Reply::Fatal("error already-registered\n".to_owned()),
-        ("register", None) => {
-            // With a secret: `register NAME PROOF`; without, the whole rest is the name.
-            let (wanted, proof) = match (&state.config.secret, ctx.nonce) {
-                (Some(secret), Some(nonce)) => {
-                    let (wanted, proof) = rest.split_once(' ').unwrap_or((rest, ""));
-                    (wanted, Some((secret, nonce, proof)))
-                }
-                _ => (rest, None),
+        (Request::Empty, _) => Reply::Continue,
+        (Request::Register { .. }, Some(_)) => {
+            Reply::Fatal("error already-registered\n".to_owned())
+        }
+        (
+            Request::Register {
+                name: wanted,
+                proof,
+            },
+            None,
+        ) => {
+            // With a secret: `register NAME PROOF`; without, a second word makes the name
+            // invalid (the whole rest is the name there, and names have no spaces).
+            let proof = match (&state.config.secret, ctx.nonce) {
+                (Some(secret), Some(nonce)) => Some((secret, nonce, proof.unwrap_or(""))),
+                _ if proof.is_some() => return Reply::Fatal("error bad-name\n".to_owned()),
+                _ => None,
             };
             if !is_valid_name(wanted) {
                 return Reply::Fatal("error bad-name\n".to_owned());
@@ -847,8 +815,7 @@ fn handle_line(state: &State, ctx: &Session<'_>, name: &mut Option<String>, line
             }
         }
         (_, None) => Reply::Fatal("error not-registered\n".to_owned()),
-        ("to", Some(from)) => {
-            let (peer, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        (Request::To { peer, text }, Some(from)) => {
             if !is_valid_name(peer) {
                 let _ = tx.try_send(format!("error bad-name {peer}\n"));
             } else if state.forward(from, session, peer, text).is_err() {
@@ -856,7 +823,7 @@ fn handle_line(state: &State, ctx: &Session<'_>, name: &mut Option<String>, line
             }
             Reply::Continue
         }
-        (other, Some(_)) => {
+        (Request::Unknown(other), Some(_)) => {
             let shown: String = other.chars().take(MAX_NAME).collect();
             let _ = tx.try_send(format!("error unknown-command {shown}\n"));
             Reply::Continue

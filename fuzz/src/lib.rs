@@ -7,5 +7,6 @@ pub mod key_checks;
 pub mod nat64_checks;
 pub mod portmap_checks;
 pub mod server_checks;
+pub mod signal_checks;
 pub mod turn_checks;
 pub mod upnp_checks;
