@@ -51,7 +51,9 @@ enum Command {
     StunServer(stun_server::Args),
     /// Runs one STUN Binding transaction and prints the mapped address.
     Stun(stun::Args),
-    /// Classifies this host's NAT: public addresses, mapping, filtering, hairpinning.
+    /// Classifies this host's NAT: public addresses, mapping, filtering, hairpinning, the
+    /// gateway's port mapping, and the NAT64 prefix (asking the resolver of /etc/resolv.conf,
+    /// or of the file $HOLEPUNCH_RESOLV_CONF names).
     Netcheck(netcheck::Args),
     /// Serves the rendezvous that forwards offer lines between named peers (for connect).
     Signal(signal::Args),

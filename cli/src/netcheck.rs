@@ -21,15 +21,22 @@
 //! (the next hop of its route) is asked with PCP, NAT-PMP and UPnP IGD at once, with requests
 //! that create nothing (PCP ANNOUNCE, NAT-PMP's external address request, SSDP M-SEARCH), for at
 //! most [`PORTMAP_PROBE`]. With no gateway on that path (loopback or on-link servers) it is not
-//! probed: `null` in `--json`, "not probed" for people. NAT64 is not probed here yet.
+//! probed: `null` in `--json`, "not probed" for people.
+//!
+//! NAT64: meanwhile the system resolver (the first `nameserver` of `/etc/resolv.conf`, or of the
+//! file `HOLEPUNCH_RESOLV_CONF` names) is asked for `ipv4only.arpa` AAAA (RFC 7050), twice at
+//! most, within [`NAT64_PROBE`]. `nat64_prefix` is the prefix its DNS64 synthesises with, as
+//! `prefix/length`, or `null` (none, no answer, or no resolver: the text line says which).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use holepunch_core::nat64::discovery::{DiscoveryConfig, DiscoveryError};
 use holepunch_core::netcheck::Report;
 use holepunch_core::portmap::probe::Answered;
+use holepunch_std::nat64::{Nat64Finding, discover_nat64};
 use holepunch_std::netcheck::{NetcheckOptions, NetcheckRun, NetcheckRunError};
 use holepunch_std::portmap::gateway_towards;
 use holepunch_std::portmap_probe::probe_gateway;
@@ -46,6 +53,9 @@ const NO_ANSWER: &str = "no STUN server answered: UDP is blocked here, or the se
 /// The longest the gateway's port-mapping protocols are waited for (the STUN probes run
 /// meanwhile).
 pub const PORTMAP_PROBE: Duration = Duration::from_millis(1200);
+
+/// The longest the resolver is waited for (0.5 s, then 1 s for the one retry).
+pub const NAT64_PROBE: Duration = Duration::from_millis(1500);
 
 /// What the port-mapping probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,14 +123,23 @@ pub fn run(args: &Args) -> ExitCode {
             }),
         None => PortmapFinding::NotProbed,
     });
+    let nat64_for = NAT64_PROBE.min(args.timeout);
+    let nat64 = std::thread::spawn(move || {
+        discover_nat64(DiscoveryConfig {
+            first_timeout: nat64_for / 3,
+            max_sends: 2,
+        })
+    });
     let result = holepunch_std::netcheck::netcheck(&servers, &options);
     let portmap = probe.join().unwrap_or(PortmapFinding::NotProbed);
+    let nat64 = nat64.join().unwrap_or(Nat64Finding::NoResolver);
     match result {
-        Ok(run) => {
+        Ok(mut run) => {
+            run.report.nat64_prefix = nat64.prefix().map(Into::into);
             if args.json {
                 report_json(&run, portmap).print();
             } else {
-                print!("{}", human(&run, portmap));
+                print!("{}", human(&run, portmap, nat64));
             }
             if run.report.udp {
                 ExitCode::SUCCESS
@@ -191,7 +210,7 @@ fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckRepo
 }
 
 /// The human-readable report: one labelled line per finding.
-fn human(run: &NetcheckRun, portmap: PortmapFinding) -> String {
+fn human(run: &NetcheckRun, portmap: PortmapFinding, nat64: Nat64Finding) -> String {
     let r: &Report = &run.report;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let addr = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -213,11 +232,7 @@ fn human(run: &NetcheckRun, portmap: PortmapFinding) -> String {
     line("filtering:", r.filtering.as_str());
     line("hairpinning:", hairpinning);
     line("port mapping:", &portmap_text(portmap));
-    line(
-        "NAT64 prefix:",
-        &r.nat64_prefix
-            .map_or_else(|| "not probed".to_string(), |p| p.to_string()),
-    );
+    line("NAT64 prefix:", &nat64_text(nat64));
     for (i, s) in r.server_rtts.iter().enumerate() {
         let rtt = s.rtt.map_or_else(
             || "no answer".to_string(),
@@ -249,6 +264,26 @@ fn lifetime_text(run: &NetcheckRun) -> String {
         (true, Some(s), None) => format!("at least {} s", s.as_secs()),
         (true, None, Some(e)) => format!("under {} s", e.as_secs()),
         (true, None, None) => "not measurable".into(),
+    }
+}
+
+/// The prefix and the resolver that revealed it, or why there is none.
+fn nat64_text(nat64: Nat64Finding) -> String {
+    match nat64 {
+        Nat64Finding::NoResolver => "not probed (no nameserver in resolv.conf)".into(),
+        Nat64Finding::Found { resolver, prefix } => {
+            format!("{prefix} (DNS64 at {})", resolver.ip())
+        }
+        Nat64Finding::NoNat64 { resolver } => {
+            format!("none (resolver {} synthesises no AAAA)", resolver.ip())
+        }
+        Nat64Finding::Failed {
+            resolver,
+            error: DiscoveryError::TimedOut,
+        } => format!("unknown (resolver {} did not answer)", resolver.ip()),
+        Nat64Finding::Failed { resolver, error } => {
+            format!("unknown (resolver {}: {error})", resolver.ip())
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod ice;
+pub mod nat64;
 pub mod netcheck;
 pub mod portmap;
 pub mod portmap_probe;

@@ -61,6 +61,15 @@ impl fmt::Display for Ipv6Prefix {
     }
 }
 
+impl From<crate::nat64::Nat64Prefix> for Ipv6Prefix {
+    fn from(p: crate::nat64::Nat64Prefix) -> Self {
+        Ipv6Prefix {
+            address: p.addr(),
+            len: p.len().bits(),
+        }
+    }
+}
+
 /// One server's Test I round-trip time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ServerRtt {
@@ -88,7 +97,8 @@ pub struct Report {
     pub hairpinning: Option<bool>,
     /// Port-mapping services seen on the gateway.
     pub portmap: PortmapAvailability,
-    /// The NAT64 prefix, when one was discovered (not probed yet: always `None`).
+    /// The NAT64 prefix, when one was discovered. The prober itself asks no resolver: the
+    /// driver runs RFC 7050 discovery ([`crate::nat64::discovery`]) beside it and fills this in.
     pub nat64_prefix: Option<Ipv6Prefix>,
     /// External ports of the distinct mappings seen on the pair's sockets, oldest mapping
     /// first: input for [`crate::punch::PortPredictor::new`].
