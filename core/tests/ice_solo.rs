@@ -402,3 +402,42 @@ fn on_a_relayed_path_stun_servers_are_asked_again_every_two_seconds() {
         assert_eq!(w[1] - w[0], Duration::from_secs(2), "{asks:?}");
     }
 }
+
+// ----- the blind punch fallback -----
+
+/// A with `servers` that all report the same mapping; the peer signals one server-reflexive
+/// candidate that never answers. Neither side's candidates show how its NAT maps, so after
+/// `blind_delay` A punches blind: which halves?
+fn blind_punch_halves(servers: &[&str]) -> (bool, bool) {
+    let script: Vec<(&str, Server)> = servers
+        .iter()
+        .map(|s| (*s, server("198.51.100.7:40001", None)))
+        .collect();
+    let mut solo = Solo::new(rfc_with_servers(servers), &script);
+    solo.agent.gather(solo.now);
+    solo.run_for(Duration::from_millis(200));
+    assert_eq!(srflx_addresses(&solo.agent), [addr("198.51.100.7:40001")]);
+    let server_ip = "203.0.113.3".parse().unwrap();
+    let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), server_ip);
+    solo.peer(&[theirs], &[]);
+    solo.run_for(Duration::from_secs(4));
+    let halves: Vec<(bool, bool)> = solo
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            IceEvent::BlindPunching { hard, easy } => Some((*hard, *easy)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(halves.len(), 1, "{:?}", solo.events);
+    halves[0]
+}
+
+/// One server saw A's mapping: A cannot rule out a hard NAT and plays both halves. Two
+/// different servers saw the same mapping: A's NAT maps independently of the destination, so
+/// A plays only the easy half.
+#[test]
+fn a_mapping_two_servers_saw_unchanged_rules_out_the_hard_half_of_a_blind_punch() {
+    assert_eq!(blind_punch_halves(&[S1]), (true, true));
+    assert_eq!(blind_punch_halves(&[S1, S2]), (false, true));
+}
