@@ -228,10 +228,7 @@ impl Solo {
     }
 
     fn event_at(&self, pred: impl Fn(&IceEvent) -> bool) -> Option<Instant> {
-        self.events
-            .iter()
-            .find(|(_, e)| pred(e))
-            .map(|(at, _)| *at)
+        self.events.iter().find(|(_, e)| pred(e)).map(|(at, _)| *at)
     }
 }
 
@@ -277,17 +274,18 @@ fn a_configured_servers_other_address_is_asked_once_per_gathering() {
         rfc_with_servers(&[S1]),
         &[
             (S1, server("198.51.100.7:40001", Some(S1_OTHER))),
-            (
-                S1_OTHER,
-                server("198.51.100.7:40002", Some(S1_OTHER_OTHER)),
-            ),
+            (S1_OTHER, server("198.51.100.7:40002", Some(S1_OTHER_OTHER))),
             (S1_OTHER_OTHER, server("198.51.100.7:40003", None)),
         ],
     );
     solo.agent.gather(solo.now);
     solo.run_for(Duration::from_secs(10));
     assert_eq!(solo.requests_to(addr(S1)).len(), 1);
-    assert_eq!(solo.requests_to(addr(S1_OTHER)).len(), 1, "OTHER-ADDRESS asked");
+    assert_eq!(
+        solo.requests_to(addr(S1_OTHER)).len(),
+        1,
+        "OTHER-ADDRESS asked"
+    );
     assert_eq!(solo.requests_to(addr(S1_OTHER_OTHER)).len(), 0, "no chains");
     assert!(
         solo.sent
