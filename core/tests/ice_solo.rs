@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::io::{Datagram, IoResult};
+use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{Attribute, Class, IntegrityKey, Message, MessageBuilder, Method};
 use holepunch_core::time::{Duration, Instant};
 
@@ -40,9 +41,11 @@ struct Server {
 struct Peer {
     key: IntegrityKey,
     answers_on: Vec<SocketAddr>,
-    /// Also answer the first request to this IP on a port not in `answers_on` (a hard NAT's
-    /// mapping towards us, found by a punch probe), and that port from then on.
+    /// Also answer the first request to this IP on a port not signalled (a hard NAT's mapping
+    /// towards us, found by a punch probe), and that port from then on.
     opens_one_port_on: Option<std::net::IpAddr>,
+    /// The signalled candidates' addresses.
+    signalled: Vec<SocketAddr>,
 }
 
 /// A datagram the agent sent.
@@ -113,6 +116,7 @@ impl Solo {
             key: IntegrityKey::short_term(creds.pwd().as_bytes()),
             answers_on: answers_on.iter().map(|a| addr(a)).collect(),
             opens_one_port_on: None,
+            signalled: remotes.iter().map(|c| c.address).collect(),
         })
     }
 
@@ -138,7 +142,7 @@ impl Solo {
         } else {
             let peer = self.peer.as_mut()?;
             if !peer.answers_on.contains(&to) {
-                if peer.opens_one_port_on != Some(to.ip()) {
+                if peer.opens_one_port_on != Some(to.ip()) || peer.signalled.contains(&to) {
                     return None;
                 }
                 peer.opens_one_port_on = None;
@@ -438,4 +442,49 @@ fn blind_punch_halves(servers: &[&str]) -> (bool, bool) {
 fn a_mapping_two_servers_saw_unchanged_rules_out_the_hard_half_of_a_blind_punch() {
     assert_eq!(blind_punch_halves(&[S1]), (true, true));
     assert_eq!(blind_punch_halves(&[S1, S2]), (false, true));
+}
+
+// ----- a punched pair under regular nomination -----
+
+/// A (controlling, regular nomination, no NAT) and a peer whose two server-reflexive
+/// candidates show different ports: its NAT is hard, A plays the easy side and probes the
+/// peer's IP. The peer's NAT lets one probe through. Under regular nomination the pair that
+/// probe found is nominated like any other: a check with USE-CANDIDATE, answered, and only
+/// then selected. Selecting it on the probe's answer would leave the controlled peer, which
+/// selects only on USE-CANDIDATE, without the path.
+#[test]
+fn a_punched_pair_is_nominated_with_use_candidate_under_regular_nomination() {
+    let mut solo = Solo::new(AgentConfig::rfc(true), &[]);
+    solo.agent.gather(solo.now);
+    let peer_ip = addr(PEER).ip();
+    let base = addr("10.1.0.2:5000");
+    let theirs = [
+        Candidate::server_reflexive(addr("198.51.100.20:40001"), base, addr(S1).ip()),
+        Candidate::server_reflexive(addr("198.51.100.20:40007"), base, addr(S2).ip()),
+    ];
+    solo.peer(&theirs, &[]).opens_one_port_on = Some(peer_ip);
+    solo.run_for(Duration::from_secs(5));
+    let connected = solo
+        .event_at(|e| matches!(e, IceEvent::Connected(_)))
+        .unwrap_or_else(|| panic!("connected: {:?}", solo.events));
+    let path = solo.agent.selected_path().unwrap();
+    assert_eq!(path.remote.ip(), peer_ip);
+    assert!(
+        !theirs.iter().any(|c| c.address == path.remote),
+        "a punched port"
+    );
+    let to_path: Vec<&Sent> = solo.sent.iter().filter(|s| s.to == path.remote).collect();
+    let probe = to_path.first().expect("the probe");
+    assert!(probe.msg().find(types::USE_CANDIDATE).is_none());
+    let nomination = to_path
+        .iter()
+        .find(|s| s.msg().find(types::USE_CANDIDATE).is_some())
+        .expect("a check with USE-CANDIDATE");
+    assert!(nomination.at > probe.at);
+    assert!(
+        connected >= nomination.at + RTT,
+        "selected on the nomination's answer: probe {:?}, nomination {:?}, connected {connected:?}",
+        probe.at,
+        nomination.at
+    );
 }
