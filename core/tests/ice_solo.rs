@@ -488,3 +488,108 @@ fn a_punched_pair_is_nominated_with_use_candidate_under_regular_nomination() {
         nomination.at
     );
 }
+
+// ----- Failed waits for the hard side's punching -----
+
+/// A is behind a hard NAT (two servers saw two ports), the peer behind an easy one that never
+/// answers. After end-of-candidates and every ordinary check failed (about 20.5 s in the
+/// aggressive profile), A's hard-side plan still runs until its `max_duration` (30 s after
+/// the decision at 0.5 s): `Failed` comes when the plan ends, not before and not never.
+#[test]
+fn failed_waits_for_the_hard_sides_punching_to_end() {
+    let mut solo = Solo::new(AgentConfig::aggressive(true), &[]);
+    solo.bind_sockets = true;
+    let now = solo.now;
+    for (port, server) in [(40_001, S1), (51_234, S2)] {
+        let mapped = std::net::SocketAddr::new("198.51.100.7".parse().unwrap(), port);
+        let c = Candidate::server_reflexive(mapped, addr(HOST), addr(server).ip());
+        solo.agent.add_local_candidate(now, c).unwrap();
+    }
+    solo.agent.gather(now);
+    let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), addr(S1).ip());
+    solo.peer(&[theirs], &[]);
+    let start = solo.now;
+    solo.run_for(Duration::from_secs(60));
+    let checks_failed = solo
+        .agent
+        .checklist()
+        .pairs()
+        .iter()
+        .all(|p| p.state == holepunch_core::ice::checklist::PairState::Failed);
+    assert!(checks_failed);
+    let punch_sockets = solo
+        .sent
+        .iter()
+        .filter(|s| s.to == addr(PEER) && s.at > start + Duration::from_secs(10))
+        .count();
+    assert!(
+        punch_sockets > 100,
+        "the hard side's refresh rounds went out"
+    );
+    let failed = solo
+        .event_at(|e| matches!(e, IceEvent::Failed))
+        .unwrap_or_else(|| panic!("Failed: {:?}", solo.events));
+    let plan_end = start + Duration::from_millis(500) + Duration::from_secs(30);
+    assert!(
+        (plan_end..=plan_end + Duration::from_secs(1)).contains(&failed),
+        "failed at {failed:?}, plan ends {plan_end:?}"
+    );
+}
+
+/// The easy side's counterpart: A probes a hard peer that never lets a probe through. At 50
+/// probes/s the plan's 2048 probes would take 41 s, so it ends at its `max_duration` (30 s
+/// after the decision at 0.5 s), well after every ordinary check failed: `Failed` comes then.
+#[test]
+fn failed_waits_for_the_easy_sides_punching_to_end() {
+    let mut config = AgentConfig::aggressive(true);
+    if let Some(p) = config.punch.as_mut() {
+        p.easy.rate = 50;
+    }
+    let mut solo = Solo::new(config, &[]);
+    solo.agent.gather(solo.now);
+    let base = addr("10.1.0.2:5000");
+    let theirs = [
+        Candidate::server_reflexive(addr("198.51.100.20:40001"), base, addr(S1).ip()),
+        Candidate::server_reflexive(addr("198.51.100.20:51234"), base, addr(S2).ip()),
+    ];
+    solo.peer(&theirs, &[]);
+    let start = solo.now;
+    solo.run_for(Duration::from_secs(60));
+    let probes = solo
+        .sent
+        .iter()
+        .filter(|s| !theirs.iter().any(|c| c.address == s.to))
+        .count();
+    assert!(probes > 1000, "{probes} probes");
+    let failed = solo
+        .event_at(|e| matches!(e, IceEvent::Failed))
+        .unwrap_or_else(|| panic!("Failed: {:?}", solo.events));
+    let plan_end = start + Duration::from_millis(500) + Duration::from_secs(30);
+    assert!(
+        (plan_end..=plan_end + Duration::from_secs(1)).contains(&failed),
+        "failed at {failed:?}, plan ends {plan_end:?}"
+    );
+}
+
+/// Ordinary checks that give up quickly (two sends) fail long before the blind fallback's
+/// time (2 s after checks start): `Failed` must wait for it, since the blind punch may still
+/// connect, and comes only after the punch it started.
+#[test]
+fn failed_waits_for_an_armed_blind_punch() {
+    let mut config = rfc_with_servers(&[S1]);
+    config.check_max_sends = 2;
+    config.check_rto = Duration::from_millis(100);
+    let mut solo = Solo::new(config, &[(S1, server("198.51.100.7:40001", None))]);
+    solo.agent.gather(solo.now);
+    solo.run_for(Duration::from_millis(200));
+    let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), addr(S1).ip());
+    solo.peer(&[theirs], &[]);
+    solo.run_for(Duration::from_secs(60));
+    let blind = solo
+        .event_at(|e| matches!(e, IceEvent::BlindPunching { .. }))
+        .unwrap_or_else(|| panic!("a blind punch: {:?}", solo.events));
+    let failed = solo
+        .event_at(|e| matches!(e, IceEvent::Failed))
+        .unwrap_or_else(|| panic!("Failed: {:?}", solo.events));
+    assert!(failed > blind, "blind at {blind:?}, failed at {failed:?}");
+}
