@@ -191,12 +191,28 @@ impl Solo {
         }
     }
 
+    /// Runs until `until`, bounded in steps. A driver that trusts `poll_timeout` must not be
+    /// woken again and again at one instant with nothing to do: that is a busy loop.
     fn run_until(&mut self, until: Instant) {
+        let mut idle_wakeups = 0;
         for _ in 0..1_000_000 {
+            let before = (self.sent.len(), self.events.len());
             self.drain();
             let next_timer = self.agent.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
             let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
             let next = next_timer.min(next_packet).max(self.now);
+            let progress = before != (self.sent.len(), self.events.len());
+            if next == self.now && next_packet > self.now && !progress {
+                idle_wakeups += 1;
+                assert!(
+                    idle_wakeups < 100,
+                    "busy loop at {:?}: {:?} is due, nothing to do",
+                    self.now,
+                    self.agent.poll_deadline()
+                );
+            } else {
+                idle_wakeups = 0;
+            }
             if next > until {
                 self.now = until;
                 return;
@@ -592,4 +608,73 @@ fn failed_waits_for_an_armed_blind_punch() {
         .event_at(|e| matches!(e, IceEvent::Failed))
         .unwrap_or_else(|| panic!("Failed: {:?}", solo.events));
     assert!(failed > blind, "blind at {blind:?}, failed at {failed:?}");
+}
+
+// ----- the deadline names only what can be done -----
+
+/// Six remote candidates that never answer and room for two transactions: checks wait for a
+/// slot. While the table is full the agent names the next retransmission or timeout, not the
+/// due pacing slot it cannot use (the harness fails on a busy loop), and every pair is still
+/// checked as slots free up.
+#[test]
+fn a_full_transaction_table_is_not_a_busy_loop() {
+    let config = AgentConfig {
+        max_transactions: 2,
+        check_max_sends: 2,
+        check_rto: Duration::from_millis(100),
+        punch: None,
+        ..AgentConfig::rfc(true)
+    };
+    let mut solo = Solo::new(config, &[]);
+    solo.agent.gather(solo.now);
+    let dead: Vec<Candidate> = (1..=6)
+        .map(|i| Candidate::host(SocketAddr::new(addr(PEER).ip(), 6000 + i), 65535 - i))
+        .collect();
+    solo.peer(&dead, &[]);
+    solo.run_for(Duration::from_secs(5));
+    for c in &dead {
+        assert_eq!(
+            solo.requests_to(c.address).len(),
+            1,
+            "{:?} checked",
+            c.address
+        );
+    }
+    // A check is sent twice, 100 ms apart, and fails 200 ms after its last send: a third
+    // check starts only when the first of the two before it has ended.
+    let mut starts: Vec<Instant> = dead
+        .iter()
+        .map(|c| solo.requests_to(c.address)[0])
+        .collect();
+    starts.sort();
+    for w in starts.windows(3) {
+        assert!(w[2] - w[0] >= Duration::from_millis(300), "{starts:?}");
+    }
+}
+
+/// Punch probes never take the last 16 transaction slots (checks and consent must find
+/// room): with 18 slots and two checks in flight, the easy side sends no probe and, unable
+/// to, does not name the probe's time as its deadline (the harness fails on a busy loop).
+#[test]
+fn probes_leave_sixteen_slots_and_wait_without_a_busy_loop() {
+    let config = AgentConfig {
+        max_transactions: 18,
+        ..AgentConfig::aggressive(true)
+    };
+    let mut solo = Solo::new(config, &[]);
+    solo.agent.gather(solo.now);
+    let base = addr("10.1.0.2:5000");
+    let theirs = [
+        Candidate::server_reflexive(addr("198.51.100.20:40001"), base, addr(S1).ip()),
+        Candidate::server_reflexive(addr("198.51.100.20:51234"), base, addr(S2).ip()),
+    ];
+    solo.peer(&theirs, &[]);
+    // The punch decision is due at 0.5 s; the checks stay in flight for 20 s.
+    solo.run_for(Duration::from_secs(5));
+    let probes = solo
+        .sent
+        .iter()
+        .filter(|s| !theirs.iter().any(|c| c.address == s.to))
+        .count();
+    assert_eq!(probes, 0, "no probe while only 16 slots are free");
 }
