@@ -423,18 +423,38 @@ fn on_a_relayed_path_stun_servers_are_asked_again_every_two_seconds() {
 
 // ----- the blind punch fallback -----
 
+/// A's first server-reflexive mapping, and the one the blind punch asks about.
+const MAPPED: &str = "198.51.100.7:40001";
+
 /// A with `servers` that all report the same mapping; the peer signals one server-reflexive
 /// candidate that never answers. Neither side's candidates show how its NAT maps, so after
 /// `blind_delay` A punches blind: which halves?
 fn blind_punch_halves(servers: &[&str]) -> (bool, bool) {
-    let script: Vec<(&str, Server)> = servers
-        .iter()
-        .map(|s| (*s, server("198.51.100.7:40001", None)))
-        .collect();
-    let mut solo = Solo::new(rfc_with_servers(servers), &script);
+    let answers: Vec<(SocketAddr, SocketAddr)> =
+        servers.iter().map(|s| (addr(s), addr(MAPPED))).collect();
+    blind_punch_halves_with(&answers)
+}
+
+/// As [`blind_punch_halves`], with the servers (in the order they answer) and the mapping
+/// each reports.
+fn blind_punch_halves_with(answers: &[(SocketAddr, SocketAddr)]) -> (bool, bool) {
+    let config = AgentConfig {
+        stun_servers: answers.iter().map(|(s, _)| *s).collect(),
+        ..AgentConfig::rfc(true)
+    };
+    let mut solo = Solo::new(config, &[]);
+    for (s, mapped) in answers {
+        solo.servers.insert(
+            *s,
+            Server {
+                mapped: *mapped,
+                other: None,
+            },
+        );
+    }
     solo.agent.gather(solo.now);
     solo.run_for(Duration::from_millis(200));
-    assert_eq!(srflx_addresses(&solo.agent), [addr("198.51.100.7:40001")]);
+    assert_eq!(srflx_addresses(&solo.agent)[0], addr(MAPPED));
     let server_ip = "203.0.113.3".parse().unwrap();
     let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), server_ip);
     solo.peer(&[theirs], &[]);
@@ -677,4 +697,22 @@ fn probes_leave_sixteen_slots_and_wait_without_a_busy_loop() {
         .filter(|s| !theirs.iter().any(|c| c.address == s.to))
         .count();
     assert_eq!(probes, 0, "no probe while only 16 slots are free");
+}
+
+/// The agent remembers the first 16 server answers (a bounded table), not more. A NAT with a
+/// pool of public IPs answers 16 servers from A's first mapping and 15 other IPs (a single
+/// port on each IP, so the blind fallback still arms); a 17th server then sees the first
+/// mapping again. That answer is past the table and proves nothing: both halves. The same
+/// answer second in line is remembered: the easy half only.
+#[test]
+fn only_the_first_sixteen_server_answers_are_remembered() {
+    let server = |i: u8| SocketAddr::new(std::net::IpAddr::from([203, 0, 113, 10 + i]), 3478);
+    let pool = |i: u8| SocketAddr::new(std::net::IpAddr::from([198, 51, 100, 100 + i]), 40001);
+    let mut answers = vec![(server(0), addr(MAPPED))];
+    answers.extend((1..16).map(|i| (server(i), pool(i))));
+    answers.push((server(16), addr(MAPPED)));
+    assert_eq!(blind_punch_halves_with(&answers), (true, true));
+    let late = answers.pop().unwrap();
+    answers.insert(1, late);
+    assert_eq!(blind_punch_halves_with(&answers), (false, true));
 }
