@@ -1097,6 +1097,33 @@ fn rfc3489_requests_get_mapped_address_and_their_whole_id_back() {
     }
 }
 
+/// An RFC 3489 request whose declared length disagrees with the datagram, or is not a whole
+/// number of words, is not a request: no answer (a classic server would read past or short of
+/// the datagram).
+#[test]
+fn rfc3489_requests_whose_length_disagrees_with_the_datagram_are_not_answered() {
+    let srv = plain(p4());
+    let good = classic_request(CLASSIC_ID, &[(types::CHANGE_REQUEST, [0; 4])]);
+    assert!(
+        handle(&srv, p4(), c4(), &good).is_ok(),
+        "the well-formed one is answered"
+    );
+    let mut declared_short = good.clone();
+    declared_short[3] = 0; // declares no attributes, carries one
+    let mut declared_long = classic_request(CLASSIC_ID, &[]);
+    declared_long[3] = 8; // declares an attribute, carries none
+    let mut odd = classic_request(CLASSIC_ID, &[]);
+    odd.extend_from_slice(&[0, 0]);
+    odd[3] = 2; // matches the datagram, but half a word
+    for (what, d) in [
+        ("declared short", declared_short),
+        ("declared long", declared_long),
+        ("not whole words", odd),
+    ] {
+        assert!(handle(&srv, p4(), c4(), &d).is_err(), "{what}");
+    }
+}
+
 #[test]
 fn rfc3489_requests_in_rfc5780_mode_get_source_and_changed_address_and_change_request() {
     let mut srv = Server::new(ServerConfig {
