@@ -470,6 +470,45 @@ fn without_alternate_change_request_and_response_port_are_unknown() {
     );
 }
 
+/// A 420's UNKNOWN-ATTRIBUTES list is cut to the request's size (the default policy never
+/// answers bigger than the request or the documented floor), and within that it lists as many
+/// types as fit, give or take the one a 4-byte word of padding can hide: the first always,
+/// then the others in order.
+#[test]
+fn a_420_lists_as_many_unknown_types_as_the_request_size_allows() {
+    let srv = rfc5780(p4(), a4());
+    for fingerprint in [false, true] {
+        let fp = if fingerprint { 8 } else { 0 };
+        for k in 1..=16u16 {
+            for pad in [0, 4, 12] {
+                let types_sent: Vec<u16> = (0..k).map(|i| 0x0040 + i).collect();
+                let mut attrs: Vec<(u16, Vec<u8>)> =
+                    types_sent.iter().map(|t| (*t, Vec::new())).collect();
+                if pad > 0 {
+                    attrs.push(padding(pad));
+                }
+                let req = binding(&attrs, fingerprint);
+                let (_, resp) = answer(&srv, p4(), c4(), &req);
+                let m = check_response(&req, &resp);
+                assert_eq!(error_code(&m), 420);
+                let listed = unknown_list(&m);
+                let ctx = format!("{k} types, padding {pad}, fingerprint {fingerprint}");
+                let bound = req.len().max(20 + 8 + 8 + fp);
+                assert!(resp.len() <= bound, "{ctx}: {} > {bound}", resp.len());
+                assert_eq!(listed, types_sent[..listed.len()], "{ctx}");
+                // The most that fit: header, ERROR-CODE, the list's header and its words.
+                let fits = |n: usize| 20 + 8 + 4 + (2 * n).div_ceil(4) * 4 + fp <= bound;
+                let most = (1..=usize::from(k)).rev().find(|&n| fits(n)).unwrap_or(1);
+                assert!(
+                    !listed.is_empty() && listed.len() + 1 >= most,
+                    "{ctx}: {} listed, {most} fit",
+                    listed.len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn unknown_and_malformed_attributes() {
     let srv = rfc5780(p4(), a4());
