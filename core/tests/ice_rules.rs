@@ -16,7 +16,9 @@ use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::checklist::PairState;
 use holepunch_core::io::Datagram;
 use holepunch_core::stun::attr::types;
-use holepunch_core::stun::{Attribute, Class, ErrorCode, IntegrityKey, Message};
+use holepunch_core::stun::{
+    Attribute, Class, ErrorCode, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
+};
 use holepunch_core::time::{Duration, Instant};
 
 const A: usize = 0;
@@ -436,6 +438,52 @@ fn failed_follows_end_of_candidates(punch: bool) {
     );
 }
 
+/// Signalling may deliver the peer's candidates before its credentials, or the credentials
+/// first. Either way checking starts (`Checking`) once both a pair and the credentials exist,
+/// not before, and `Failed` still follows end-of-candidates when every pair failed.
+#[test]
+fn checking_starts_once_credentials_and_a_pair_exist_in_either_order() {
+    let config = |controlling| AgentConfig {
+        punch: None,
+        ..AgentConfig::aggressive(controlling)
+    };
+    let is_checking = |e: &IceEvent| matches!(e, IceEvent::Checking);
+    for candidates_first in [true, false] {
+        let mut net = Net::new([config(true), config(false)], [3, 4]);
+        let creds = *net.agents[B].local_credentials();
+        let dead = Candidate::host(addr(NOWHERE), 65535);
+        let start = net.now;
+        if candidates_first {
+            net.agents[A].add_remote_candidate(start, dead).unwrap();
+            net.run_for(Duration::from_secs(1));
+            net.agents[A].set_remote_credentials(&creds);
+        } else {
+            net.agents[A].set_remote_credentials(&creds);
+            net.run_for(Duration::from_secs(1));
+            net.agents[A].add_remote_candidate(net.now, dead).unwrap();
+        }
+        let both = net.now;
+        net.agents[A].end_of_remote_candidates();
+        net.run_for(Duration::from_secs(60));
+        let checking: Vec<Instant> = net.events[A]
+            .iter()
+            .filter(|(_, e)| is_checking(e))
+            .map(|(at, _)| *at)
+            .collect();
+        assert_eq!(
+            checking,
+            [both],
+            "candidates first {candidates_first}: {:?}",
+            net.events[A]
+        );
+        assert!(
+            net.event_at(A, both, is_failed).is_some(),
+            "candidates first {candidates_first}: {:?}",
+            net.events[A]
+        );
+    }
+}
+
 // ----- ICE restart (RFC 8445 §9) -----
 
 fn connected_pair() -> Net {
@@ -640,5 +688,99 @@ fn a_restart_announces_candidates_and_end_of_candidates_again() {
         1,
         "{:?}",
         net.events[A]
+    );
+}
+
+// ----- nomination by the controlling peer (RFC 8445 §8.1.1, §7.3.1.5) -----
+
+/// Only B knows the other side: B (controlled) checks A and A answers, so B's pair has
+/// succeeded; A never checks. Returns the net and when B's check was answered.
+fn b_proved_the_pair() -> (Net, Instant) {
+    let mut net = Net::new([AgentConfig::rfc(true), AgentConfig::rfc(false)], [7, 8]);
+    net.signal(A, B);
+    net.run_for(Duration::from_secs(1));
+    let proven = net
+        .last_success_response(B, net.now)
+        .expect("A answered B's check");
+    let pairs = net.agents[B].checklist().pairs();
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].state, PairState::Succeeded);
+    assert!(
+        net.agents[B].selected_path().is_none(),
+        "controlled: waits for nomination"
+    );
+    (net, proven)
+}
+
+/// A Binding request from A to B with USE-CANDIDATE (A nominates), built by hand with A's
+/// real credentials, delivered to B at `at`. Whether B selected the pair at once; B's answer to
+/// it is taken off the wire (A never sent the request, so it would not know the answer).
+fn nominate_at(net: &mut Net, at: Instant) -> bool {
+    net.run_until(at);
+    let username = format!(
+        "{}:{}",
+        net.agents[B].local_credentials().ufrag(),
+        net.agents[A].local_credentials().ufrag()
+    );
+    let key = IntegrityKey::short_term(net.agents[B].local_credentials().pwd().as_bytes());
+    let mut buf = [0u8; 512];
+    let tid = TransactionId([7; 12]);
+    let mut m = MessageBuilder::new(&mut buf, Class::Request, Method::BINDING, tid).unwrap();
+    m.add(&Attribute::Username(&username)).unwrap();
+    m.add(&Attribute::Priority(0x6e00_00ff)).unwrap();
+    m.add(&Attribute::IceControlling(1)).unwrap();
+    m.add(&Attribute::UseCandidate).unwrap();
+    m.add_message_integrity(&key).unwrap();
+    m.add_fingerprint().unwrap();
+    let len = m.finish();
+    let r = net.agents[B].handle_datagram(
+        at,
+        Datagram::new(addr(ADDRS[B]), addr(ADDRS[A]), &buf[..len]),
+    );
+    assert_eq!(r, Received::Consumed);
+    let selected = net.agents[B].selected_path().is_some();
+    let mut out = [0u8; 1500];
+    let answer = net.agents[B]
+        .poll_transmit(at, &mut out)
+        .expect("an answer");
+    let answer = Message::parse(&out[..answer.len]).unwrap();
+    assert_eq!(answer.transaction_id(), tid);
+    assert_eq!(answer.class(), Class::SuccessResponse);
+    selected
+}
+
+/// A nomination of a pair whose last answer is within the consent timeout (30 s) selects it
+/// on receipt: the controlling side already treats it as nominated, and a re-check would
+/// delay the path a round trip for nothing.
+#[test]
+fn a_nominated_pair_proven_within_thirty_seconds_is_selected_at_once() {
+    for after in [Duration::from_secs(1), Duration::from_micros(29_999_999)] {
+        let (mut net, proven) = b_proved_the_pair();
+        assert!(
+            nominate_at(&mut net, proven + after),
+            "selected on receipt, {after:?} after the pair was proven"
+        );
+    }
+}
+
+/// A pair last proven 30 s or more ago (a relay nominated long after its check) is checked
+/// again first, and selected once that check is answered.
+#[test]
+fn a_nominated_pair_proven_thirty_seconds_ago_is_checked_again_first() {
+    let (mut net, proven) = b_proved_the_pair();
+    let at = proven + Duration::from_secs(30);
+    assert!(!nominate_at(&mut net, at), "not selected on a stale proof");
+    net.run_for(Duration::from_secs(1));
+    let connected = net
+        .event_at(B, at, is_connected)
+        .expect("selected after the check");
+    let recheck = net
+        .delivered
+        .iter()
+        .find(|d| d.to_side == A && d.at >= at)
+        .expect("B checked the pair again");
+    assert!(
+        connected >= recheck.at + RTT / 2,
+        "selected on the new answer"
     );
 }

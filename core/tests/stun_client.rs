@@ -936,6 +936,55 @@ fn stale_nonce_438_retries_with_the_new_nonce() {
     assert!(matches!(c.poll_event(), Some(ClientEvent::Succeeded { id: got, .. }) if got == id));
 }
 
+/// The long-term key is derived from username, realm and password under the password
+/// algorithm (RFC 8489 §9.2.2): a 438 that names another realm, or that moves the session to
+/// SHA-256, makes the retry use a key derived anew, not the one cached for the old realm or
+/// algorithm.
+#[test]
+fn a_438_changing_realm_or_algorithm_derives_a_new_key() {
+    // A new realm, same algorithm (MD5).
+    let other = "other.example.org";
+    let mut c = auth_client();
+    c.binding(Instant::ZERO, server(), BindingOptions::default())
+        .expect("slot");
+    let r0 = one_transmit(&mut c, Instant::ZERO);
+    let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
+    assert!(c.handle_datagram(ms(10), server(), &ch));
+    let r1 = one_transmit(&mut c, ms(10));
+    assert_md5_authenticated(&r1, "nonce-1");
+    let stale = challenge(&r1.bytes, 438, Some(other), Some("nonce-2"), None);
+    assert!(c.handle_datagram(ms(20), server(), &stale));
+    let r2 = one_transmit(&mut c, ms(20));
+    let m = r2.msg();
+    assert_eq!(text(&m, types::REALM), Some(other));
+    let new_key = IntegrityKey::long_term(PasswordAlgorithmKind::Md5, USER, other, PASS);
+    m.verify_integrity(&new_key)
+        .expect("integrity under the new realm's key");
+    assert!(m.verify_integrity(&md5_key()).is_err());
+
+    // Same realm, MD5 first and then SHA-256 offered with a nonce cookie.
+    let mut c = auth_client();
+    c.binding(Instant::ZERO, server(), BindingOptions::default())
+        .expect("slot");
+    let r0 = one_transmit(&mut c, Instant::ZERO);
+    let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
+    assert!(c.handle_datagram(ms(10), server(), &ch));
+    let r1 = one_transmit(&mut c, ms(10));
+    assert_md5_authenticated(&r1, "nonce-1");
+    let nonce = format!("{COOKIE_PA}f00dcafe");
+    let sha256 = [PasswordAlgorithm {
+        algorithm: PasswordAlgorithmKind::Sha256.number(),
+        params: &[],
+    }];
+    let stale = challenge(&r1.bytes, 438, Some(REALM), Some(&nonce), Some(&sha256));
+    assert!(c.handle_datagram(ms(20), server(), &stale));
+    let r2 = one_transmit(&mut c, ms(20));
+    let m = r2.msg();
+    assert!(m.find(types::MESSAGE_INTEGRITY_SHA256).is_some());
+    m.verify_integrity(&sha256_key())
+        .expect("integrity under the SHA-256 key");
+}
+
 #[test]
 fn repeated_challenges_are_bounded() {
     // §9.2.5: no retry that does not change username, realm or password. A 401 to a request

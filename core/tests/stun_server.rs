@@ -470,6 +470,45 @@ fn without_alternate_change_request_and_response_port_are_unknown() {
     );
 }
 
+/// A 420's UNKNOWN-ATTRIBUTES list is cut to the request's size (the default policy never
+/// answers bigger than the request or the documented floor), and within that it lists as many
+/// types as fit, give or take the one a 4-byte word of padding can hide: the first always,
+/// then the others in order.
+#[test]
+fn a_420_lists_as_many_unknown_types_as_the_request_size_allows() {
+    let srv = rfc5780(p4(), a4());
+    for fingerprint in [false, true] {
+        let fp = if fingerprint { 8 } else { 0 };
+        for k in 1..=16u16 {
+            for pad in [0, 4, 12] {
+                let types_sent: Vec<u16> = (0..k).map(|i| 0x0040 + i).collect();
+                let mut attrs: Vec<(u16, Vec<u8>)> =
+                    types_sent.iter().map(|t| (*t, Vec::new())).collect();
+                if pad > 0 {
+                    attrs.push(padding(pad));
+                }
+                let req = binding(&attrs, fingerprint);
+                let (_, resp) = answer(&srv, p4(), c4(), &req);
+                let m = check_response(&req, &resp);
+                assert_eq!(error_code(&m), 420);
+                let listed = unknown_list(&m);
+                let ctx = format!("{k} types, padding {pad}, fingerprint {fingerprint}");
+                let bound = req.len().max(20 + 8 + 8 + fp);
+                assert!(resp.len() <= bound, "{ctx}: {} > {bound}", resp.len());
+                assert_eq!(listed, types_sent[..listed.len()], "{ctx}");
+                // The most that fit: header, ERROR-CODE, the list's header and its words.
+                let fits = |n: usize| 20 + 8 + 4 + (2 * n).div_ceil(4) * 4 + fp <= bound;
+                let most = (1..=usize::from(k)).rev().find(|&n| fits(n)).unwrap_or(1);
+                assert!(
+                    !listed.is_empty() && listed.len() + 1 >= most,
+                    "{ctx}: {} listed, {most} fit",
+                    listed.len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn unknown_and_malformed_attributes() {
     let srv = rfc5780(p4(), a4());
@@ -1094,6 +1133,33 @@ fn rfc3489_requests_get_mapped_address_and_their_whole_id_back() {
         assert_eq!(plain_address(&attrs[0].1), client);
         assert_eq!((t.to, t.from), (client, Some(local)));
         assert!(resp.len() <= 20 + 24);
+    }
+}
+
+/// An RFC 3489 request whose declared length disagrees with the datagram, or is not a whole
+/// number of words, is not a request: no answer (a classic server would read past or short of
+/// the datagram).
+#[test]
+fn rfc3489_requests_whose_length_disagrees_with_the_datagram_are_not_answered() {
+    let srv = plain(p4());
+    let good = classic_request(CLASSIC_ID, &[(types::CHANGE_REQUEST, [0; 4])]);
+    assert!(
+        handle(&srv, p4(), c4(), &good).is_ok(),
+        "the well-formed one is answered"
+    );
+    let mut declared_short = good.clone();
+    declared_short[3] = 0; // declares no attributes, carries one
+    let mut declared_long = classic_request(CLASSIC_ID, &[]);
+    declared_long[3] = 8; // declares an attribute, carries none
+    let mut odd = classic_request(CLASSIC_ID, &[]);
+    odd.extend_from_slice(&[0, 0]);
+    odd[3] = 2; // matches the datagram, but half a word
+    for (what, d) in [
+        ("declared short", declared_short),
+        ("declared long", declared_long),
+        ("not whole words", odd),
+    ] {
+        assert!(handle(&srv, p4(), c4(), &d).is_err(), "{what}");
     }
 }
 
