@@ -108,6 +108,10 @@ impl Agent {
         if churn {
             self.inherit_backoff(remote);
         }
+        // Behind a NAT64 with no IPv4 of our own, an IPv4 candidate is reached via its twin.
+        if let Some(twin) = self.nat64_twin(&c) {
+            self.add_remote_candidate(now, twin)?;
+        }
         Ok(())
     }
 
@@ -125,8 +129,9 @@ impl Agent {
         self.ask_stun_servers(now);
     }
 
-    /// Starts a Binding to every configured STUN server of its family from every host
-    /// candidate's socket, unless one is already in flight.
+    /// Starts a Binding to every configured STUN server of its family (or, behind a NAT64,
+    /// reachable through it) from every host candidate's socket, unless one is already in
+    /// flight.
     pub(super) fn ask_stun_servers(&mut self, now: Instant) {
         for li in 0..self.locals.len() {
             let base = self.locals[li];
@@ -139,11 +144,13 @@ impl Agent {
                     .transactions
                     .iter()
                     .any(|t| t.local == base.base && t.purpose == Purpose::Gather { server });
-                if server.is_ipv4() == base.address.is_ipv4() && !asking {
+                // Same family, or an IPv4 server through the NAT64 (see `synthesis`).
+                let to = self.stun_destination(base.address, server);
+                if let (Some(to), false) = (to, asking) {
                     let purpose = Purpose::Gather { server };
                     let sends = self.config.gather_max_sends;
                     let rto = self.config.check_rto;
-                    let _ = self.start_transaction(now, purpose, base.base, server, sends, rto);
+                    let _ = self.start_transaction(now, purpose, base.base, to, sends, rto);
                 }
             }
         }

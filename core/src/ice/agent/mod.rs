@@ -19,7 +19,7 @@
 //! tables), `pairs` (the check list), `inbound` (checks received, answers to ours),
 //! `transactions` (STUN requests in flight and what is written on the wire), `nomination`
 //! (selection and the relay hold), `consent` (RFC 7675), `punch` (hard-NAT plans), `session`
-//! (credentials, role, restart), `timers` (the deadline), and `config` and `events` for the
+//! (credentials, role, restart), `synthesis` (NAT64), `timers` (the deadline), and `config` and `events` for the
 //! public types. This file holds the agent's state and the pump verbs.
 
 use alloc::collections::VecDeque;
@@ -53,6 +53,7 @@ mod nomination;
 mod pairs;
 mod punch;
 mod session;
+mod synthesis;
 mod timers;
 mod transactions;
 
@@ -120,6 +121,8 @@ pub struct Agent {
     regather_at: Instant,
     /// Re-gatherings on the relay since the backoff was last reset (the next wait doubles).
     regather_steps: u32,
+    /// The network's NAT64 prefix, if the driver found one (see `synthesis`).
+    nat64: Option<crate::nat64::Nat64Prefix>,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -264,6 +267,7 @@ impl Agent {
             external_gathering: 0,
             regather_at: Instant::ZERO,
             regather_steps: 0,
+            nat64: None,
             rng,
             config,
         }
