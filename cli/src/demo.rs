@@ -1,7 +1,8 @@
 //! `holepunch demo [--seed N] [--json]`: the simulated internet, every NAT pair.
 //!
 //! Two core ICE agents are placed behind modelled NATs (every profile of cli.md against every
-//! other, plus `symmetric-random+pcp`: that NAT behind a gateway that grants a port mapping), with an RFC 5780 STUN server on the simulated internet and signalling between them,
+//! other, plus `symmetric-random+pcp`: that NAT behind a gateway that grants a port mapping, and
+//! an `ipv6-only+nat64` row: an IPv6-only host behind a NAT64), with an RFC 5780 STUN server on the simulated internet and signalling between them,
 //! and pumped in virtual time exactly as a driver pumps them. The demo prints, for each pair,
 //! whether a direct path was found and how long it took (virtual time). No root, no network.
 //!
@@ -78,7 +79,7 @@ pub fn run(args: &Args) -> ExitCode {
         });
     }
     let cells = run_situations(
-        &Situation::DEMO,
+        &Situation::DEMO_ROWS,
         &Situation::DEMO,
         args.seed,
         args.seeds,
@@ -146,6 +147,11 @@ fn print_human(args: &Args, cells: &[Cell], all_expected: bool) {
     println!(
         "symmetric-random+pcp: a symmetric-random NAT whose gateway maps the agent's port (PCP, NAT-PMP or \
          UPnP IGD); its port-mapped candidate makes every pair without UDP blocking direct."
+    );
+    println!(
+        "ipv6-only+nat64 (a row only): an IPv6-only host whose network reaches IPv4 through a stateful NAT64 \
+         (prefix 2001:db8:64::/96, told to the agent as RFC 7050 discovery would); it reaches the IPv4 STUN \
+         servers, relay and peers at their synthesised addresses."
     );
 }
 

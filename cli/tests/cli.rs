@@ -181,8 +181,8 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
         .collect();
     assert_eq!(
         pairs.len(),
-        100,
-        "every ordered pair of the 9 profiles and symmetric-random+pcp: {out:?}"
+        110,
+        "every ordered pair of the 9 profiles and symmetric-random+pcp, and the ipv6-only+nat64 row: {out:?}"
     );
     let direct = |a: &str, b: &str| {
         pairs.iter().any(|l| {
@@ -194,6 +194,14 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
     assert!(
         direct("symmetric-random", "port-restricted-cone"),
         "birthday punching"
+    );
+    assert!(
+        direct("ipv6-only+nat64", "symmetric-random"),
+        "an IPv6-only host through the NAT64"
+    );
+    assert!(
+        !direct("ipv6-only+nat64", "udp-blocked"),
+        "through the relay"
     );
     assert!(
         direct("port-restricted-cone", "symmetric-sequential"),
@@ -217,7 +225,7 @@ fn demo_json_exits_zero_and_ends_with_a_summary() {
 fn demo_human_exits_zero() {
     let out = run_bounded("demo", holepunch().arg("demo"), LIMIT);
     assert_eq!(out.code(), 0, "{out:?}");
-    assert!(out.stdout.contains("summary: 100 pairs"), "{out:?}");
+    assert!(out.stdout.contains("summary: 110 pairs"), "{out:?}");
     assert!(out.stdout.contains("every pair as expected"), "{out:?}");
     assert!(!out.stdout.contains("FAILED"), "{out:?}");
 }

@@ -1,11 +1,15 @@
 //! The NAT-pair matrix: every profile against every profile, over many seeds.
 //!
-//! [`Situation`] adds one situation to the profiles: a `symmetric-random` NAT whose gateway grants a
-//! port mapping (PCP, NAT-PMP or UPnP IGD), shown by `holepunch demo` as `symmetric-random+pcp`.
+//! [`Situation`] adds two situations to the profiles: a `symmetric-random` NAT whose gateway grants a
+//! port mapping (PCP, NAT-PMP or UPnP IGD), shown by `holepunch demo` as `symmetric-random+pcp`,
+//! and an IPv6-only host behind a NAT64 (`ipv6-only+nat64`, a row only: the pair runner makes
+//! only side A IPv6-only).
 
 use std::fmt;
 
 use holepunch_core::time::Duration;
+
+use holepunch_core::nat64::Nat64Prefix;
 
 use super::pair::{PairConfig, PairOutcome, PathKind, run_pair};
 use super::profile::Profile;
@@ -17,7 +21,14 @@ pub struct Situation {
     pub profile: Profile,
     /// Whether the gateway maps a port for the host ([`PairConfig::port_mapped`]).
     pub port_mapped: bool,
+    /// An IPv6-only host behind a NAT64 ([`PairConfig::nat64_a`], with [`NAT64_PREFIX`]);
+    /// the profile is then unused. Only A can be.
+    pub nat64: bool,
 }
+
+/// The NAT64 prefix of [`Situation::IPV6_ONLY`]: network-specific, since the simulation's
+/// TEST-NET addresses are not global (RFC 6052 §3.1 keeps the well-known prefix for those).
+pub const NAT64_PREFIX: &str = "2001:db8:64::/96";
 
 impl Situation {
     /// A profile whose gateway maps nothing.
@@ -25,6 +36,7 @@ impl Situation {
         Situation {
             profile,
             port_mapped: false,
+            nat64: false,
         }
     }
 
@@ -32,6 +44,14 @@ impl Situation {
     pub const SYMMETRIC_MAPPED: Situation = Situation {
         profile: Profile::SymmetricRandom,
         port_mapped: true,
+        nat64: false,
+    };
+
+    /// An IPv6-only host whose network reaches IPv4 through a stateful NAT64.
+    pub const IPV6_ONLY: Situation = Situation {
+        profile: Profile::Open,
+        port_mapped: false,
+        nat64: true,
     };
 
     /// The demo's rows and columns: every profile, then [`Situation::SYMMETRIC_MAPPED`].
@@ -48,9 +68,27 @@ impl Situation {
         Situation::SYMMETRIC_MAPPED,
     ];
 
-    /// The name `demo` prints: the profile's, with `+pcp` when the gateway maps.
+    /// The demo's rows: [`DEMO`](Self::DEMO), then [`Situation::IPV6_ONLY`].
+    pub const DEMO_ROWS: [Situation; 11] = [
+        Situation::plain(Profile::Open),
+        Situation::plain(Profile::FullCone),
+        Situation::plain(Profile::RestrictedCone),
+        Situation::plain(Profile::PortRestrictedCone),
+        Situation::plain(Profile::SymmetricSequential),
+        Situation::plain(Profile::SymmetricRandom),
+        Situation::plain(Profile::Cgnat),
+        Situation::plain(Profile::Firewall),
+        Situation::plain(Profile::UdpBlocked),
+        Situation::SYMMETRIC_MAPPED,
+        Situation::IPV6_ONLY,
+    ];
+
+    /// The name `demo` prints: the profile's, with `+pcp` when the gateway maps;
+    /// `ipv6-only+nat64` for [`Situation::IPV6_ONLY`].
     pub fn name(self) -> String {
-        if self.port_mapped {
+        if self.nat64 {
+            "ipv6-only+nat64".to_string()
+        } else if self.port_mapped {
             format!("{}+pcp", self.profile.name())
         } else {
             self.profile.name().to_string()
@@ -59,6 +97,9 @@ impl Situation {
 
     /// A short column heading.
     pub fn short(self) -> &'static str {
+        if self.nat64 {
+            return "v6+nat64";
+        }
         if self.port_mapped {
             return "sym+pcp";
         }
@@ -84,9 +125,13 @@ impl fmt::Display for Situation {
 
 /// [`expected`] for sites: a side whose gateway maps a port is never hard (its port-mapped
 /// candidate is endpoint-independent and unfiltered), so only UDP blocking needs the relay.
+///
+/// An IPv6-only host behind the NAT64 is never hard either: the translator maps
+/// endpoint-independently and filters by address (RFC 6146 §3.5), so once the host has sent to
+/// the peer's address every port of it gets in, symmetric peers included.
 pub fn expected_situations(a: Situation, b: Situation) -> PathKind {
-    let blocked = |s: Situation| s.profile == Profile::UdpBlocked;
-    if a.port_mapped || b.port_mapped {
+    let blocked = |s: Situation| !s.nat64 && s.profile == Profile::UdpBlocked;
+    if a.port_mapped || b.port_mapped || a.nat64 || b.nat64 {
         if blocked(a) || blocked(b) {
             PathKind::Relay
         } else {
@@ -121,6 +166,8 @@ pub struct Cell {
     pub b: Profile,
     /// Whether A's and B's gateways grant a port mapping.
     pub port_mapped: [bool; 2],
+    /// Whether A is IPv6-only behind a NAT64 ([`Situation::nat64`]).
+    pub nat64_a: bool,
     /// What the cell should achieve.
     pub expected: PathKind,
     /// One outcome per seed, in seed order.
@@ -133,6 +180,7 @@ impl Cell {
         Situation {
             profile: self.a,
             port_mapped: self.port_mapped[0],
+            nat64: self.nat64_a,
         }
     }
 
@@ -141,6 +189,7 @@ impl Cell {
         Situation {
             profile: self.b,
             port_mapped: self.port_mapped[1],
+            nat64: false,
         }
     }
 
@@ -252,6 +301,11 @@ pub fn run_situations_with(
     adjust: fn(&mut PairConfig),
     mut on_run: impl FnMut(&PairOutcome),
 ) -> Vec<Cell> {
+    assert!(
+        cols.iter().all(|b| !b.nat64),
+        "only side A can be IPv6-only behind a NAT64"
+    );
+    let prefix: Nat64Prefix = NAT64_PREFIX.parse().expect("constant");
     let mut cells = Vec::new();
     for &a in rows {
         for &b in cols {
@@ -260,6 +314,7 @@ pub fn run_situations_with(
             for seed in (0..seeds).map(|k| first_seed.wrapping_add(k)) {
                 let mut config = PairConfig::new(a.profile, b.profile, seed);
                 config.port_mapped = [a.port_mapped, b.port_mapped];
+                config.nat64_a = a.nat64.then_some(prefix);
                 adjust(&mut config);
                 let o = run_pair(&config);
                 on_run(&o);
@@ -269,6 +324,7 @@ pub fn run_situations_with(
                 a: a.profile,
                 b: b.profile,
                 port_mapped: [a.port_mapped, b.port_mapped],
+                nat64_a: a.nat64,
                 expected: expected_situations(a, b),
                 outcomes,
             });
@@ -344,5 +400,19 @@ mod tests {
         }
         let plain = Situation::plain(Profile::SymmetricRandom);
         assert_eq!(expected_situations(plain, plain), PathKind::Relay);
+    }
+
+    #[test]
+    fn an_ipv6_only_host_needs_the_relay_only_against_blocked_udp() {
+        let v6 = Situation::IPV6_ONLY;
+        assert_eq!(v6.name(), "ipv6-only+nat64");
+        for other in Situation::DEMO {
+            let want = if other.profile == Profile::UdpBlocked {
+                PathKind::Relay
+            } else {
+                PathKind::Direct
+            };
+            assert_eq!(expected_situations(v6, other), want, "{other}");
+        }
     }
 }

@@ -24,11 +24,20 @@
 //! datagram whose source and destination families differ is unroutable and dropped. Public
 //! hosts may have IPv6 addresses too. A network without IPv6 addresses behaves exactly as
 //! before: the IPv4 path, its checks and its random draws are untouched.
+//!
+//! # NAT64
+//!
+//! An IPv6-only site may have a stateful NAT64 ([`Site::nat64`], RFC 6146): IPv6 datagrams to
+//! an address under its prefix leave as IPv4 from its pool address, to the embedded IPv4
+//! address (RFC 6052), through an ordinary [`Nat`] (which holds the mappings, the filtering
+//! and their timeouts); IPv4 datagrams to the pool address come back in, their source
+//! synthesised under the prefix. This is the only place where a datagram changes family.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 
+use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::rng::Rng;
 use holepunch_core::time::{Duration, Instant};
 
@@ -57,6 +66,18 @@ pub struct Site {
     /// The site on whose LAN this site's outermost router sits (its public IP is one of that
     /// site's hosts); `None`: it faces the internet.
     pub behind: Option<usize>,
+    /// The NAT64 this site's IPv6 hosts reach IPv4 through; `None`: IPv6 reaches only IPv6.
+    pub nat64: Option<Nat64Gateway>,
+}
+
+/// A stateful NAT64 (RFC 6146) at a site's edge.
+#[derive(Debug)]
+pub struct Nat64Gateway {
+    /// The prefix IPv4 addresses are embedded under (RFC 6052).
+    pub prefix: Nat64Prefix,
+    /// The IPv4 side: its `public_ip` is the pool address; its mapping and filtering
+    /// behaviour are the translator's (RFC 6146 §3.5 requires endpoint-independent mapping).
+    pub nat: Nat,
 }
 
 /// One-way latency between two hosts of one LAN.
@@ -199,12 +220,9 @@ impl Network {
             site = self.sites[si].behind;
         }
         if enter.is_none() {
-            match self.site_of_public(dst.ip()).map(|s| self.sites[s].latency) {
+            match self.ipv4_latency(dst.ip()) {
                 Some(l) => latency += l,
-                None => match self.public_latency(dst.ip()) {
-                    Some(l) => latency += l,
-                    None => return self.drop_one(), // unroutable (a private address, say)
-                },
+                None => return self.drop_one(), // unroutable (a private address, say)
             }
         }
         self.launch(now, latency, src, dst, enter, bytes);
@@ -296,6 +314,20 @@ impl Network {
             if self.lost(si) {
                 return self.drop_one();
             }
+            if let Some(gw) = self.sites[si].nat64.as_mut() {
+                if let IpAddr::V6(v6) = dst.ip() {
+                    if let Ok(v4) = gw.prefix.extract(v6) {
+                        let dst = SocketAddr::new(IpAddr::V4(v4), dst.port());
+                        let Some(src) = gw.nat.outbound(now, src, dst) else {
+                            return self.drop_one();
+                        };
+                        let Some(l) = self.ipv4_latency(dst.ip()) else {
+                            return self.drop_one();
+                        };
+                        return self.launch(now, latency + l, src, dst, None, bytes);
+                    }
+                }
+            }
             if let Some(router) = self.sites[si].v6_router.as_mut() {
                 if router.outbound(now, src, dst) != Some(src) {
                     // Filtered, or a translating router (NAT66 is not modelled).
@@ -360,6 +392,9 @@ impl Network {
                         bytes: f.bytes,
                         stream: false,
                     });
+                }
+                if let Some(si) = self.site_of_nat64(f.dst.ip()) {
+                    return self.arrive_nat64(si, f);
                 }
                 let Some(si) = self.site_of_public(f.dst.ip()) else {
                     self.drop_one();
@@ -439,6 +474,46 @@ impl Network {
         Some(delivery(f))
     }
 
+    /// An IPv4 datagram at site `si`'s NAT64 pool address: filtered and translated back to
+    /// the IPv6 host, its source synthesised under the prefix.
+    fn arrive_nat64(&mut self, si: usize, f: InFlight) -> Option<Delivery> {
+        if self.lost(si) {
+            self.drop_one();
+            return None;
+        }
+        let gw = self.sites[si].nat64.as_mut()?;
+        let (IpAddr::V4(src), Some(to)) = (f.src.ip(), gw.nat.inbound(f.at, f.src, f.dst)) else {
+            self.drop_one();
+            return None;
+        };
+        let from = SocketAddr::new(IpAddr::V6(gw.prefix.synthesize(src)), f.src.port());
+        Some(Delivery {
+            at: f.at,
+            to,
+            from,
+            bytes: f.bytes,
+            stream: false,
+        })
+    }
+
+    /// The one-way latency from the internet core to IPv4 address `ip`: a site's public
+    /// router, a site's NAT64 pool address, or a public host.
+    fn ipv4_latency(&self, ip: IpAddr) -> Option<Duration> {
+        self.site_of_public(ip)
+            .or_else(|| self.site_of_nat64(ip))
+            .map(|s| self.sites[s].latency)
+            .or_else(|| self.public_latency(ip))
+    }
+
+    /// The site whose NAT64 has pool address `ip`.
+    fn site_of_nat64(&self, ip: IpAddr) -> Option<usize> {
+        self.sites.iter().position(|s| {
+            s.nat64
+                .as_ref()
+                .is_some_and(|g| IpAddr::V4(g.nat.public_ip) == ip)
+        })
+    }
+
     fn lost(&mut self, site: usize) -> bool {
         let p = self.sites[site].loss_per_mille;
         p > 0 && self.rng.below(1000) < u64::from(p)
@@ -498,6 +573,7 @@ mod tests {
             latency: Duration::from_millis(10),
             loss_per_mille: 0,
             behind: None,
+            nat64: None,
         });
         net.add_public_host(a("[2001:db8:5::3]:0").ip(), Duration::from_millis(5));
         net
@@ -527,6 +603,61 @@ mod tests {
         // Another port on the server is a stranger (APDF).
         net.send(back.at, a("[2001:db8:5::3]:3479"), host, b"x");
         assert_eq!(deliver(&mut net), None);
+    }
+
+    #[test]
+    fn a_nat64_translates_both_ways_and_filters_by_address() {
+        use crate::sim::nat::{Allocation, Filtering, Mapping};
+        let prefix: Nat64Prefix = "2001:db8:64::/96".parse().expect("prefix");
+        let pool = Ipv4Addr::new(198, 51, 100, 64);
+        let mut net = Network::new(1);
+        net.add_site(Site {
+            hosts: vec![a("[2001:db8:a::2]:0").ip()],
+            chain: Vec::new(),
+            v6_router: None,
+            latency: Duration::from_millis(10),
+            loss_per_mille: 0,
+            behind: None,
+            nat64: Some(Nat64Gateway {
+                prefix,
+                nat: Nat::new(
+                    NatConfig::nat(
+                        Mapping::EndpointIndependent,
+                        Filtering::AddressDependent,
+                        Allocation::Random,
+                    ),
+                    pool,
+                    3,
+                ),
+            }),
+        });
+        net.add_public_host(a("203.0.113.3:0").ip(), Duration::from_millis(5));
+        let host = a("[2001:db8:a::2]:5000");
+        let server = a("203.0.113.3:3478");
+        let server_v6 = a("[2001:db8:64::cb00:7103]:3478");
+        // Out: the IPv4 server sees the pool address.
+        net.send(Instant::ZERO, host, server_v6, b"q");
+        let out = deliver(&mut net).expect("reaches the IPv4 server");
+        assert_eq!(out.to, server);
+        assert_eq!(out.from.ip(), IpAddr::V4(pool));
+        assert_eq!(out.at, Instant::ZERO + Duration::from_millis(15));
+        // Back: the host sees the server at its synthesised address.
+        net.send(out.at, server, out.from, b"r");
+        let back = deliver(&mut net).expect("answer admitted");
+        assert_eq!((back.from, back.to), (server_v6, host));
+        // Another port of the same address gets in (address-dependent filtering)...
+        net.send(back.at, a("203.0.113.3:9"), out.from, b"x");
+        assert_eq!(
+            deliver(&mut net).map(|d| d.from),
+            Some(a("[2001:db8:64::cb00:7103]:9"))
+        );
+        // ...another address does not, and nor does a destination outside the prefix.
+        net.add_public_host(a("203.0.113.4:0").ip(), Duration::from_millis(5));
+        net.send(back.at, a("203.0.113.4:3478"), out.from, b"x");
+        assert_eq!(deliver(&mut net), None);
+        net.send(back.at, host, a("[2001:db8:5::3]:3478"), b"q");
+        assert_eq!(deliver(&mut net), None);
+        assert_eq!(net.dropped, 2);
     }
 
     #[test]

@@ -21,12 +21,13 @@ use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayReceived, Relays};
 use holepunch_core::io::Datagram;
+use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
 
 use super::nat::{Allocation, Filtering, Kind, Mapping, Nat, NatConfig};
-use super::network::{LAN_LATENCY, Network, Site};
+use super::network::{LAN_LATENCY, Nat64Gateway, Network, Site};
 use super::profile::{Profile, V6Policy};
 use super::relay::{RELAY_PASSWORD, RELAY_USER, RelayStats, SimRelay};
 
@@ -117,6 +118,11 @@ pub struct PairConfig {
     /// [`relay_settle`](Self::relay_settle) on a relay). The run still ends at
     /// [`time_limit`](Self::time_limit).
     pub hold: Duration,
+    /// Make A IPv6-only ([`host_v6`]) behind a stateful NAT64 with this prefix, pool address
+    /// [`NAT64_POOL`], endpoint-independent mapping and address-dependent filtering (RFC 6146
+    /// §3.5); A's [`Profile`] is then unused and its agent is told the prefix, as the driver
+    /// tells it after RFC 7050 discovery. `None` (the default): A is an IPv4 host.
+    pub nat64_a: Option<Nat64Prefix>,
     /// How long a run goes on after connecting through a relay, for a direct path to take
     /// over: 15 s by default, longer than the slowest birthday search the matrix sees (~13 s).
     /// Set it to `time_limit` to watch what a relayed pair costs over a long session.
@@ -159,6 +165,9 @@ pub const CARRIER_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
 /// The external port a granted port mapping gets on the gateway.
 pub const PORT_MAPPED_PORT: u16 = 7100;
 
+/// The IPv4 pool address of A's NAT64 ([`PairConfig::nat64_a`]).
+pub const NAT64_POOL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 64);
+
 impl PairConfig {
     /// The defaults the demo and the matrix use: 12.5 ms per site (50 ms RTT), 2 ms jitter, no
     /// loss, 20 ms signalling, 30 s limit, the aggressive agent profile.
@@ -182,6 +191,7 @@ impl PairConfig {
             topology: Topology::Separate,
             hold: Duration::ZERO,
             relay_settle: RELAY_SETTLE,
+            nat64_a: None,
         }
     }
 
@@ -324,6 +334,28 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         config.site_latency,
         config.seed ^ 0xb,
     );
+    let host_a = match config.nat64_a {
+        None => host_a,
+        Some(prefix) => {
+            assert!(
+                config.ipv6.is_none_or(|d| d.a.is_none()) && config.topology == Topology::Separate,
+                "an IPv6-only A is neither dual-stack nor sharing a network"
+            );
+            let host = IpAddr::V6(host_v6(false));
+            let translator = NatConfig::nat(
+                Mapping::EndpointIndependent,
+                Filtering::AddressDependent,
+                Allocation::Random,
+            );
+            site_a.hosts = vec![host];
+            site_a.chain.clear();
+            site_a.nat64 = Some(Nat64Gateway {
+                prefix,
+                nat: Nat::new(translator, NAT64_POOL, config.seed ^ 0x64),
+            });
+            host
+        }
+    };
     // Only one latency per side to the core: a nested home gets a LAN hop's worth.
     let host_b = match config.topology {
         Topology::Separate => host_b,
@@ -377,6 +409,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 latency: config.site_latency,
                 loss_per_mille: config.loss_per_mille,
                 behind: None,
+                nat64: None,
             });
         }
     }
@@ -434,6 +467,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             agent_config.stun_servers.push(stun_v6);
         }
         let mut agent = Agent::new(agent_config, config.seed ^ salt);
+        let nat64 = config.nat64_a.filter(|_| controlling);
+        agent.set_nat64_prefix(now, nat64);
         let port = if controlling { 5000 } else { 6000 };
         let socket = SocketAddr::new(host, port);
         agent
@@ -458,7 +493,12 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         let mut relays = Relays::new();
         let mut relay_stream = None;
         if let Some(relay) = sim_relays.first() {
-            let server = relay_at.unwrap_or(relay.address());
+            let mut server = relay_at.unwrap_or(relay.address());
+            // Behind a NAT64, the IPv4 relay is reached at its synthesised address, as a
+            // driver configures it once the prefix is known.
+            if let (Some(prefix), IpAddr::V4(v4)) = (nat64, server.ip()) {
+                server = SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port());
+            }
             // A site that blocks UDP reaches the relay over TCP, as its user would configure
             // (`--turn ...?transport=tcp`); the others over UDP.
             let blocked = if controlling { config.a } else { config.b } == Profile::UdpBlocked;

@@ -110,6 +110,7 @@ impl Profile {
             latency,
             loss_per_mille: 0,
             behind: None,
+            nat64: None,
         };
         (site, IpAddr::V4(host))
     }
