@@ -52,8 +52,13 @@ use std::time::{Duration, Instant};
 
 use holepunch_core::ice::candidate::CandidateKind;
 use holepunch_core::ice::relay::{MAX_RELAYS, RelayEvent};
+use holepunch_core::nat64::Nat64Prefix;
+use holepunch_core::nat64::discovery::DiscoveryConfig;
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
-use holepunch_tokio::ice::{ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig};
+use holepunch_std::nat64::{Nat64Finding, discover_nat64};
+use holepunch_tokio::ice::{
+    ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig, host_ips,
+};
 use holepunch_tokio::quic_identity::{Fingerprint, FingerprintError, Identity};
 use holepunch_tokio::signal::{MAX_NAME, SignalClient, is_valid_name};
 use holepunch_tokio::turn_tls::TurnTrust;
@@ -91,6 +96,9 @@ const OFFER_CHECK_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_AFTER: Duration = Duration::from_millis(5);
 /// Received datagrams queued between the sockets and stdout (the driver drops beyond it).
 const RECV_QUEUE: usize = 8192;
+/// RFC 7050 discovery on an IPv6-only host: the first wait (then one retry waiting twice as
+/// long), 1.5 s in all, as `netcheck` does.
+const NAT64_FIRST_WAIT: Duration = Duration::from_millis(500);
 
 /// Arguments of `holepunch connect`.
 #[derive(Debug, clap::Args)]
@@ -135,6 +143,12 @@ failed QUIC handshake, a broken stream, more datagrams lost (a `failed` event fo
 after consent on the path is lost), or the signal server went away before a path; 2 bad usage
 (malformed addresses, the same file twice, ...).
 
+On a host with IPv6 but no IPv4 of its own, connect first asks the system resolver (the first
+nameserver of /etc/resolv.conf, or of the file HOLEPUNCH_RESOLV_CONF names) for the NAT64
+prefix (RFC 7050, up to 1.5 s) and reaches IPv4 STUN servers, TURN servers over UDP, and IPv4
+peers at their RFC 6052 synthesised addresses through the NAT64: a `nat64` event reports the
+prefix, or a warning says none was found.
+
 SIGUSR1 restarts ICE (RFC 8445 §9) without ending the session: new credentials and candidates go
 to the peer, which restarts too, and the old path carries data until a new one is selected. Use it
 after a network change. A path that loses consent restarts ICE by itself while signalling is open.
@@ -143,7 +157,8 @@ Events go to stderr (stdout carries only the peer's data); with --json one objec
 key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
 path_changed, consent_lost, restart (ICE restarted: reason signal, peer or consent_lost),
 punching (blind hard-NAT punching started: one STUN server without
-RFC 5780 could not show which NAT is hard), signalling_closed, warning, failed, stream_closed
+RFC 5780 could not show which NAT is hard), signalling_closed, nat64 (prefix, resolver: an
+IPv6-only host's NAT64), warning, failed, stream_closed
 (stream mode), closed (--datagram).")]
 pub struct Args {
     /// How to reach the peer and who it is (shared with send and receive).
@@ -550,6 +565,7 @@ async fn start(
         .with_turn_servers(common.turn.clone());
     config.turn_trust = common.turn_trust.clone();
     config.portmap = !common.args.link.no_portmap;
+    config.nat64_prefix = nat64_prefix(common).await;
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
@@ -572,6 +588,50 @@ async fn start(
     let conn = Arc::new(endpoint.start(signalling, controlling));
     restart_on_sigusr1(&conn, common.report);
     Ok(conn)
+}
+
+/// On a host without IPv4 of its own (no route to the IPv4 internet but loopback) and with
+/// IPv6: the NAT64 prefix the system resolver synthesises with (RFC 7050, up to 1.5 s), reported
+/// as a `nat64` event, or a warning that IPv4 peers and servers are out of reach.
+async fn nat64_prefix(common: &Common<'_>) -> Option<Nat64Prefix> {
+    let v4 = host_ips(true, &common.stun);
+    if v4.iter().any(|ip| !ip.is_loopback()) || host_ips(false, &common.stun).is_empty() {
+        return None;
+    }
+    let config = DiscoveryConfig {
+        first_timeout: NAT64_FIRST_WAIT,
+        max_sends: 2,
+    };
+    let finding = tokio::task::spawn_blocking(move || discover_nat64(config))
+        .await
+        .unwrap_or(Nat64Finding::NoResolver);
+    let report = common.report;
+    match finding {
+        Nat64Finding::Found { resolver, prefix } => {
+            let event = crate::json::Nat64 {
+                prefix: prefix.to_string(),
+                resolver: resolver.to_string(),
+            };
+            let human = format!(
+                "IPv6-only host: NAT64 prefix {prefix} (from resolver {resolver}); IPv4 peers and \
+                 servers are reached through it"
+            );
+            report.event(&event, &human);
+            Some(prefix)
+        }
+        other => {
+            let why = match other {
+                Nat64Finding::NoResolver => "no resolver configured".to_string(),
+                Nat64Finding::NoNat64 { resolver } => format!("resolver {resolver} has no DNS64"),
+                Nat64Finding::Failed { resolver, error } => format!("resolver {resolver}: {error}"),
+                Nat64Finding::Found { .. } => unreachable!("handled above"),
+            };
+            report.warning(&format!(
+                "IPv6-only host and no NAT64 prefix found ({why}): IPv4 peers and servers are out of reach"
+            ));
+            None
+        }
+    }
 }
 
 /// SIGUSR1 restarts ICE on `conn` (RFC 8445 §9): after a network change the user or a network

@@ -69,6 +69,7 @@ events! {
     Restart = "restart",
     SignallingClosed = "signalling_closed",
     Warning = "warning",
+    Nat64 = "nat64",
     Closed = "closed",
     Pair = "pair",
     Summary = "summary",
@@ -290,6 +291,16 @@ pub struct Restart {
 pub struct SignallingClosed {
     /// Why, or `null` for an orderly close.
     pub reason: Option<String>,
+}
+
+/// `connect` on a host without IPv4 of its own: the NAT64 prefix its resolver synthesises
+/// with (RFC 7050), through which IPv4 peers and servers are reached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Nat64 {
+    /// The prefix, as `2001:db8:64::/96`.
+    pub prefix: String,
+    /// The resolver that revealed it.
+    pub resolver: String,
 }
 
 /// Something the user should know that does not stop the job.
@@ -715,6 +726,11 @@ mod tests {
         check(&restart, &["reason", "elapsed_ms"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);
         check(&Warning { reason: "x".into() }, &["reason"], s);
+        let nat64 = Nat64 {
+            prefix: "2001:db8:64::/96".into(),
+            resolver: "[2001:db8:64::1]:53".into(),
+        };
+        check(&nat64, &["prefix", "resolver"], s);
         let closed = Closed {
             sent_datagrams: 1,
             sent_bytes: 2,

@@ -168,6 +168,19 @@ fn a_prefix_learnt_late_gives_the_candidates_already_signalled_their_twins() {
 }
 
 #[test]
+fn a_loopback_ipv4_socket_does_not_make_an_agent_dual_stack() {
+    let now = Instant::from_millis(1);
+    let mut agent = v6_only(Some(nsp()), true);
+    agent
+        .add_host_candidate(now, addr("127.0.0.1:5000"))
+        .unwrap();
+    agent
+        .add_remote_candidate(now, Candidate::host(addr(HOST_V4), 65535))
+        .unwrap();
+    assert!(remote_addresses(&agent).contains(&twin(nsp(), HOST_V4)));
+}
+
+#[test]
 fn a_dual_stack_agent_reaches_ipv4_natively_and_synthesises_nothing() {
     let now = Instant::from_millis(1);
     let mut agent = v6_only(Some(nsp()), true);

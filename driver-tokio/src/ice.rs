@@ -94,6 +94,7 @@ use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
 use holepunch_core::io::{Datagram, IoToken};
+use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::portmap::client::{PortmapEvent, Protocols};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
@@ -159,6 +160,11 @@ pub struct EndpointConfig {
     /// gather again and send new credentials and candidates, so a peer whose addresses all
     /// changed (both sides moved networks) is found again. The peer restarts when it sees them.
     pub restart_on_consent_loss: bool,
+    /// The network's NAT64 prefix, when the host has no IPv4 of its own (found by RFC 7050
+    /// discovery: `holepunch_std::nat64::discover_nat64`). The agent then reaches IPv4 STUN
+    /// servers and IPv4 peers at their RFC 6052 synthesised addresses, and so are IPv4 TURN
+    /// servers over UDP. `None` (the default): no NAT64.
+    pub nat64_prefix: Option<Nat64Prefix>,
 }
 
 impl EndpointConfig {
@@ -173,6 +179,7 @@ impl EndpointConfig {
             turn_trust: TurnTrust::system(),
             portmap: false,
             restart_on_consent_loss: true,
+            nat64_prefix: None,
         }
     }
 
@@ -412,6 +419,7 @@ impl Endpoint {
             portmap: self.config.portmap,
             portmapper: None,
             restart_on_consent_loss: self.config.restart_on_consent_loss,
+            nat64_prefix: self.config.nat64_prefix,
         };
         Connection {
             route: route_rx,
@@ -758,6 +766,8 @@ struct Driver<S> {
     turn_frames: mpsc::Receiver<TurnFrame>,
     /// Whether to start port mapping.
     portmap: bool,
+    /// See [`EndpointConfig::nat64_prefix`].
+    nat64_prefix: Option<Nat64Prefix>,
     /// [`EndpointConfig::restart_on_consent_loss`].
     restart_on_consent_loss: bool,
     portmapper: Option<Portmapper>,
@@ -785,15 +795,40 @@ impl<S: Signalling> Driver<S> {
             // Only a full candidate table fails here; the first sixteen addresses are plenty.
             let _ = self.agent.add_host_candidate(now, local);
         }
-        for (k, turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
+        self.agent.set_nat64_prefix(now, self.nat64_prefix);
+        for (k, mut turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
             let server = turn.server;
             let base = if turn.transport == TurnTransport::Udp {
-                // The first host socket of the server's family reaches it.
-                let Some(&base) = self.locals.iter().find(|l| l.is_ipv4() == server.is_ipv4())
-                else {
-                    continue;
+                // The first host socket of the server's family reaches it; without IPv4 of our
+                // own, an IPv4 server is reached through the NAT64.
+                let usable = |l: &&SocketAddr| !l.ip().is_loopback();
+                let native = self
+                    .locals
+                    .iter()
+                    .filter(usable)
+                    .find(|l| l.is_ipv4() == server.is_ipv4());
+                let translated = match (self.nat64_prefix, server.ip()) {
+                    (Some(prefix), IpAddr::V4(v4)) => self
+                        .locals
+                        .iter()
+                        .filter(usable)
+                        .find(|l| l.is_ipv6())
+                        .map(|&base| {
+                            (
+                                base,
+                                SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port()),
+                            )
+                        }),
+                    _ => None,
                 };
-                base
+                match (native, translated) {
+                    (Some(&base), _) => base,
+                    (None, Some((base, synthesised))) => {
+                        turn.server = synthesised;
+                        base
+                    }
+                    (None, None) => continue,
+                }
             } else {
                 match self.open_turn_stream(&turn).await {
                     Ok(local) => local,

@@ -46,12 +46,16 @@ impl Agent {
         self.nat64
     }
 
-    /// The prefix to synthesise with: one is known and this agent has no IPv4 host candidate.
+    /// The prefix to synthesise with: one is known and this agent has no IPv4 host candidate
+    /// that leads anywhere (loopback and link-local ones do not: a driver on an IPv6-only host
+    /// may still bind 127.0.0.1).
     fn synthesising_prefix(&self) -> Option<Nat64Prefix> {
-        let has_v4 = self
-            .locals
-            .iter()
-            .any(|c| c.kind == CandidateKind::Host && c.base.is_ipv4());
+        let has_v4 = self.locals.iter().any(|c| match c.base.ip() {
+            IpAddr::V4(v4) => {
+                c.kind == CandidateKind::Host && !v4.is_loopback() && !v4.is_link_local()
+            }
+            IpAddr::V6(_) => false,
+        });
         self.nat64.filter(|_| !has_v4)
     }
 
