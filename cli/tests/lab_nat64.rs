@@ -2,8 +2,10 @@
 //! AAAA query goes to unbound inside a lab namespace, and the core's parser reads the prefix out
 //! of unbound's synthesised answer, for the well-known prefix, the lab's /96 and a /64.
 //!
-//! Only the DNS side of NAT64 is exercised here (no tayga): discovery needs just the resolver.
-//! Needs root and unbound (skips with a reason otherwise; fails under `CI=true`).
+//! The last test adds the translator (tayga, lab.md §4): `holepunch connect` on an IPv6-only host
+//! discovers the prefix from its resolver and reaches an IPv4 peer behind a NAT directly through
+//! the NAT64.
+//! Needs root, unbound and tayga (skips with a reason otherwise; fails under `CI=true`).
 mod lab_common;
 
 use std::time::Duration;
@@ -36,12 +38,18 @@ sys.exit(1)
 
 /// Starts unbound with DNS64 `prefix` on 127.0.0.1:53 in `ns`.
 fn start_unbound(lab: &Lab, ns: &Ns, prefix: &str, n: usize) -> LabProcess {
+    start_unbound_on(lab, ns, "127.0.0.1", prefix, n)
+}
+
+/// Starts unbound with DNS64 `prefix` on `interface`, port 53, in `ns`.
+fn start_unbound_on(lab: &Lab, ns: &Ns, interface: &str, prefix: &str, n: usize) -> LabProcess {
     let dir = lab.dir().join(format!("unbound{n}"));
     std::fs::create_dir_all(&dir).expect("create unbound dir");
     let zone = dir.join("ipv4only.arpa.zone");
     std::fs::write(&zone, ZONE).expect("write zone");
     let conf = format!(
-        "server:\n  interface: 127.0.0.1\n  port: 53\n  access-control: 127.0.0.0/8 allow\n\
+        "server:\n  interface: {interface}\n  port: 53\n  access-control: 0.0.0.0/0 allow\n\
+         \x20 access-control: ::/0 allow\n\
          \x20 do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n\
          \x20 pidfile: \"{dir}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n\
          \x20 module-config: \"dns64 iterator\"\n  dns64-prefix: {prefix}\n\
@@ -189,4 +197,180 @@ fn netcheck_reports_the_prefix_its_resolver_synthesises_with() {
             .contains("NAT64 prefix:  unknown (resolver 127.0.0.1"),
         "{out:?}"
     );
+}
+
+/// The NAT64 router's IPv6 address on the IPv6-only LAN (also its DNS64 resolver's).
+const ROUTER_V6: &str = "2001:db8:64::1";
+/// The translator's prefix: network-specific, as TEST-NET addresses need (lab.md §4 pitfalls).
+const LAB_PREFIX: &str = "2001:db8:64:ff9b::/96";
+
+/// Runs a shell script inside `ns`; it must succeed.
+fn sh(lab: &Lab, ns: &Ns, script: &str) {
+    let out = lab.run(ns, "sh", "/bin/sh", ["-c", script], Duration::from_secs(10));
+    assert!(out.success(), "`{script}` failed: {}", out.stderr);
+}
+
+/// `holepunch connect --datagram` as `id` in `ns`, signalling through offer files in the lab's
+/// directory (the IPv6-only host cannot reach an IPv4 signal server), resolver file `resolv`.
+fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, role: &str, resolv: &str) -> LabProcess {
+    let timeout = lab_common::CONNECT_TIMEOUT_S.to_string();
+    let stun = lab_common::STUN_PRIMARY.to_string();
+    let env = format!("HOLEPUNCH_RESOLV_CONF={resolv}");
+    let local = lab.dir().join(format!("{id}.offer")).display().to_string();
+    let remote = lab
+        .dir()
+        .join(format!("{peer}.offer"))
+        .display()
+        .to_string();
+    let args = [
+        env.as_str(),
+        lab_common::holepunch(),
+        "connect",
+        "--datagram",
+        "--local-file",
+        &local,
+        "--remote-file",
+        &remote,
+        role,
+        "--stun",
+        &stun,
+        "--json",
+        "--timeout",
+        &timeout,
+        "--max-loss",
+        "100",
+    ];
+    lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", args)
+}
+
+#[test]
+fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
+    let Some(lab) = lab_common::require_with(&["unbound", "tayga"]) else {
+        return;
+    };
+    let (_stun_ns, _stun) = lab_common::stun_server(&lab);
+    let site_b = lab.nat_site(lab::Profile::PortRestrictedCone, false);
+    // The NAT64 router: 203.0.113.40 on the internet, 2001:db8:64::1/64 towards the IPv6-only
+    // host, tayga translating 2001:db8:64:ff9b::/96 into its pool, masqueraded out of wan0.
+    // Unsolicited inbound is dropped before conntrack confirms it (lab.md §1, P1): otherwise a
+    // peer's check that arrives first leaves an entry that makes masquerade pick another port
+    // for our first packet to that peer, and the pair never meets.
+    let router = lab.server_host(&["203.0.113.40".parse().expect("address")]);
+    let host = lab.add_ns("v6host");
+    sh(
+        &lab,
+        &router,
+        &format!(
+            "ip link add lan0 type veth peer name eth0 netns {host} && ip link set lan0 up && \
+             ip -6 addr add {ROUTER_V6}/64 dev lan0 nodad && \
+             sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1"
+        ),
+    );
+    sh(
+        &lab,
+        &host,
+        &format!(
+            "ip link set eth0 up && ip -6 addr add 2001:db8:64::2/64 dev eth0 nodad && \
+             ip -6 route add default via {ROUTER_V6}"
+        ),
+    );
+    let tayga_dir = lab.dir().join("tayga");
+    std::fs::create_dir_all(&tayga_dir).expect("tayga dir");
+    let conf = tayga_dir.join("tayga.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "tun-device nat64\nipv4-addr 192.168.255.1\nprefix {LAB_PREFIX}\n\
+             dynamic-pool 192.168.255.0/24\nipv6-addr 2001:db8:64:ffff::64\ndata-dir {}\n",
+            tayga_dir.display()
+        ),
+    )
+    .expect("write tayga.conf");
+    let conf = conf.display().to_string();
+    sh(
+        &lab,
+        &router,
+        &format!(
+            "tayga -c {conf} --mktun && ip link set nat64 up && \
+             ip addr add 192.168.255.254 dev nat64 && ip addr add 2001:db8:64:ffff::1 dev nat64 && \
+             ip route add 192.168.255.0/24 dev nat64 && \
+             ip route add 2001:db8:64:ff9b::/96 dev nat64 && \
+             ip route add 2001:db8:64:ffff::64/128 dev nat64 && \
+             nft add table ip hp_nat64 && \
+             nft 'add chain ip hp_nat64 post {{ type nat hook postrouting priority srcnat; }}' && \
+             nft add rule ip hp_nat64 post oifname wan0 masquerade && \
+             nft 'add chain ip hp_nat64 input {{ type filter hook input priority filter; }}' && \
+             nft add rule ip hp_nat64 input iifname wan0 ct state new drop"
+        ),
+    );
+    let mut tayga = lab.spawn(
+        &router,
+        "tayga",
+        "tayga",
+        ["-c", conf.as_str(), "--nodetach"],
+    );
+    let mut unbound = start_unbound_on(&lab, &router, ROUTER_V6, LAB_PREFIX, 20);
+    let resolv = lab.dir().join("resolv-v6.conf");
+    std::fs::write(&resolv, format!("nameserver {ROUTER_V6}\n")).expect("write resolv.conf");
+    let resolv = resolv.display().to_string();
+    // Both resolver and translator must be up before connect asks (bounded, 10 s).
+    let up = (0..50).any(|_| {
+        let out = lab.run(
+            &host,
+            "dig",
+            "dig",
+            [
+                "+short",
+                "+time=1",
+                "+tries=1",
+                &format!("@{ROUTER_V6}"),
+                "AAAA",
+                "ipv4only.arpa",
+            ],
+            Duration::from_secs(5),
+        );
+        let ready = out.stdout.contains("2001:db8:64:ff9b::c000:aa");
+        if !ready {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ready
+    });
+    assert!(up, "unbound never answered:\n{}", unbound.describe());
+    assert!(tayga.is_running(), "tayga:\n{}", tayga.describe());
+
+    let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv);
+    let mut b = connect(&lab, site_b.host(), "b", "a", "--controlled", "/dev/null");
+    let limit = Duration::from_secs(lab_common::CONNECT_TIMEOUT_S + 10);
+    let nat64 = a.expect_line(lab::Stream::Stderr, limit, |l| {
+        l.contains("\"event\":\"nat64\"") || l.contains("\"event\":\"failed\"")
+    });
+    assert!(
+        nat64.contains(&format!("\"prefix\":\"{LAB_PREFIX}\"")),
+        "{nat64}\n{}",
+        a.describe()
+    );
+    let mut paths = Vec::new();
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(lab::Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        let event = lab::parse_json(&line).expect("connected is JSON");
+        let direct = event.str_field("path") == Some("direct");
+        paths.push(direct.then(|| event.str_field("remote").unwrap_or_default().to_string()));
+    }
+    assert!(
+        paths.iter().all(Option::is_some),
+        "not both direct:\n{}\n{}\n{}",
+        a.describe(),
+        b.describe(),
+        tayga.describe()
+    );
+    let paths: Vec<String> = paths.into_iter().flatten().collect();
+    // A sends to the peer's address synthesised under the prefix; the peer sees A at the
+    // router's public address (tayga's pool, masqueraded).
+    assert!(paths[0].starts_with("[2001:db8:64:ff9b::"), "{paths:?}");
+    assert!(paths[1].starts_with("203.0.113.40:"), "{paths:?}");
+    lab_common::lines_both_ways_then_eof(&mut a, &mut b);
+    tayga.stop(Duration::from_secs(5));
+    unbound.stop(Duration::from_secs(5));
 }
