@@ -149,6 +149,15 @@ pub struct ServerRtt {
     pub rtt_ms: Option<u64>,
 }
 
+/// A CLAT in a netcheck report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClatInfo {
+    /// Its interface.
+    pub interface: String,
+    /// Its IPv4 address.
+    pub address: String,
+}
+
 /// `netcheck`: the report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetcheckReport {
@@ -168,6 +177,9 @@ pub struct NetcheckReport {
     pub portmap: Portmap,
     /// The NAT64 prefix, or `null` (not probed yet).
     pub nat64_prefix: Option<String>,
+    /// The host's 464XLAT CLAT (RFC 6877), when its IPv4 default route goes through one:
+    /// `{"interface":NAME,"address":IPV4}`, else `null`.
+    pub clat: Option<ClatInfo>,
     /// Every server probed and its round-trip time.
     pub servers: Vec<ServerRtt>,
     /// The local sockets used.
@@ -650,6 +662,7 @@ mod tests {
                 pcp: None,
             },
             nat64_prefix: None,
+            clat: None,
             servers: vec![ServerRtt {
                 server: "192.0.2.9:3478".into(),
                 rtt_ms: None,
@@ -669,6 +682,7 @@ mod tests {
             "hairpinning",
             "portmap",
             "nat64_prefix",
+            "clat",
             "mapping_lifetime_s",
         ];
         check(&report, &netcheck_fields, s);

@@ -52,8 +52,9 @@ enum Command {
     /// Runs one STUN Binding transaction and prints the mapped address.
     Stun(stun::Args),
     /// Classifies this host's NAT: public addresses, mapping, filtering, hairpinning, the
-    /// gateway's port mapping, and the NAT64 prefix (asking the resolver of /etc/resolv.conf,
-    /// or of the file $HOLEPUNCH_RESOLV_CONF names).
+    /// gateway's port mapping, the NAT64 prefix (asking the resolver of /etc/resolv.conf,
+    /// or of the file $HOLEPUNCH_RESOLV_CONF names), and a 464XLAT CLAT carrying IPv4 (`clat`:
+    /// its interface and RFC 7335 address).
     Netcheck(netcheck::Args),
     /// Serves the rendezvous that forwards offer lines between named peers (for connect).
     Signal(signal::Args),

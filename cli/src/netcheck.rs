@@ -23,6 +23,10 @@
 //! most [`PORTMAP_PROBE`]. With no gateway on that path (loopback or on-link servers) it is not
 //! probed: `null` in `--json`, "not probed" for people.
 //!
+//! CLAT: the host's IPv4 default route going through a 464XLAT CLAT (RFC 6877; an address in
+//! RFC 7335's 192.0.0.0/29, or a `clat*`/`v4-*` interface) is reported as `clat`
+//! (`{"interface","address"}` or `null`).
+//!
 //! NAT64: meanwhile the system resolver (the first `nameserver` of `/etc/resolv.conf`, or of the
 //! file `HOLEPUNCH_RESOLV_CONF` names) is asked for `ipv4only.arpa` AAAA (RFC 7050), twice at
 //! most, within [`NAT64_PROBE`]. `nat64_prefix` is the prefix its DNS64 synthesises with, as
@@ -36,6 +40,7 @@ use std::time::Duration;
 use holepunch_core::nat64::discovery::{DiscoveryConfig, DiscoveryError};
 use holepunch_core::netcheck::Report;
 use holepunch_core::portmap::probe::Answered;
+use holepunch_std::clat::{Clat, detect_clat};
 use holepunch_std::nat64::{Nat64Finding, discover_nat64};
 use holepunch_std::netcheck::{NetcheckOptions, NetcheckRun, NetcheckRunError};
 use holepunch_std::portmap::gateway_towards;
@@ -133,13 +138,14 @@ pub fn run(args: &Args) -> ExitCode {
     let result = holepunch_std::netcheck::netcheck(&servers, &options);
     let portmap = probe.join().unwrap_or(PortmapFinding::NotProbed);
     let nat64 = nat64.join().unwrap_or(Nat64Finding::NoResolver);
+    let clat = detect_clat();
     match result {
         Ok(mut run) => {
             run.report.nat64_prefix = nat64.prefix().map(Into::into);
             if args.json {
-                report_json(&run, portmap).print();
+                report_json(&run, portmap, clat.as_ref()).print();
             } else {
-                print!("{}", human(&run, portmap, nat64));
+                print!("{}", human(&run, portmap, nat64, clat.as_ref()));
             }
             if run.report.udp {
                 ExitCode::SUCCESS
@@ -169,7 +175,11 @@ fn resolve_servers(specs: &[Target]) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// The `report` event.
-fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckReport {
+fn report_json(
+    run: &NetcheckRun,
+    portmap: PortmapFinding,
+    clat: Option<&Clat>,
+) -> json::NetcheckReport {
     let r = &run.report;
     let text = |a: Option<SocketAddr>| a.map(|a| a.to_string());
     json::NetcheckReport {
@@ -193,6 +203,10 @@ fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckRepo
             },
         },
         nat64_prefix: r.nat64_prefix.map(|p| p.to_string()),
+        clat: clat.map(|c| json::ClatInfo {
+            interface: c.interface.clone(),
+            address: c.address.to_string(),
+        }),
         servers: r
             .server_rtts
             .iter()
@@ -210,7 +224,12 @@ fn report_json(run: &NetcheckRun, portmap: PortmapFinding) -> json::NetcheckRepo
 }
 
 /// The human-readable report: one labelled line per finding.
-fn human(run: &NetcheckRun, portmap: PortmapFinding, nat64: Nat64Finding) -> String {
+fn human(
+    run: &NetcheckRun,
+    portmap: PortmapFinding,
+    nat64: Nat64Finding,
+    clat: Option<&Clat>,
+) -> String {
     let r: &Report = &run.report;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let addr = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -233,6 +252,16 @@ fn human(run: &NetcheckRun, portmap: PortmapFinding, nat64: Nat64Finding) -> Str
     line("hairpinning:", hairpinning);
     line("port mapping:", &portmap_text(portmap));
     line("NAT64 prefix:", &nat64_text(nat64));
+    let clat = clat.map_or_else(
+        || "none".to_string(),
+        |c| {
+            format!(
+                "{} ({}): IPv4 goes out translated to IPv6 and back by the NAT64 (464XLAT)",
+                c.interface, c.address
+            )
+        },
+    );
+    line("CLAT:", &clat);
     for (i, s) in r.server_rtts.iter().enumerate() {
         let rtt = s.rtt.map_or_else(
             || "no answer".to_string(),

@@ -374,3 +374,81 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     tayga.stop(Duration::from_secs(5));
     unbound.stop(Duration::from_secs(5));
 }
+
+/// `holepunch netcheck --json` against a STUN server on loopback in `ns` (started here): the
+/// report line.
+fn netcheck_json(lab: &Lab, ns: &Ns, name: &str) -> String {
+    let mut stun = lab.spawn(
+        ns,
+        &format!("stun-{name}"),
+        lab_common::holepunch(),
+        ["stun-server", "--listen", "127.0.0.1:3478"],
+    );
+    stun.expect_line(lab::Stream::Stderr, lab_common::START_LIMIT, |l| {
+        l.contains("stun-server: serving")
+    });
+    let out = lab.run(
+        ns,
+        name,
+        "env",
+        [
+            "HOLEPUNCH_RESOLV_CONF=/dev/null",
+            lab_common::holepunch(),
+            "netcheck",
+            "--json",
+            "--stun",
+            "127.0.0.1:3478",
+        ],
+        Duration::from_secs(20),
+    );
+    stun.stop(Duration::from_secs(5));
+    assert!(out.success(), "netcheck failed: {out:?}");
+    out.stdout
+}
+
+/// Shell commands making interface `name` in the current namespace: one end of a veth pair
+/// whose other end stays in the namespace too, both up (so the link has carrier).
+fn link(name: &str) -> String {
+    format!(
+        "ip link add {name} type veth peer name {name}p && ip link set {name} up && ip link set {name}p up"
+    )
+}
+
+#[test]
+fn netcheck_reports_a_clat_carrying_the_ipv4_default_route() {
+    let Some(lab) = lab_common::require_with(&[]) else {
+        return;
+    };
+    // A 464XLAT host: IPv6 on eth0, IPv4 only on the CLAT's interface with its RFC 7335
+    // address, the IPv4 default route through it.
+    let host = lab.add_ns("clat");
+    sh(
+        &lab,
+        &host,
+        &format!(
+            "{} && {} && ip -6 addr add 2001:db8:64::2/64 dev eth0 nodad && \
+             ip addr add 192.0.0.2/29 dev clat4 && ip route add default dev clat4",
+            link("eth0"),
+            link("clat4")
+        ),
+    );
+    let report = netcheck_json(&lab, &host, "netcheck-clat");
+    assert!(
+        report.contains("\"clat\":{\"interface\":\"clat4\",\"address\":\"192.0.0.2\"}"),
+        "{report}"
+    );
+    // Native IPv4 on the default route: no CLAT, even with the CLAT-like address present.
+    let native = lab.add_ns("native");
+    sh(
+        &lab,
+        &native,
+        &format!(
+            "{} && {} && ip addr add 198.51.100.2/24 dev eth0 && ip route add default dev eth0 && \
+             ip addr add 192.0.0.2/29 dev clat4",
+            link("eth0"),
+            link("clat4")
+        ),
+    );
+    let report = netcheck_json(&lab, &native, "netcheck-native");
+    assert!(report.contains("\"clat\":null"), "{report}");
+}

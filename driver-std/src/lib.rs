@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod clat;
 pub mod ice;
 pub mod nat64;
 pub mod netcheck;
