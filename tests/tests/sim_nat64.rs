@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use holepunch_core::ice::candidate::CandidateKind;
 use holepunch_core::nat64::Nat64Prefix;
+use holepunch_tests::sim::nat::Filtering;
 use holepunch_tests::sim::pair::{
     NAT64_POOL, PairConfig, PairOutcome, PathKind, host_v6, run_pair,
 };
@@ -97,4 +98,32 @@ fn a_udp_blocked_peer_is_reached_through_the_relay_via_the_nat64() {
         let alone = run_pair(&behind_nat64(Profile::UdpBlocked, seed).without_relay());
         assert_eq!(alone.path, PathKind::None, "seed {seed}");
     }
+}
+
+#[test]
+fn behind_a_port_dependent_nat64_the_ipv6_host_punches_a_symmetric_peer_through_it() {
+    // A translator that filters by address and port (Linux conntrack) lets a symmetric peer's
+    // checks in only on the ports A sent to: A must run the easy half of the birthday search,
+    // its probes going to the peer's NAT at synthesised addresses.
+    let mut direct = 0;
+    for seed in 1..11 {
+        let mut config = behind_nat64(Profile::SymmetricRandom, seed).without_relay();
+        config.nat64_filtering = Filtering::AddressAndPortDependent;
+        config.time_limit = holepunch_core::time::Duration::from_secs(60);
+        let o = run_pair(&config);
+        if o.path == PathKind::Direct {
+            direct += 1;
+            let [pa, _] = paths(&o);
+            assert_eq!(pa.remote_kind, CandidateKind::PeerReflexive, "seed {seed}");
+            let IpAddr::V6(to) = pa.remote.ip() else {
+                panic!("seed {seed}: {}", pa.remote)
+            };
+            assert!(prefix().contains(to), "seed {seed}: {to}");
+        }
+    }
+    assert!(direct >= 9, "{direct} of 10 seeds punched through");
+    // The same translator against a port-restricted peer needs no punching.
+    let mut config = behind_nat64(Profile::PortRestrictedCone, 1).without_relay();
+    config.nat64_filtering = Filtering::AddressAndPortDependent;
+    assert_eq!(run_pair(&config).path, PathKind::Direct);
 }

@@ -123,6 +123,9 @@ pub struct PairConfig {
     /// §3.5); A's [`Profile`] is then unused and its agent is told the prefix, as the driver
     /// tells it after RFC 7050 discovery. `None` (the default): A is an IPv4 host.
     pub nat64_a: Option<Nat64Prefix>,
+    /// How A's NAT64 filters inbound IPv4 ([`nat64_a`](Self::nat64_a)): address-dependent by
+    /// default; address- and port-dependent is what a Linux NAT64 with conntrack does.
+    pub nat64_filtering: Filtering,
     /// How long a run goes on after connecting through a relay, for a direct path to take
     /// over: 15 s by default, longer than the slowest birthday search the matrix sees (~13 s).
     /// Set it to `time_limit` to watch what a relayed pair costs over a long session.
@@ -192,6 +195,7 @@ impl PairConfig {
             hold: Duration::ZERO,
             relay_settle: RELAY_SETTLE,
             nat64_a: None,
+            nat64_filtering: Filtering::AddressDependent,
         }
     }
 
@@ -344,7 +348,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             let host = IpAddr::V6(host_v6(false));
             let translator = NatConfig::nat(
                 Mapping::EndpointIndependent,
-                Filtering::AddressDependent,
+                config.nat64_filtering,
                 Allocation::Random,
             );
             site_a.hosts = vec![host];

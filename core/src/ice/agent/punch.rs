@@ -151,10 +151,10 @@ impl Agent {
         theirs: Option<SocketAddr>,
     ) -> bool {
         let Some(target) = theirs else { return false };
-        let from = self
-            .locals
-            .iter()
-            .find(|c| c.kind == CandidateKind::Host && c.address.is_ipv4() == target.is_ipv4());
+        // Behind a NAT64 an IPv6 host socket probes an IPv4 peer (see `synthesis`).
+        let from = self.locals.iter().find(|c| {
+            c.kind == CandidateKind::Host && self.destination_from(c.base, target).is_some()
+        });
         let Some(from) = from.map(|c| c.base) else {
             return false;
         };
@@ -209,6 +209,8 @@ impl Agent {
             let to = self.punch.easy.as_mut()?.poll_probe(now)?;
             (self.punch.easy_from?, to)
         };
+        // The plans aim at the peer's IPv4 NAT; behind a NAT64 that is its synthesised address.
+        let to = self.destination_from(local, to)?;
         // Probes are not retransmitted; they only wait a short while for an answer.
         let ti = self.start_transaction(now, Purpose::Probe, local, to, 1, PROBE_RTO)?;
         self.punch.probes_sent = self.punch.probes_sent.saturating_add(1);

@@ -72,6 +72,23 @@ impl Agent {
         Some(Candidate { address, ..*c })
     }
 
+    /// Where a datagram from local socket `local` to `to` is sent: `to` itself when the
+    /// families match, its synthesised address from an IPv6 socket of an agent behind a NAT64,
+    /// or nowhere. Punch probes aim at the peer's IPv4 NAT this way.
+    pub(super) fn destination_from(&self, local: SocketAddr, to: SocketAddr) -> Option<SocketAddr> {
+        if local.is_ipv4() == to.is_ipv4() {
+            return Some(to);
+        }
+        let (IpAddr::V6(_), IpAddr::V4(v4)) = (local.ip(), to.ip()) else {
+            return None;
+        };
+        let prefix = self.synthesising_prefix()?;
+        Some(SocketAddr::new(
+            IpAddr::V6(prefix.synthesize(v4)),
+            to.port(),
+        ))
+    }
+
     /// Where a Binding request from `base` to the configured STUN server `server` goes: the
     /// server itself when the families match, its synthesised address when an IPv6-only agent
     /// has a NAT64 to reach an IPv4 server through, or nowhere.
