@@ -212,7 +212,15 @@ fn sh(lab: &Lab, ns: &Ns, script: &str) {
 
 /// `holepunch connect --datagram` as `id` in `ns`, signalling through offer files in the lab's
 /// directory (the IPv6-only host cannot reach an IPv4 signal server), resolver file `resolv`.
-fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, role: &str, resolv: &str) -> LabProcess {
+fn connect(
+    lab: &Lab,
+    ns: &Ns,
+    id: &str,
+    peer: &str,
+    role: &str,
+    resolv: &str,
+    extra: &[&str],
+) -> LabProcess {
     let timeout = lab_common::CONNECT_TIMEOUT_S.to_string();
     let stun = lab_common::STUN_PRIMARY.to_string();
     let env = format!("HOLEPUNCH_RESOLV_CONF={resolv}");
@@ -240,16 +248,23 @@ fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, role: &str, resolv: &str) -
         "--max-loss",
         "100",
     ];
+    let args = args.iter().chain(extra);
     lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", args)
 }
 
-#[test]
-fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
-    let Some(lab) = lab_common::require_with(&["unbound", "tayga"]) else {
-        return;
-    };
-    let (_stun_ns, _stun) = lab_common::stun_server(&lab);
-    let site_b = lab.nat_site(lab::Profile::PortRestrictedCone, false);
+/// An IPv6-only host behind a NAT64 router (lab.md §4).
+struct Nat64Site {
+    /// The IPv6-only host.
+    host: Ns,
+    /// The resolver file its `connect` reads (the router's DNS64).
+    resolv: String,
+    tayga: LabProcess,
+    unbound: LabProcess,
+}
+
+/// Builds [`Nat64Site`]: the router at 203.0.113.40 with tayga and unbound, the host behind it;
+/// returns once the resolver answers and tayga runs.
+fn nat64_site(lab: &Lab) -> Nat64Site {
     // The NAT64 router: 203.0.113.40 on the internet, 2001:db8:64::1/64 towards the IPv6-only
     // host, tayga translating 2001:db8:64:ff9b::/96 into its pool, masqueraded out of wan0.
     // Unsolicited inbound is dropped before conntrack confirms it (lab.md §1, P1): otherwise a
@@ -258,7 +273,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     let router = lab.server_host(&["203.0.113.40".parse().expect("address")]);
     let host = lab.add_ns("v6host");
     sh(
-        &lab,
+        lab,
         &router,
         &format!(
             "ip link add lan0 type veth peer name eth0 netns {host} && ip link set lan0 up && \
@@ -267,7 +282,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
         ),
     );
     sh(
-        &lab,
+        lab,
         &host,
         &format!(
             "ip link set eth0 up && ip -6 addr add 2001:db8:64::2/64 dev eth0 nodad && \
@@ -288,7 +303,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     .expect("write tayga.conf");
     let conf = conf.display().to_string();
     sh(
-        &lab,
+        lab,
         &router,
         &format!(
             "tayga -c {conf} --mktun && ip link set nat64 up && \
@@ -309,7 +324,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
         "tayga",
         ["-c", conf.as_str(), "--nodetach"],
     );
-    let mut unbound = start_unbound_on(&lab, &router, ROUTER_V6, LAB_PREFIX, 20);
+    let mut unbound = start_unbound_on(lab, &router, ROUTER_V6, LAB_PREFIX, 20);
     let resolv = lab.dir().join("resolv-v6.conf");
     std::fs::write(&resolv, format!("nameserver {ROUTER_V6}\n")).expect("write resolv.conf");
     let resolv = resolv.display().to_string();
@@ -337,9 +352,37 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     });
     assert!(up, "unbound never answered:\n{}", unbound.describe());
     assert!(tayga.is_running(), "tayga:\n{}", tayga.describe());
+    Nat64Site {
+        host,
+        resolv,
+        tayga,
+        unbound,
+    }
+}
 
-    let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv);
-    let mut b = connect(&lab, site_b.host(), "b", "a", "--controlled", "/dev/null");
+#[test]
+fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
+    let Some(lab) = lab_common::require_with(&["unbound", "tayga"]) else {
+        return;
+    };
+    let (_stun_ns, _stun) = lab_common::stun_server(&lab);
+    let site_b = lab.nat_site(lab::Profile::PortRestrictedCone, false);
+    let Nat64Site {
+        host,
+        resolv,
+        mut tayga,
+        mut unbound,
+    } = nat64_site(&lab);
+    let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv, &[]);
+    let mut b = connect(
+        &lab,
+        site_b.host(),
+        "b",
+        "a",
+        "--controlled",
+        "/dev/null",
+        &[],
+    );
     let limit = Duration::from_secs(lab_common::CONNECT_TIMEOUT_S + 10);
     let nat64 = a.expect_line(lab::Stream::Stderr, limit, |l| {
         l.contains("\"event\":\"nat64\"") || l.contains("\"event\":\"failed\"")
@@ -451,4 +494,53 @@ fn netcheck_reports_a_clat_carrying_the_ipv4_default_route() {
     );
     let report = netcheck_json(&lab, &native, "netcheck-native");
     assert!(report.contains("\"clat\":null"), "{report}");
+}
+
+#[test]
+fn an_ipv6_only_host_allocates_on_an_ipv4_relay_through_tayga_and_reaches_a_symmetric_peer() {
+    let Some(lab) = lab_common::require_with(&["unbound", "tayga"]) else {
+        return;
+    };
+    let (_stun_ns, _stun) = lab_common::stun_server(&lab);
+    let (_relay_ns, _relay) = lab_common::relay(&lab);
+    let site_b = lab.nat_site(lab::Profile::SymmetricRandom, false);
+    let Nat64Site {
+        host,
+        resolv,
+        mut tayga,
+        mut unbound,
+    } = nat64_site(&lab);
+    let turn = format!("{}@{}", lab_common::RELAY_USER, lab_common::RELAY);
+    let extra = ["--turn", turn.as_str()];
+    let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv, &extra);
+    let mut b = connect(
+        &lab,
+        site_b.host(),
+        "b",
+        "a",
+        "--controlled",
+        "/dev/null",
+        &extra,
+    );
+    let limit = Duration::from_secs(lab_common::CONNECT_TIMEOUT_S + 10);
+    // A's allocation went to the relay's synthesised address through tayga: its relayed
+    // candidate is the relay's IPv4 address.
+    let relayed = a.expect_line(lab::Stream::Stderr, limit, |l| {
+        (l.contains("\"event\":\"candidate\"") && l.contains("\"type\":\"relay\""))
+            || l.contains("\"event\":\"failed\"")
+    });
+    assert!(
+        relayed.contains("\"address\":\"203.0.113.7:"),
+        "{relayed}\n{}",
+        a.describe()
+    );
+    for p in [&mut a, &mut b] {
+        let line = p.expect_line(lab::Stream::Stderr, limit, |l| {
+            l.contains("\"event\":\"connected\"") || l.contains("\"event\":\"failed\"")
+        });
+        assert!(line.contains("\"event\":\"connected\""), "{}", p.describe());
+    }
+    lab_common::lines_both_ways_then_eof(&mut a, &mut b);
+    tayga.stop(Duration::from_secs(5));
+    unbound.stop(Duration::from_secs(5));
 }
