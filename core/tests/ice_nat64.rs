@@ -404,3 +404,24 @@ fn a_server_reflexive_candidate_learnt_through_the_nat64_is_signalled_whole() {
         (c.address, c.kind, c.priority, c.foundation, c.related)
     );
 }
+
+#[test]
+fn ipv4_mapped_addresses_become_ipv4_in_candidates_and_datagrams() {
+    // Signalled: a peer (or a dual-stack stack) writing `::ffff:a.b.c.d` means IPv4.
+    let c = Candidate::parse(
+        "candidate:1 1 udp 2130706431 ::ffff:203.0.113.20 6000 typ srflx raddr ::ffff:192.168.1.3 rport 6000",
+    )
+    .unwrap();
+    assert_eq!(c.address, addr(HOST_V4));
+    assert_eq!(c.related, Some(addr("192.168.1.3:6000")));
+    assert!(!c.to_string().contains("ffff"), "{c}");
+    // Received on a dual-stack socket: the application sees the IPv4 sender.
+    let mut agent = Agent::new(AgentConfig::rfc(true), 9);
+    let now = Instant::from_millis(1);
+    let local = addr("[::]:5000");
+    let mapped = addr("[::ffff:203.0.113.20]:6000");
+    match agent.handle_datagram(now, Datagram::new(local, mapped, b"hello")) {
+        holepunch_core::demux::Received::AppData { from, .. } => assert_eq!(from, addr(HOST_V4)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -618,9 +618,11 @@ fn parse_kind(s: &str) -> Result<CandidateKind, CandidateError> {
     })
 }
 
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is read as the IPv4 address it is, so a
+/// candidate never carries that form and pairs with IPv4 candidates.
 fn parse_connection_address(s: &str) -> Result<IpAddr, CandidateError> {
     match IpAddr::from_str(s) {
-        Ok(ip) => Ok(ip),
+        Ok(ip) => Ok(ip.to_canonical()),
         Err(_) if is_host_name(s) => Err(CandidateError::UnsupportedAddress),
         Err(_) => Err(CandidateError::InvalidAddress),
     }
@@ -629,7 +631,7 @@ fn parse_connection_address(s: &str) -> Result<IpAddr, CandidateError> {
 /// `Some(ip)`, or `None` for a host name (dropped: the related address is informational).
 fn parse_related_address(s: &str) -> Result<Option<IpAddr>, CandidateError> {
     match IpAddr::from_str(s) {
-        Ok(ip) => Ok(Some(ip)),
+        Ok(ip) => Ok(Some(ip.to_canonical())),
         Err(_) if is_host_name(s) => Ok(None),
         Err(_) => Err(CandidateError::InvalidRelatedAddress),
     }

@@ -214,6 +214,17 @@ struct PendingResponse {
     role_conflict: bool,
 }
 
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) turned into the IPv4 one.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
 impl Agent {
     /// A new agent; `seed` drives credentials, tie-breaker and transaction ids.
     pub fn new(config: AgentConfig, seed: u64) -> Self {
@@ -310,14 +321,16 @@ impl Agent {
     /// for STUN that is not ours.
     #[inline]
     pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        // A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`: always the IPv4 form.
+        let from = canonical(d.from);
         // The application's datagrams take one branch and no call: inlined into the driver.
         if demux::classify(d.payload) != demux::Kind::Stun {
             return Received::AppData {
-                from: d.from,
+                from,
                 payload: d.payload,
             };
         }
-        self.handle_stun(now, d.local, d.from, d.payload)
+        self.handle_stun(now, canonical(d.local), from, d.payload)
     }
 
     /// [`handle_datagram`](Self::handle_datagram) with the datagram's parts as arguments.
