@@ -498,6 +498,17 @@ fn netcheck_reports_a_clat_carrying_the_ipv4_default_route() {
 
 #[test]
 fn an_ipv6_only_host_allocates_on_an_ipv4_relay_through_tayga_and_reaches_a_symmetric_peer() {
+    relay_through_tayga("");
+}
+
+#[test]
+fn an_ipv6_only_host_reaches_an_ipv4_relay_over_tcp_through_tayga() {
+    relay_through_tayga("?transport=tcp");
+}
+
+/// A (IPv6-only, behind tayga) and B (symmetric-random) with `--turn` to the lab's IPv4 relay,
+/// A's over `transport` (a `?transport=` suffix, or empty for UDP).
+fn relay_through_tayga(transport: &str) {
     let Some(lab) = lab_common::require_with(&["unbound", "tayga"]) else {
         return;
     };
@@ -511,8 +522,17 @@ fn an_ipv6_only_host_allocates_on_an_ipv4_relay_through_tayga_and_reaches_a_symm
         mut unbound,
     } = nat64_site(&lab);
     let turn = format!("{}@{}", lab_common::RELAY_USER, lab_common::RELAY);
+    let turn_a = format!("{turn}{transport}");
+    let mut a = connect(
+        &lab,
+        &host,
+        "a",
+        "b",
+        "--controlling",
+        &resolv,
+        &["--turn", &turn_a],
+    );
     let extra = ["--turn", turn.as_str()];
-    let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv, &extra);
     let mut b = connect(
         &lab,
         site_b.host(),

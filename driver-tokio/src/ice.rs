@@ -29,8 +29,10 @@
 //!   public anchor (`8.8.8.8`, `2001:4860:4860::8888`) and to each configured STUN server
 //!   (connecting a throwaway UDP socket and reading its local address; no packet is sent).
 //!   That is the default-route interface plus whatever interface reaches the STUN servers
-//!   (loopback for a local one). When IPv4 has no route at all, `127.0.0.1` is used; IPv6 with
-//!   no route is skipped. Other interfaces are not enumerated: bind their IPs explicitly.
+//!   (loopback for a local one). When IPv4 has no route at all, `127.0.0.1` is used. For IPv6,
+//!   every global and unique-local address of every interface is added ([`gatherable_v6`]:
+//!   RFC 8445 §5.1.1.1; no link-local ones). Other IPv4 interfaces are not enumerated: bind
+//!   their IPs explicitly.
 //!
 //! When the agent asks for extra sockets (hard-NAT punching, `Action::BindSockets`) they are
 //! bound on the first IPv4 host address, port 0.
@@ -658,7 +660,44 @@ pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
     if ips.is_empty() && ipv4 {
         ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
+    if !ipv4 {
+        for ip in ipv6_interface_addresses() {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
     ips
+}
+
+/// This host's IPv6 addresses worth a host candidate, from every interface (`getifaddrs`): see
+/// [`gatherable_v6`].
+fn ipv6_interface_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter_map(|i| Some(i.address?.as_sockaddr_in6()?.ip()))
+        .filter(|ip| gatherable_v6(*ip))
+        .map(IpAddr::V6)
+        .collect()
+}
+
+/// Whether an IPv6 address may be a host candidate (RFC 8445 §5.1.1.1): global and unique-local
+/// (fc00::/7) ones may; loopback, unspecified, multicast, IPv4-mapped and -compatible, and the
+/// deprecated site-local (fec0::/10) ones must not. Link-local ones (fe80::/10) are left out
+/// too: they only work on the same link, need the interface's scope, and RFC 8445 forbids them
+/// alongside privacy addresses; peers on one link share a global or unique-local prefix.
+pub fn gatherable_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    let v4_compatible = ip.octets()[..12].iter().all(|b| *b == 0);
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.to_ipv4_mapped().is_some()
+        || v4_compatible
+        || first & 0xffc0 == 0xfe80
+        || first & 0xffc0 == 0xfec0)
 }
 
 #[derive(Clone, Debug)]
@@ -798,35 +837,24 @@ impl<S: Signalling> Driver<S> {
         self.agent.set_nat64_prefix(now, self.nat64_prefix);
         for (k, mut turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
             let server = turn.server;
+            // The first host socket of the server's family reaches it; without one, an IPv4
+            // server is reached through the NAT64, at its synthesised address.
+            let native = self
+                .locals
+                .iter()
+                .find(|l| !l.ip().is_loopback() && l.is_ipv4() == server.is_ipv4())
+                .copied();
+            let translated = self.through_nat64(server);
+            if let (None, Some((_, synthesised))) = (native, translated) {
+                if turn.transport == TurnTransport::Tls && turn.tls_name.is_none() {
+                    // The certificate names the server's own address, not the translator's.
+                    turn.tls_name = Some(server.ip().to_string());
+                }
+                turn.server = synthesised;
+            }
             let base = if turn.transport == TurnTransport::Udp {
-                // The first host socket of the server's family reaches it; without IPv4 of our
-                // own, an IPv4 server is reached through the NAT64.
-                let usable = |l: &&SocketAddr| !l.ip().is_loopback();
-                let native = self
-                    .locals
-                    .iter()
-                    .filter(usable)
-                    .find(|l| l.is_ipv4() == server.is_ipv4());
-                let translated = match (self.nat64_prefix, server.ip()) {
-                    (Some(prefix), IpAddr::V4(v4)) => self
-                        .locals
-                        .iter()
-                        .filter(usable)
-                        .find(|l| l.is_ipv6())
-                        .map(|&base| {
-                            (
-                                base,
-                                SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port()),
-                            )
-                        }),
-                    _ => None,
-                };
                 match (native, translated) {
-                    (Some(&base), _) => base,
-                    (None, Some((base, synthesised))) => {
-                        turn.server = synthesised;
-                        base
-                    }
+                    (Some(base), _) | (None, Some((base, _))) => base,
                     (None, None) => continue,
                 }
             } else {
@@ -1383,6 +1411,20 @@ impl<S: Signalling> Driver<S> {
             .handle_io(self.clock.now(), token, IoResult::SocketsBound(&bound));
     }
 
+    /// The IPv6 host socket and synthesised address an IPv4 `server` is reached at through the
+    /// NAT64, when there is a prefix ([`EndpointConfig::nat64_prefix`]).
+    fn through_nat64(&self, server: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+        let (Some(prefix), IpAddr::V4(v4)) = (self.nat64_prefix, server.ip()) else {
+            return None;
+        };
+        let base = self
+            .locals
+            .iter()
+            .find(|l| l.is_ipv6() && !l.ip().is_loopback())?;
+        let synthesised = SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port());
+        Some((*base, synthesised))
+    }
+
     /// Sends a line; before the first path a failure ends the session.
     async fn signal(&mut self, line: &str) -> Result<(), ConnectError> {
         match self.send_line(line).await {
@@ -1468,6 +1510,30 @@ async fn recv_any(
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use super::*;
+
+    #[test]
+    fn only_global_and_unique_local_ipv6_addresses_are_gathered() {
+        let ok = |s: &str| gatherable_v6(s.parse().expect("address"));
+        assert!(ok("2001:db8:64::2"));
+        assert!(ok("fd12:3456::1"));
+        for bad in [
+            "::1",
+            "::",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]
