@@ -56,6 +56,7 @@ use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::nat64::discovery::DiscoveryConfig;
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport as TurnTransport};
 use holepunch_std::nat64::{Nat64Finding, discover_nat64};
+use holepunch_std::netcheck::local_ip_towards;
 use holepunch_tokio::ice::{
     ConnectError, Connection, ConnectionEvent, Endpoint, EndpointConfig, host_ips,
 };
@@ -99,6 +100,10 @@ const RECV_QUEUE: usize = 8192;
 /// RFC 7050 discovery on an IPv6-only host: the first wait (then one retry waiting twice as
 /// long), 1.5 s in all, as `netcheck` does.
 const NAT64_FIRST_WAIT: Duration = Duration::from_millis(500);
+/// Addresses whose routes tell whether the host reaches the IPv4 and IPv6 internet (no packet
+/// is sent to them).
+const ANCHOR_V4: &str = "8.8.8.8:53";
+const ANCHOR_V6: &str = "[2001:4860:4860::8888]:53";
 
 /// Arguments of `holepunch connect`.
 #[derive(Debug, clap::Args)]
@@ -590,12 +595,17 @@ async fn start(
     Ok(conn)
 }
 
-/// On a host without IPv4 of its own (no route to the IPv4 internet but loopback) and with
-/// IPv6: the NAT64 prefix the system resolver synthesises with (RFC 7050, up to 1.5 s), reported
-/// as a `nat64` event, or a warning that IPv4 peers and servers are out of reach.
+/// On an IPv6-only host (an IPv6 default route and no IPv4 one, nor an IPv4 address towards
+/// any --stun server): the NAT64 prefix the system resolver synthesises with (RFC 7050, up to
+/// 1.5 s), reported as a `nat64` event, or a warning that IPv4 peers and servers are out of
+/// reach.
 async fn nat64_prefix(common: &Common<'_>) -> Option<Nat64Prefix> {
+    let routed = |anchor: &str| {
+        let anchor: SocketAddr = anchor.parse().expect("constant");
+        local_ip_towards(anchor).is_ok_and(|ip| !ip.is_loopback())
+    };
     let v4 = host_ips(true, &common.stun);
-    if v4.iter().any(|ip| !ip.is_loopback()) || host_ips(false, &common.stun).is_empty() {
+    if routed(ANCHOR_V4) || v4.iter().any(|ip| !ip.is_loopback()) || !routed(ANCHOR_V6) {
         return None;
     }
     let config = DiscoveryConfig {
