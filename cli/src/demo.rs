@@ -79,7 +79,7 @@ pub fn run(args: &Args) -> ExitCode {
         });
     }
     let cells = run_situations(
-        &Situation::DEMO_ROWS,
+        &Situation::demo_rows(),
         &Situation::DEMO,
         args.seed,
         args.seeds,

@@ -262,6 +262,14 @@ struct Nat64Site {
     unbound: LabProcess,
 }
 
+impl Nat64Site {
+    /// Stops the translator and the resolver.
+    fn stop(&mut self) {
+        self.tayga.stop(Duration::from_secs(5));
+        self.unbound.stop(Duration::from_secs(5));
+    }
+}
+
 /// Builds [`Nat64Site`]: the router at 203.0.113.40 with tayga and unbound, the host behind it;
 /// returns once the resolver answers and tayga runs.
 fn nat64_site(lab: &Lab) -> Nat64Site {
@@ -367,12 +375,8 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     };
     let (_stun_ns, _stun) = lab_common::stun_server(&lab);
     let site_b = lab.nat_site(lab::Profile::PortRestrictedCone, false);
-    let Nat64Site {
-        host,
-        resolv,
-        mut tayga,
-        mut unbound,
-    } = nat64_site(&lab);
+    let mut site = nat64_site(&lab);
+    let (host, resolv) = (site.host.clone(), site.resolv.clone());
     let mut a = connect(&lab, &host, "a", "b", "--controlling", &resolv, &[]);
     let mut b = connect(
         &lab,
@@ -406,7 +410,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
         "not both direct:\n{}\n{}\n{}",
         a.describe(),
         b.describe(),
-        tayga.describe()
+        site.tayga.describe()
     );
     let paths: Vec<String> = paths.into_iter().flatten().collect();
     // A sends to the peer's address synthesised under the prefix; the peer sees A at the
@@ -414,8 +418,7 @@ fn an_ipv6_only_host_connects_directly_to_an_ipv4_peer_through_tayga() {
     assert!(paths[0].starts_with("[2001:db8:64:ff9b::"), "{paths:?}");
     assert!(paths[1].starts_with("203.0.113.40:"), "{paths:?}");
     lab_common::lines_both_ways_then_eof(&mut a, &mut b);
-    tayga.stop(Duration::from_secs(5));
-    unbound.stop(Duration::from_secs(5));
+    site.stop();
 }
 
 /// `holepunch netcheck --json` against a STUN server on loopback in `ns` (started here): the
@@ -515,12 +518,8 @@ fn relay_through_tayga(transport: &str) {
     let (_stun_ns, _stun) = lab_common::stun_server(&lab);
     let (_relay_ns, _relay) = lab_common::relay(&lab);
     let site_b = lab.nat_site(lab::Profile::SymmetricRandom, false);
-    let Nat64Site {
-        host,
-        resolv,
-        mut tayga,
-        mut unbound,
-    } = nat64_site(&lab);
+    let mut site = nat64_site(&lab);
+    let (host, resolv) = (site.host.clone(), site.resolv.clone());
     let turn = format!("{}@{}", lab_common::RELAY_USER, lab_common::RELAY);
     let turn_a = format!("{turn}{transport}");
     let mut a = connect(
@@ -561,6 +560,5 @@ fn relay_through_tayga(transport: &str) {
         assert!(line.contains("\"event\":\"connected\""), "{}", p.describe());
     }
     lab_common::lines_both_ways_then_eof(&mut a, &mut b);
-    tayga.stop(Duration::from_secs(5));
-    unbound.stop(Duration::from_secs(5));
+    site.stop();
 }

@@ -842,7 +842,11 @@ impl<S: Signalling> Driver<S> {
             let native = self
                 .locals
                 .iter()
-                .find(|l| !l.ip().is_loopback() && l.is_ipv4() == server.is_ipv4())
+                // A loopback socket reaches only a loopback server, and only it does.
+                .find(|l| {
+                    l.is_ipv4() == server.is_ipv4()
+                        && l.ip().is_loopback() == server.ip().is_loopback()
+                })
                 .copied();
             let translated = self.through_nat64(server);
             if let (None, Some((_, synthesised))) = (native, translated) {

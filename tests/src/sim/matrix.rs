@@ -69,19 +69,9 @@ impl Situation {
     ];
 
     /// The demo's rows: [`DEMO`](Self::DEMO), then [`Situation::IPV6_ONLY`].
-    pub const DEMO_ROWS: [Situation; 11] = [
-        Situation::plain(Profile::Open),
-        Situation::plain(Profile::FullCone),
-        Situation::plain(Profile::RestrictedCone),
-        Situation::plain(Profile::PortRestrictedCone),
-        Situation::plain(Profile::SymmetricSequential),
-        Situation::plain(Profile::SymmetricRandom),
-        Situation::plain(Profile::Cgnat),
-        Situation::plain(Profile::Firewall),
-        Situation::plain(Profile::UdpBlocked),
-        Situation::SYMMETRIC_MAPPED,
-        Situation::IPV6_ONLY,
-    ];
+    pub fn demo_rows() -> Vec<Situation> {
+        Self::DEMO.into_iter().chain([Self::IPV6_ONLY]).collect()
+    }
 
     /// The name `demo` prints: the profile's, with `+pcp` when the gateway maps;
     /// `ipv6-only+nat64` for [`Situation::IPV6_ONLY`].
