@@ -6,8 +6,8 @@
 //! a pair is sent at most `check_max_sends` (22) times and punching at most
 //! `PunchConfig::max_probes` (2,816) times, so a session without a path cannot go on probing.
 //!
-//! The session lasts `--timeout` (the window counted): 40 s here, or `HOLEPUNCH_BUDGET_SECS`
-//! (600 for the ten minutes).
+//! Both get `--timeout` 40 s, or `HOLEPUNCH_BUDGET_SECS` (600 for the ten minutes): the
+//! session ends earlier, when ICE fails, and nothing is sent after it.
 //!
 //! Needs root and the lab (skips with a reason otherwise; fails under `CI=true`). The counts
 //! are printed: `HOLEPUNCH_BUDGET_SECS=600 cargo test --release -p holepunch-cli --test
