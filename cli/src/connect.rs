@@ -148,11 +148,11 @@ failed QUIC handshake, a broken stream, more datagrams lost (a `failed` event fo
 after consent on the path is lost), or the signal server went away before a path; 2 bad usage
 (malformed addresses, the same file twice, ...).
 
-On a host with IPv6 but no IPv4 of its own, connect first asks the system resolver (the first
-nameserver of /etc/resolv.conf, or of the file HOLEPUNCH_RESOLV_CONF names) for the NAT64
-prefix (RFC 7050, up to 1.5 s) and reaches IPv4 STUN servers, TURN servers over UDP, and IPv4
-peers at their RFC 6052 synthesised addresses through the NAT64: a `nat64` event reports the
-prefix, or a warning says none was found.
+On an IPv6-only host (an IPv6 default route, no IPv4 one), connect first asks the system
+resolver (the first nameserver of /etc/resolv.conf, or of the file HOLEPUNCH_RESOLV_CONF names)
+for the NAT64 prefix (RFC 7050, up to 1.5 s) and reaches IPv4 STUN servers, IPv4 TURN servers
+(UDP, TCP, TLS) and IPv4 peers at their RFC 6052 synthesised addresses through the NAT64: a
+`nat64` event reports the prefix, or a warning says none was found.
 
 SIGUSR1 restarts ICE (RFC 8445 §9) without ending the session: new credentials and candidates go
 to the peer, which restarts too, and the old path carries data until a new one is selected. Use it
