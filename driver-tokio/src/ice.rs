@@ -167,6 +167,12 @@ pub struct EndpointConfig {
     /// servers and IPv4 peers at their RFC 6052 synthesised addresses, and so are IPv4 TURN
     /// servers over UDP. `None` (the default): no NAT64.
     pub nat64_prefix: Option<Nat64Prefix>,
+    /// Watch the OS for network changes ([`crate::netwatch`]: netlink on Linux, an interface
+    /// diff every 5 s elsewhere). On a change the session binds a socket on each new address
+    /// its unspecified binds stand for (a host candidate, trickled to the peer), tells the
+    /// agent (`Agent::network_changed`: prompt re-probing, STUN asked again), and restarts ICE
+    /// when the selected direct path's local address is gone (the peer restarts too).
+    pub watch_network: bool,
 }
 
 impl EndpointConfig {
@@ -182,6 +188,7 @@ impl EndpointConfig {
             portmap: false,
             restart_on_consent_loss: true,
             nat64_prefix: None,
+            watch_network: true,
         }
     }
 
@@ -243,6 +250,9 @@ pub enum RestartReason {
     PeerRestarted,
     /// The path lost consent (see [`EndpointConfig::restart_on_consent_loss`]).
     ConsentLost,
+    /// The selected path's local address left this host (see
+    /// [`EndpointConfig::watch_network`]).
+    NetworkChanged,
 }
 
 /// What a [`Connection`] reports.
@@ -289,6 +299,13 @@ pub enum ConnectionEvent {
     /// ICE restarted (RFC 8445 §9): new credentials and candidates went to the peer, and
     /// checks start over; the old path carries data until a new one is selected.
     Restarted(RestartReason),
+    /// The OS reported a network change (see [`EndpointConfig::watch_network`]); the agent
+    /// was told, and `added` are the sockets bound on new host addresses (their candidates go
+    /// to the peer).
+    NetworkChanged {
+        /// The new host sockets' addresses.
+        added: Vec<SocketAddr>,
+    },
     /// A role conflict switched our role.
     RoleChanged {
         /// Whether we are controlling now.
@@ -308,6 +325,8 @@ pub enum ConnectionEvent {
 pub struct Endpoint {
     sockets: Vec<Arc<UdpSocket>>,
     hosts: Vec<SocketAddr>,
+    /// The unspecified addresses asked for: after a network change, what they stand for now.
+    watched: Vec<SocketAddr>,
     config: EndpointConfig,
 }
 
@@ -317,6 +336,11 @@ impl Endpoint {
     /// explicitly given address cannot be.
     pub async fn bind(local: &[SocketAddr], config: EndpointConfig) -> io::Result<Endpoint> {
         let mut wanted: Vec<(SocketAddr, bool)> = Vec::new();
+        let watched = local
+            .iter()
+            .copied()
+            .filter(|a| a.ip().is_unspecified())
+            .collect();
         let mut want =
             |addr: SocketAddr, explicit: bool| match wanted.iter_mut().find(|(a, _)| *a == addr) {
                 Some(w) => w.1 |= explicit,
@@ -354,6 +378,7 @@ impl Endpoint {
         Ok(Endpoint {
             sockets,
             hosts,
+            watched,
             config,
         })
     }
@@ -422,6 +447,10 @@ impl Endpoint {
             portmapper: None,
             restart_on_consent_loss: self.config.restart_on_consent_loss,
             nat64_prefix: self.config.nat64_prefix,
+            watch_network: self.config.watch_network,
+            netwatch: None,
+            watched: self.watched,
+            stun_servers: self.config.agent.stun_servers.clone(),
         };
         Connection {
             route: route_rx,
@@ -646,6 +675,17 @@ impl Drop for Connection {
 
 /// This host's addresses of one family (see the module docs), best first.
 pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
+    let mut ips = route_ips(ipv4, stun_servers);
+    if ips.is_empty() && ipv4 {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    ips
+}
+
+/// The source addresses the kernel picks towards the public anchor and the STUN servers of one
+/// family, best first, and for IPv6 every interface's gatherable address; empty when it has
+/// none (no loopback fallback: after a network change that means no address yet).
+fn route_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
     let anchor = if ipv4 { ANCHOR_V4 } else { ANCHOR_V6 };
     let mut ips = Vec::new();
     let targets =
@@ -656,9 +696,6 @@ pub fn host_ips(ipv4: bool, stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
                 ips.push(ip);
             }
         }
-    }
-    if ips.is_empty() && ipv4 {
-        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     if !ipv4 {
         for ip in ipv6_interface_addresses() {
@@ -723,6 +760,8 @@ enum Wake {
     RelayFrame(TurnFrame),
     /// What the port-mapping thread reported.
     Portmap(PortmapEvent),
+    /// The OS reported a network change (debounced).
+    NetworkChanged,
 }
 
 /// The port-mapping thread of a session: stopped (and its mapping deleted) on drop.
@@ -810,6 +849,14 @@ struct Driver<S> {
     /// [`EndpointConfig::restart_on_consent_loss`].
     restart_on_consent_loss: bool,
     portmapper: Option<Portmapper>,
+    /// [`EndpointConfig::watch_network`].
+    watch_network: bool,
+    /// The network watcher's reports, once started.
+    netwatch: Option<mpsc::Receiver<()>>,
+    /// The unspecified addresses the endpoint was bound with.
+    watched: Vec<SocketAddr>,
+    /// The STUN servers (their routes pick host addresses, as at the start).
+    stun_servers: Vec<SocketAddr>,
 }
 
 impl<S: Signalling> Driver<S> {
@@ -878,6 +925,9 @@ impl<S: Signalling> Driver<S> {
         if self.portmap {
             self.start_portmap();
         }
+        if self.watch_network {
+            self.netwatch = Some(crate::netwatch::spawn());
+        }
         self.agent.gather(now);
         self.give_up_at = self.deadline_from_now();
         let mut idle_timer_wakes = 0u32;
@@ -911,8 +961,10 @@ impl<S: Signalling> Driver<S> {
                 let relay_sends = &mut self.relay_sends;
                 let turn_frames = &mut self.turn_frames;
                 let portmap = self.portmapper.as_mut().map(|p| &mut p.events);
+                let netwatch = self.netwatch.as_mut();
                 tokio::select! {
                     Some(e) = recv_some(portmap) => Wake::Portmap(e),
+                    Some(()) = recv_some(netwatch) => Wake::NetworkChanged,
                     command = self.commands.recv() => Wake::Command(command),
                     Some(d) = relay_sends.recv() => Wake::RelaySend(d),
                     Some(f) = turn_frames.recv() => Wake::RelayFrame(f),
@@ -959,6 +1011,7 @@ impl<S: Signalling> Driver<S> {
                     frame: Some(frame),
                 }) => self.deliver(now_core, local, server, &frame),
                 Wake::Portmap(event) => self.portmap_event(now_core, event),
+                Wake::NetworkChanged => self.network_changed(now_core).await,
                 Wake::RelayFrame(TurnFrame { server, local, .. }) => {
                     self.turn_streams.retain(|s| s.local != local);
                     let error = io::Error::new(io::ErrorKind::ConnectionAborted, "closed");
@@ -1394,6 +1447,58 @@ impl<S: Signalling> Driver<S> {
             self.send_line(line).await?;
         }
         Ok(())
+    }
+
+    /// The OS reported a network change: binds sockets on new host addresses (host candidates),
+    /// tells the agent, and restarts ICE when the selected direct path's local address left.
+    async fn network_changed(&mut self, now: holepunch_core::Instant) {
+        let mut current: Vec<SocketAddr> = Vec::new();
+        for w in &self.watched {
+            for ip in route_ips(w.is_ipv4(), &self.stun_servers) {
+                if !current.iter().any(|c| c.ip() == ip) {
+                    current.push(SocketAddr::new(ip, w.port()));
+                }
+            }
+        }
+        let mut added = Vec::new();
+        for want in &current {
+            if self.locals.iter().any(|l| l.ip() == want.ip()) {
+                continue;
+            }
+            // The port asked for, if it is free on the new address; any port otherwise.
+            let socket = match UdpSocket::bind(*want).await {
+                Ok(s) => s,
+                Err(_) if want.port() != 0 => {
+                    match UdpSocket::bind(SocketAddr::new(want.ip(), 0)).await {
+                        Ok(s) => s,
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => continue,
+            };
+            let Ok(addr) = socket.local_addr() else {
+                continue;
+            };
+            self.by_local.insert(addr, self.sockets.len());
+            self.sockets.push(Arc::new(socket));
+            self.locals.push(addr);
+            // Only a full candidate table fails: the address is then not offered.
+            let _ = self.agent.add_host_candidate(now, addr);
+            added.push(addr);
+        }
+        self.agent.network_changed(now);
+        self.emit(ConnectionEvent::NetworkChanged { added });
+        // The path's socket is bound to an address this host no longer has: nothing it sends
+        // arrives, and the peer learns that our new address's pairs are better only through a
+        // restart. With no address at all yet, wait for the next change (or consent).
+        let path_gone = self.path.is_some_and(|p| {
+            let routed = current.iter().any(|c| c.is_ipv4() == p.local.is_ipv4());
+            !p.relayed && routed && !crate::netwatch::interface_ips().contains(&p.local.ip())
+        });
+        if path_gone && self.signalling_open {
+            // Lost lines are not fatal: the old path goes on until consent says no.
+            let _ = self.restart(now, RestartReason::NetworkChanged).await;
+        }
     }
 
     /// Opens `count` sockets on `ip` (the agent names its host base) for hard-NAT punching.

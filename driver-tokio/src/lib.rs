@@ -7,6 +7,8 @@
 //! - [`ice`]: an ICE session ([`ice::Endpoint`], [`ice::Connection`]) whose offer lines travel
 //!   over a [`Signalling`]: the [`signal`] rendezvous ([`signal::SignalClient`], served by
 //!   [`signal::serve_signal`]), a pair of files ([`OfferFiles`]) or an in-process channel.
+//! - [`netwatch`]: the OS's network changes (netlink on Linux, an interface diff elsewhere),
+//!   which an ICE session follows by itself ([`ice::EndpointConfig::watch_network`]).
 //! - [`quic`]: quinn over an ICE connection's path ([`quic::IceSocket`]), authenticated by
 //!   keys whose fingerprints travel in the offers ([`quic_identity`]).
 //!
@@ -28,6 +30,7 @@
 
 pub mod frames;
 pub mod ice;
+pub mod netwatch;
 pub mod quic;
 pub mod quic_identity;
 pub mod relay;
