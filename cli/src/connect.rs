@@ -154,13 +154,18 @@ for the NAT64 prefix (RFC 7050, up to 1.5 s) and reaches IPv4 STUN servers, IPv4
 (UDP, TCP, TLS) and IPv4 peers at their RFC 6052 synthesised addresses through the NAT64: a
 `nat64` event reports the prefix, or a warning says none was found.
 
+Network changes are watched (netlink on Linux, an interface diff every 5 s elsewhere): a new
+local address becomes a candidate sent to the peer, failed direct pairs are probed again at once
+and the STUN servers asked again; when the path's own local address is gone, ICE restarts by
+itself (restart event, reason network_changed) while signalling is open.
+
 SIGUSR1 restarts ICE (RFC 8445 §9) without ending the session: new credentials and candidates go
-to the peer, which restarts too, and the old path carries data until a new one is selected. Use it
-after a network change. A path that loses consent restarts ICE by itself while signalling is open.
+to the peer, which restarts too, and the old path carries data until a new one is selected. A path
+that loses consent restarts ICE by itself while signalling is open.
 
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
 key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
-path_changed, consent_lost, restart (ICE restarted: reason signal, peer or consent_lost),
+path_changed, consent_lost, restart (ICE restarted: reason signal, peer, consent_lost or network_changed),
 punching (blind hard-NAT punching started: one STUN server without
 RFC 5780 could not show which NAT is hard), signalling_closed, nat64 (prefix, resolver: an
 IPv6-only host's NAT64), warning, failed, stream_closed

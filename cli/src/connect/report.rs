@@ -181,6 +181,10 @@ impl Reporter {
             RestartReason::Requested => ("signal", "on SIGUSR1"),
             RestartReason::PeerRestarted => ("peer", "because the peer restarted"),
             RestartReason::ConsentLost => ("consent_lost", "because the path lost consent"),
+            RestartReason::NetworkChanged => (
+                "network_changed",
+                "because the path's local address left this host",
+            ),
             _ => ("other", "for another reason"),
         };
         let event = json::Restart {
