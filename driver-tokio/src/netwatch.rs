@@ -230,8 +230,14 @@ mod tests {
         (raw_tx, rx)
     }
 
+    /// Whether no report came within `limit`. The watcher ending (its sender dropped) fails
+    /// the test: a closed channel would otherwise look like an endless stream of reports.
     async fn nothing_within(rx: &mut mpsc::Receiver<()>, limit: Duration) -> bool {
-        tokio::time::timeout(limit, rx.recv()).await.is_err()
+        match tokio::time::timeout(limit, rx.recv()).await {
+            Ok(Some(())) => false,
+            Ok(None) => panic!("the watcher ended"),
+            Err(_elapsed) => true,
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -253,11 +259,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_storm_is_reported_every_max_burst() {
         let (raw, mut rx) = start();
+        // The feeder hands the sender back rather than dropping it: a closed source ends the
+        // watcher, and the storm's tail is counted while the watcher still runs.
         let feeder = tokio::spawn(async move {
             for _ in 0..30 {
                 raw.send(()).expect("send");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            raw
         });
         let began = Instant::now();
         rx.recv().await.expect("a report");
@@ -266,7 +275,8 @@ mod tests {
         while !nothing_within(&mut rx, Duration::from_secs(5)).await {
             reports += 1;
         }
-        feeder.await.expect("feeder");
+        let raw = feeder.await.expect("feeder");
+        drop(raw);
         // 3 s of storm: one report per second, and the tail's.
         assert!((3..=4).contains(&reports), "{reports} reports");
     }
@@ -279,6 +289,15 @@ mod tests {
         drop(rx);
         task.await.expect("ends");
         drop(raw_tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_source_reports_its_pending_burst_and_ends() {
+        let (raw, mut rx) = start();
+        raw.send(()).expect("send");
+        drop(raw);
+        rx.recv().await.expect("the burst before the failure");
+        assert!(rx.recv().await.is_none(), "the watcher ended");
     }
 
     #[test]
