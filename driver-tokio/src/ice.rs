@@ -449,6 +449,7 @@ impl Endpoint {
             nat64_prefix: self.config.nat64_prefix,
             watch_network: self.config.watch_network,
             netwatch: None,
+            network_seen: network_snapshot(&self.watched, &self.config.agent.stun_servers),
             watched: self.watched,
             stun_servers: self.config.agent.stun_servers.clone(),
         };
@@ -857,6 +858,27 @@ struct Driver<S> {
     watched: Vec<SocketAddr>,
     /// The STUN servers (their routes pick host addresses, as at the start).
     stun_servers: Vec<SocketAddr>,
+    /// What the last network change left ([`network_snapshot`]): a report that changes none of
+    /// it (another interface's link-local address, a veth coming up) is not a change for us.
+    network_seen: Vec<IpAddr>,
+}
+
+/// The addresses a network change is judged by: the route sources of the watched families
+/// and every interface address that could be a candidate (no loopback, no link-local).
+fn network_snapshot(watched: &[SocketAddr], stun_servers: &[SocketAddr]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = crate::netwatch::interface_ips()
+        .into_iter()
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            IpAddr::V6(v6) => gatherable_v6(*v6),
+        })
+        .collect();
+    for w in watched {
+        ips.extend(route_ips(w.is_ipv4(), stun_servers));
+    }
+    ips.sort_unstable();
+    ips.dedup();
+    ips
 }
 
 impl<S: Signalling> Driver<S> {
@@ -1452,6 +1474,12 @@ impl<S: Signalling> Driver<S> {
     /// The OS reported a network change: binds sockets on new host addresses (host candidates),
     /// tells the agent, and restarts ICE when the selected direct path's local address left.
     async fn network_changed(&mut self, now: holepunch_core::Instant) {
+        // Unrelated churn must not reset the probe budget (`Agent::network_changed`).
+        let snapshot = network_snapshot(&self.watched, &self.stun_servers);
+        if snapshot == self.network_seen {
+            return;
+        }
+        self.network_seen = snapshot;
         let mut current: Vec<SocketAddr> = Vec::new();
         for w in &self.watched {
             for ip in route_ips(w.is_ipv4(), &self.stun_servers) {
