@@ -50,7 +50,8 @@
 //! # Application data
 //!
 //! Datagrams are sent on the selected path; received ones are delivered when they come from the
-//! selected remote or any remote selected before (so nothing is lost while the peer switches
+//! selected remote, any remote selected before, or any remote a check on its pair authenticated
+//! (so nothing is lost while the peer switches
 //! paths). Datagrams that arrive before this side selected a path (the peer may connect a round
 //! trip earlier) wait in a small buffer and are delivered if their sender becomes the path.
 //! Each received datagram costs one allocation on its way to [`Connection::recv`]. Delivery is
@@ -92,6 +93,7 @@ use std::time::Duration;
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
+use holepunch_core::ice::checklist::PairState;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
@@ -1396,12 +1398,28 @@ impl<S: Signalling> Driver<S> {
         else {
             return;
         };
-        if self.peers.contains(&from) {
+        let known = self.peers.contains(&from);
+        if known || (self.path.is_some() && self.checked_with(from)) {
+            if !known {
+                // The peer moved to a pair we have not selected yet (it nominated first): its
+                // data is as authentic as the checks that proved the pair.
+                self.peers.push_back(from);
+            }
             // A full queue drops the datagram, as a full socket buffer would.
             let _ = self.data.try_send(payload.to_vec());
         } else if self.path.is_none() && self.early.len() < EARLY_DATAGRAMS {
             self.early.push_back((from, payload.to_vec()));
         }
+    }
+
+    /// Whether `from` is the remote of a pair that exchanged authenticated checks with us: one
+    /// of ours succeeded on it, or the peer's valid check on it triggered ours.
+    fn checked_with(&self, from: SocketAddr) -> bool {
+        let remotes = self.agent.remote_candidates();
+        self.agent.checklist().pairs().iter().any(|p| {
+            (p.state == PairState::Succeeded || p.triggered)
+                && remotes.get(p.remote).is_some_and(|r| r.address == from)
+        })
     }
 
     fn remote_line(&mut self, now: holepunch_core::Instant, line: &str) {
