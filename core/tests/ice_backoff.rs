@@ -294,6 +294,23 @@ fn network_changed_resets_the_backoff() {
     assert_waits(&waits, &[2, 4, 8], "after network_changed");
 }
 
+/// A new network may make a failed direct pair work: `network_changed` re-probes failed pairs
+/// at once, not `upgrade_interval` (2 s) later as the other backoff resets do.
+#[test]
+fn network_changed_reprobes_failed_pairs_at_once() {
+    let (net, at, _) = waits_after(|net| {
+        let now = net.now;
+        net.agents[A].network_changed(now);
+    });
+    let starts = net.probe_starts(addr(HOSTS[B]), at);
+    assert!(
+        starts
+            .first()
+            .is_some_and(|s| *s - at <= Duration::from_millis(100)),
+        "the failed host pair is re-probed at once after network_changed at {at:?}: {starts:?}"
+    );
+}
+
 #[test]
 fn network_changed_asks_the_stun_servers_at_once() {
     let now = Instant::from_millis(1);

@@ -58,6 +58,8 @@ struct Net {
     /// A side whose datagrams are all lost (the peer died).
     silent: [bool; 2],
     delivered: Vec<Delivered>,
+    /// Further host addresses, with the side that owns each.
+    extra_hosts: Vec<(SocketAddr, usize)>,
 }
 
 impl Net {
@@ -77,6 +79,7 @@ impl Net {
             events: [Vec::new(), Vec::new()],
             silent: [false; 2],
             delivered: Vec::new(),
+            extra_hosts: Vec::new(),
         }
     }
 
@@ -138,7 +141,11 @@ impl Net {
             while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
                 let Reverse(f) = self.wire.pop().unwrap();
                 // Only the two hosts exist; anything else is lost in the network.
-                let Some(side) = [A, B].into_iter().find(|&s| addr(ADDRS[s]) == f.to) else {
+                let Some(side) = [A, B]
+                    .into_iter()
+                    .find(|&s| addr(ADDRS[s]) == f.to)
+                    .or_else(|| self.extra_hosts.iter().find(|h| h.0 == f.to).map(|h| h.1))
+                else {
                     continue;
                 };
                 let r = self.agents[side]
@@ -782,5 +789,63 @@ fn a_nominated_pair_proven_thirty_seconds_ago_is_checked_again_first() {
     assert!(
         connected >= recheck.at + RTT / 2,
         "selected on the new answer"
+    );
+}
+
+/// A second host address of A's, which A's checks use before B is told of it.
+const A_SECOND: &str = "192.0.2.2:1000";
+
+/// A's best host candidate reaches B first as the source of A's checks, unsignalled: B ranks
+/// it peer-reflexive, below A's other (signalled) host candidate, and keeps that one selected
+/// although A nominated both (aggressive). Once the candidate is signalled, B ranks its pair
+/// as A does, above the selected one, and selects it at once: otherwise the two sides would
+/// keep different selected pairs.
+#[test]
+fn a_nominated_pair_that_outranks_the_selected_one_once_signalled_is_selected() {
+    let config = |controlling| AgentConfig {
+        punch: None,
+        ..AgentConfig::aggressive(controlling)
+    };
+    let mut net = Net::new([config(true), config(false)], [11, 12]);
+    let now = net.now;
+    net.agents[A]
+        .add_host_candidate(now, addr(A_SECOND))
+        .unwrap();
+    net.extra_hosts.push((addr(A_SECOND), A));
+    let mut hosts = net.agents[A].local_candidates().to_vec();
+    hosts.sort_by_key(|c| c.priority);
+    let (worse, best) = (hosts[0], hosts[1]);
+    assert!(best.priority > worse.priority);
+    let creds = *net.agents[A].local_credentials();
+    net.agents[B].set_remote_credentials(&creds);
+    net.agents[B].add_remote_candidate(now, worse).unwrap();
+    net.signal(B, A);
+    net.run_for(Duration::from_secs(2));
+
+    assert_eq!(net.agents[A].selected_path().unwrap().local, best.address);
+    assert_eq!(net.agents[B].selected_path().unwrap().remote, worse.address);
+    let best_pair_valid = |agent: &Agent| {
+        agent.checklist().pairs().iter().any(|p| {
+            agent.remote_candidates()[p.remote].address == best.address
+                && p.nominated
+                && p.state == PairState::Succeeded
+        })
+    };
+    assert!(
+        best_pair_valid(&net.agents[B]),
+        "B holds the peer-reflexive pair, nominated and valid"
+    );
+
+    let at = net.now;
+    net.agents[B].add_remote_candidate(at, best).unwrap();
+    assert_eq!(
+        net.agents[B].selected_path().unwrap().remote,
+        best.address,
+        "selected on the signalled candidate's arrival"
+    );
+    net.drain();
+    assert!(
+        net.event_at(B, at, |e| matches!(e, IceEvent::PathChanged(_)))
+            .is_some()
     );
 }

@@ -719,3 +719,116 @@ fn only_the_first_sixteen_server_answers_are_remembered() {
     answers.insert(1, late);
     assert_eq!(blind_punch_halves_with(&answers), (false, true));
 }
+
+// ----- nomination and selection among working pairs -----
+
+/// A peer with two host candidates on distinct IPs (distinct foundations): `GOOD` the better,
+/// `WORSE` ranked below it.
+const GOOD: &str = "198.51.100.30:6000";
+const WORSE: &str = "198.51.100.31:6000";
+
+fn two_hosts() -> [Candidate; 2] {
+    [
+        Candidate::host(addr(GOOD), 65535),
+        Candidate::host(addr(WORSE), 100),
+    ]
+}
+
+/// When each (distinct, by transaction id) Binding request carrying USE-CANDIDATE went to `to`.
+fn nominations_to(solo: &Solo, to: SocketAddr) -> Vec<Instant> {
+    solo.sent
+        .iter()
+        .filter(|s| s.to == to && s.msg().find(types::USE_CANDIDATE).is_some())
+        .map(|s| s.at)
+        .collect()
+}
+
+/// Regular nomination waits `nomination_delay` only for a *better* pair still being checked.
+/// Here the best pair works first and only a worse one is left waiting or in progress (its
+/// peer never answers): the best pair is nominated at once, not `nomination_delay` (500 ms)
+/// after it worked.
+#[test]
+fn regular_nomination_does_not_wait_for_a_worse_pair_still_being_checked() {
+    let mut config = AgentConfig::rfc(true);
+    config.punch = None;
+    let mut solo = Solo::new(config, &[]);
+    solo.peer(&two_hosts(), &[GOOD]);
+    solo.run_for(Duration::from_secs(2));
+    let first_check = *solo.requests_to(addr(GOOD)).first().expect("GOOD checked");
+    let worked = first_check + RTT;
+    let worse = solo
+        .agent
+        .checklist()
+        .pairs()
+        .iter()
+        .find(|p| solo.agent.remote_candidates()[p.remote].address == addr(WORSE));
+    assert!(
+        worse.is_some_and(|p| p.state != holepunch_core::ice::checklist::PairState::Failed),
+        "the worse pair is still being checked"
+    );
+    let nominated = *nominations_to(&solo, addr(GOOD))
+        .first()
+        .expect("GOOD nominated");
+    assert!(
+        nominated < worked + Duration::from_millis(100),
+        "nominated at {nominated:?}, GOOD worked at {worked:?}"
+    );
+    let path = solo.agent.selected_path().expect("connected");
+    assert_eq!(path.remote, addr(GOOD));
+}
+
+/// Aggressive nomination: every check carries USE-CANDIDATE, so a worse pair that answers
+/// just after the best one is nominated too. The best pair, proven a moment ago, stays
+/// selected: no `PathChanged` to the worse pair.
+#[test]
+fn a_worse_nomination_does_not_replace_a_freshly_proven_selected_pair() {
+    let mut config = AgentConfig::aggressive(true);
+    config.punch = None;
+    let mut solo = Solo::new(config, &[]);
+    solo.peer(&two_hosts(), &[GOOD, WORSE]);
+    solo.run_for(Duration::from_secs(3));
+    assert!(
+        !nominations_to(&solo, addr(WORSE)).is_empty(),
+        "the worse pair was nominated too"
+    );
+    let worse_worked = solo.agent.checklist().pairs().iter().any(|p| {
+        solo.agent.remote_candidates()[p.remote].address == addr(WORSE)
+            && p.state == holepunch_core::ice::checklist::PairState::Succeeded
+    });
+    assert!(worse_worked, "the worse pair's nomination was answered");
+    assert_eq!(solo.agent.selected_path().unwrap().remote, addr(GOOD));
+    assert!(
+        solo.event_at(|e| matches!(e, IceEvent::PathChanged(_)))
+            .is_none(),
+        "{:?}",
+        solo.events
+    );
+}
+
+/// The aggressive profile gives ordinary checks 0.5 s before punching (the default is 1 s):
+/// against a hard peer that never answers, the easy side's first probe to a port the peer did
+/// not signal goes out half a second after checks started.
+#[test]
+fn the_aggressive_profile_starts_punching_half_a_second_after_checks_start() {
+    let mut solo = Solo::new(AgentConfig::aggressive(true), &[]);
+    solo.agent.gather(solo.now);
+    let base = addr("10.1.0.2:5000");
+    let theirs = [
+        Candidate::server_reflexive(addr("198.51.100.20:40001"), base, addr(S1).ip()),
+        Candidate::server_reflexive(addr("198.51.100.20:51234"), base, addr(S2).ip()),
+    ];
+    solo.peer(&theirs, &[]);
+    let start = solo.now;
+    solo.run_for(Duration::from_secs(3));
+    let first_probe = solo
+        .sent
+        .iter()
+        .find(|s| !theirs.iter().any(|c| c.address == s.to))
+        .map(|s| s.at)
+        .expect("a punch probe");
+    let decision = start + Duration::from_millis(500);
+    assert!(
+        (decision..=decision + Duration::from_millis(50)).contains(&first_probe),
+        "first probe at {first_probe:?}, checks started at {start:?}"
+    );
+}

@@ -1330,3 +1330,37 @@ fn sans_io_verbs_queue_one_answer() {
     );
     assert_eq!(srv.poll_transmit(T0, &mut out), None);
 }
+
+/// The rate-limit table hashes sources evenly over its 1,024 buckets: 64 sources that each
+/// spend a one-answer budget collide about twice on average (64·63/2/1024), so at most a
+/// handful is refused. A hash whose output bits are skewed (it maps many sources to a few
+/// buckets) makes innocent sources share budgets and is refused far more often.
+#[test]
+fn distinct_sources_rarely_share_a_rate_limit_bucket() {
+    let limit = RateLimit {
+        per_second: 0,
+        burst: 1,
+    };
+    for seed in [1u64, 0x5eed, u64::MAX / 3] {
+        let mut srv = Server::with_seed(
+            ServerConfig {
+                amplification: AmplificationPolicy::RateLimited(limit),
+                ..ServerConfig::rfc5780(p4(), a4())
+            },
+            seed,
+        )
+        .expect("valid config");
+        let mut out = [0u8; OUT];
+        let bare = binding(&[], false);
+        let refused = (0..64u8)
+            .filter(|i| {
+                let from = SocketAddr::from(([198, 51, 100, *i], 4000));
+                !matches!(
+                    srv.answer(T0, p4(), from, &bare, &mut out),
+                    Outcome::Respond(_)
+                )
+            })
+            .count();
+        assert!(refused <= 8, "seed {seed}: {refused} of 64 sources refused");
+    }
+}
