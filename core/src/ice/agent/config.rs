@@ -54,6 +54,15 @@ pub struct AgentConfig {
     pub consent_interval: Duration,
     /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
     pub consent_timeout: Duration,
+    /// The keepalive this side proposes to the peer: consent checks on the selected pair this
+    /// far apart instead of every [`consent_interval`](Self::consent_interval), so an idle path
+    /// costs fewer datagrams. It takes effect only once the peer proposed one too
+    /// ([`Agent::set_remote_keepalive`], the offer's `a=x-holepunch-keepalive` line): a standard
+    /// RFC 7675 peer gets consent at its own cadence. Both sides then use the shorter of the
+    /// two proposals, never under [`MIN_KEEPALIVE`]; values below it are raised to it.
+    /// [`Agent::set_mapping_lifetime`] replaces it with one sized to the NAT's measured
+    /// mapping lifetime. `None` (the default): propose nothing, RFC 7675 throughout.
+    pub keepalive_interval: Option<Duration>,
     /// How soon failed pairs that beat the selected one are tried again after connecting.
     /// While the selected path is relayed, server-reflexive candidates are also gathered again
     /// (new ones are trickled), so a network that starts passing UDP is noticed; on a relay
@@ -156,6 +165,7 @@ impl AgentConfig {
             max_events: 64,
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
+            keepalive_interval: None,
             // Most direct paths, punched ones included (median ~2 s), work by then; the rest
             // start on the relay and move to the direct path when punching finds it.
             relay_hold: Duration::from_secs(3),

@@ -69,7 +69,7 @@ impl Agent {
             return Received::Consumed;
         };
         if use_candidate && !self.controlling {
-            let consent_timeout = self.config.consent_timeout;
+            let consent_timeout = self.consent_timeout();
             match self.checklist.get_mut(pi) {
                 // Proven recently: selected now. A pair whose last answer is too old for consent
                 // (a relay nominated long after its check) is checked again first.
