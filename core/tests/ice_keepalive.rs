@@ -11,7 +11,9 @@ use holepunch_core::ice::agent::{
     Agent, AgentConfig, IceEvent, MIN_KEEPALIVE, keepalive_for_lifetime,
 };
 use holepunch_core::io::Datagram;
-use holepunch_core::stun::{Class, Message};
+use holepunch_core::stun::attr::types;
+use holepunch_core::stun::integrity::IntegrityKey;
+use holepunch_core::stun::{Attribute, Class, Message, MessageBuilder};
 use holepunch_core::time::{Duration, Instant};
 
 const A: &str = "192.0.2.1:1000";
@@ -45,12 +47,23 @@ struct Pair {
     requests: [Vec<Instant>; 2],
     /// Drop everything B sends.
     b_silent: bool,
+    /// Re-sign B's requests without X-HOLEPUNCH-KEEPALIVE, as a stack that does not know it
+    /// would send them.
+    b_foreign: bool,
 }
 
 impl Pair {
     /// Agents proposing these keepalives (`AgentConfig::keepalive_interval`), with each
     /// proposal signalled to the other side as the offer line would carry it.
     fn new(a: Option<Duration>, b: Option<Duration>) -> Self {
+        let mut pair = Self::unsignalled(a, b);
+        pair.exchange_keepalives();
+        pair
+    }
+
+    /// Agents proposing these keepalives, with nothing signalled out of band: whatever the
+    /// peer learns comes in the checks.
+    fn unsignalled(a: Option<Duration>, b: Option<Duration>) -> Self {
         let config = |controlling, keepalive| AgentConfig {
             keepalive_interval: keepalive,
             ..AgentConfig::rfc(controlling)
@@ -74,7 +87,7 @@ impl Pair {
         for c in agents[0].local_candidates().to_vec() {
             agents[1].add_remote_candidate(now, c).unwrap();
         }
-        let mut pair = Pair {
+        Pair {
             agents,
             now,
             wire: BinaryHeap::new(),
@@ -82,9 +95,8 @@ impl Pair {
             events: [Vec::new(), Vec::new()],
             requests: [Vec::new(), Vec::new()],
             b_silent: false,
-        };
-        pair.exchange_keepalives();
-        pair
+            b_foreign: false,
+        }
     }
 
     /// Each side learns the other's current proposal (what a new offer line would carry).
@@ -106,17 +118,56 @@ impl Pair {
                 if i == 1 && self.b_silent {
                     continue;
                 }
+                let bytes = if i == 1 && self.b_foreign {
+                    self.without_keepalive(bytes)
+                } else {
+                    bytes.to_vec()
+                };
                 self.wire.push(Reverse(Flight {
                     at: self.now + Duration::from_millis(25),
                     seq: self.seq,
                     to_b: i == 0,
-                    bytes: bytes.to_vec(),
+                    bytes,
                 }));
             }
             while let Some(e) = self.agents[i].poll_event() {
                 self.events[i].push(e);
             }
         }
+    }
+
+    /// B's request `bytes` re-signed for A without X-HOLEPUNCH-KEEPALIVE (anything else as is).
+    fn without_keepalive(&self, bytes: &[u8]) -> Vec<u8> {
+        let Ok(msg) = Message::parse(bytes) else {
+            return bytes.to_vec();
+        };
+        if msg.class() != Class::Request {
+            return bytes.to_vec();
+        }
+        let mut out = vec![0u8; 1500];
+        let key = IntegrityKey::short_term(self.agents[0].local_credentials().pwd().as_bytes());
+        let mut b =
+            MessageBuilder::new(&mut out, Class::Request, msg.method(), msg.transaction_id())
+                .unwrap();
+        let mut stripped = false;
+        for raw in msg.attributes() {
+            match raw.attr {
+                types::X_HOLEPUNCH_KEEPALIVE => stripped = true,
+                types::MESSAGE_INTEGRITY | types::FINGERPRINT => {}
+                attr => b
+                    .add(&Attribute::Other {
+                        attr,
+                        value: raw.value,
+                    })
+                    .unwrap(),
+            }
+        }
+        assert!(stripped, "B's checks carry the attribute");
+        b.add_message_integrity(&key).unwrap();
+        b.add_fingerprint().unwrap();
+        let len = b.finish();
+        out.truncate(len);
+        out
     }
 
     fn run_until(&mut self, until: Instant) {
@@ -328,38 +379,88 @@ fn keepalives_are_sized_just_under_the_mapping_lifetime() {
 }
 
 #[test]
-fn a_lifetime_measured_after_connecting_lengthens_the_cadence_and_is_reported() {
-    let mut p = Pair::new(None, None);
+fn a_lifetime_measured_after_connecting_reaches_the_peer_in_band_and_the_shorter_wins() {
+    // Nothing signalled out of band: the offers were exchanged long before the measurement.
+    let mut p = Pair::unsignalled(None, None);
     let connected = p.connect_and_idle(secs(30));
     assert!(p.keepalive_events(0).is_empty());
-    // Both sides measure their NAT (20 s and 120 s) and signal the result.
+    // Both sides measure their NAT (20 s and 120 s) in the background.
     assert_eq!(p.agents[0].set_mapping_lifetime(secs(20)), Some(secs(18)));
     assert_eq!(p.agents[1].set_mapping_lifetime(secs(120)), Some(secs(108)));
     assert!(
-        p.keepalive_events(0).is_empty(),
-        "not agreed before the peer's line"
+        p.keepalive_events(0).is_empty() && p.keepalive_events(1).is_empty(),
+        "not agreed before the peer's proposal arrived"
     );
-    p.exchange_keepalives();
-    let agreed = p.now;
-    p.run_until(agreed + secs(300));
+    let measured = p.now;
+    p.run_until(measured + secs(300));
     for i in 0..2 {
-        assert_eq!(p.keepalive_events(i), [secs(18)]);
-        // The first gap may be a 5 s one scheduled before the agreement.
-        let gaps = p.gaps(i, agreed + RFC_7675 + RFC_7675 / 5);
+        assert_eq!(p.keepalive_events(i), [secs(18)], "side {i}");
+        assert_eq!(p.agents[i].consent_interval(), secs(18));
+        // Each side learns the other's proposal from its next check (within ~6 s), then any
+        // check still scheduled at the old cadence goes (within another ~6 s).
+        let gaps = p.gaps(i, measured + secs(13));
         assert_gaps(&gaps, secs(16), secs(18), 14, "measured");
         assert!(p.gaps(i, connected).iter().any(|g| *g <= secs(6)));
+        assert!(!p.consent_lost(i));
     }
-    // The peer withdraws (a new offer without the line): back to 5 s, reported.
-    p.agents[0].set_remote_keepalive(None);
+    // B's NAT turns out shorter-lived (a new measurement): 30 s → 27 s; 18 s still wins.
+    p.agents[1].set_mapping_lifetime(secs(30));
+    p.run_until(p.now + secs(60));
+    assert_eq!(p.keepalive_events(0), [secs(18)]);
+    // A withdraws its proposal: B hears it with A's next check (pulled forward to within
+    // 5 s) and both go back to RFC 7675's cadence, reported.
+    p.agents[0].set_local_keepalive(None);
     let withdrawn = p.now;
     p.run_until(withdrawn + secs(60));
-    assert_eq!(p.keepalive_events(0), [secs(18), RFC_7675]);
-    // The check already scheduled was pulled forward to within 5 s.
-    assert_gaps(&p.gaps(0, withdrawn), secs(4), secs(6), 8, "withdrawn");
+    for i in 0..2 {
+        assert_eq!(p.keepalive_events(i), [secs(18), RFC_7675], "side {i}");
+        assert_eq!(p.agents[i].consent_interval(), RFC_7675);
+        assert_gaps(
+            &p.gaps(i, withdrawn + secs(12)),
+            secs(4),
+            secs(6),
+            7,
+            "withdrawn",
+        );
+    }
     assert!(
         p.requests[0]
             .iter()
-            .any(|t| *t > withdrawn && *t <= withdrawn + RFC_7675)
+            .any(|t| *t > withdrawn && *t <= withdrawn + RFC_7675 + RFC_7675 / 5)
+    );
+}
+
+#[test]
+fn a_peer_whose_checks_lack_the_attribute_keeps_rfc_7675_cadence() {
+    // B is a foreign stack: its checks never carry X-HOLEPUNCH-KEEPALIVE (and no offer line).
+    let mut p = Pair::unsignalled(None, None);
+    p.b_foreign = true;
+    p.connect_and_idle(secs(20));
+    assert_eq!(p.agents[0].set_mapping_lifetime(secs(120)), Some(secs(108)));
+    let measured = p.now;
+    p.run_until(measured + secs(120));
+    assert_eq!(p.agents[0].consent_interval(), RFC_7675);
+    assert!(p.keepalive_events(0).is_empty(), "{:?}", p.events[0]);
+    assert_gaps(&p.gaps(0, measured), secs(4), secs(6), 20, "foreign peer");
+    assert!(!p.consent_lost(0));
+}
+
+#[test]
+fn an_in_band_proposal_overrides_the_offer_line() {
+    // Both proposed 60 s in their offers; later A's NAT is measured at 20 s.
+    let mut p = Pair::new(Some(secs(60)), Some(secs(60)));
+    p.connect_and_idle(secs(30));
+    assert_eq!(p.keepalive_events(1), [secs(60)]);
+    p.agents[0].set_mapping_lifetime(secs(20));
+    let measured = p.now;
+    p.run_until(measured + secs(120));
+    assert_eq!(p.keepalive_events(1), [secs(60), secs(18)]);
+    assert_gaps(
+        &p.gaps(1, measured + secs(20)),
+        secs(16),
+        secs(18),
+        4,
+        "B follows A",
     );
 }
 

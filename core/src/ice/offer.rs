@@ -12,7 +12,9 @@
 //! One line is holepunch's own: `a=x-holepunch-keepalive:SECS`, the keepalive interval the
 //! sender proposes (see [`AgentConfig::keepalive_interval`](crate::ice::agent::AgentConfig)).
 //! Other stacks ignore it as an unknown attribute, and so the agent keeps RFC 7675's consent
-//! cadence with them.
+//! cadence with them. A proposal made after the offers were exchanged travels in band instead,
+//! in the checks' X-HOLEPUNCH-KEEPALIVE STUN attribute
+//! ([`X_HOLEPUNCH_KEEPALIVE`](crate::stun::attr::types::X_HOLEPUNCH_KEEPALIVE)).
 //!
 //! The reader accepts what other stacks write (with or without `a=`, `\r\n` endings, TCP and
 //! host-name candidates and unknown lines ignored); the writers emit exactly the lines above, each

@@ -7,6 +7,15 @@
 //! (configured, or sized to its measured mapping lifetime); when both did, both check at the
 //! shorter proposal, so each side's NAT sees its own outbound check at least that often.
 //! A peer that proposed nothing is a standard RFC 7675 peer, and gets the usual cadence.
+//!
+//! A proposal travels two ways: in the offer (`a=x-holepunch-keepalive:SECS`), and in band,
+//! in every connectivity and consent check this agent sends, as the comprehension-optional
+//! STUN attribute [`X_HOLEPUNCH_KEEPALIVE`](crate::stun::attr::types::X_HOLEPUNCH_KEEPALIVE)
+//! (seconds, 0 for none). The in-band copy is what lets a proposal made after connecting (the
+//! mapping lifetime is measured in the background then) or withdrawn later reach the peer
+//! without new signalling: it arrives with the next check, which a change pulls forward to
+//! within the new interval. An authenticated request's value is the peer's latest word; a
+//! request without the attribute (a foreign stack) changes nothing.
 
 #[allow(unused_imports)]
 use super::*;
@@ -87,6 +96,22 @@ impl Agent {
         self.keepalive_changed();
     }
 
+    /// The peer's proposal as an authenticated request carried it (`None`: withdrawn, or
+    /// never made): taken like [`set_remote_keepalive`](Self::set_remote_keepalive) when it
+    /// differs from what is known.
+    pub(super) fn learn_remote_keepalive(&mut self, proposal: Option<Duration>) {
+        if proposal != self.keepalive.remote {
+            self.set_remote_keepalive(proposal);
+        }
+    }
+
+    /// The X-HOLEPUNCH-KEEPALIVE value for our checks: our proposal in whole seconds, 0 for
+    /// none.
+    pub(super) fn keepalive_attribute(&self) -> [u8; 4] {
+        let secs = self.keepalive.local.map_or(0, |d| d.as_secs());
+        u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes()
+    }
+
     /// The interval consent checks on the selected pair run at now: the agreed keepalive, or
     /// [`AgentConfig::consent_interval`] without one.
     pub fn consent_interval(&self) -> Duration {
@@ -140,4 +165,11 @@ impl Agent {
         }
         self.push_event(IceEvent::KeepaliveInterval(interval));
     }
+}
+
+/// An X-HOLEPUNCH-KEEPALIVE value: `Some(None)` for 0 (no proposal), `Some(Some(secs))`, or
+/// `None` when it is not the 4 bytes it must be (ignored, as an unknown attribute would be).
+pub(super) fn decode_keepalive_attribute(value: &[u8]) -> Option<Option<Duration>> {
+    let secs = u32::from_be_bytes(value.try_into().ok()?);
+    Some((secs != 0).then(|| Duration::from_secs(u64::from(secs))))
 }

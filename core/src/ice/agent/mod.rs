@@ -64,7 +64,7 @@ pub use config::{AgentConfig, Nomination, PunchConfig};
 pub use events::{AgentStats, IceError, IceEvent, PathInfo};
 pub use keepalive::{MIN_KEEPALIVE, keepalive_for_lifetime};
 
-use keepalive::Keepalive;
+use keepalive::{Keepalive, decode_keepalive_attribute};
 
 use pairs::ranked_priority;
 
