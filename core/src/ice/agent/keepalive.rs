@@ -62,10 +62,10 @@ impl Agent {
     /// Sizes this side's keepalive proposal to the NAT's measured idle mapping lifetime
     /// (`holepunch netcheck --lifetime`, [`crate::netcheck`]'s lifetime search): see
     /// [`keepalive_for_lifetime`]. It replaces [`AgentConfig::keepalive_interval`] and is
-    /// returned; signal it to the peer with
-    /// [`write_keepalive`](crate::ice::offer::write_keepalive) (`None`: signal nothing, the
-    /// NAT needs RFC 7675's cadence). A new agreement is reported in
-    /// [`IceEvent::KeepaliveInterval`].
+    /// returned (`None`: the NAT needs RFC 7675's cadence, nothing is proposed). The peer hears
+    /// it in band with our next check; an offer written later may carry it too
+    /// ([`write_keepalive`](crate::ice::offer::write_keepalive)). A new agreement is reported
+    /// in [`IceEvent::KeepaliveInterval`].
     pub fn set_mapping_lifetime(&mut self, lifetime: Duration) -> Option<Duration> {
         let proposal = keepalive_for_lifetime(lifetime);
         self.set_local_keepalive(proposal);
@@ -80,14 +80,16 @@ impl Agent {
         self.keepalive_changed();
     }
 
-    /// This side's proposal, to signal to the peer (`a=x-holepunch-keepalive:SECS`, see
-    /// [`write_keepalive`](crate::ice::offer::write_keepalive)); `None`: signal nothing.
+    /// This side's proposal, as every check carries it and as an offer may
+    /// (`a=x-holepunch-keepalive:SECS`, see
+    /// [`write_keepalive`](crate::ice::offer::write_keepalive)); `None`: none.
     pub fn local_keepalive(&self) -> Option<Duration> {
         self.keepalive.local
     }
 
     /// The peer's keepalive proposal, from its offer's `a=x-holepunch-keepalive` line;
-    /// `None` withdraws it. Without one the peer is a standard RFC 7675 peer and consent runs
+    /// `None` withdraws it. An authenticated check from the peer carrying
+    /// X-HOLEPUNCH-KEEPALIVE replaces it with that value. Without one the peer is a standard RFC 7675 peer and consent runs
     /// at [`AgentConfig::consent_interval`]. It outlives an ICE restart (it describes the
     /// peer's NAT, not the session's credentials). A new agreement is reported in
     /// [`IceEvent::KeepaliveInterval`].
