@@ -65,12 +65,12 @@ pub struct AgentConfig {
     pub keepalive_interval: Option<Duration>,
     /// How soon failed pairs that beat the selected one are tried again after connecting.
     /// While the selected path is relayed, server-reflexive candidates are also gathered again
-    /// (new ones are trickled), so a network that starts passing UDP is noticed; on a relay
-    /// both waits back off, see [`upgrade_backoff_max`](Self::upgrade_backoff_max).
+    /// (new ones are trickled), so a network that starts passing UDP is noticed. Both waits
+    /// back off, see [`upgrade_backoff_max`](Self::upgrade_backoff_max).
     pub upgrade_interval: Duration,
-    /// The probe budget on a relay: the longest wait between two re-probes of a direct pair
-    /// (and between two re-gatherings from the STUN servers) while the selected path is
-    /// relayed. Each wait starts at [`upgrade_interval`](Self::upgrade_interval) and doubles
+    /// The probe budget once connected: the longest wait between two re-probes of a pair that
+    /// beats the selected one (on a relay or on a direct path), and between two re-gatherings
+    /// from the STUN servers while the selected path is relayed. Each wait starts at [`upgrade_interval`](Self::upgrade_interval) and doubles
     /// after every failed re-probe up to this cap (default 5 minutes). It goes back to
     /// `upgrade_interval` when a local or remote candidate with a new address appears, when
     /// [`Agent::network_changed`] is called, and when the selected pair loses consent.
