@@ -36,6 +36,7 @@
 //!   (default 30 s; also after consent on the path was lost), or the signal server gone before a
 //!   path: `failed`, exit 1.
 
+mod keepalive;
 mod keyed;
 mod pace;
 pub mod report;
@@ -67,6 +68,7 @@ use holepunch_tokio::{OfferFiles, Signalling};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use self::keepalive::{Keepalive, parse_keepalive};
 use self::pace::{DEFAULT_RATE, Pacer, parse_rate};
 use self::report::Reporter;
 use self::rerun::{OfferWatch, same_file};
@@ -166,6 +168,7 @@ that loses consent restarts ICE by itself while signalling is open.
 Events go to stderr (stdout carries only the peer's data); with --json one object per line:
 key_created, gathered, candidate, waiting, checking, connected (with peer_key), peer_key,
 path_changed, consent_lost, restart (ICE restarted: reason signal, peer, consent_lost or network_changed),
+keepalive (interval_s: the keepalive interval both sides agreed, see --keepalive),
 punching (blind hard-NAT punching started: one STUN server without
 RFC 5780 could not show which NAT is hard), signalling_closed, nat64 (prefix, resolver: an
 IPv6-only host's NAT64), warning, failed, stream_closed
@@ -244,6 +247,13 @@ pub struct Link {
     /// Give up when no path is found within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub timeout: Duration,
+    /// Keepalives on the path: `auto` measures this NAT's UDP mapping lifetime in the
+    /// background once connected (the first IPv4 --stun server must serve RFC 5780; up to ~2
+    /// minutes) and proposes keepalives just under it; `SECS` (10 to 3600) proposes that
+    /// interval; `off` keeps RFC 7675's 5 s consent checks. A proposal takes effect only when
+    /// the peer proposes one too (a `keepalive` event then gives the shorter, which both use).
+    #[arg(long, value_name = "auto|off|SECS", default_value = "auto", value_parser = parse_keepalive)]
+    pub keepalive: Keepalive,
     /// Our identity for stream mode: an Ed25519 key in PKCS#8 PEM (`holepunch keygen`).
     /// Default: key.pem in $XDG_CONFIG_HOME/holepunch (or ~/.config/holepunch), created on
     /// first use.
@@ -578,6 +588,7 @@ async fn start(
     config.nat64_prefix = nat64_prefix(common).await;
     config.seed = Some(common.seed);
     config.recv_queue = RECV_QUEUE;
+    keepalive::configure(&mut config, common.args.link.keepalive);
     // The time spent reaching the signal server (and earlier sessions) counts against --timeout.
     config.connect_timeout = Some(
         deadline
@@ -710,6 +721,7 @@ impl Phase {
             ConnectionEvent::Connected(path) => {
                 report.path(true, &path);
                 self.connected = true;
+                keepalive::after_connecting(conn, common);
                 // The data phase starts here (datagram mode: stdin, paced, to the peer).
                 if let Some(done) = self.eof_tx.take() {
                     let pacer = Pacer::new(common.args.rate);
@@ -721,6 +733,7 @@ impl Phase {
             ConnectionEvent::ConsentLost(path) => report.consent_lost(&path),
             ConnectionEvent::BlindPunching { hard, easy } => report.blind_punching(hard, easy),
             ConnectionEvent::Restarted(reason) => report.restarted(reason),
+            ConnectionEvent::KeepaliveInterval(interval) => report.keepalive(interval),
             ConnectionEvent::PeerFinished => self.ending.peer_eof = Some(Instant::now()),
             ConnectionEvent::SignallingClosed(error) => {
                 if !self.connected {

@@ -67,6 +67,7 @@ events! {
     ConsentLost = "consent_lost",
     Punching = "punching",
     Restart = "restart",
+    Keepalive = "keepalive",
     SignallingClosed = "signalling_closed",
     Warning = "warning",
     Nat64 = "nat64",
@@ -294,6 +295,17 @@ pub struct Punching {
 pub struct Restart {
     /// `signal` (SIGUSR1), `peer` (the peer restarted) or `consent_lost`.
     pub reason: String,
+    /// Since the start.
+    pub elapsed_ms: u64,
+}
+
+/// `connect`: the interval the path's keepalives (consent checks) run at changed: both sides
+/// proposed one (`--keepalive`) and this is the shorter, or a proposal was withdrawn and this
+/// is RFC 7675's 5 s again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Keepalive {
+    /// The interval, whole seconds.
+    pub interval_s: u64,
     /// Since the start.
     pub elapsed_ms: u64,
 }
@@ -738,6 +750,11 @@ mod tests {
             elapsed_ms: 3,
         };
         check(&restart, &["reason", "elapsed_ms"], s);
+        let keepalive = Keepalive {
+            interval_s: 108,
+            elapsed_ms: 4,
+        };
+        check(&keepalive, &["interval_s", "elapsed_ms"], s);
         check(&SignallingClosed { reason: None }, &["reason"], s);
         check(&Warning { reason: "x".into() }, &["reason"], s);
         let nat64 = Nat64 {

@@ -375,6 +375,54 @@ fn two_peers_connect_through_offer_files() {
     eprintln!("file session: a {:?}, b {:?}", a.elapsed, b.elapsed);
 }
 
+/// Two peers over offer files, A with `--keepalive a_keepalive` and B with `b_keepalive`:
+/// the `keepalive` events of each.
+fn keepalive_events(a_keepalive: &str, b_keepalive: &str) -> [Vec<String>; 2] {
+    let dir = TempDir::new("holepunch-connect-keepalive");
+    let files = [dir.path().join("a.offer"), dir.path().join("b.offer")];
+    let [a_s, b_s] = files.map(|f| f.to_string_lossy().into_owned());
+    let started = Instant::now();
+    let spawn = |name: &str, local: &str, remote: &str, role: &str, keepalive: &str| {
+        Connect::spawn(
+            name,
+            &[
+                "--local-file",
+                local,
+                "--remote-file",
+                remote,
+                role,
+                "--keepalive",
+                keepalive,
+                "--json",
+                "--timeout",
+                "15",
+            ],
+            payload(name).into_bytes(),
+        )
+    };
+    let a = spawn("a", &a_s, &b_s, "--controlling", a_keepalive);
+    let b = spawn("b", &b_s, &a_s, "--controlled", b_keepalive);
+    let (a, b) = (a.finish(started, LIMIT), b.finish(started, LIMIT));
+    check_exchange(&a, &b, true, true);
+    [a, b].map(|f| {
+        f.events("keepalive")
+            .iter()
+            .map(|l| json_raw(l, "interval_s").unwrap_or_default())
+            .collect()
+    })
+}
+
+#[test]
+fn both_proposing_keepalives_agree_on_the_shorter_and_say_so() {
+    // The proposals travel in the checks: both report the shorter, 20 s.
+    let [a, b] = keepalive_events("20", "30");
+    assert_eq!(a, ["20"], "a's keepalive events");
+    assert_eq!(b, ["20"], "b's keepalive events");
+    // A peer that proposes nothing keeps RFC 7675's cadence: no event on either side.
+    let [a, b] = keepalive_events("20", "off");
+    assert!(a.is_empty() && b.is_empty(), "{a:?} {b:?}");
+}
+
 #[test]
 fn a_peer_that_never_comes_fails_within_the_timeout() {
     let (signal, signal_addr) = signal_server();

@@ -9,9 +9,11 @@ use holepunch_core::ice::candidate::{
 };
 use holepunch_core::ice::credentials::{CredentialsError, IceCredentials};
 use holepunch_core::ice::offer::{
-    OfferError, OfferLine, write_candidate, write_end, write_pwd, write_ufrag,
+    MAX_KEEPALIVE_SECS, OfferError, OfferLine, write_candidate, write_end, write_keepalive,
+    write_pwd, write_ufrag,
 };
 use holepunch_core::rng::Rng;
+use holepunch_core::time::Duration;
 use proptest::prelude::*;
 
 fn sa(s: &str) -> SocketAddr {
@@ -654,6 +656,102 @@ fn offer_reader_rejects_malformed_ice_lines() {
             Field::Port
         )))
     );
+}
+
+#[test]
+fn keepalive_line_is_read_and_written() {
+    let mut out = String::new();
+    write_keepalive(&mut out, Duration::from_secs(17)).unwrap();
+    assert_eq!(out, "a=x-holepunch-keepalive:17\n");
+    for line in [
+        "a=x-holepunch-keepalive:17",
+        "x-holepunch-keepalive:17\r\n",
+        "a=X-Holepunch-Keepalive: 17 ",
+    ] {
+        assert_eq!(
+            OfferLine::parse(line),
+            Ok(OfferLine::Keepalive(Duration::from_secs(17))),
+            "{line:?}"
+        );
+    }
+    // Written in whole seconds, rounded down, within the range the reader takes.
+    for (interval, want) in [
+        (Duration::from_millis(17_900), "17"),
+        (Duration::ZERO, "1"),
+        (Duration::MAX, "86400"),
+    ] {
+        let mut out = String::new();
+        write_keepalive(&mut out, interval).unwrap();
+        assert_eq!(out, format!("a=x-holepunch-keepalive:{want}\n"));
+        assert!(OfferLine::parse(&out).is_ok());
+    }
+}
+
+#[test]
+fn malformed_keepalive_lines_are_typed_errors_and_the_rest_still_parses() {
+    for line in [
+        "a=x-holepunch-keepalive:",
+        "a=x-holepunch-keepalive:0",
+        "a=x-holepunch-keepalive:-5",
+        "a=x-holepunch-keepalive:+5",
+        "a=x-holepunch-keepalive:1.5",
+        "a=x-holepunch-keepalive:17s",
+        "a=x-holepunch-keepalive:1 7",
+        "a=x-holepunch-keepalive:abc",
+        "a=x-holepunch-keepalive:86401",
+        "a=x-holepunch-keepalive:99999999999999999999999999",
+        "a=x-holepunch-keepalive:١٧",
+    ] {
+        assert_eq!(
+            OfferLine::parse(line),
+            Err(OfferError::Keepalive),
+            "{line:?}"
+        );
+    }
+    // An offer with a broken keepalive line: every other line reads as before.
+    let offer = format!("{CLI_OFFER}a=x-holepunch-keepalive:soon\n");
+    let offer = offer.replacen("a=candidate", "a=x-holepunch-keepalive:0\na=candidate", 1);
+    let parsed: Vec<_> = offer.lines().map(OfferLine::parse).collect();
+    assert_eq!(parsed.len(), 7);
+    assert_eq!(parsed.iter().filter(|r| r.is_err()).count(), 2);
+    let good: Vec<_> = parsed.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(good.len(), 5);
+    assert!(matches!(
+        good[..],
+        [
+            OfferLine::Ufrag("92zk"),
+            OfferLine::Pwd(_),
+            OfferLine::Candidate(_),
+            OfferLine::Candidate(_),
+            OfferLine::EndOfCandidates,
+        ]
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn keepalive_lines_round_trip(secs in 1..=MAX_KEEPALIVE_SECS, prefix in any::<bool>()) {
+        let mut line = String::new();
+        write_keepalive(&mut line, Duration::from_secs(secs)).unwrap();
+        let want = Ok(OfferLine::Keepalive(Duration::from_secs(secs)));
+        prop_assert_eq!(OfferLine::parse(&line), want);
+        let bare = line.trim_start_matches("a=");
+        prop_assert_eq!(OfferLine::parse(if prefix { &line } else { bare }), want);
+    }
+
+    #[test]
+    fn keepalive_values_never_panic(value in "\\PC{0,24}") {
+        let line = format!("a=x-holepunch-keepalive:{value}");
+        match OfferLine::parse(&line) {
+            Ok(OfferLine::Keepalive(d)) => {
+                prop_assert!((1..=MAX_KEEPALIVE_SECS).contains(&d.as_secs()));
+                prop_assert_eq!(d.as_secs().to_string(), value.trim().trim_start_matches('0'));
+            }
+            other => prop_assert_eq!(other, Err(OfferError::Keepalive)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- credentials

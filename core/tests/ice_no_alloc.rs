@@ -41,9 +41,31 @@ fn pump(a: &mut Agent, b: &mut Agent, now: Instant, la: SocketAddr, lb: SocketAd
 
 #[test]
 fn steady_state_allocates_nothing() {
+    steady_state(None);
+}
+
+/// With a keepalive agreed (consent every ~10 s) the steady state allocates nothing either.
+#[test]
+fn steady_state_at_an_agreed_keepalive_allocates_nothing() {
+    steady_state(Some(Duration::from_secs(10)));
+}
+
+/// Connects two agents (each proposing `keepalive`), then counts allocations over two
+/// minutes of application data, consent checks and their answers.
+fn steady_state(keepalive: Option<Duration>) {
     let (la, lb) = (addr("192.0.2.1:1000"), addr("198.51.100.1:2000"));
-    let mut a = Agent::new(AgentConfig::rfc(true), 11);
-    let mut b = Agent::new(AgentConfig::rfc(false), 12);
+    let config = |controlling| AgentConfig {
+        keepalive_interval: keepalive,
+        ..AgentConfig::rfc(controlling)
+    };
+    let mut a = Agent::new(config(true), 11);
+    let mut b = Agent::new(config(false), 12);
+    a.set_remote_keepalive(b.local_keepalive());
+    b.set_remote_keepalive(a.local_keepalive());
+    assert_eq!(
+        a.consent_interval(),
+        keepalive.unwrap_or(Duration::from_secs(5))
+    );
     let mut now = Instant::from_millis(1);
     a.add_host_candidate(now, la).unwrap();
     b.add_host_candidate(now, lb).unwrap();
@@ -68,7 +90,8 @@ fn steady_state_allocates_nothing() {
     let payload = [0x42u8; 1200];
     let mut delivered = 0usize;
     let (n, ()) = allocations(|| {
-        // Two minutes of traffic: ~24 consent rounds each way and 12 000 app datagrams.
+        // Two minutes of traffic: ~24 consent rounds each way (~12 at a 10 s keepalive) and
+        // 12 000 app datagrams.
         for _ in 0..12_000 {
             pump(&mut a, &mut b, now, la, lb);
             if let Received::AppData { payload: p, .. } =

@@ -320,6 +320,11 @@ pub enum ConnectionEvent {
     SignallingClosed(Option<io::Error>),
     /// The session ended without a path; no more events follow.
     Failed(ConnectError),
+    /// The interval consent checks (the path's keepalives) run at changed: both sides
+    /// proposed keepalives ([`Connection::set_mapping_lifetime`], `AgentConfig::
+    /// keepalive_interval`) and this is the shorter proposal, or one was withdrawn and this is
+    /// RFC 7675's cadence again.
+    KeepaliveInterval(Duration),
 }
 
 /// UDP sockets on this host's addresses, ready to run one ICE session.
@@ -653,6 +658,21 @@ impl Connection {
         rx.await.map_err(|_| gone())?
     }
 
+    /// Tells the agent this host's NAT keeps idle UDP mappings for `lifetime` (measured with
+    /// `holepunch_std::netcheck::lifetime_on`, typically in the background after connecting):
+    /// it proposes keepalives just under it to the peer, in its next check. Returns the
+    /// proposal (`None`: too short a lifetime to beat RFC 7675's cadence, nothing proposed).
+    /// The interval both sides agree on is reported in [`ConnectionEvent::KeepaliveInterval`].
+    pub async fn set_mapping_lifetime(&self, lifetime: Duration) -> io::Result<Option<Duration>> {
+        let gone = || io::Error::new(io::ErrorKind::NotConnected, "the session ended");
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::MappingLifetime(lifetime, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
     /// Whether the session's task has ended (failed, or timed out).
     pub fn is_closed(&self) -> bool {
         self.task.is_finished()
@@ -750,6 +770,7 @@ struct Route {
 enum Command {
     Finish(oneshot::Sender<io::Result<()>>),
     Restart(oneshot::Sender<io::Result<()>>),
+    MappingLifetime(Duration, oneshot::Sender<Option<Duration>>),
 }
 
 /// What woke the task up.
@@ -1016,6 +1037,9 @@ impl<S: Signalling> Driver<S> {
                     let result = self.restart(now_core, RestartReason::Requested).await;
                     let _ = ack.send(result);
                 }
+                Wake::Command(Some(Command::MappingLifetime(lifetime, ack))) => {
+                    let _ = ack.send(self.agent.set_mapping_lifetime(lifetime));
+                }
                 // The connection was dropped: release the relay allocation (RFC 8656 §7.3)
                 // rather than leave it to expire, then end.
                 Wake::Command(None) => {
@@ -1162,6 +1186,9 @@ impl<S: Signalling> Driver<S> {
             }
             IceEvent::BlindPunching { hard, easy } => {
                 self.emit(ConnectionEvent::BlindPunching { hard, easy });
+            }
+            IceEvent::KeepaliveInterval(interval) => {
+                self.emit(ConnectionEvent::KeepaliveInterval(interval));
             }
             _ => {}
         }

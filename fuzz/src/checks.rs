@@ -241,7 +241,9 @@ pub fn check_ice_candidate(data: &[u8]) {
 
 fn check_candidate_line(line: &str) {
     use holepunch_core::ice::candidate::Candidate;
-    use holepunch_core::ice::offer::{OfferLine, write_candidate, write_pwd, write_ufrag};
+    use holepunch_core::ice::offer::{
+        OfferLine, write_candidate, write_keepalive, write_pwd, write_ufrag,
+    };
     if let Ok(c) = Candidate::parse(line) {
         let formatted = c.to_string();
         assert_eq!(
@@ -271,6 +273,14 @@ fn check_candidate_line(line: &str) {
         Ok(OfferLine::Pwd(pwd)) => {
             write_pwd(&mut out, pwd).expect("writing to a String cannot fail");
             assert_eq!(OfferLine::parse(&out), Ok(OfferLine::Pwd(pwd)), "{line:?}");
+        }
+        Ok(OfferLine::Keepalive(interval)) => {
+            write_keepalive(&mut out, interval).expect("writing to a String cannot fail");
+            assert_eq!(
+                OfferLine::parse(&out),
+                Ok(OfferLine::Keepalive(interval)),
+                "{line:?}"
+            );
         }
         Ok(OfferLine::EndOfCandidates | OfferLine::Ignored) | Err(_) => {}
     }

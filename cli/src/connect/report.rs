@@ -3,7 +3,7 @@
 
 use std::io;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use holepunch_core::ice::agent::PathInfo;
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
@@ -192,6 +192,19 @@ impl Reporter {
             elapsed_ms: self.elapsed_ms(),
         };
         let human = format!("ICE restart {why}: gathering again, new candidates sent to the peer");
+        self.emit(&event, &human);
+    }
+
+    /// The path's keepalive interval changed (agreed with the peer, or back to RFC 7675's).
+    pub fn keepalive(&self, interval: Duration) {
+        let event = json::Keepalive {
+            interval_s: interval.as_secs(),
+            elapsed_ms: self.elapsed_ms(),
+        };
+        let human = format!(
+            "keepalive: consent checks on the path every {} s",
+            interval.as_secs()
+        );
         self.emit(&event, &human);
     }
 

@@ -126,7 +126,10 @@ pub(super) async fn converse<S: Signalling>(
                     return Outcome::Done(report.failed("the session ended"));
                 };
                 match event {
-                    ConnectionEvent::Connected(path) => break path,
+                    ConnectionEvent::Connected(path) => {
+                        super::keepalive::after_connecting(&conn, common);
+                        break path;
+                    }
                     ConnectionEvent::RoleChanged { controlling } => role = controlling,
                     other => {
                         if let Some(outcome) = phase.on_event(other, &conn, common, file_mode) {
@@ -366,6 +369,7 @@ fn ice_event(
         Some(ConnectionEvent::ConsentLost(p)) => report.consent_lost(&p),
         Some(ConnectionEvent::BlindPunching { hard, easy }) => report.blind_punching(hard, easy),
         Some(ConnectionEvent::Restarted(reason)) => report.restarted(reason),
+        Some(ConnectionEvent::KeepaliveInterval(interval)) => report.keepalive(interval),
         Some(ConnectionEvent::SignallingClosed(e)) => report.signalling_closed(e.as_ref()),
         Some(ConnectionEvent::Failed(ConnectError::TimedOut(_))) => {
             return Some(report.failed(&no_path_within(common.args.link.timeout)));

@@ -70,6 +70,14 @@ pub mod types {
     pub const RESPONSE_ORIGIN: AttrType = 0x802B;
     /// OTHER-ADDRESS (RFC 5780 §7.4).
     pub const OTHER_ADDRESS: AttrType = 0x802C;
+    /// X-HOLEPUNCH-KEEPALIVE (this crate's own, comprehension-optional): the sender's
+    /// keepalive proposal in whole seconds as a 32-bit big-endian integer, 0 for none (see
+    /// [`crate::ice::agent::Agent::set_local_keepalive`]). Carried in ICE connectivity and
+    /// consent checks; stacks that do not know it ignore it (RFC 8489 §14). 0xC4E5 is in the
+    /// Designated Expert range and not assigned in IANA's STUN Attributes registry (assigned
+    /// comprehension-optional values sit at 0x8000–0x80xx and 0xC000–0xC0xx); it stays
+    /// undecoded ([`Attribute::Other`](super::Attribute::Other)).
+    pub const X_HOLEPUNCH_KEEPALIVE: AttrType = 0xC4E5;
 }
 
 /// Whether a type is comprehension-required (0x0000–0x7FFF): an agent that does not know it

@@ -130,6 +130,13 @@ pub struct PairConfig {
     /// over: 15 s by default, longer than the slowest birthday search the matrix sees (~13 s).
     /// Set it to `time_limit` to watch what a relayed pair costs over a long session.
     pub relay_settle: Duration,
+    /// Every IPv4 router's idle mapping timeout on both sites; `None` (the default): the
+    /// profiles' own (120 s).
+    pub nat_timeout: Option<Duration>,
+    /// Tell each side's agent its NAT's idle mapping lifetime ([`Agent::set_mapping_lifetime`])
+    /// this long after it connected, as a driver does when its background measurement ends:
+    /// `(delay, lifetime)`. `None` (the default): never.
+    pub mapping_lifetime: Option<(Duration, Duration)>,
 }
 
 /// How the two peers' networks relate.
@@ -196,6 +203,8 @@ impl PairConfig {
             relay_settle: RELAY_SETTLE,
             nat64_a: None,
             nat64_filtering: Filtering::AddressDependent,
+            nat_timeout: None,
+            mapping_lifetime: None,
         }
     }
 
@@ -259,6 +268,10 @@ pub struct PairOutcome {
     /// Datagrams each side's agent sent to the STUN servers (gathering, and re-gathering on
     /// a relay).
     pub stun_sends: [u64; 2],
+    /// Each side's [`direct_sends`](Self::direct_sends) one by one: when, the STUN message
+    /// type (0x0001 a Binding request, 0x0101 a success response; 0 for a datagram too short
+    /// to be STUN), and where to.
+    pub direct_log: [Vec<(Instant, u16, SocketAddr)>; 2],
 }
 
 struct Side {
@@ -273,6 +286,8 @@ struct Side {
     relay_stream: Option<SocketAddr>,
     connected: Option<PathInfo>,
     connected_at: Option<Instant>,
+    /// Whether the agent was told [`PairConfig::mapping_lifetime`].
+    lifetime_told: bool,
     failed: bool,
     /// The peer's ufrag, held until its password line arrives.
     pending_ufrag: Option<String>,
@@ -338,6 +353,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         config.site_latency,
         config.seed ^ 0xb,
     );
+    if let Some(timeout) = config.nat_timeout {
+        for nat in site_a.chain.iter_mut().chain(site_b.chain.iter_mut()) {
+            nat.config.timeout = timeout;
+        }
+    }
     let host_a = match config.nat64_a {
         None => host_a,
         Some(prefix) => {
@@ -528,6 +548,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             relay_stream,
             connected: None,
             connected_at: None,
+            lifetime_told: false,
             failed: false,
             pending_ufrag: None,
         }
@@ -560,6 +581,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
     let mut stalled = (Instant::ZERO, 0u32);
     let mut delivered_bytes = 0u64;
     let (mut direct_sends, mut stun_sends) = ([0u64; 2], [0u64; 2]);
+    let mut direct_log: [Vec<(Instant, u16, SocketAddr)>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..5_000_000u32 {
         // Outputs of both agents.
         for (i, side) in sides.iter_mut().enumerate() {
@@ -599,6 +621,11 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                     stun_sends[i] += 1;
                 } else if !sim_relays.iter().any(|r| r.owns(t.to)) {
                     direct_sends[i] += 1;
+                    let kind = match buf[..t.len] {
+                        [a, b, ..] if t.len >= 20 => u16::from_be_bytes([a, b]),
+                        _ => 0,
+                    };
+                    direct_log[i].push((now, kind, t.to));
                 }
                 net.send(now, from, t.to, &buf[..t.len]);
             }
@@ -673,6 +700,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             sides[0].relays.poll_timeout(now),
             sides[1].relays.poll_timeout(now),
             sim_relays.iter().filter_map(SimRelay::poll_timeout).min(),
+            lifetime_due(config, &sides[0]),
+            lifetime_due(config, &sides[1]),
             net.next_arrival(),
             signals.peek().map(|s| s.0.at),
         ]
@@ -745,6 +774,14 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             apply_offer_line(now, side, &signal.line, &mut log);
         }
         for side in &mut sides {
+            if let (Some(due), Some((_, lifetime))) =
+                (lifetime_due(config, side), config.mapping_lifetime)
+            {
+                if now >= due {
+                    side.agent.set_mapping_lifetime(lifetime);
+                    side.lifetime_told = true;
+                }
+            }
             side.relays.handle_timeout(now, &mut side.agent);
             side.agent.handle_timeout(now);
         }
@@ -778,7 +815,15 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         delivered_bytes,
         direct_sends,
         stun_sends,
+        direct_log,
     }
+}
+
+/// When `side`'s agent is due to be told [`PairConfig::mapping_lifetime`], if it still is.
+fn lifetime_due(config: &PairConfig, side: &Side) -> Option<Instant> {
+    let (delay, _) = config.mapping_lifetime?;
+    let connected = side.connected_at?;
+    (!side.lifetime_told).then_some(connected + delay)
 }
 
 /// Grants the port mapping [`PairConfig::port_mapped`] describes on `site`'s only router for

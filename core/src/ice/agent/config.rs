@@ -54,14 +54,23 @@ pub struct AgentConfig {
     pub consent_interval: Duration,
     /// Consent is lost when nothing answered for this long (RFC 7675: 30 s).
     pub consent_timeout: Duration,
+    /// The keepalive this side proposes to the peer: consent checks on the selected pair this
+    /// far apart instead of every [`consent_interval`](Self::consent_interval), so an idle path
+    /// costs fewer datagrams. It takes effect only once the peer proposed one too
+    /// ([`Agent::set_remote_keepalive`], the offer's `a=x-holepunch-keepalive` line): a standard
+    /// RFC 7675 peer gets consent at its own cadence. Both sides then use the shorter of the
+    /// two proposals, never under [`MIN_KEEPALIVE`]; values below it are raised to it.
+    /// [`Agent::set_mapping_lifetime`] replaces it with one sized to the NAT's measured
+    /// mapping lifetime. `None` (the default): propose nothing, RFC 7675 throughout.
+    pub keepalive_interval: Option<Duration>,
     /// How soon failed pairs that beat the selected one are tried again after connecting.
     /// While the selected path is relayed, server-reflexive candidates are also gathered again
-    /// (new ones are trickled), so a network that starts passing UDP is noticed; on a relay
-    /// both waits back off, see [`upgrade_backoff_max`](Self::upgrade_backoff_max).
+    /// (new ones are trickled), so a network that starts passing UDP is noticed. Both waits
+    /// back off, see [`upgrade_backoff_max`](Self::upgrade_backoff_max).
     pub upgrade_interval: Duration,
-    /// The probe budget on a relay: the longest wait between two re-probes of a direct pair
-    /// (and between two re-gatherings from the STUN servers) while the selected path is
-    /// relayed. Each wait starts at [`upgrade_interval`](Self::upgrade_interval) and doubles
+    /// The probe budget once connected: the longest wait between two re-probes of a pair that
+    /// beats the selected one (on a relay or on a direct path), and between two re-gatherings
+    /// from the STUN servers while the selected path is relayed. Each wait starts at [`upgrade_interval`](Self::upgrade_interval) and doubles
     /// after every failed re-probe up to this cap (default 5 minutes). It goes back to
     /// `upgrade_interval` when a local or remote candidate with a new address appears, when
     /// [`Agent::network_changed`] is called, and when the selected pair loses consent.
@@ -156,6 +165,7 @@ impl AgentConfig {
             max_events: 64,
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
+            keepalive_interval: None,
             // Most direct paths, punched ones included (median ~2 s), work by then; the rest
             // start on the relay and move to the direct path when punching finds it.
             relay_hold: Duration::from_secs(3),

@@ -18,7 +18,7 @@ impl Agent {
         };
         let fresh = p
             .last_response
-            .is_some_and(|t| now < t + self.config.consent_timeout);
+            .is_some_and(|t| now < t + self.consent_timeout());
         if fresh {
             return;
         }
@@ -32,7 +32,7 @@ impl Agent {
         self.reset_upgrade_backoff(now);
         self.selected = None;
         // Fail over to the best pair that still has consent.
-        let timeout = self.config.consent_timeout;
+        let timeout = self.consent_timeout();
         let next = self.checklist.best_where(|p| {
             p.state == PairState::Succeeded && p.last_response.is_some_and(|t| now < t + timeout)
         });
@@ -72,12 +72,5 @@ impl Agent {
         // Consent checks are single-shot: the 30 s window, not retransmission, gives the slack.
         let rto = self.config.check_rto;
         self.start_transaction(now, Purpose::Consent { pair: sel }, local, remote, 1, rto)
-    }
-
-    pub(super) fn jittered_consent_interval(&mut self) -> Duration {
-        // RFC 7675 §5.1: uniformly within ±20% of the interval.
-        let base = crate::time::duration_micros(self.config.consent_interval);
-        let jitter = self.rng.below(base / 5 * 2 + 1);
-        Duration::from_micros(base - base / 5 + jitter)
     }
 }

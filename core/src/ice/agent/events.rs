@@ -69,6 +69,12 @@ pub enum IceEvent {
         /// Whether this side plays the easy half (probes over the peer's ports).
         easy: bool,
     },
+    /// The interval of consent checks on the selected pair changed: both sides proposed a
+    /// keepalive and this is the agreed one ([`AgentConfig::keepalive_interval`],
+    /// [`Agent::set_remote_keepalive`]), or a proposal was withdrawn and this is
+    /// [`AgentConfig::consent_interval`] again. Consent is lost after
+    /// max([`AgentConfig::consent_timeout`], 3 × the interval) without an answer.
+    KeepaliveInterval(Duration),
     /// A role conflict (487) switched our role.
     RoleChanged {
         /// Whether we are now controlling.

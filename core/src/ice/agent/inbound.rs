@@ -24,8 +24,13 @@ impl Agent {
         let mut peer_priority = None;
         let mut use_candidate = false;
         let mut peer_role = None;
+        let mut peer_keepalive = None;
         let tid = msg.transaction_id();
         for raw in msg.attributes() {
+            if raw.attr == types::X_HOLEPUNCH_KEEPALIVE {
+                peer_keepalive = decode_keepalive_attribute(raw.value);
+                continue;
+            }
             match Attribute::decode(raw.attr, raw.value, &tid) {
                 Ok(Attribute::Priority(p)) => peer_priority = Some(p),
                 Ok(Attribute::UseCandidate) => use_candidate = true,
@@ -33,6 +38,10 @@ impl Agent {
                 Ok(Attribute::IceControlled(t)) => peer_role = Some((false, t)),
                 _ => {}
             }
+        }
+        // The peer's keepalive proposal, in band (its offer may predate the proposal).
+        if let Some(proposal) = peer_keepalive {
+            self.learn_remote_keepalive(proposal);
         }
         // Role conflict (RFC 8445 §7.3.1.1).
         if let Some((peer_controlling, peer_tie)) = peer_role {
@@ -69,7 +78,7 @@ impl Agent {
             return Received::Consumed;
         };
         if use_candidate && !self.controlling {
-            let consent_timeout = self.config.consent_timeout;
+            let consent_timeout = self.consent_timeout();
             match self.checklist.get_mut(pi) {
                 // Proven recently: selected now. A pair whose last answer is too old for consent
                 // (a relay nominated long after its check) is checked again first.

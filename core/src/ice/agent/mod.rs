@@ -11,16 +11,18 @@
 //! Every connectivity check is a STUN Binding request with short-term credentials and
 //! MESSAGE-INTEGRITY; a datagram that fails integrity changes nothing. After connecting, the agent
 //! keeps checking pairs better than the selected one (a relayed path is upgraded to a direct one
-//! when that starts to work), refreshes consent on the selected pair every ~5 s, and fails over to
-//! the next valid pair when consent is lost. Tables are sized at construction; the steady state
-//! (application data, consent, keepalives) allocates nothing.
+//! when that starts to work), refreshes consent on the selected pair every ~5 s (or at a longer
+//! keepalive interval both sides proposed), and fails over to the next valid pair when consent
+//! is lost. Tables are sized at construction; the steady state (application data, consent,
+//! keepalives) allocates nothing.
 //!
 //! The code is split by the state each part owns: `candidates` (gathering and the candidate
 //! tables), `pairs` (the check list), `inbound` (checks received, answers to ours),
 //! `transactions` (STUN requests in flight and what is written on the wire), `nomination`
-//! (selection and the relay hold), `consent` (RFC 7675), `punch` (hard-NAT plans), `session`
-//! (credentials, role, restart), `synthesis` (NAT64), `timers` (the deadline), and `config` and `events` for the
-//! public types. This file holds the agent's state and the pump verbs.
+//! (selection and the relay hold), `consent` (RFC 7675), `keepalive` (the consent cadence both
+//! sides agreed), `punch` (hard-NAT plans), `session` (credentials, role, restart), `synthesis`
+//! (NAT64), `timers` (the deadline), and `config` and `events` for the public types. This file
+//! holds the agent's state and the pump verbs.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -49,6 +51,7 @@ mod config;
 mod consent;
 mod events;
 mod inbound;
+mod keepalive;
 mod nomination;
 mod pairs;
 mod punch;
@@ -59,6 +62,9 @@ mod transactions;
 
 pub use config::{AgentConfig, Nomination, PunchConfig};
 pub use events::{AgentStats, IceError, IceEvent, PathInfo};
+pub use keepalive::{MIN_KEEPALIVE, keepalive_for_lifetime};
+
+use keepalive::{Keepalive, decode_keepalive_attribute};
 
 use pairs::ranked_priority;
 
@@ -123,6 +129,10 @@ pub struct Agent {
     regather_steps: u32,
     /// The network's NAT64 prefix, if the driver found one (see `synthesis`).
     nat64: Option<crate::nat64::Nat64Prefix>,
+    /// The keepalive each side proposed.
+    keepalive: Keepalive,
+    /// The consent interval last reported (or configured): a change is an event.
+    reported_consent_interval: Duration,
 }
 
 /// Hard-NAT punching state: at most one plan runs, decided once per session.
@@ -279,6 +289,11 @@ impl Agent {
             regather_at: Instant::ZERO,
             regather_steps: 0,
             nat64: None,
+            keepalive: Keepalive {
+                local: config.keepalive_interval.map(|i| i.max(MIN_KEEPALIVE)),
+                remote: None,
+            },
+            reported_consent_interval: config.consent_interval,
             rng,
             config,
         }

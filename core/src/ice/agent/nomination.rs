@@ -54,10 +54,9 @@ impl Agent {
         };
         p.nominated = true;
         let candidate_priority = p.priority;
+        let interval = self.consent_interval();
         if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
-            let fresh = sel
-                .last_response
-                .is_some_and(|t| now < t + self.config.consent_interval);
+            let fresh = sel.last_response.is_some_and(|t| now < t + interval);
             if sel.priority > candidate_priority && fresh {
                 return;
             }

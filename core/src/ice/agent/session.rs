@@ -59,7 +59,7 @@ impl Agent {
         self.checking = false;
         self.failed = false;
         // Mid-restart (no pair selected, old path kept) `consent_at` is the old path's deadline.
-        self.consent_at = old_answer.unwrap_or(now) + self.config.consent_timeout;
+        self.consent_at = old_answer.unwrap_or(now) + self.consent_timeout();
         self.next_check_at = now;
         for c in self.locals.clone().iter() {
             self.push_event(IceEvent::LocalCandidate(*c));

@@ -91,7 +91,7 @@ impl Agent {
         if let Some(sel) = self.selected.and_then(|s| self.checklist.get(s)) {
             consider(self.consent_at, TimerReason::Consent);
             if let Some(last) = sel.last_response {
-                consider(last + self.config.consent_timeout, TimerReason::Consent);
+                consider(last + self.consent_timeout(), TimerReason::Consent);
             }
             for p in self.checklist.pairs() {
                 if p.state == PairState::Failed && p.priority > sel.priority {

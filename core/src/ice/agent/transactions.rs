@@ -145,7 +145,8 @@ impl Agent {
     }
 
     /// A connectivity check: USERNAME, PRIORITY, our role, USE-CANDIDATE when nominating,
-    /// MESSAGE-INTEGRITY with the peer's password, FINGERPRINT.
+    /// X-HOLEPUNCH-KEEPALIVE (our proposal, see `keepalive`), MESSAGE-INTEGRITY with the
+    /// peer's password, FINGERPRINT.
     pub(super) fn write_request(
         &self,
         out: &mut [u8],
@@ -167,6 +168,11 @@ impl Agent {
         if use_candidate && self.controlling {
             b.add(&Attribute::UseCandidate).ok()?;
         }
+        b.add(&Attribute::Other {
+            attr: types::X_HOLEPUNCH_KEEPALIVE,
+            value: &self.keepalive_attribute(),
+        })
+        .ok()?;
         b.add_message_integrity(&remote.key).ok()?;
         finish_with_fingerprint(b)
     }
