@@ -431,7 +431,11 @@ fn demo_takes_the_largest_seed_and_tells_elapsed_only_with_a_path() {
         .iter()
         .filter(|l| l.str_field("event") == Some("pair"))
         .collect();
-    assert_eq!(pairs.len(), 100);
+    assert_eq!(
+        pairs.len(),
+        110,
+        "10 x 10 situations and the ipv6-only+nat64 row"
+    );
     for p in pairs {
         assert_eq!(
             p.get("as_expected"),
