@@ -204,12 +204,6 @@ const ROUTER_V6: &str = "2001:db8:64::1";
 /// The translator's prefix: network-specific, as TEST-NET addresses need (lab.md §4 pitfalls).
 const LAB_PREFIX: &str = "2001:db8:64:ff9b::/96";
 
-/// Runs a shell script inside `ns`; it must succeed.
-fn sh(lab: &Lab, ns: &Ns, script: &str) {
-    let out = lab.run(ns, "sh", "/bin/sh", ["-c", script], Duration::from_secs(10));
-    assert!(out.success(), "`{script}` failed: {}", out.stderr);
-}
-
 /// `holepunch connect --datagram` as `id` in `ns`, signalling through offer files in the lab's
 /// directory (the IPv6-only host cannot reach an IPv4 signal server), resolver file `resolv`.
 fn connect(
@@ -280,7 +274,7 @@ fn nat64_site(lab: &Lab) -> Nat64Site {
     // for our first packet to that peer, and the pair never meets.
     let router = lab.server_host(&["203.0.113.40".parse().expect("address")]);
     let host = lab.add_ns("v6host");
-    sh(
+    lab_common::sh(
         lab,
         &router,
         &format!(
@@ -289,7 +283,7 @@ fn nat64_site(lab: &Lab) -> Nat64Site {
              sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1"
         ),
     );
-    sh(
+    lab_common::sh(
         lab,
         &host,
         &format!(
@@ -310,7 +304,7 @@ fn nat64_site(lab: &Lab) -> Nat64Site {
     )
     .expect("write tayga.conf");
     let conf = conf.display().to_string();
-    sh(
+    lab_common::sh(
         lab,
         &router,
         &format!(
@@ -468,7 +462,7 @@ fn netcheck_reports_a_clat_carrying_the_ipv4_default_route() {
     // A 464XLAT host: IPv6 on eth0, IPv4 only on the CLAT's interface with its RFC 7335
     // address, the IPv4 default route through it.
     let host = lab.add_ns("clat");
-    sh(
+    lab_common::sh(
         &lab,
         &host,
         &format!(
@@ -485,7 +479,7 @@ fn netcheck_reports_a_clat_carrying_the_ipv4_default_route() {
     );
     // Native IPv4 on the default route: no CLAT, even with the CLAT-like address present.
     let native = lab.add_ns("native");
-    sh(
+    lab_common::sh(
         &lab,
         &native,
         &format!(

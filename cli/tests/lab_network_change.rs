@@ -62,16 +62,6 @@ fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, role: &str) -> LabProcess {
     lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", args)
 }
 
-/// Runs a shell command inside `ns`; it must succeed.
-fn sh(lab: &Lab, ns: &Ns, script: &str) {
-    let out = lab.run(ns, "sh", "/bin/sh", ["-c", script], Duration::from_secs(10));
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "`{script}` failed: {}",
-        out.stderr
-    );
-}
-
 /// The numbers `n` of the lines `<from> n` that `p` printed on stdout, in order.
 fn received(p: &LabProcess, from: &str) -> Vec<u64> {
     p.lines(Stream::Stdout)
@@ -120,12 +110,12 @@ fn a_new_lan_address_mid_stream_moves_the_path_within_5_s_and_loses_nothing() {
     let gateway = Ipv4Addr::new(o1, o2, o3, 1);
     let new_ip = Ipv4Addr::new(o1, o2, o3, 20);
     // The address goes (its default route with it) while the stream runs...
-    sh(&lab, site_a.host(), "ip addr flush dev eth0");
+    lab_common::sh(&lab, site_a.host(), "ip addr flush dev eth0");
     for _ in 0..10 {
         tick(&mut a, &mut b, &mut sent);
     }
     // ...and a second later a new one comes, with the default route.
-    sh(
+    lab_common::sh(
         &lab,
         site_a.host(),
         &format!("ip addr add {new_ip}/24 dev eth0 && ip route add default via {gateway}"),

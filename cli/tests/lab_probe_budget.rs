@@ -59,42 +59,6 @@ fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, secs: u64) -> LabProcess {
     lab.spawn_with_stdin(ns, &format!("connect-{id}"), lab_common::holepunch(), args)
 }
 
-/// Counts, on `router`, the datagrams leaving for `peer_ip` (after NAT: on the internet side).
-fn count_towards(lab: &Lab, router: &Ns, peer_ip: std::net::Ipv4Addr) {
-    let script = format!(
-        "nft add table ip hp_count && \
-         nft 'add chain ip hp_count post {{ type filter hook postrouting priority 300; }}' && \
-         nft add rule ip hp_count post ip daddr {peer_ip} udp dport != 3478 counter"
-    );
-    let out = lab.run(
-        router,
-        "count",
-        "/bin/sh",
-        ["-c", &script],
-        Duration::from_secs(10),
-    );
-    assert!(out.success(), "nft counter: {}", out.stderr);
-}
-
-/// The counter's packets so far.
-fn counted(lab: &Lab, router: &Ns) -> u64 {
-    let out = lab.run(
-        router,
-        "read-count",
-        "nft",
-        ["list", "chain", "ip", "hp_count", "post"],
-        Duration::from_secs(10),
-    );
-    assert!(out.success(), "nft list: {}", out.stderr);
-    let packets = out
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok());
-    packets.unwrap_or_else(|| panic!("no counter in {}", out.stdout))
-}
-
 #[test]
 fn a_session_without_a_path_stays_within_the_probe_budget() {
     let Some(lab) = lab_common::require_with(&["nft"]) else {
@@ -103,8 +67,8 @@ fn a_session_without_a_path_stays_within_the_probe_budget() {
     let (_srv, _stun, _signal) = lab_common::servers(&lab);
     let site_a = lab.nat_site(Profile::SymmetricRandom, false);
     let site_b = lab.nat_site(Profile::SymmetricRandom, false);
-    count_towards(&lab, &site_a.router, site_b.public_ip);
-    count_towards(&lab, &site_b.router, site_a.public_ip);
+    lab_common::count_towards(&lab, &site_a.router, site_b.public_ip);
+    lab_common::count_towards(&lab, &site_b.router, site_a.public_ip);
     let started = Instant::now();
     let secs = window();
     let mut a = connect(&lab, site_a.host(), "a", "b", secs);
@@ -130,7 +94,10 @@ fn a_session_without_a_path_stays_within_the_probe_budget() {
     }
     let session = started.elapsed();
     // Nothing is left to send once both have exited; the counts are the session's.
-    let (sent_a, sent_b) = (counted(&lab, &site_a.router), counted(&lab, &site_b.router));
+    let (sent_a, sent_b) = (
+        lab_common::counted(&lab, &site_a.router),
+        lab_common::counted(&lab, &site_b.router),
+    );
     println!(
         "probe budget: A sent {sent_a}, B sent {sent_b} datagrams towards the peer in a {:.1} s \
          session without a path (budget {BUDGET} each)",

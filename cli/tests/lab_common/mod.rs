@@ -500,3 +500,41 @@ pub fn lines_both_ways_then_eof(a: &mut LabProcess, b: &mut LabProcess) {
         assert!(status.is_some_and(|s| s.success()), "{}", p.describe());
     }
 }
+
+/// Runs a shell script inside `ns`; it must succeed.
+pub fn sh(lab: &Lab, ns: &Ns, script: &str) {
+    let out = lab.run(ns, "sh", "/bin/sh", ["-c", script], Duration::from_secs(10));
+    assert!(out.success(), "`{script}` failed: {}", out.stderr);
+}
+
+/// Counts, on `router`, the UDP datagrams it sends to `peer_ip` on the internet side (after
+/// NAT), except to STUN's port: checks, punch probes, answers and data towards the peer.
+pub fn count_towards(lab: &Lab, router: &Ns, peer_ip: Ipv4Addr) {
+    sh(
+        lab,
+        router,
+        &format!(
+            "nft add table ip hp_count && \
+             nft 'add chain ip hp_count post {{ type filter hook postrouting priority 300; }}' && \
+             nft add rule ip hp_count post ip daddr {peer_ip} udp dport != 3478 counter"
+        ),
+    );
+}
+
+/// The packets [`count_towards`]'s counter on `router` has seen so far.
+pub fn counted(lab: &Lab, router: &Ns) -> u64 {
+    let out = lab.run(
+        router,
+        "read-count",
+        "nft",
+        ["list", "chain", "ip", "hp_count", "post"],
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "nft list: {}", out.stderr);
+    out.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {}", out.stdout))
+}
