@@ -38,11 +38,7 @@ fn wkp() -> Nat64Prefix {
 }
 
 fn twin(prefix: Nat64Prefix, v4: &str) -> SocketAddr {
-    let v4 = addr(v4);
-    let IpAddr::V4(ip) = v4.ip() else {
-        unreachable!()
-    };
-    SocketAddr::new(IpAddr::V6(prefix.synthesize(ip)), v4.port())
+    prefix.synthesize_socket(addr(v4)).unwrap()
 }
 
 fn v6_only(prefix: Option<Nat64Prefix>, controlling: bool) -> Agent {
@@ -248,7 +244,7 @@ impl Nat64 {
             self.dropped += 1;
             return None;
         };
-        let synthesised = SocketAddr::new(IpAddr::V6(self.prefix.synthesize(src)), from.port());
+        let synthesised = self.prefix.synthesize_socket(from)?;
         Some((synthesised, m.0))
     }
 }

@@ -1596,14 +1596,11 @@ impl<S: Signalling> Driver<S> {
     /// The IPv6 host socket and synthesised address an IPv4 `server` is reached at through the
     /// NAT64, when there is a prefix ([`EndpointConfig::nat64_prefix`]).
     fn through_nat64(&self, server: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
-        let (Some(prefix), IpAddr::V4(v4)) = (self.nat64_prefix, server.ip()) else {
-            return None;
-        };
+        let synthesised = self.nat64_prefix?.synthesize_socket(server)?;
         let base = self
             .locals
             .iter()
             .find(|l| l.is_ipv6() && !l.ip().is_loopback())?;
-        let synthesised = SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port());
         Some((*base, synthesised))
     }
 

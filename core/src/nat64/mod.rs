@@ -12,7 +12,7 @@
 pub mod discovery;
 
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::str::FromStr;
 
 /// The NAT64 well-known prefix `64:ff9b::/96` (RFC 6052 §2.1).
@@ -158,6 +158,18 @@ impl Nat64Prefix {
             out[pos] = octet;
         }
         Ipv6Addr::from(out)
+    }
+
+    /// `addr`'s IPv4-embedded IPv6 address, same port: where an IPv6-only host sends what is
+    /// meant for `addr`; `None` when `addr` is not IPv4.
+    pub fn synthesize_socket(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        match addr.ip() {
+            IpAddr::V4(v4) => Some(SocketAddr::new(
+                IpAddr::V6(self.synthesize(v4)),
+                addr.port(),
+            )),
+            IpAddr::V6(_) => None,
+        }
     }
 
     /// The IPv4 address embedded in `v6` (RFC 6052 §2.3).

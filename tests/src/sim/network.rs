@@ -482,11 +482,13 @@ impl Network {
             return None;
         }
         let gw = self.sites[si].nat64.as_mut()?;
-        let (IpAddr::V4(src), Some(to)) = (f.src.ip(), gw.nat.inbound(f.at, f.src, f.dst)) else {
+        let (Some(from), Some(to)) = (
+            gw.prefix.synthesize_socket(f.src),
+            gw.nat.inbound(f.at, f.src, f.dst),
+        ) else {
             self.drop_one();
             return None;
         };
-        let from = SocketAddr::new(IpAddr::V6(gw.prefix.synthesize(src)), f.src.port());
         Some(Delivery {
             at: f.at,
             to,

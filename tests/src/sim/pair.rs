@@ -520,8 +520,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             let mut server = relay_at.unwrap_or(relay.address());
             // Behind a NAT64, the IPv4 relay is reached at its synthesised address, as a
             // driver configures it once the prefix is known.
-            if let (Some(prefix), IpAddr::V4(v4)) = (nat64, server.ip()) {
-                server = SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port());
+            if let Some(synthesised) = nat64.and_then(|p| p.synthesize_socket(server)) {
+                server = synthesised;
             }
             // A site that blocks UDP reaches the relay over TCP, as its user would configure
             // (`--turn ...?transport=tcp`); the others over UDP.

@@ -226,13 +226,7 @@ struct PendingResponse {
 
 /// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) turned into the IPv4 one.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 impl Agent {

@@ -68,7 +68,7 @@ impl Agent {
         if !reachable_through_nat64(v4, c.kind, prefix) {
             return None;
         }
-        let address = SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), c.address.port());
+        let address = prefix.synthesize_socket(c.address)?;
         Some(Candidate { address, ..*c })
     }
 
@@ -79,14 +79,10 @@ impl Agent {
         if local.is_ipv4() == to.is_ipv4() {
             return Some(to);
         }
-        let (IpAddr::V6(_), IpAddr::V4(v4)) = (local.ip(), to.ip()) else {
+        if local.is_ipv4() {
             return None;
-        };
-        let prefix = self.synthesising_prefix()?;
-        Some(SocketAddr::new(
-            IpAddr::V6(prefix.synthesize(v4)),
-            to.port(),
-        ))
+        }
+        self.synthesising_prefix()?.synthesize_socket(to)
     }
 
     /// Where a Binding request from `base` to the configured STUN server `server` goes: the
@@ -97,15 +93,14 @@ impl Agent {
         base: SocketAddr,
         server: SocketAddr,
     ) -> Option<SocketAddr> {
-        if server.is_ipv4() == base.is_ipv4() {
-            return Some(server);
+        // Through the NAT64 only to servers it forwards to (the rule for what the internet sees).
+        if let (IpAddr::V6(_), IpAddr::V4(v4)) = (base.ip(), server.ip()) {
+            let prefix = self.synthesising_prefix()?;
+            if !reachable_through_nat64(v4, CandidateKind::ServerReflexive, prefix) {
+                return None;
+            }
         }
-        let (IpAddr::V6(_), IpAddr::V4(v4)) = (base.ip(), server.ip()) else {
-            return None;
-        };
-        let prefix = self.synthesising_prefix()?;
-        reachable_through_nat64(v4, CandidateKind::ServerReflexive, prefix)
-            .then(|| SocketAddr::new(IpAddr::V6(prefix.synthesize(v4)), server.port()))
+        self.destination_from(base, server)
     }
 }
 
