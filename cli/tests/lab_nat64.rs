@@ -204,8 +204,8 @@ const ROUTER_V6: &str = "2001:db8:64::1";
 /// The translator's prefix: network-specific, as TEST-NET addresses need (lab.md §4 pitfalls).
 const LAB_PREFIX: &str = "2001:db8:64:ff9b::/96";
 
-/// `holepunch connect --datagram` as `id` in `ns`, signalling through offer files in the lab's
-/// directory (the IPv6-only host cannot reach an IPv4 signal server), resolver file `resolv`.
+/// `holepunch connect --datagram` as `id` in `ns`, signalling through offer files (the
+/// IPv6-only host cannot reach an IPv4 signal server), resolver file `resolv`.
 fn connect(
     lab: &Lab,
     ns: &Ns,
@@ -215,35 +215,11 @@ fn connect(
     resolv: &str,
     extra: &[&str],
 ) -> LabProcess {
-    let timeout = lab_common::CONNECT_TIMEOUT_S.to_string();
     let stun = lab_common::STUN_PRIMARY.to_string();
     let env = format!("HOLEPUNCH_RESOLV_CONF={resolv}");
-    let local = lab.dir().join(format!("{id}.offer")).display().to_string();
-    let remote = lab
-        .dir()
-        .join(format!("{peer}.offer"))
-        .display()
-        .to_string();
-    let args = [
-        env.as_str(),
-        lab_common::holepunch(),
-        "connect",
-        "--datagram",
-        "--local-file",
-        &local,
-        "--remote-file",
-        &remote,
-        role,
-        "--stun",
-        &stun,
-        "--json",
-        "--timeout",
-        &timeout,
-        "--max-loss",
-        "100",
-    ];
-    let args = args.iter().chain(extra);
-    lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", args)
+    let mut args = vec!["--datagram", "--stun", &stun, "--max-loss", "100"];
+    args.extend_from_slice(extra);
+    lab_common::connect_via_files(lab, ns, (id, peer, role), &[env], &args)
 }
 
 /// An IPv6-only host behind a NAT64 router (lab.md §4).

@@ -20,46 +20,22 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use holepunch_tests::lab::{Lab, LabProcess, Ns, Profile, Stream};
-use lab_common::{CONNECT_TIMEOUT_S, STUN_ALTERNATE, STUN_PRIMARY, holepunch};
+use lab_common::{CONNECT_TIMEOUT_S, STUN_ALTERNATE, STUN_PRIMARY};
 
 /// The longest the path may take to move after the new address appears.
 const RECOVERY: Duration = Duration::from_secs(5);
 
-/// `holepunch connect` in stream mode (the default) as `id`, stdin a pipe, signalling through
-/// offer files in the lab's directory (`id`.offer written, `peer`.offer read): a side channel
-/// the address change cannot cut (a TCP connection to `holepunch signal` from the old address
-/// dies with it; see the module docs).
+/// `holepunch connect` in stream mode (the default) as `id`, signalling through offer files:
+/// a side channel the address change cannot cut (a TCP connection to `holepunch signal` from
+/// the old address dies with it; see the module docs).
 fn connect(lab: &Lab, ns: &Ns, id: &str, peer: &str, role: &str) -> LabProcess {
-    let timeout = CONNECT_TIMEOUT_S.to_string();
     let (stun1, stun2) = (STUN_PRIMARY.to_string(), STUN_ALTERNATE.to_string());
     let config = format!(
         "XDG_CONFIG_HOME={}",
         lab.dir().join(format!("{id}.config")).display()
     );
-    let local = lab.dir().join(format!("{id}.offer")).display().to_string();
-    let remote = lab
-        .dir()
-        .join(format!("{peer}.offer"))
-        .display()
-        .to_string();
-    let args = [
-        config.as_str(),
-        holepunch(),
-        "connect",
-        "--local-file",
-        &local,
-        "--remote-file",
-        &remote,
-        role,
-        "--stun",
-        &stun1,
-        "--stun",
-        &stun2,
-        "--json",
-        "--timeout",
-        &timeout,
-    ];
-    lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", args)
+    let args = ["--stun", &stun1, "--stun", &stun2];
+    lab_common::connect_via_files(lab, ns, (id, peer, role), &[config], &args)
 }
 
 /// The numbers `n` of the lines `<from> n` that `p` printed on stdout, in order.

@@ -538,3 +538,42 @@ pub fn counted(lab: &Lab, router: &Ns) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no counter in {}", out.stdout))
 }
+
+/// `holepunch connect` as `id` in `ns`, stdin a pipe, signalling through offer files in the
+/// lab's directory (`id`.offer written, `peer`.offer read): for hosts that cannot reach the
+/// signal server, or whose address changes under it. `env` (`NAME=value`) goes into the
+/// environment; `args` follow `ROLE --json --timeout` [`CONNECT_TIMEOUT_S`].
+pub fn connect_via_files(
+    lab: &Lab,
+    ns: &Ns,
+    (id, peer, role): (&str, &str, &str),
+    env: &[String],
+    args: &[&str],
+) -> LabProcess {
+    let file = |name: &str| {
+        lab.dir()
+            .join(format!("{name}.offer"))
+            .display()
+            .to_string()
+    };
+    let (local, remote) = (file(id), file(peer));
+    let timeout = CONNECT_TIMEOUT_S.to_string();
+    let command = [
+        holepunch(),
+        "connect",
+        "--local-file",
+        &local,
+        "--remote-file",
+        &remote,
+        role,
+        "--json",
+        "--timeout",
+        &timeout,
+    ];
+    let all = env
+        .iter()
+        .map(String::as_str)
+        .chain(command)
+        .chain(args.iter().copied());
+    lab.spawn_with_stdin(ns, &format!("connect-{id}"), "/usr/bin/env", all)
+}
