@@ -171,4 +171,7 @@ pub enum TimerReason {
     Upgrade,
     /// The whole run's time limit.
     RunLimit,
+    /// A TURN allocation's request, refresh or keepalive is due, or the choice of the nearest
+    /// relay closes.
+    Relay,
 }

@@ -11,6 +11,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod agent;
 pub mod demux;
 pub mod dns;
 pub mod ice;
@@ -26,5 +27,6 @@ pub mod time;
 pub mod transmit;
 pub mod turn;
 
+pub use agent::{Agent, Event};
 pub use io::{Action, Datagram, Deadline, IoResult, IoToken, Received, TimerReason, Transmit};
 pub use time::{Duration, Instant};

@@ -34,6 +34,7 @@ use crate::ice::candidate::{Candidate, CandidateKind, priority};
 use crate::ice::checklist::{CheckList, PairState, compatible, is_relayed, pair_priority};
 use crate::ice::credentials::IceCredentials;
 use crate::io::{Datagram, Deadline, IoToken, TimerReason, Transmit};
+use crate::netcheck::Behaviour;
 use crate::punch::{
     EasySideConfig, EasySidePlan, HardSideConfig, HardSidePlan, PortAllocation, PortPredictor,
     PunchAction,
@@ -123,6 +124,8 @@ pub struct Agent {
     other_addresses_asked: Vec<(SocketAddr, SocketAddr)>,
     /// Candidates gathered outside the agent (TURN allocations) still awaited.
     external_gathering: u32,
+    /// This host's NAT mapping as netcheck measured it ([`Agent::set_local_mapping`]).
+    local_mapping: Behaviour,
     /// While on a relay: when server-reflexive candidates are gathered again.
     regather_at: Instant,
     /// Re-gatherings on the relay since the backoff was last reset (the next wait doubles).
@@ -280,6 +283,7 @@ impl Agent {
             srflx_observations: Vec::new(),
             other_addresses_asked: Vec::new(),
             external_gathering: 0,
+            local_mapping: Behaviour::Unknown,
             regather_at: Instant::ZERO,
             regather_steps: 0,
             nat64: None,

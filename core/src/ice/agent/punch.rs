@@ -4,6 +4,23 @@
 use super::*;
 
 impl Agent {
+    /// This host's NAT mapping behaviour (RFC 4787) as netcheck measured it. The punch planner
+    /// then knows whether this side is the hard one instead of reading it from the
+    /// server-reflexive ports, which say nothing with a single STUN server.
+    pub fn set_local_mapping(&mut self, mapping: Behaviour) {
+        self.local_mapping = mapping;
+    }
+
+    /// Whether this side's NAT maps per destination: netcheck's measure when there is one,
+    /// else whether its server-reflexive ports differ.
+    fn self_is_hard(&self, my_ports: &[u16]) -> bool {
+        match self.local_mapping {
+            Behaviour::EndpointIndependent => false,
+            Behaviour::AddressDependent | Behaviour::AddressAndPortDependent => true,
+            Behaviour::Unknown => varies(my_ports),
+        }
+    }
+
     /// Whether hard-NAT punching may still find a path: about to be decided, running, or with
     /// probes awaiting answers. Ordinary checks give up long before a birthday search does.
     pub(super) fn punch_may_connect(&self) -> bool {
@@ -42,7 +59,7 @@ impl Agent {
         let (mine, theirs) = (first_srflx(&self.locals), first_srflx(&self.remotes));
         let my_ports = srflx_ports(&self.locals, mine.map(|a| a.ip()));
         let their_ports = srflx_ports(&self.remotes, theirs.map(|a| a.ip()));
-        let (self_hard, remote_hard) = (varies(&my_ports), varies(&their_ports));
+        let (self_hard, remote_hard) = (self.self_is_hard(&my_ports), varies(&their_ports));
         if self_hard && !remote_hard {
             self.start_hard_plan(now, cfg, &my_ports, mine);
         } else if !self_hard && remote_hard {
@@ -77,7 +94,8 @@ impl Agent {
         let my_ports = srflx_ports(&self.locals, mine.map(|a| a.ip()));
         let their_ports = srflx_ports(&self.remotes, theirs.map(|a| a.ip()));
         // Without a server-reflexive candidate this side has no NAT: never the hard side.
-        let known_easy = mine.is_none_or(|m| self.mapping_seen_stable(m));
+        let known_easy = self.local_mapping == Behaviour::EndpointIndependent
+            || mine.is_none_or(|m| self.mapping_seen_stable(m));
         let hard = !known_easy && self.start_hard_plan(now, cfg, &my_ports, mine);
         let easy = self.start_easy_plan(now, cfg, &their_ports, theirs);
         if hard || easy {

@@ -1,0 +1,227 @@
+//! The composing [`Agent`]: one object per socket set that drivers and users pump.
+//!
+//! It owns the sub-machines of one connection and hides how they talk to each other:
+//!
+//! - the ICE session ([`crate::ice::agent::Agent`]): candidates, the check list, nomination,
+//!   role, consent and keepalives, hard-NAT punching, NAT64 synthesis;
+//! - the relays ([`crate::ice::relay::Relays`]): one TURN client per server, the choice of the
+//!   nearest, and the wrapping of everything sent from the relayed candidate;
+//! - what netcheck learnt about this host's NAT ([`Agent::set_nat_report`]), which the punch
+//!   planner uses instead of guessing from server-reflexive ports.
+//!
+//! Port mapping and NAT64 prefix discovery need I/O the core does not do (a gateway's HTTP,
+//! DNS): the driver runs them and hands their results in ([`Agent::add_port_mapping`],
+//! [`Agent::set_nat64_prefix`]).
+//!
+//! The verbs are design.md §4's, with the same meaning as on every machine of the core:
+//! inputs (`handle_datagram`, `handle_timeout`, `handle_io`, and the signalling calls) are
+//! safe in any order, and after any of them the caller drains `poll_transmit`, `poll_action`
+//! and `poll_event`, then sleeps until `poll_timeout`. A datagram is demultiplexed once: from
+//! a TURN server it goes to the relays (RFC 7983: ChannelData only from a relay), and relayed
+//! data comes out of [`handle_datagram`](Agent::handle_datagram) exactly as if it had arrived
+//! on the relayed candidate; everything else goes to the ICE session.
+//!
+//! The steady state (application data both ways, consent, keepalives, relayed or direct)
+//! allocates nothing: the only buffer of its own, for wrapping a check sent through a relay,
+//! is allocated at construction.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use crate::demux::{self, Received};
+use crate::ice::agent::{Agent as IceAgent, AgentConfig};
+use crate::ice::checklist::PairState;
+use crate::ice::relay::Relays;
+use crate::io::{Action, Datagram, Deadline, IoResult, IoToken, TimerReason, Transmit};
+use crate::rng::Rng;
+use crate::time::Instant;
+
+mod events;
+mod relaying;
+mod session;
+
+pub use events::{AgentStats, Event, SendError};
+
+/// The largest datagram the agent wraps for a relay (a check, or application data).
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// One connection's state machines, composed (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Agent {
+    ice: IceAgent,
+    relays: Relays,
+    rng: Rng,
+    /// A transmit of the ICE session that must be wrapped for a relay is copied here first.
+    scratch: Vec<u8>,
+    /// The latest `now` an input gave (relay timers are read against it).
+    now: Instant,
+    stats: AgentStats,
+}
+
+impl Agent {
+    /// An agent for one connection with `config`'s ICE settings; `seed` makes every random
+    /// choice (credentials, transaction ids, tie-breaker) reproducible.
+    pub fn new(config: AgentConfig, seed: u64) -> Self {
+        Agent {
+            ice: IceAgent::new(config, seed),
+            // A different stream for the TURN clients' transaction ids than the ICE session's.
+            rng: Rng::from_seed(seed ^ 0x7475_726e_5f72_6e67),
+            relays: Relays::new(),
+            scratch: vec![0; MAX_DATAGRAM],
+            now: Instant::ZERO,
+            stats: AgentStats::default(),
+        }
+    }
+
+    /// Feeds a datagram that arrived on one of the driver's sockets (or a frame from a TURN
+    /// server's TCP connection, with that connection's local address as `local`).
+    ///
+    /// Returns [`Received::AppData`] for the application's own datagrams, also those the peer
+    /// sent through our relay (`from` is then the peer's address as the relay saw it),
+    /// [`Received::Consumed`] for ICE and TURN traffic, and [`Received::Unrecognized`] for
+    /// STUN that is not ours.
+    #[inline]
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.observe(now);
+        // The application's datagrams take one branch and no call: a TURN server sends only
+        // STUN and ChannelData, whose first bytes are not `Other`.
+        if demux::classify(d.payload) == demux::Kind::Other {
+            return self.ice.handle_datagram(now, d);
+        }
+        self.handle_demuxed(now, d)
+    }
+
+    /// Advances every sub-machine's timers. Early and repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        self.relays.handle_timeout(now, &mut self.ice);
+        self.ice.handle_timeout(now);
+    }
+
+    /// The driver's answer to an [`Action`], by its token; a stale token changes nothing.
+    pub fn handle_io(&mut self, now: Instant, token: IoToken, result: IoResult<'_>) {
+        self.observe(now);
+        self.ice.handle_io(now, token, result);
+    }
+
+    /// The next datagram to send, written into `out` (1500 bytes suffice), with the local
+    /// socket (or TURN TCP connection) to send it from.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        while let Some(t) = self.ice.poll_transmit(now, out) {
+            let Some(relayed) = t.from.filter(|f| self.relays.is_relayed(*f)) else {
+                return Some(t);
+            };
+            // Sent from the relayed candidate: it leaves through the TURN server.
+            match self.wrap_from_relay(now, relayed, t.to, t.len, out) {
+                Some(wrapped) => return Some(wrapped),
+                // A check the relay cannot carry is lost, as on a lossy path: ICE retries.
+                None => self.stats.relay_wraps_failed += 1,
+            }
+        }
+        self.relays.poll_transmit(now, out)
+    }
+
+    /// The next thing only the driver can do (open sockets for hard-NAT punching); answer it
+    /// with [`handle_io`](Self::handle_io).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.ice.poll_action()
+    }
+
+    /// The next event for the application, relay events before ICE events.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.relays.poll_event() {
+            return Some(Event::Relay(e));
+        }
+        self.ice.poll_event().map(Event::Ice)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed, and why: the latest
+    /// input's `now` while any output waits to be polled. Polling outputs never moves it.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        let relays = self
+            .relays
+            .poll_timeout(self.now)
+            .map(|at| Deadline::new(at, TimerReason::Relay));
+        Deadline::earliest(self.ice.poll_deadline(), relays)
+    }
+
+    /// Writes application data for the selected path into `out` and says where it goes: the
+    /// payload itself on a direct path, ChannelData (or a Send indication) for the TURN server
+    /// on a relayed one. Drivers that send direct datagrams themselves can skip the copy:
+    /// [`selected_path`](Self::selected_path) says where to, and only relayed paths need this.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<Transmit, SendError> {
+        self.observe(now);
+        // The peer would take it for STUN and drop it (RFC 7983).
+        if payload.first().is_some_and(|b| *b <= 3) {
+            return Err(SendError::LooksLikeStun);
+        }
+        let path = self.ice.selected_path().ok_or(SendError::NotConnected)?;
+        if self.relays.is_relayed(path.local) {
+            return self
+                .relays
+                .wrap(now, path.local, path.remote, payload, out)
+                .map_err(SendError::Relay);
+        }
+        let room = out
+            .get_mut(..payload.len())
+            .ok_or(SendError::BufferTooSmall)?;
+        room.copy_from_slice(payload);
+        Ok(Transmit::new(Some(path.local), path.remote, payload.len()))
+    }
+
+    /// Whether `from` may be trusted as the peer: the remote of a pair on which an
+    /// authenticated check succeeded, ours or the peer's (its valid check triggered ours).
+    /// Application data from anyone else is not the peer's, whatever it claims.
+    pub fn is_authenticated_remote(&self, from: SocketAddr) -> bool {
+        let remotes = self.ice.remote_candidates();
+        self.ice.checklist().pairs().iter().any(|p| {
+            (p.state == PairState::Succeeded || p.triggered)
+                && remotes.get(p.remote).is_some_and(|r| r.address == from)
+        })
+    }
+
+    /// The ICE session, for inspection (candidates, the check list, credentials).
+    pub fn ice(&self) -> &IceAgent {
+        &self.ice
+    }
+
+    /// Counters of work dropped or lost, across the sub-machines.
+    pub fn stats(&self) -> AgentStats {
+        let ice = self.ice.stats();
+        AgentStats {
+            responses_dropped: ice.responses_dropped,
+            events_dropped: ice.events_dropped,
+            ..self.stats
+        }
+    }
+
+    /// STUN, ChannelData, or anything from a TURN server: the relays first, then ICE.
+    #[inline(never)]
+    fn handle_demuxed<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        match self
+            .relays
+            .handle_datagram(now, &mut self.ice, d.local, d.from, d.payload)
+        {
+            crate::ice::relay::RelayReceived::Consumed => Received::Consumed,
+            crate::ice::relay::RelayReceived::Data {
+                relayed,
+                peer,
+                payload,
+            } => self
+                .ice
+                .handle_datagram(now, Datagram::new(relayed, peer, payload)),
+            crate::ice::relay::RelayReceived::NotRelayed => self.ice.handle_datagram(now, d),
+        }
+    }
+
+    /// Every input with a time passes through here: relay deadlines are judged against it.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+}
