@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::io::{Datagram, IoResult};
+use holepunch_core::netcheck::Behaviour;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{Attribute, Class, IntegrityKey, Message, MessageBuilder, Method};
 use holepunch_core::time::{Duration, Instant};
@@ -77,6 +78,8 @@ struct Solo {
     peer: Option<Peer>,
     /// Answer the punch socket request with this many sockets.
     bind_sockets: bool,
+    /// Socket requests seen (hard-NAT punching asks for its sockets with one).
+    socket_requests: usize,
     wire: BinaryHeap<Reverse<Flight>>,
     seq: u64,
     sent: Vec<Sent>,
@@ -94,6 +97,7 @@ impl Solo {
             servers: servers.iter().map(|(a, s)| (addr(a), *s)).collect(),
             peer: None,
             bind_sockets: false,
+            socket_requests: 0,
             wire: BinaryHeap::new(),
             seq: 0,
             sent: Vec::new(),
@@ -181,6 +185,7 @@ impl Solo {
             self.events.push((self.now, e));
         }
         while let Some(a) = self.agent.poll_action() {
+            self.socket_requests += usize::from(matches!(a, Action::BindSockets { .. }));
             if let (Action::BindSockets { token, count, ip }, true) = (a, self.bind_sockets) {
                 let sockets: Vec<SocketAddr> = (0..count)
                     .map(|i| SocketAddr::new(ip, 20_000 + i))
@@ -481,6 +486,50 @@ fn blind_punch_halves_with(answers: &[(SocketAddr, SocketAddr)]) -> (bool, bool)
 fn a_mapping_two_servers_saw_unchanged_rules_out_the_hard_half_of_a_blind_punch() {
     assert_eq!(blind_punch_halves(&[S1]), (true, true));
     assert_eq!(blind_punch_halves(&[S1, S2]), (false, true));
+}
+
+/// What A starts when netcheck measured its NAT's `mapping` and one server answered (so its
+/// candidates alone cannot show it): the blind halves it plays, and whether it asked for the
+/// hard side's sockets.
+fn punching_with_measured_mapping(mapping: Behaviour) -> (Vec<(bool, bool)>, usize) {
+    let config = rfc_with_servers(&[S1]);
+    let mut solo = Solo::new(config, &[(S1, server(MAPPED, None))]);
+    solo.agent.set_local_mapping(mapping);
+    solo.agent.gather(solo.now);
+    solo.run_for(Duration::from_millis(200));
+    let server_ip = "203.0.113.3".parse().unwrap();
+    let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), server_ip);
+    solo.peer(&[theirs], &[]);
+    solo.run_for(Duration::from_secs(4));
+    let halves = solo
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            IceEvent::BlindPunching { hard, easy } => Some((*hard, *easy)),
+            _ => None,
+        })
+        .collect();
+    (halves, solo.socket_requests)
+}
+
+/// Netcheck's report stands in for what one server cannot show: a NAT measured
+/// endpoint-independent plays only the easy half of the blind punch, one measured
+/// address-and-port-dependent is the hard side at once (no blind guess), and without a
+/// measure both halves are played, as before.
+#[test]
+fn a_measured_mapping_decides_the_punching_side_without_guessing() {
+    assert_eq!(
+        punching_with_measured_mapping(Behaviour::Unknown),
+        (vec![(true, true)], 1)
+    );
+    assert_eq!(
+        punching_with_measured_mapping(Behaviour::EndpointIndependent),
+        (vec![(false, true)], 0)
+    );
+    assert_eq!(
+        punching_with_measured_mapping(Behaviour::AddressAndPortDependent),
+        (vec![], 1)
+    );
 }
 
 // ----- a punched pair under regular nomination -----
