@@ -63,7 +63,7 @@
 //! ends (over UDP from the first host socket of the server's family, or over a TCP or TLS
 //! connection for a server configured with that transport, for networks that block UDP; TLS
 //! verifies the server against [`EndpointConfig::turn_trust`]), and signals the
-//! relayed addresses as candidates ([`holepunch_core::ice::relay::Relays`] does the protocol). A relayed
+//! relayed addresses as candidates (the composed [`holepunch_core::Agent`] does the protocol). A relayed
 //! pair is used only when no direct one works within the agent's `relay_hold`, and a direct path
 //! that starts working later replaces it. On a relayed path, [`Connection::send`] hands the
 //! datagram to the session's task, which wraps it for the relay (one allocation per datagram).
@@ -90,13 +90,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use holepunch_core::agent::{Agent, Event};
 use holepunch_core::demux::Received;
-use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
+use holepunch_core::ice::agent::{Action, AgentConfig, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
-use holepunch_core::ice::checklist::PairState;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
-use holepunch_core::ice::relay::{RelayEvent, RelayReceived, Relays};
+use holepunch_core::ice::relay::RelayEvent;
 use holepunch_core::io::{Datagram, IoToken};
 use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::portmap::client::{PortmapEvent, Protocols};
@@ -438,11 +438,10 @@ impl Endpoint {
             early: VecDeque::new(),
             connect_timeout: self.config.connect_timeout,
             give_up_at: None,
-            out: vec![0u8; TRANSMIT_BUFFER_LEN],
-            wrapped: vec![0u8; TRANSMIT_BUFFER_LEN + RELAY_OVERHEAD],
+            // Room for a full datagram wrapped for a relay.
+            out: vec![0u8; TRANSMIT_BUFFER_LEN + RELAY_OVERHEAD],
             buf: vec![0u8; RECV_BUFFER_LEN],
             rotate: 0,
-            relays: Relays::new(),
             turn: self.config.turn.clone(),
             turn_trust: self.config.turn_trust.clone(),
             turn_tls: None,
@@ -850,12 +849,9 @@ struct Driver<S> {
     connect_timeout: Option<Duration>,
     give_up_at: Option<tokio::time::Instant>,
     out: Vec<u8>,
-    /// A TURN-wrapped datagram.
-    wrapped: Vec<u8>,
     buf: Vec<u8>,
     /// Which socket to poll first next time (fairness across sockets).
     rotate: usize,
-    relays: Relays,
     /// The TURN servers to allocate on at the start.
     turn: Vec<TurnConfig>,
     /// Who TURN servers over TLS are verified against, and the configuration made from it
@@ -927,7 +923,7 @@ impl<S: Signalling> Driver<S> {
             let _ = self.agent.add_host_candidate(now, local);
         }
         self.agent.set_nat64_prefix(now, self.nat64_prefix);
-        for (k, mut turn) in std::mem::take(&mut self.turn).into_iter().enumerate() {
+        for mut turn in std::mem::take(&mut self.turn) {
             let server = turn.server;
             // The first host socket of the server's family reaches it; without one, an IPv4
             // server is reached through the NAT64, at its synthesised address.
@@ -963,9 +959,8 @@ impl<S: Signalling> Driver<S> {
                 }
             };
             let now = self.clock.now();
-            let seed = os_seed() ^ k as u64;
             // Fails only past MAX_RELAYS servers (the CLI refuses more); those are skipped.
-            let _ = self.relays.allocate(now, &mut self.agent, base, turn, seed);
+            let _ = self.agent.add_turn_server(now, base, turn);
         }
         if self.portmap {
             self.start_portmap();
@@ -978,15 +973,7 @@ impl<S: Signalling> Driver<S> {
         let mut idle_timer_wakes = 0u32;
         loop {
             let progressed = self.drain().await?;
-            let now = self.clock.now();
-            let mut wake_at = [
-                self.agent.poll_deadline().map(|d| d.at),
-                self.relays.poll_timeout(now),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| self.clock.deadline(t));
+            let mut wake_at = self.agent.poll_timeout().map(|d| self.clock.deadline(d.at));
             // A deadline in the past that produced nothing must not spin the CPU.
             if !progressed && idle_timer_wakes > 2 {
                 let floor = std::time::Instant::now() + Duration::from_millis(1);
@@ -1043,12 +1030,9 @@ impl<S: Signalling> Driver<S> {
                 // The connection was dropped: release the relay allocation (RFC 8656 §7.3)
                 // rather than leave it to expire, then end.
                 Wake::Command(None) => {
-                    self.relays.close(now_core);
-                    while let Some(t) = self.relays.poll_transmit(now_core, &mut self.out) {
-                        if let Some(from) = t.from {
-                            let d = self.out[..t.len].to_vec();
-                            self.send_from(from, t.to, &d).await;
-                        }
+                    self.agent.close(now_core);
+                    while let Some(t) = self.agent.poll_transmit(now_core, &mut self.out) {
+                        self.transmit(t).await;
                     }
                     return Ok(());
                 }
@@ -1071,7 +1055,6 @@ impl<S: Signalling> Driver<S> {
                 let _ = self.restart(now_core, RestartReason::PeerRestarted).await;
                 self.remote_ufrag = Some(ufrag);
             }
-            self.relays.handle_timeout(now_core, &mut self.agent);
             self.agent.handle_timeout(now_core);
             if self.path.is_none()
                 && self
@@ -1098,42 +1081,15 @@ impl<S: Signalling> Driver<S> {
             }
             while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
                 progressed = true;
-                if let Some(relayed) = t.from.filter(|f| self.relays.is_relayed(*f)) {
-                    // From the relayed candidate: through its TURN server.
-                    let d = self.out[..t.len].to_vec();
-                    self.send_wrapped(now, relayed, t.to, &d).await;
-                    continue;
-                }
-                let socket = t
-                    .from
-                    .and_then(|a| self.by_local.get(&a).copied())
-                    .or_else(|| {
-                        self.locals
-                            .iter()
-                            .position(|l| l.is_ipv4() == t.to.is_ipv4())
-                    });
-                if let Some(i) = socket {
-                    // Not `try_send_to`: it trusts tokio's readiness cache, which a new socket
-                    // fills only after the reactor's first poll, so the first datagrams would
-                    // be dropped as `WouldBlock`. On a writable socket this completes at once.
-                    // An error (unreachable address) is a lost datagram: ICE retries.
-                    let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
-                }
-            }
-            while let Some(t) = self.relays.poll_transmit(now, &mut self.out) {
-                progressed = true;
-                if let Some(from) = t.from {
-                    let d = self.out[..t.len].to_vec();
-                    self.send_from(from, t.to, &d).await;
-                }
-            }
-            while let Some(event) = self.relays.poll_event() {
-                progressed = true;
-                self.emit(ConnectionEvent::Relay(event));
+                self.transmit(t).await;
             }
             while let Some(event) = self.agent.poll_event() {
                 progressed = true;
-                self.ice_event(event).await?;
+                match event {
+                    Event::Ice(e) => self.ice_event(e).await?,
+                    Event::Relay(e) => self.emit(ConnectionEvent::Relay(e)),
+                    _ => {}
+                }
             }
             if !progressed {
                 return Ok(any);
@@ -1222,34 +1178,32 @@ impl<S: Signalling> Driver<S> {
         }
     }
 
-    /// Wraps `datagram` from our relayed address `relayed` to `to` and sends it to the relay.
-    async fn send_wrapped(
-        &mut self,
-        now: holepunch_core::Instant,
-        relayed: SocketAddr,
-        to: SocketAddr,
-        datagram: &[u8],
-    ) {
-        let Ok(w) = self
-            .relays
-            .wrap(now, relayed, to, datagram, &mut self.wrapped)
-        else {
-            return; // Lost, as a datagram the relay dropped would be.
-        };
-        if let Some(from) = w.from {
-            let d = self.wrapped[..w.len].to_vec();
-            self.send_from(from, w.to, &d).await;
-        }
-    }
-
-    /// Sends a TURN datagram or frame from local address `from`: a host socket, or the TCP
-    /// connection to a TURN server whose local end it is. Lost on error, as UDP would be.
-    async fn send_from(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
-        if let Some(stream) = self.turn_streams.iter().find(|s| s.local == from) {
+    /// Sends what the agent wrote into `out`: from a host socket (the one `from` names, or the
+    /// first of the destination's family), or as a frame on the TCP or TLS connection to a
+    /// TURN server whose local end `from` is.
+    async fn transmit(&mut self, t: holepunch_core::Transmit) {
+        if let Some(stream) = t
+            .from
+            .and_then(|f| self.turn_streams.iter().find(|s| s.local == f))
+        {
             // A full queue drops the frame rather than stall the session.
-            let _ = stream.frames.try_send(bytes.to_vec());
-        } else if let Some(&i) = self.by_local.get(&from) {
-            let _ = self.sockets[i].send_to(bytes, to).await;
+            let _ = stream.frames.try_send(self.out[..t.len].to_vec());
+            return;
+        }
+        let socket = t
+            .from
+            .and_then(|a| self.by_local.get(&a).copied())
+            .or_else(|| {
+                self.locals
+                    .iter()
+                    .position(|l| l.is_ipv4() == t.to.is_ipv4())
+            });
+        if let Some(i) = socket {
+            // Not `try_send_to`: it trusts tokio's readiness cache, which a new socket
+            // fills only after the reactor's first poll, so the first datagrams would
+            // be dropped as `WouldBlock`. On a writable socket this completes at once.
+            // An error (unreachable address) is a lost datagram: ICE retries.
+            let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
         }
     }
 
@@ -1296,8 +1250,7 @@ impl<S: Signalling> Driver<S> {
         match event {
             PortmapEvent::Mapped { external, .. }
             | PortmapEvent::ExternalAddressChanged { external } => {
-                let candidate = Candidate::port_mapped(external, base, gateway);
-                let _ = self.agent.add_local_candidate(now, candidate);
+                let _ = self.agent.add_port_mapping(now, external, base, gateway);
             }
             // No gateway that maps (the common case), or it stopped: nothing to signal.
             _ => {}
@@ -1382,10 +1335,12 @@ impl<S: Signalling> Driver<S> {
         self.turn_streams.push(TurnStream { local, frames: tx });
     }
 
-    /// Application data for the selected path, which is relayed.
+    /// Application data for the selected path, which is relayed: the agent wraps it for the
+    /// TURN server.
     async fn send_relayed(&mut self, now: holepunch_core::Instant, datagram: &[u8]) {
-        if let Some(p) = self.path.filter(|p| p.local_kind == CandidateKind::Relayed) {
-            self.send_wrapped(now, p.local, p.remote, datagram).await;
+        // Lost when it cannot be wrapped, as a datagram the relay dropped would be.
+        if let Ok(t) = self.agent.send(now, datagram, &mut self.out) {
+            self.transmit(t).await;
         }
     }
 
@@ -1406,19 +1361,6 @@ impl<S: Signalling> Driver<S> {
         from: SocketAddr,
         bytes: &[u8],
     ) {
-        let (local, from, bytes) =
-            match self
-                .relays
-                .handle_datagram(now, &mut self.agent, local, from, bytes)
-            {
-                RelayReceived::Consumed => return,
-                RelayReceived::Data {
-                    relayed,
-                    peer,
-                    payload,
-                } => (relayed, peer, payload),
-                RelayReceived::NotRelayed => (local, from, bytes),
-            };
         let Received::AppData { from, payload } = self
             .agent
             .handle_datagram(now, Datagram::new(local, from, bytes))
@@ -1426,7 +1368,7 @@ impl<S: Signalling> Driver<S> {
             return;
         };
         let known = self.peers.contains(&from);
-        if known || (self.path.is_some() && self.checked_with(from)) {
+        if known || (self.path.is_some() && self.agent.is_authenticated_remote(from)) {
             if !known {
                 // The peer moved to a pair we have not selected yet (it nominated first): its
                 // data is as authentic as the checks that proved the pair.
@@ -1437,16 +1379,6 @@ impl<S: Signalling> Driver<S> {
         } else if self.path.is_none() && self.early.len() < EARLY_DATAGRAMS {
             self.early.push_back((from, payload.to_vec()));
         }
-    }
-
-    /// Whether `from` is the remote of a pair that exchanged authenticated checks with us: one
-    /// of ours succeeded on it, or the peer's valid check on it triggered ours.
-    fn checked_with(&self, from: SocketAddr) -> bool {
-        let remotes = self.agent.remote_candidates();
-        self.agent.checklist().pairs().iter().any(|p| {
-            (p.state == PairState::Succeeded || p.triggered)
-                && remotes.get(p.remote).is_some_and(|r| r.address == from)
-        })
     }
 
     fn remote_line(&mut self, now: holepunch_core::Instant, line: &str) {
