@@ -1,4 +1,4 @@
-//! Two ICE agents over loopback UDP, pumped by a hand-written `std` loop: what embedding the
+//! Two [`holepunch_core::Agent`]s over loopback UDP, pumped by a hand-written `std` loop: what embedding the
 //! core in your own event loop takes, without any holepunch driver.
 //!
 //! The loop is the contract of design.md §4: feed every input (datagrams, timeouts), then drain
@@ -14,8 +14,8 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration as StdDuration;
 
-use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
-use holepunch_core::{Datagram, Instant, Received};
+use holepunch_core::ice::agent::{AgentConfig, IceEvent};
+use holepunch_core::{Agent, Datagram, Event, Instant, Received};
 
 /// One side: its agent and its one UDP socket.
 struct Side {
@@ -64,6 +64,15 @@ impl Side {
         self.agent.handle_timeout(now);
     }
 
+    /// Sends application data on the selected path: `send` writes the datagram (wrapped for
+    /// the TURN server on a relayed path) and says where it goes.
+    fn send(&mut self, now: Instant, payload: &[u8]) {
+        let mut out = [0u8; 1500];
+        if let Ok(t) = self.agent.send(now, payload, &mut out) {
+            let _ = self.socket.send_to(&out[..t.len], t.to);
+        }
+    }
+
     /// Outputs: transmits go out on the socket, events are kept for signalling.
     fn drain(&mut self, now: Instant) {
         let mut out = [0u8; 1500];
@@ -71,6 +80,8 @@ impl Side {
             let _ = self.socket.send_to(&out[..t.len], t.to); // UDP: the agent retransmits
         }
         while let Some(event) = self.agent.poll_event() {
+            // Relay events come only with a TURN server (`add_turn_server`); none here.
+            let Event::Ice(event) = event else { continue };
             if let IceEvent::Connected(path) | IceEvent::PathChanged(path) = event {
                 self.connected = Some(path.remote);
             }
@@ -117,10 +128,8 @@ pub fn run() -> Result<StdDuration, String> {
         if a.connected.is_some() && b.connected.is_some() {
             connected_after.get_or_insert(start.elapsed());
             if !sent {
-                // Application data goes straight to the selected path: the agent only
-                // classifies what comes back (RFC 7983 first byte), it never wraps it.
-                a.socket.send_to(b"\x17hello from A", b.local).ok();
-                b.socket.send_to(b"\x17hello from B", a.local).ok();
+                a.send(now, b"\x17hello from A");
+                b.send(now, b"\x17hello from B");
                 sent = true;
             }
             if !a.received.is_empty() && !b.received.is_empty() {
@@ -128,7 +137,7 @@ pub fn run() -> Result<StdDuration, String> {
             }
         }
         // Sleep until the earliest deadline, but wake for datagrams at least every 2 ms.
-        let deadline = [a.agent.poll_deadline(), b.agent.poll_deadline()]
+        let deadline = [a.agent.poll_timeout(), b.agent.poll_timeout()]
             .into_iter()
             .flatten()
             .map(|d| d.at)
