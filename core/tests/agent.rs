@@ -441,3 +441,58 @@ fn the_direct_steady_state_allocates_nothing() {
 fn the_relayed_steady_state_allocates_nothing() {
     steady_state_allocates_nothing(false);
 }
+
+/// A thousand checks from a thousand addresses arrive before anything is polled: every one is
+/// answered, and `poll_timeout` says `now` until the last answer went out.
+#[test]
+fn a_thousand_queued_answers_without_pumping_are_all_sent() {
+    use holepunch_core::ice::credentials::IceCredentials;
+    use holepunch_core::stun::{
+        Attribute, Class, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
+    };
+    let now = Instant::from_millis(1000);
+    let mut b = Agent::new(AgentConfig::rfc(false), 2);
+    b.add_host_candidate(now, addr(B_HOST)).unwrap();
+    let peer = IceCredentials::new("peerufrag", "peerpassword1234567890abcd").unwrap();
+    b.set_remote_credentials(&peer);
+    let username = format!("{}:{}", b.local_credentials().ufrag(), peer.ufrag());
+    let key = IntegrityKey::short_term(b.local_credentials().pwd().as_bytes());
+    let mut buf = [0u8; 512];
+    for i in 0..1000u32 {
+        let mut tid = [0u8; 12];
+        tid[..4].copy_from_slice(&i.to_be_bytes());
+        let mut m = MessageBuilder::new(
+            &mut buf,
+            Class::Request,
+            Method::BINDING,
+            TransactionId(tid),
+        )
+        .unwrap();
+        m.add(&Attribute::Username(&username)).unwrap();
+        m.add(&Attribute::Priority(0x6e00_01ff)).unwrap();
+        m.add(&Attribute::IceControlling(7)).unwrap();
+        m.add_message_integrity(&key).unwrap();
+        m.add_fingerprint().unwrap();
+        let len = m.finish();
+        let from = SocketAddr::from(([198, 51, 100, 7], 10_000 + i as u16));
+        let d = Datagram::new(addr(B_HOST), from, &buf[..len]);
+        assert_eq!(b.handle_datagram(now, d), Received::Consumed);
+    }
+    let mut answered = std::collections::HashSet::new();
+    let mut out = [0u8; 1500];
+    while let Some(t) = b.poll_transmit(now, &mut out) {
+        let msg = Message::parse(&out[..t.len]).unwrap();
+        if msg.class() == Class::SuccessResponse {
+            answered.insert(msg.transaction_id());
+            if answered.len() < 1000 {
+                assert_eq!(
+                    b.poll_timeout().map(|d| d.at),
+                    Some(now),
+                    "answers still wait"
+                );
+            }
+        }
+    }
+    assert_eq!(answered.len(), 1000, "every check answered, none dropped");
+    assert_eq!(b.stats().responses_dropped, 0);
+}

@@ -1,4 +1,4 @@
-//! Invariants of the ICE agent and the offer reader on untrusted input, shared by the
+//! Invariants of the composed agent (`holepunch_core::Agent`) and the offer reader on untrusted input, shared by the
 //! `ice_agent` and `offer_lines` fuzz targets and the corpus replay test
 //! (`core/tests/fuzz_corpus.rs`, which includes this file with `#[path]`).
 //!
@@ -7,18 +7,21 @@
 //! fuzzer reaches connected states it could never forge). The invariants are that nothing
 //! panics, that output stops (no endless transmits or events), and that the selected path
 //! changes only after a datagram carrying valid MESSAGE-INTEGRITY arrived: a forged or unsigned
-//! datagram must never select a path.
+//! datagram must never select a path. With bit 2 of the role byte set, the agent also allocates
+//! on a TURN server at the address of remote selector 2, so the script's datagrams from there
+//! reach the relay demultiplexer (ChannelData, TURN answers) instead of the ICE session.
 
 use std::net::SocketAddr;
 
-use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult};
+use holepunch_core::ice::agent::{Action, AgentConfig, IceEvent, IoResult};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{
     Attribute, Class, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
 };
-use holepunch_core::{Datagram, Duration, Instant};
+use holepunch_core::turn::{ClientConfig, Transport};
+use holepunch_core::{Agent, Datagram, Duration, Event, Instant};
 
 /// Most script steps one input runs (keeps every input fast).
 const MAX_STEPS: usize = 256;
@@ -64,7 +67,7 @@ pub fn run_agent(data: &[u8]) -> bool {
         return false;
     };
     let controlling = role & 1 == 1;
-    let mut h = Harness::new(controlling);
+    let mut h = Harness::new(controlling, role & 4 != 0);
     for _ in 0..MAX_STEPS {
         let Some((&op, rest)) = script.split_first() else {
             break;
@@ -146,7 +149,7 @@ fn remote(selector: u8) -> SocketAddr {
 }
 
 impl Harness {
-    fn new(controlling: bool) -> Harness {
+    fn new(controlling: bool, turn: bool) -> Harness {
         let mut config = AgentConfig::aggressive(controlling);
         config.stun_servers = vec!["203.0.113.1:3478".parse().expect("constant")];
         let mut agent = Agent::new(config, 0x5eed);
@@ -154,6 +157,13 @@ impl Harness {
         agent
             .add_host_candidate(now, LOCAL.parse().expect("constant"))
             .expect("one host candidate fits");
+        if turn {
+            let server = remote(2);
+            let config = ClientConfig::new(server, Transport::Udp, "user", "pass");
+            agent
+                .add_turn_server(now, LOCAL.parse().expect("constant"), config)
+                .expect("one relay fits");
+        }
         agent.gather(now);
         let peer = IceCredentials::new(PEER_UFRAG, PEER_PWD).expect("valid credentials");
         agent.set_remote_credentials(&peer);
@@ -308,7 +318,7 @@ impl Harness {
             }
             while let Some(event) = self.agent.poll_event() {
                 moved = true;
-                if let IceEvent::Connected(_) | IceEvent::PathChanged(_) = event {
+                if let Event::Ice(IceEvent::Connected(_) | IceEvent::PathChanged(_)) = event {
                     assert!(
                         self.authenticated,
                         "a path was selected before any authenticated datagram: {event:?}"

@@ -15,16 +15,15 @@ use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, IoResult, PathInfo};
-use holepunch_core::ice::candidate::Candidate;
+use holepunch_core::ice::agent::{Action, AgentConfig, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
-use holepunch_core::ice::relay::{RelayReceived, Relays};
 use holepunch_core::io::Datagram;
 use holepunch_core::nat64::Nat64Prefix;
 use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
+use holepunch_core::{Agent, Event};
 
 use super::nat::{Allocation, Filtering, Kind, Mapping, Nat, NatConfig};
 use super::network::{LAN_LATENCY, Nat64Gateway, Network, Site};
@@ -280,8 +279,6 @@ struct Side {
     /// The IPv6 host socket of a dual-stack side.
     socket_v6: Option<SocketAddr>,
     extra_sockets: Vec<SocketAddr>,
-    /// The side's TURN allocation (none when the run has no relay).
-    relays: Relays,
     /// The local end of the TCP connection to the relay, for a side that blocks UDP.
     relay_stream: Option<SocketAddr>,
     connected: Option<PathInfo>,
@@ -500,7 +497,7 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             .expect("one host candidate fits");
         if let Some((external, gateway)) = mapped {
             agent
-                .add_local_candidate(now, Candidate::port_mapped(external, socket, gateway))
+                .add_port_mapping(now, external, socket, gateway)
                 .expect("a port-mapped candidate fits");
         }
         // IPv4 first: the agent ranks host candidates by the order they are added, so this
@@ -514,7 +511,6 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 .add_host_candidate(now, s)
                 .expect("two host candidates fit");
         }
-        let mut relays = Relays::new();
         let mut relay_stream = None;
         if let Some(relay) = sim_relays.first() {
             let mut server = relay_at.unwrap_or(relay.address());
@@ -534,8 +530,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 (Transport::Udp, socket)
             };
             let turn = TurnConfig::new(server, transport, RELAY_USER, RELAY_PASSWORD);
-            relays
-                .allocate(now, &mut agent, base, turn, config.seed ^ salt ^ 0x7e1a)
+            agent
+                .add_turn_server(now, base, turn)
                 .expect("the first allocation starts");
         }
         agent.gather(now);
@@ -544,7 +540,6 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
             socket,
             socket_v6,
             extra_sockets: Vec::new(),
-            relays,
             relay_stream,
             connected: None,
             connected_at: None,
@@ -575,7 +570,6 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
 
     let deadline = Instant::ZERO + config.time_limit;
     let mut buf = vec![0u8; 1500];
-    let mut wrapped = vec![0u8; 1600];
     // A state machine whose poll_timeout keeps naming a past instant without producing
     // anything would spin here: catch that as the bug it is.
     let mut stalled = (Instant::ZERO, 0u32);
@@ -601,19 +595,10 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                     other => log.push(format!("{now:?} unsupported action {other:?}")),
                 }
             }
+            // The agent wraps what leaves from its relayed candidate: those, and its TURN
+            // requests, go to a relay (over the stream for a side that blocks UDP).
             while let Some(t) = side.agent.poll_transmit(now, &mut buf) {
                 let from = t.from.unwrap_or(side.socket);
-                if side.relays.is_relayed(from) {
-                    // Sent from the relayed candidate: through the TURN server.
-                    match side
-                        .relays
-                        .wrap(now, from, t.to, &buf[..t.len], &mut wrapped)
-                    {
-                        Ok(w) => side.send(&mut net, now, w.from, w.to, &wrapped[..w.len]),
-                        Err(e) => log.push(format!("{now:?} relay wrap failed: {e}")),
-                    }
-                    continue;
-                }
                 if std::iter::once(&server)
                     .chain(server_v6.as_ref())
                     .any(|s| s.local_addresses().any(|a| a == t.to))
@@ -627,17 +612,21 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                     };
                     direct_log[i].push((now, kind, t.to));
                 }
-                net.send(now, from, t.to, &buf[..t.len]);
-            }
-            while let Some(t) = side.relays.poll_transmit(now, &mut buf) {
-                side.send(&mut net, now, t.from, t.to, &buf[..t.len]);
-            }
-            while let Some(event) = side.relays.poll_event() {
-                let name = if i == 0 { "A" } else { "B" };
-                log.push(format!("{now:?} {name} {event:?}"));
+                side.send(&mut net, now, Some(from), t.to, &buf[..t.len]);
             }
             while let Some(event) = side.agent.poll_event() {
                 let name = if i == 0 { "A" } else { "B" };
+                let event = match event {
+                    Event::Relay(e) => {
+                        log.push(format!("{now:?} {name} {e:?}"));
+                        continue;
+                    }
+                    Event::Ice(e) => e,
+                    other => {
+                        log.push(format!("{now:?} {name} {other:?}"));
+                        continue;
+                    }
+                };
                 log.push(format!("{:?} {name} {event:?}", now));
                 let line = match event {
                     IceEvent::LocalCandidate(c) => {
@@ -695,10 +684,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
         }
         // Sleep until the next thing happens.
         let next = [
-            sides[0].agent.poll_deadline().map(|d| d.at),
-            sides[1].agent.poll_deadline().map(|d| d.at),
-            sides[0].relays.poll_timeout(now),
-            sides[1].relays.poll_timeout(now),
+            sides[0].agent.poll_timeout().map(|d| d.at),
+            sides[1].agent.poll_timeout().map(|d| d.at),
             sim_relays.iter().filter_map(SimRelay::poll_timeout).min(),
             lifetime_due(config, &sides[0]),
             lifetime_due(config, &sides[1]),
@@ -744,26 +731,9 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                     || s.extra_sockets.contains(&d.to)
                     || s.relay_stream == Some(d.to)
             }) {
-                match side
-                    .relays
-                    .handle_datagram(now, &mut side.agent, d.to, d.from, &d.bytes)
-                {
-                    RelayReceived::Data {
-                        relayed,
-                        peer,
-                        payload,
-                    } => {
-                        let _ = side
-                            .agent
-                            .handle_datagram(now, Datagram::new(relayed, peer, payload));
-                    }
-                    RelayReceived::Consumed => {}
-                    RelayReceived::NotRelayed => {
-                        let _ = side
-                            .agent
-                            .handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
-                    }
-                }
+                let _ = side
+                    .agent
+                    .handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
             }
         }
         while signals.peek().is_some_and(|s| s.0.at <= now) {
@@ -782,7 +752,6 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                     side.lifetime_told = true;
                 }
             }
-            side.relays.handle_timeout(now, &mut side.agent);
             side.agent.handle_timeout(now);
         }
         for relay in &mut sim_relays {
