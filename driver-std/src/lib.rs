@@ -350,6 +350,7 @@ pub fn stun_on(
     options: &StunOptions,
 ) -> Result<StunReport, DriverError> {
     let local = socket.local_addr()?;
+    let _span = tracing::debug_span!("stun", %server, %local).entered();
     let clock = Clock::new();
     let mut client = Client::new(options.client.clone(), options.seed_or_os());
     let id = client.binding(clock.now(), server, options.binding)?;
@@ -363,7 +364,12 @@ pub fn stun_on(
         }
         while let Some(event) = client.poll_event() {
             if event_id(&event) == id {
-                return report_or_error(&event, local);
+                let result = report_or_error(&event, local);
+                match &result {
+                    Ok(r) => tracing::debug!(mapped = %r.mapped, rtt = ?r.rtt, "server answered"),
+                    Err(e) => tracing::debug!(error = %e, "no answer"),
+                }
+                return result;
             }
         }
         // The transaction is active until its event, so there is always a deadline.
@@ -377,10 +383,14 @@ pub fn stun_on(
         socket.set_read_timeout(Some(wait))?;
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
+                tracing::trace!(%from, len = n, "datagram");
                 client.handle_datagram(clock.now(), from, &buf[..n]);
             }
             Err(e) if is_transient(&e) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!(error = %e, "receive failed");
+                return Err(e.into());
+            }
         }
     }
 }
