@@ -994,7 +994,7 @@ fn pump_stdin(
                 Ok(()) => tally.sent(n),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => report.warning(&format!(
                     "not sent: {n} bytes starting with byte {:#04x}, which the peer would take \
-                     for STUN; this mode is for text (a stream mode is planned)",
+                     for STUN; --datagram is for text (the default stream mode carries any bytes)",
                     chunk[0]
                 )),
                 // No path at this moment (consent lost): the datagram is lost, as on a network.
