@@ -8,12 +8,13 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// What `-v` turns on: our crates' `debug` events, other crates' warnings.
-const VERBOSE: &str = "warn,holepunch=debug,holepunch_cli=debug,holepunch_std=debug,\
-holepunch_mio=debug,holepunch_tokio=debug,holepunch_core=debug";
+/// What `-v` turns on: our crates' `debug` events, other crates' warnings. (`holepunch` is this
+/// binary's own crate name.)
+const VERBOSE: &str = "warn,holepunch=debug,holepunch_std=debug,holepunch_mio=debug,\
+holepunch_tokio=debug,holepunch_core=debug";
 /// What `-vv` turns on: our crates' `trace` events (per datagram), other crates' `debug`.
-const VERY_VERBOSE: &str = "debug,holepunch=trace,holepunch_cli=trace,holepunch_std=trace,\
-holepunch_mio=trace,holepunch_tokio=trace,holepunch_core=trace";
+const VERY_VERBOSE: &str = "debug,holepunch=trace,holepunch_std=trace,holepunch_mio=trace,\
+holepunch_tokio=trace,holepunch_core=trace";
 
 /// Installs the stderr subscriber when `verbose > 0` or `RUST_LOG` is set; `RUST_LOG`, when
 /// set and valid, is the filter (it overrides `-v`), else `-v`/`-vv` pick one above.
