@@ -74,7 +74,8 @@ pub const MAX_QUEUED_APP: usize = 1024;
 /// An ICE agent with its sockets, registered with the caller's `mio` registry.
 ///
 /// The calls it shares with every ICE driver (credentials, candidates, [`send_app`],
-/// [`perform_action`], ...) are [`IcePump`]'s, forwarded; the readiness calls are its own. See the [module documentation](self) for the loop and the token layout.
+/// [`perform_action`], ...) are [`IcePump`]'s, forwarded; the readiness calls are its own.
+/// See the [module documentation](self) for the loop and the token layout.
 ///
 /// [`send_app`]: Self::send_app
 /// [`perform_action`]: Self::perform_action
