@@ -605,6 +605,13 @@ async fn start(
             .failed(&format!("cannot bind UDP sockets: {e}"))
     })?;
     // The host candidates are known now; later ones come as `candidate` events.
+    tracing::debug!(
+        host = ?endpoint.host_addrs(),
+        stun = ?common.stun,
+        turn = common.turn.len(),
+        controlling,
+        "ICE sockets bound"
+    );
     common.report.gathered(endpoint.host_addrs().len());
     let conn = Arc::new(endpoint.start(signalling, controlling));
     restart_on_sigusr1(&conn, common.report);
@@ -701,6 +708,7 @@ impl Phase {
         file_mode: bool,
     ) -> Option<Outcome> {
         let report = common.report;
+        tracing::debug!(?event, "connection event");
         match event {
             // Host candidates were counted in `gathered`.
             ConnectionEvent::LocalCandidate(c) if c.kind != CandidateKind::Host => {
@@ -859,7 +867,10 @@ async fn converse<S: Signalling>(
                     phase.ending.last_data = Some(Instant::now());
                     output.write(&buf[..n]).await;
                 }
-                Err(_) => data_open = false,
+                Err(e) => {
+                    tracing::debug!(error = %e, "receiving ended");
+                    data_open = false;
+                }
             },
             () = output.flush_due() => output.flush().await,
             _ = waiting.tick(), if !connected && !tally.heard_peer() => {
@@ -983,11 +994,11 @@ fn pump_stdin(
                 Ok(()) => tally.sent(n),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => report.warning(&format!(
                     "not sent: {n} bytes starting with byte {:#04x}, which the peer would take \
-                     for STUN; this mode is for text (a stream mode is planned)",
+                     for STUN; --datagram is for text (the default stream mode carries any bytes)",
                     chunk[0]
                 )),
                 // No path at this moment (consent lost): the datagram is lost, as on a network.
-                Err(_) => {}
+                Err(e) => tracing::debug!(len = n, error = %e, "datagram not sent"),
             }
         }
         let _ = conn.finish().await;

@@ -4,6 +4,7 @@
 //! 0 success, 1 the job failed (timeout, no answer, data lost), 2 bad usage (clap's own,
 //! malformed addresses, or an impossible configuration). `--json` events are typed structs in
 //! [`json`]; server addresses are checked by [`address`] while the arguments are parsed.
+//! Diagnostics (`-v`, `RUST_LOG`) are `tracing` events, set up by [`logging`].
 
 mod address;
 mod connect;
@@ -11,6 +12,7 @@ mod demo;
 mod json;
 mod keygen;
 mod keys;
+mod logging;
 mod netcheck;
 mod portmap;
 mod receive;
@@ -31,11 +33,27 @@ pub const EXIT_USAGE: u8 = 2;
 /// SOFTWARE attribute our servers add when a response has room for it.
 pub const SOFTWARE: &str = concat!("holepunch ", env!("CARGO_PKG_VERSION"));
 
+/// The `--help` paragraph on diagnostics (see [`logging`]).
+const DIAGNOSTICS_HELP: &str = "Diagnostics: -v (or -vv for more) prints tracing events on stderr: \
+sockets bound, servers that answered or not, candidates, the selected path, relay allocations. \
+RUST_LOG=<filter> picks them instead (e.g. RUST_LOG=holepunch_tokio=trace). Without either, \
+stderr carries only each command's progress events.";
+
 /// NAT traversal toolkit: connect two hosts behind NATs (ICE), with the STUN, rendezvous and
 /// diagnostic tools around it, and a simulated-internet demo.
 #[derive(Debug, Parser)]
-#[command(name = "holepunch", version, about, propagate_version = true)]
+#[command(
+    name = "holepunch",
+    version,
+    about,
+    propagate_version = true,
+    after_help = DIAGNOSTICS_HELP
+)]
 struct Cli {
+    /// Diagnostics on stderr: -v for debug events, -vv for per-datagram trace events (RUST_LOG
+    /// overrides)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,7 +93,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::StunServer(args) => stun_server::run(&args),
         Command::Stun(args) => stun::run(&args),

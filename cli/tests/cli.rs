@@ -77,6 +77,52 @@ fn stun_json_against_stun_server() {
 }
 
 #[test]
+fn verbose_prints_tracing_on_stderr_and_the_default_prints_nothing_new() {
+    let port = free_port(LOCALHOST);
+    let listen = format!("127.0.0.1:{port}");
+    let (server, _) = start_server(&["--listen", &listen], 1);
+    // The driver's event when the server answers, with its target (the module path).
+    let traced = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|l| l.contains("holepunch_std") && l.contains("server answered"))
+    };
+
+    let quiet = run_bounded("stun", holepunch().args(["stun", &listen]), LIMIT);
+    assert_eq!(quiet.code(), 0, "{quiet:?}");
+    assert!(quiet.stdout.starts_with("mapped 127.0.0.1:"), "{quiet:?}");
+    assert_eq!(quiet.stderr, "", "no -v, no RUST_LOG: stderr as before");
+
+    for flags in [&["-v", "stun", &listen][..], &["stun", &listen, "-vv"][..]] {
+        let verbose = run_bounded("stun -v", holepunch().args(flags), LIMIT);
+        assert_eq!(verbose.code(), 0, "{verbose:?}");
+        assert!(
+            verbose.stdout.starts_with("mapped 127.0.0.1:"),
+            "{verbose:?}"
+        );
+        assert!(traced(&verbose.stderr), "{flags:?}: {verbose:?}");
+    }
+
+    let from_env = run_bounded(
+        "stun RUST_LOG",
+        holepunch()
+            .args(["stun", &listen, "--json"])
+            .env("RUST_LOG", "holepunch_std=debug"),
+        LIMIT,
+    );
+    assert_eq!(from_env.code(), 0, "{from_env:?}");
+    assert!(traced(&from_env.stderr), "{from_env:?}");
+    // --json output stays on stdout, one line, untouched by diagnostics.
+    assert_eq!(from_env.stdout.lines().count(), 1, "{from_env:?}");
+    assert_eq!(
+        json_str(from_env.stdout.trim_end(), "event").as_deref(),
+        Some("mapped"),
+        "{from_env:?}"
+    );
+    stop_server(server, "TERM");
+}
+
+#[test]
 fn rfc5780_stun_server_answers_change_requests() {
     if !support::second_loopback() {
         return;

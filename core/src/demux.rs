@@ -1,6 +1,6 @@
 //! Classifying datagrams on a shared socket (RFC 7983).
 //!
-//! ICE checks, (later) TURN ChannelData and the application's own protocol share one socket. The
+//! ICE checks, TURN ChannelData and the application's own protocol share one socket. The
 //! first byte tells them apart: 0–3 STUN, 16–19 ZRTP, 20–63 DTLS, 64–79 TURN ChannelData,
 //! 128–191 RTP/RTCP. QUIC long headers (0xC0–0xFF) and short headers (0x40–0x7F) overlap
 //! ChannelData, which is why TURN data is only treated as ChannelData when it comes from a relay.

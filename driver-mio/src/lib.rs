@@ -106,6 +106,7 @@ impl StunClient {
             result: None,
             finished: false,
         };
+        tracing::debug!(%server, local = %this.local, ?token, "stun request started");
         this.pump();
         Ok(this)
     }
@@ -196,6 +197,12 @@ impl StunClient {
     }
 
     fn finish(&mut self, result: Result<StunReport, DriverError>) {
+        match &result {
+            Ok(r) => {
+                tracing::debug!(local = %self.local, mapped = %r.mapped, rtt = ?r.rtt, "server answered")
+            }
+            Err(e) => tracing::debug!(local = %self.local, error = %e, "no answer"),
+        }
         self.result = Some(result);
         self.finished = true;
     }
@@ -287,7 +294,9 @@ impl StunServer {
                     .from
                     .and_then(|a| self.server.local_addresses().position(|l| l == a))
                     .unwrap_or(index);
-                let _ = self.sockets[sender].send_to(&self.out[..t.len], t.to);
+                if let Err(e) = self.sockets[sender].send_to(&self.out[..t.len], t.to) {
+                    tracing::debug!(to = %t.to, error = %e, "response not sent");
+                }
             }
         }
     }

@@ -4,7 +4,8 @@
 //! credentials and candidates, then sends and receives its own datagrams on it like on a socket,
 //! while the agent finds, selects and keeps the path. It owns the host socket (bound to a
 //! concrete address, which is the host candidate) plus any sockets the agent asks for with
-//! [`Action::BindSockets`], and pumps the agent through exactly its public API:
+//! [`Action::BindSockets`], and pumps the agent through exactly its public API (the parts every
+//! ICE driver shares are [`IcePump`]'s):
 //!
 //! 1. `handle_timeout`, then drain `poll_action` (open sockets, answer with `handle_io`) and
 //!    `poll_transmit` (send from the socket named by `Transmit::from`);
@@ -51,6 +52,9 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! [`Action::BindSockets`]: holepunch_core::ice::agent::Action::BindSockets
+//! [`Received::AppData`]: holepunch_core::io::Received::AppData
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -61,14 +65,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use holepunch_core::demux::Received;
-use holepunch_core::ice::agent::{
-    Action, Agent, AgentConfig, IceError, IceEvent, IoResult, PathInfo,
-};
-use holepunch_core::ice::candidate::Candidate;
-use holepunch_core::ice::credentials::IceCredentials;
-use holepunch_core::io::Datagram;
+use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 
+use crate::pump::{IcePump, SocketSet};
 use crate::{Clock, RECV_BUFFER_LEN, is_transient, os_seed};
 
 /// How often an idle reader thread wakes to see whether its [`IceSocket`] was dropped; dropping
@@ -107,20 +106,30 @@ pub enum Output {
 
 /// A UDP socket with an ICE agent: the host socket, the agent's extra sockets, and their pump.
 ///
-/// See the [module documentation](self) for the loop and the threading design.
+/// The calls it shares with every ICE driver (credentials, candidates, [`send_app`],
+/// [`perform_action`], ...) are [`IcePump`]'s, forwarded; [`step`](Self::step) and
+/// [`run_until`](Self::run_until) are its own. See the [module documentation](self) for the
+/// loop and the threading design.
+///
+/// [`send_app`]: Self::send_app
+/// [`perform_action`]: Self::perform_action
 #[derive(Debug)]
 pub struct IceSocket {
-    agent: Agent,
-    clock: Clock,
-    /// Index 0 is the host socket; extra sockets follow in the order they were opened.
-    sockets: Vec<Arc<UdpSocket>>,
-    /// `sockets[i]`'s bound address.
-    addrs: Vec<SocketAddr>,
-    tx: SyncSender<Inbound>,
+    /// Declared first so that it is dropped first: that wakes readers blocked on a full queue
+    /// before the socket set joins them.
     rx: Receiver<Inbound>,
+    pump: IcePump<ReaderSockets>,
+}
+
+/// The std driver's [`SocketSet`]: each socket with a blocking reader thread that passes what
+/// it receives to the [`IceSocket`]'s channel.
+#[derive(Debug)]
+pub struct ReaderSockets {
+    /// In the order they were added; index 0 is the host socket.
+    sockets: Vec<Arc<UdpSocket>>,
+    tx: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
     readers: Vec<JoinHandle<()>>,
-    out: Vec<u8>,
 }
 
 impl IceSocket {
@@ -138,114 +147,19 @@ impl IceSocket {
     ///
     /// The socket's address is added as a host candidate (a no-op if the agent has it already),
     /// so it must be bound to a concrete IP, not the unspecified address.
-    pub fn new(socket: UdpSocket, mut agent: Agent, clock: Clock) -> io::Result<Self> {
-        let local = socket.local_addr()?;
-        agent
-            .add_host_candidate(clock.now(), local)
-            .map_err(invalid_input)?;
+    pub fn new(socket: UdpSocket, agent: Agent, clock: Clock) -> io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(READER_QUEUE);
-        let mut this = IceSocket {
-            agent,
-            clock,
+        let sockets = ReaderSockets {
             sockets: Vec::new(),
-            addrs: Vec::new(),
             tx,
-            rx,
             stop: Arc::new(AtomicBool::new(false)),
             readers: Vec::new(),
-            out: vec![0; TRANSMIT_BUFFER_LEN],
         };
-        this.add_socket(socket)?;
-        Ok(this)
+        let pump = IcePump::new(sockets, socket, agent, clock)?;
+        Ok(IceSocket { rx, pump })
     }
 
-    /// The host socket's address (the host candidate).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
-    /// Every socket's address: the host socket first, then the extra sockets in opening order.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
-    /// The agent, for reading its state.
-    pub fn agent(&self) -> &Agent {
-        &self.agent
-    }
-
-    /// The agent, for calls this type does not wrap (restart, extra local candidates). Give it
-    /// times from [`clock`](Self::clock); its output is sent by the next [`step`](Self::step).
-    pub fn agent_mut(&mut self) -> &mut Agent {
-        &mut self.agent
-    }
-
-    /// The clock the agent runs on.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// Our ufrag and password, to signal to the peer.
-    pub fn local_credentials(&self) -> IceCredentials {
-        *self.agent.local_credentials()
-    }
-
-    /// Starts gathering server-reflexive candidates from the configured STUN servers
-    /// ([`IceEvent::GatheringComplete`] follows; at once without servers).
-    pub fn gather(&mut self) {
-        let now = self.clock.now();
-        self.agent.gather(now);
-        self.pump(now);
-    }
-
-    /// The peer's ufrag and password, from signalling.
-    pub fn set_remote_credentials(&mut self, credentials: &IceCredentials) {
-        self.agent.set_remote_credentials(credentials);
-        self.pump(self.clock.now());
-    }
-
-    /// A candidate the peer signalled.
-    pub fn add_remote_candidate(&mut self, candidate: Candidate) -> Result<(), IceError> {
-        let now = self.clock.now();
-        let result = self.agent.add_remote_candidate(now, candidate);
-        self.pump(now);
-        result
-    }
-
-    /// The peer signalled end-of-candidates.
-    pub fn end_of_remote_candidates(&mut self) {
-        self.agent.end_of_remote_candidates();
-    }
-
-    /// The selected path, if any.
-    pub fn selected_path(&self) -> Option<PathInfo> {
-        self.agent.selected_path()
-    }
-
-    /// Sends one application datagram on the selected path: from the path's local socket to
-    /// its remote address.
-    ///
-    /// Fails with [`io::ErrorKind::NotConnected`] when no path is selected, and with
-    /// [`io::ErrorKind::AddrNotAvailable`] when the path's local address is not one of this
-    /// driver's sockets (a relayed path, which needs a TURN client this driver does not run).
-    pub fn send_app(&self, payload: &[u8]) -> io::Result<()> {
-        let path = self
-            .agent
-            .selected_path()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no ICE path selected"))?;
-        let index = self
-            .addrs
-            .iter()
-            .position(|a| *a == path.local)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    "the selected path's local address is not one of this driver's sockets",
-                )
-            })?;
-        self.sockets[index].send_to(payload, path.remote)?;
-        Ok(())
-    }
+    crate::ice_pump_methods!(pump);
 
     /// Runs the agent until it has something for the application or `timeout` has elapsed.
     ///
@@ -258,10 +172,9 @@ impl IceSocket {
     pub fn step(&mut self, timeout: Duration) -> io::Result<Option<Output>> {
         let until = wall_now().checked_add(timeout);
         loop {
-            let now = self.clock.now();
-            self.agent.handle_timeout(now);
-            let sent = self.pump(now);
-            if let Some(event) = self.agent.poll_event() {
+            let sent = self.advance();
+            if let Some(event) = self.pump.agent_mut().poll_event() {
+                tracing::debug!(?event, "ICE event");
                 return Ok(Some(Output::Event(event)));
             }
             let wall = wall_now();
@@ -270,7 +183,7 @@ impl IceSocket {
             let inbound = if wait.is_zero() {
                 self.rx.try_recv().ok()
             } else {
-                // Disconnected cannot happen: `self.tx` keeps the channel open.
+                // Disconnected cannot happen: the socket set's sender keeps the channel open.
                 self.rx.recv_timeout(wait).ok()
             };
             match inbound {
@@ -284,7 +197,7 @@ impl IceSocket {
                     }
                 }
                 Some(Inbound::Failed { index, error }) => {
-                    let local = self.addrs[index];
+                    let local = self.pump.local_addrs()[index];
                     return Err(io::Error::new(
                         error.kind(),
                         format!("receiving on {local}: {error}"),
@@ -292,10 +205,8 @@ impl IceSocket {
                 }
                 None if until.is_some_and(|u| wall_now() >= u) => {
                     // Send what fell due while waiting before handing control back.
-                    let now = self.clock.now();
-                    self.agent.handle_timeout(now);
-                    self.pump(now);
-                    return Ok(self.agent.poll_event().map(Output::Event));
+                    self.advance();
+                    return Ok(self.pump.agent_mut().poll_event().map(Output::Event));
                 }
                 None => {}
             }
@@ -323,74 +234,33 @@ impl IceSocket {
         }
     }
 
-    /// Does what an [`Action`] asks and answers the agent with [`Agent::handle_io`]; returns the
-    /// addresses it reported. [`step`](Self::step) calls this for every action the agent
-    /// emits; it is public for callers that drive actions themselves and for tests.
-    ///
-    /// [`Action::BindSockets`] binds up to `count` sockets on the IP it names (port 0),
-    /// starts their readers, and reports the ones that work (fewer is fine, the agent only
-    /// loses odds); it fails only when none could be opened, after answering the agent with no
-    /// sockets. Actions this driver does not know fail with [`io::ErrorKind::Unsupported`].
-    pub fn perform_action(&mut self, action: Action) -> io::Result<Vec<SocketAddr>> {
-        match action {
-            Action::BindSockets { token, count, ip } => {
-                let mut bound = Vec::with_capacity(usize::from(count));
-                let mut error = None;
-                match bind_extra_sockets(ip, count) {
-                    Ok(sockets) => {
-                        for socket in sockets {
-                            match self.add_socket(socket) {
-                                Ok(addr) => bound.push(addr),
-                                Err(e) => {
-                                    error.get_or_insert(e);
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => error = Some(e),
-                }
-                self.agent
-                    .handle_io(self.clock.now(), token, IoResult::SocketsBound(&bound));
-                match error {
-                    Some(e) if bound.is_empty() && count > 0 => Err(e),
-                    _ => Ok(bound),
-                }
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this driver cannot perform the agent's action",
-            )),
-        }
+    /// Feeds a datagram to the agent; returns it when it is the application's.
+    fn receive(&mut self, index: usize, from: SocketAddr, payload: Vec<u8>) -> Option<AppDatagram> {
+        let local = self.pump.local_addrs()[index];
+        self.pump
+            .handle_datagram(index, from, &payload)
+            .then_some(AppDatagram {
+                local,
+                from,
+                payload,
+            })
     }
 
-    /// Performs pending actions and sends every due transmit; returns how many were sent.
-    fn pump(&mut self, now: holepunch_core::Instant) -> usize {
-        while let Some(action) = self.agent.poll_action() {
-            // The agent was answered either way; without the sockets it carries on with fewer
-            // chances, which is all a failure here could change.
-            let _ = self.perform_action(action);
-        }
-        let mut sent = 0;
-        while let Some(t) = self.agent.poll_transmit(now, &mut self.out) {
-            let index = t
-                .from
-                .and_then(|from| self.addrs.iter().position(|a| *a == from))
-                .unwrap_or(0);
-            // UDP may lose any datagram; the agent's retransmissions and timeouts cover a
-            // failed send, and one unreachable candidate must not stop the others.
-            let _ = self.sockets[index].send_to(&self.out[..t.len], t.to);
-            sent += 1;
-        }
-        sent
+    /// Advances the agent's timers and sends what is due; returns how many were sent.
+    fn advance(&mut self) -> usize {
+        let now = self.pump.clock().now();
+        self.pump.agent_mut().handle_timeout(now);
+        self.pump.pump(now)
     }
 
     /// How long the agent lets us wait from `wall`.
     fn agent_wait(&self, wall: std::time::Instant, sent: usize) -> Duration {
-        let Some(deadline) = self.agent.poll_deadline().map(|d| d.at) else {
+        let Some(deadline) = self.pump.agent().poll_deadline().map(|d| d.at) else {
             return Duration::MAX;
         };
         let wait = self
-            .clock
+            .pump
+            .clock()
             .deadline(deadline)
             .saturating_duration_since(wall);
         if wait.is_zero() && sent == 0 {
@@ -399,23 +269,11 @@ impl IceSocket {
             wait
         }
     }
+}
 
-    /// Feeds a datagram to the agent; returns it when it is the application's.
-    fn receive(&mut self, index: usize, from: SocketAddr, payload: Vec<u8>) -> Option<AppDatagram> {
-        let local = self.addrs[index];
-        let received = self
-            .agent
-            .handle_datagram(self.clock.now(), Datagram::new(local, from, &payload));
-        // Unrecognized STUN (not ours) is dropped: nobody else shares these sockets.
-        matches!(received, Received::AppData { .. }).then_some(AppDatagram {
-            local,
-            from,
-            payload,
-        })
-    }
-
-    /// Takes ownership of a bound socket and starts its reader; returns its address.
-    fn add_socket(&mut self, socket: UdpSocket) -> io::Result<SocketAddr> {
+impl SocketSet for ReaderSockets {
+    /// Starts the socket's reader thread.
+    fn add(&mut self, socket: UdpSocket) -> io::Result<SocketAddr> {
         let addr = socket.local_addr()?;
         socket.set_read_timeout(Some(READER_POLL_INTERVAL))?;
         let socket = Arc::new(socket);
@@ -428,19 +286,21 @@ impl IceSocket {
                 .spawn(move || read_loop(index, &socket, &tx, &stop))?
         };
         self.sockets.push(socket);
-        self.addrs.push(addr);
         self.readers.push(reader);
         Ok(addr)
     }
+
+    fn send_to(&self, index: usize, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.sockets[index].send_to(payload, to)
+    }
 }
 
-impl Drop for IceSocket {
+impl Drop for ReaderSockets {
     /// Stops the readers and waits for them, so every socket is closed when this returns.
+    /// Readers blocked on a full queue wake when the [`IceSocket`]'s receiver is dropped, which
+    /// happens first; the others notice the flag within [`READER_POLL_INTERVAL`].
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Dropping the receiver wakes readers waiting on a full queue; the others notice the
-        // flag within READER_POLL_INTERVAL.
-        self.rx = mpsc::sync_channel(0).1;
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
@@ -450,6 +310,8 @@ impl Drop for IceSocket {
 /// Binds up to `count` UDP sockets on `ip`, port 0, stopping at the first failure (file
 /// descriptors or ports running out): the sockets [`Action::BindSockets`] asks for, in order.
 /// Fails only when `count > 0` and not even one could be bound.
+///
+/// [`Action::BindSockets`]: holepunch_core::ice::agent::Action::BindSockets
 pub fn bind_extra_sockets(ip: IpAddr, count: u16) -> io::Result<Vec<UdpSocket>> {
     let mut sockets = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
@@ -497,10 +359,6 @@ fn read_loop(index: usize, socket: &UdpSocket, tx: &SyncSender<Inbound>, stop: &
             return;
         }
     }
-}
-
-fn invalid_input(e: IceError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
 fn wall_now() -> std::time::Instant {

@@ -8,6 +8,10 @@
 //!   bounded by `poll_timeout`, `handle_datagram`, `handle_timeout` and `poll_event`.
 //! - [`StunServer`]: binds every socket the core [`Server`](holepunch_core::stun::server::Server) asks for (supporting port 0) and
 //!   answers on them, one thread per socket, until a stop flag is raised.
+//! - [`ice::IceSocket`]: a UDP socket with an ICE agent inside, one reader thread per socket.
+//! - [`pump::IcePump`]: what every ICE driver does the same way (the agent's wrappers, its
+//!   actions, sending its transmits), over a [`pump::SocketSet`] that holds the sockets, and
+//!   [`ice_pump_methods!`] to give a driver type those calls; the mio driver reuses both.
 //! - [`Clock`] and [`os_seed`]: the clock and seed conversions the other drivers reuse;
 //!   [`bind_server_sockets`] is shared with them too.
 //!
@@ -27,6 +31,16 @@ pub mod nat64;
 pub mod netcheck;
 pub mod portmap;
 pub mod portmap_probe;
+pub mod pump;
+
+/// The paths [`ice_pump_methods!`] names, so that it expands in crates that do not depend on
+/// `holepunch-core` by that name.
+#[doc(hidden)]
+pub mod __private {
+    pub use holepunch_core::ice::agent::{Action, Agent, IceError, PathInfo};
+    pub use holepunch_core::ice::candidate::Candidate;
+    pub use holepunch_core::ice::credentials::IceCredentials;
+}
 pub mod server;
 
 pub use server::{
@@ -350,6 +364,7 @@ pub fn stun_on(
     options: &StunOptions,
 ) -> Result<StunReport, DriverError> {
     let local = socket.local_addr()?;
+    let _span = tracing::debug_span!("stun", %server, %local).entered();
     let clock = Clock::new();
     let mut client = Client::new(options.client.clone(), options.seed_or_os());
     let id = client.binding(clock.now(), server, options.binding)?;
@@ -363,7 +378,12 @@ pub fn stun_on(
         }
         while let Some(event) = client.poll_event() {
             if event_id(&event) == id {
-                return report_or_error(&event, local);
+                let result = report_or_error(&event, local);
+                match &result {
+                    Ok(r) => tracing::debug!(mapped = %r.mapped, rtt = ?r.rtt, "server answered"),
+                    Err(e) => tracing::debug!(error = %e, "no answer"),
+                }
+                return result;
             }
         }
         // The transaction is active until its event, so there is always a deadline.
@@ -377,10 +397,14 @@ pub fn stun_on(
         socket.set_read_timeout(Some(wait))?;
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
+                tracing::trace!(%from, len = n, "datagram");
                 client.handle_datagram(clock.now(), from, &buf[..n]);
             }
             Err(e) if is_transient(&e) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!(error = %e, "receive failed");
+                return Err(e.into());
+            }
         }
     }
 }

@@ -134,6 +134,11 @@ pub fn netcheck(
     if let Some(ip) = other_ip.filter(|_| options.other_family) {
         sockets.push(UdpSocket::bind((ip, 0))?);
     }
+    tracing::debug!(
+        ?servers,
+        locals = ?sockets.iter().map(UdpSocket::local_addr).collect::<Vec<_>>(),
+        "netcheck sockets bound"
+    );
     netcheck_on(&sockets, servers, options)
 }
 
@@ -307,7 +312,9 @@ fn pump(
                 .and_then(|from| locals.iter().position(|l| *l == from))
                 .unwrap_or(0);
             // A failed send is a lost datagram: the core's retransmissions and report cope.
-            let _ = sockets[index].send_to(&out[..t.len], t.to);
+            if let Err(e) = sockets[index].send_to(&out[..t.len], t.to) {
+                tracing::debug!(to = %t.to, error = %e, "netcheck probe not sent");
+            }
         }
         if prober.is_done() {
             return Ok(());
@@ -325,6 +332,7 @@ fn pump(
         };
         for received in std::iter::once(first).chain(rx.try_iter()) {
             let (index, from, bytes) = received?;
+            tracing::trace!(local = %locals[index], %from, len = bytes.len(), "netcheck datagram");
             prober.handle_datagram(clock.now(), locals[index], from, &bytes);
         }
     }

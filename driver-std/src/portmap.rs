@@ -54,6 +54,7 @@ pub fn run_portmap(
     let server = SocketAddr::new(gateway, SERVER_PORT);
     let client_ip = local_ip_towards(server)?;
     let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
+    tracing::debug!(%gateway, local = ?socket.local_addr(), "port mapping socket bound");
     let clock = Clock::new();
     let mut client = Client::new(
         clock.now(),
@@ -107,6 +108,7 @@ pub fn run_upnp(
     let gateway = gateway_or_default(options.gateway)?;
     let client_ip = local_ip_towards(SocketAddr::new(gateway, 1900))?;
     let socket = UdpSocket::bind(SocketAddr::new(client_ip, 0))?;
+    tracing::debug!(%gateway, local = ?socket.local_addr(), "port mapping socket bound");
     let clock = Clock::new();
     let mut client = UpnpClient::new(
         clock.now(),
@@ -143,7 +145,10 @@ pub fn run_upnp(
             let answer = http_exchange(to, &request, max_response);
             let io = match &answer {
                 Ok(bytes) => HttpIo::Response(bytes),
-                Err(_) => HttpIo::Failed,
+                Err(e) => {
+                    tracing::debug!(%to, error = %e, "UPnP HTTP exchange failed");
+                    HttpIo::Failed
+                }
             };
             client.handle_io(clock.now(), token, io);
         }

@@ -106,6 +106,12 @@ impl StunServer {
             }
         }
         let server = Server::with_seed(server.config().clone(), os_seed())?;
+        tracing::debug!(
+            addrs = ?server.local_addresses().collect::<Vec<_>>(),
+            threads,
+            recv_buffer,
+            "stun server sockets bound"
+        );
         Ok(StunServer {
             server,
             workers,
@@ -166,7 +172,8 @@ impl StunServer {
                     let abort = &abort;
                     threads.push(scope.spawn(move || {
                         let result = ctx.serve_socket(socket, local, stop, abort);
-                        if result.is_err() {
+                        if let Err(e) = &result {
+                            tracing::warn!(%local, error = %e, "receive failed, stopping");
                             abort.store(true, Ordering::Relaxed);
                         }
                         result
@@ -223,7 +230,13 @@ impl Worker<'_> {
                     .and_then(|a| self.locals.iter().position(|l| *l == a))
                     .and_then(|i| self.sockets.get(i))
                     .unwrap_or(socket);
-                let _ = sender.send_to(&out[..t.len], t.to);
+                if let Err(e) = sender.send_to(&out[..t.len], t.to) {
+                    tracing::debug!(to = %t.to, error = %e, "response not sent");
+                } else {
+                    tracing::trace!(%from, %local, to = %t.to, len = t.len, "answered");
+                }
+            } else {
+                tracing::trace!(%from, %local, len = n, "not answered");
             }
         }
         Ok(())

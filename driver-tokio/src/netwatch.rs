@@ -36,9 +36,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub fn spawn() -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
     #[cfg(target_os = "linux")]
-    if let Ok(source) = linux::NetlinkSource::open() {
-        tokio::spawn(debounce(source, tx, DEBOUNCE, MAX_BURST));
-        return rx;
+    match linux::NetlinkSource::open() {
+        Ok(source) => {
+            tracing::debug!("watching the network through netlink");
+            tokio::spawn(debounce(source, tx, DEBOUNCE, MAX_BURST));
+            return rx;
+        }
+        Err(e) => tracing::debug!(error = %e, "no netlink socket: polling the interfaces"),
     }
     tokio::spawn(debounce(
         Poller::new(POLL_INTERVAL),
@@ -66,16 +70,23 @@ pub(crate) async fn debounce<S: ChangeSource>(
     loop {
         tokio::select! {
             () = tx.closed() => return,
-            r = source.next_change() => if r.is_err() { return },
+            r = source.next_change() => if let Err(e) = r {
+                tracing::debug!(error = %e, "network watch stopped");
+                return;
+            },
         }
         let began = Instant::now();
         loop {
             let until = (Instant::now() + quiet).min(began + max_burst);
             tokio::select! {
                 () = tokio::time::sleep_until(until) => break,
-                r = source.next_change() => if r.is_err() { break },
+                r = source.next_change() => if let Err(e) = r {
+                    tracing::debug!(error = %e, "network watch stopped");
+                    break;
+                },
             }
         }
+        tracing::debug!(burst = ?began.elapsed(), "network changed");
         // Full: a report is still pending, and it covers this burst too.
         if let Err(TrySendError::Closed(())) = tx.try_send(()) {
             return;

@@ -101,7 +101,10 @@ impl AsyncUdpSocket for IceSocket {
             // Anything else (no path for a moment, an ICMP error reported late, a datagram too
             // big for the path) is a lost packet, which QUIC recovers; quinn's own UDP socket
             // treats send errors the same way. Returning it would close the connection.
-            Err(_) => Ok(()),
+            Err(e) => {
+                tracing::trace!(error = %e, len = transmit.contents.len(), "QUIC datagram lost on send");
+                Ok(())
+            }
             Ok(()) => Ok(()),
         }
     }
@@ -230,6 +233,7 @@ pub async fn connect(
     peer: Fingerprint,
 ) -> Result<(quinn::Endpoint, quinn::Connection), QuicError> {
     let transport = transport_config(ice.path().map(|p| p.rtt));
+    tracing::debug!(controlling, path = ?ice.path(), "QUIC handshake starting");
     if controlling {
         let (endpoint, addr) = endpoint(ice, None)?;
         let mut config = identity.client_config(peer)?;
@@ -237,9 +241,16 @@ pub async fn connect(
         loop {
             let connecting = endpoint.connect_with(config.clone(), addr, SERVER_NAME)?;
             match tokio::time::timeout(ATTEMPT, connecting).await {
-                Ok(connection) => return Ok((endpoint, connection?)),
+                Ok(connection) => {
+                    let connection = connection?;
+                    tracing::debug!(remote = %connection.remote_address(), "QUIC handshake done");
+                    return Ok((endpoint, connection));
+                }
                 // Dropping the attempt abandons it; the next starts from scratch.
-                Err(_) => continue,
+                Err(_) => {
+                    tracing::debug!(timeout = ?ATTEMPT, "QUIC handshake attempt timed out, retrying");
+                    continue;
+                }
             }
         }
     } else {
@@ -255,9 +266,16 @@ pub async fn connect(
                     handshakes.spawn(async move { incoming.await });
                 }
                 Some(done) = handshakes.join_next() => match done {
-                    Ok(result) => return Ok((endpoint, result?)),
+                    Ok(result) => {
+                        let connection = result?;
+                        tracing::debug!(remote = %connection.remote_address(), "QUIC handshake accepted");
+                        return Ok((endpoint, connection));
+                    }
                     // A panicked handshake task: wait for another attempt.
-                    Err(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "QUIC handshake task failed");
+                        continue;
+                    }
                 },
             }
         }

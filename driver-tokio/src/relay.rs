@@ -154,6 +154,12 @@ pub async fn serve_relay(config: RelayConfig) -> io::Result<RelayHandle> {
         server_config.policy.own.push(addr.ip());
     }
     let server = Server::new(server_config, holepunch_std::os_seed());
+    tracing::debug!(
+        udp_tcp = %local_addr,
+        tls = ?tls_addr,
+        relay_ip = %config.relay_ip,
+        "relay listening"
+    );
     let peers = PeerThread::start()?;
     let udp = Arc::new(udp);
     let shared = Arc::new_cyclic(|me| {
@@ -240,11 +246,16 @@ impl Shared {
                 even_port,
             } => {
                 let bound = self.bind_relay(ipv6, even_port);
+                match bound {
+                    Some(relayed) => tracing::debug!(%relayed, "allocation: relayed socket bound"),
+                    None => tracing::debug!(ipv6, even_port, "allocation: no relayed socket"),
+                }
                 let now = self.clock.now();
                 self.server.handle_relay_bound(now, id, bound);
             }
             ServerAction::CloseRelay { relayed } => {
                 if let Some(r) = self.relays.remove(&relayed) {
+                    tracing::debug!(%relayed, "allocation closed");
                     r.reader.abort();
                 }
             }
@@ -511,6 +522,7 @@ impl Relay {
         // Over the limit, or a second connection from one address (a TCP and a TLS one from the
         // same port): dropping the stream closes it.
         if s.connections.len() >= self.max_connections || s.connections.contains_key(&from) {
+            tracing::debug!(%from, "stream connection refused: over the limit or a duplicate");
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -522,8 +534,11 @@ impl Relay {
                 Some(acceptor) => {
                     // The handshake runs here, not in the relay task: a slow or hostile client
                     // delays no one else.
-                    if let Ok(stream) = turn_tls::accept(&acceptor, stream).await {
-                        serve_stream(stream, from, Transport::Tls, &inbox, rx).await;
+                    match turn_tls::accept(&acceptor, stream).await {
+                        Ok(stream) => {
+                            serve_stream(stream, from, Transport::Tls, &inbox, rx).await;
+                        }
+                        Err(e) => tracing::debug!(%from, error = %e, "TLS handshake failed"),
                     }
                 }
             }
@@ -543,7 +558,10 @@ async fn read_relayed(socket: Arc<UdpSocket>, relayed: SocketAddr, shared: Arc<M
         match drain(&socket, &shared, Via::Relay(relayed)) {
             Drained::Empty => {}
             Drained::More => tokio::task::yield_now().await,
-            Drained::Failed(_) => return,
+            Drained::Failed(e) => {
+                tracing::debug!(%relayed, error = %e, "relayed socket failed");
+                return;
+            }
         }
     }
 }

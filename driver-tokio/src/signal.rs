@@ -77,6 +77,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::signalling::Signalling;
+use tracing::Instrument;
 
 pub use holepunch_core::signal::{MAX_LINE, MAX_NAME, is_valid_name};
 /// Lines waiting to be written to one client before it counts as stuck and is disconnected.
@@ -183,6 +184,7 @@ pub async fn serve_signal(config: SignalServerConfig) -> io::Result<SignalServer
         sources: Mutex::new(HashMap::new()),
         nonces: Mutex::new(Rng::from_seed(holepunch_std::os_seed())),
     });
+    tracing::debug!(%local_addr, "signal server listening");
     let task = tokio::spawn(accept_loop(listener, state, stopped));
     Ok(SignalServerHandle {
         local_addr,
@@ -251,6 +253,7 @@ impl SignalClient {
             }
         }
         let stream = connect_staggered(server).await?;
+        tracing::debug!(%server, local = ?stream.local_addr(), id, peer, "signal server connected");
         stream.set_nodelay(true)?;
         let mut client = SignalClient {
             stream,
@@ -282,7 +285,10 @@ impl SignalClient {
         loop {
             let line = client.first_line().await?;
             match Notice::parse(&line) {
-                Notice::Ok => return Ok(client),
+                Notice::Ok => {
+                    tracing::debug!(id, "registered with the signal server");
+                    return Ok(client);
+                }
                 Notice::Pong => {}
                 Notice::Challenge(_) => {
                     return Err(io::Error::other(
@@ -383,11 +389,15 @@ async fn connect_staggered(server: SocketAddr) -> io::Result<TcpStream> {
         tokio::select! {
             done = attempts.join_next(), if !attempts.is_empty() => match done {
                 Some(Ok(Ok(stream))) => return Ok(stream),
-                Some(Ok(Err(e))) => last_error = Some(e),
+                Some(Ok(Err(e))) => {
+                    tracing::debug!(%server, error = %e, "signal connection attempt failed");
+                    last_error = Some(e);
+                }
                 Some(Err(e)) => last_error = Some(io::Error::other(e)),
                 None => {}
             },
             () = tokio::time::sleep(CONNECT_STAGGER), if more => {
+                tracing::debug!(%server, started, "signal connection slow: another attempt");
                 attempts.spawn(TcpStream::connect(server));
                 started += 1;
                 continue;
@@ -651,12 +661,19 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
                 Ok((stream, peer)) if sessions.len() < state.config.max_clients => {
                     // Over its source's limit: dropping the stream closes it.
                     if let Some(slot) = SourceSlot::take(&state, peer.ip()) {
-                        sessions.spawn(session(stream, slot, stop.clone()));
+                        let span = tracing::debug_span!("signal session", %peer);
+                        sessions.spawn(session(stream, slot, stop.clone()).instrument(span));
+                    } else {
+                        tracing::debug!(%peer, "refused: over the per-source limit");
                     }
                 }
-                Ok(_) => {} // over the limit: dropping the stream closes it
+                // Over the limit: dropping the stream closes it.
+                Ok((_, peer)) => tracing::debug!(%peer, "refused: over the client limit"),
                 // Out of descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             },
         }
     }
@@ -703,6 +720,7 @@ async fn session(stream: TcpStream, slot: SourceSlot, mut stop: watch::Receiver<
             () = kick.notified() => break,
             () = tokio::time::sleep_until(deadline) => {
                 let reason = if name.is_some() { "idle-timeout" } else { "register-timeout" };
+                tracing::debug!(reason, "closing");
                 let _ = tx.try_send(format!("error {reason}\n"));
                 linger = true;
                 break;
@@ -734,11 +752,13 @@ async fn session(stream: TcpStream, slot: SourceSlot, mut stop: watch::Receiver<
             Ok(None) | Err(_) => break,
         };
         if let Reply::Fatal(line) = reply {
+            tracing::debug!(reason = line.trim_end(), "closing");
             let _ = tx.try_send(line);
             linger = true;
             break;
         }
     }
+    tracing::debug!(name = ?name, "session ended");
     state.leave(id, name.as_deref());
     drop(tx);
     if linger {

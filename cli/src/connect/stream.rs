@@ -125,6 +125,7 @@ pub(super) async fn converse<S: Signalling>(
                 let Some(event) = event else {
                     return Outcome::Done(report.failed("the session ended"));
                 };
+                tracing::debug!(?event, "connection event");
                 match event {
                     ConnectionEvent::Connected(path) => {
                         super::keepalive::after_connecting(&conn, common);
@@ -363,6 +364,7 @@ fn ice_event(
     common: &Common<'_>,
 ) -> Option<ExitCode> {
     let report = common.report;
+    tracing::debug!(?event, "connection event");
     match event {
         None => *open = false,
         Some(ConnectionEvent::PathChanged(p)) => report.path(false, &p),
