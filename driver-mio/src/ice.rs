@@ -59,7 +59,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
+use holepunch_core::Agent;
+use holepunch_core::ice::agent::{AgentConfig, IceEvent};
 use holepunch_std::pump::{IcePump, SocketSet};
 use holepunch_std::{Clock, RECV_BUFFER_LEN, is_transient, os_seed};
 use mio::net::UdpSocket;
@@ -224,12 +225,12 @@ impl IceSockets {
     /// [`handle_timeout`](Self::handle_timeout) is due; `None` when nothing is scheduled.
     pub fn next_timeout(&self) -> Option<Duration> {
         let clock = self.pump.clock();
-        self.pump.agent().poll_deadline().map(|d| clock.until(d.at))
+        self.pump.poll_timeout().map(|at| clock.until(at))
     }
 
     /// The next event from the agent (candidates to signal, connection state changes).
     pub fn poll_event(&mut self) -> Option<IceEvent> {
-        let event = self.pump.agent_mut().poll_event();
+        let event = self.pump.poll_event();
         if let Some(event) = &event {
             tracing::debug!(?event, "ICE event");
         }

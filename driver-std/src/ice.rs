@@ -65,7 +65,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
+use holepunch_core::Agent;
+use holepunch_core::ice::agent::{AgentConfig, IceEvent};
 
 use crate::pump::{IcePump, SocketSet};
 use crate::{Clock, RECV_BUFFER_LEN, is_transient, os_seed};
@@ -173,7 +174,7 @@ impl IceSocket {
         let until = wall_now().checked_add(timeout);
         loop {
             let sent = self.advance();
-            if let Some(event) = self.pump.agent_mut().poll_event() {
+            if let Some(event) = self.pump.poll_event() {
                 tracing::debug!(?event, "ICE event");
                 return Ok(Some(Output::Event(event)));
             }
@@ -206,7 +207,7 @@ impl IceSocket {
                 None if until.is_some_and(|u| wall_now() >= u) => {
                     // Send what fell due while waiting before handing control back.
                     self.advance();
-                    return Ok(self.pump.agent_mut().poll_event().map(Output::Event));
+                    return Ok(self.pump.poll_event().map(Output::Event));
                 }
                 None => {}
             }
@@ -255,7 +256,7 @@ impl IceSocket {
 
     /// How long the agent lets us wait from `wall`.
     fn agent_wait(&self, wall: std::time::Instant, sent: usize) -> Duration {
-        let Some(deadline) = self.pump.agent().poll_deadline().map(|d| d.at) else {
+        let Some(deadline) = self.pump.poll_timeout() else {
             return Duration::MAX;
         };
         let wait = self

@@ -37,7 +37,8 @@ pub mod pump;
 /// `holepunch-core` by that name.
 #[doc(hidden)]
 pub mod __private {
-    pub use holepunch_core::ice::agent::{Action, Agent, IceError, PathInfo};
+    pub use holepunch_core::Agent;
+    pub use holepunch_core::ice::agent::{Action, IceError, PathInfo};
     pub use holepunch_core::ice::candidate::Candidate;
     pub use holepunch_core::ice::credentials::IceCredentials;
 }

@@ -1,6 +1,6 @@
 //! What every ICE driver does the same way, whatever it waits with: [`IcePump`].
 //!
-//! An ICE driver owns an [`Agent`], the clock it runs on, and a set of UDP sockets: the host
+//! An ICE driver owns a composed [`Agent`] (the one every holepunch driver pumps), the clock it runs on, and a set of UDP sockets: the host
 //! socket plus any the agent asks for with [`Action::BindSockets`]. Drivers differ only in how
 //! they hold a socket and wait for it (this crate's [`IceSocket`](crate::ice::IceSocket) runs a
 //! reader thread per socket; `holepunch-mio`'s `IceSockets` registers each with the caller's
@@ -23,10 +23,11 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 
 use holepunch_core::demux::Received;
-use holepunch_core::ice::agent::{Action, Agent, IceError, IoResult, PathInfo};
+use holepunch_core::ice::agent::{Action, IceError, IceEvent, IoResult, PathInfo};
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::io::Datagram;
+use holepunch_core::{Agent, Event};
 
 use crate::Clock;
 use crate::ice::{TRANSMIT_BUFFER_LEN, bind_extra_sockets};
@@ -225,6 +226,24 @@ impl<S: SocketSet> IcePump<S> {
                 "this driver cannot perform the agent's action",
             )),
         }
+    }
+
+    /// The agent's next ICE event. These drivers allocate no relay, so the agent reports
+    /// relay events only to a caller that added a TURN server through
+    /// [`agent_mut`](Self::agent_mut) (whose transmits these drivers cannot carry over TCP
+    /// either); such events are logged and passed over.
+    pub fn poll_event(&mut self) -> Option<IceEvent> {
+        loop {
+            match self.agent.poll_event()? {
+                Event::Ice(e) => return Some(e),
+                other => tracing::debug!(event = ?other, "event this driver does not report"),
+            }
+        }
+    }
+
+    /// When the agent next needs `handle_timeout` (now while output waits).
+    pub fn poll_timeout(&self) -> Option<holepunch_core::Instant> {
+        self.agent.poll_timeout().map(|d| d.at)
     }
 
     /// Performs pending actions and sends every due transmit; returns how many were sent.

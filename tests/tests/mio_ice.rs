@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::{
     DATAGRAMS, KEEP_ALIVE, PHASE_TIMEOUT, Signal, app_payload, assert_direct, parse_app_payload,
 };
-use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent, PathInfo};
+use holepunch_core::Agent;
+use holepunch_core::ice::agent::{Action, AgentConfig, IceEvent, PathInfo};
 use holepunch_mio::ice::{AppDatagram, IceSockets};
 use holepunch_mio::{Clock, os_seed};
 use mio::{Events, Poll, Token};
