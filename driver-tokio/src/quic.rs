@@ -7,10 +7,9 @@
 //! - outgoing QUIC datagrams go out through the selected path's socket to the selected remote
 //!   (whatever destination quinn names);
 //! - incoming datagrams are demultiplexed as RFC 9443 (RFC 7983) says, by the driver's task:
-//!   a first byte 0–3 is STUN and stays with the ICE agent; 64–79 would be TURN ChannelData,
-//!   taken only from a TURN server's address (no relay runs inside ICE yet: when it does, the
-//!   driver unwraps ChannelData before it reaches here); everything else from the peer's
-//!   paths is QUIC and handed to quinn.
+//!   a first byte 0–3 is STUN and stays with the agent; 64–79 from a TURN server's address
+//!   is ChannelData, which the agent unwraps (relayed QUIC comes out as from the peer); every
+//!   other datagram from the peer's paths is QUIC and handed to quinn.
 //! - the QUIC bit is never greased ([`endpoint_config`]), so every QUIC packet starts with a
 //!   byte of 64 or more and is never mistaken for STUN;
 //! - quinn sees one constant peer address (the first path's remote). When ICE switches path
