@@ -83,12 +83,16 @@ impl Agent {
     /// STUN that is not ours.
     #[inline]
     pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
-        self.observe(now);
         // The application's datagrams take one branch and no call: a TURN server sends only
-        // STUN and ChannelData, whose first bytes are not `Other`.
+        // STUN and ChannelData, whose first bytes are not `Other`, and nothing else keeps
+        // state about them. The sender is in its IPv4 form, as the ICE session reports it.
         if demux::classify(d.payload) == demux::Kind::Other {
-            return self.ice.handle_datagram(now, d);
+            return Received::AppData {
+                from: crate::ice::agent::canonical(d.from),
+                payload: d.payload,
+            };
         }
+        self.observe(now);
         self.handle_demuxed(now, d)
     }
 
