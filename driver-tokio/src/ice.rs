@@ -902,7 +902,13 @@ fn network_snapshot(watched: &[SocketAddr], stun_servers: &[SocketAddr]) -> Vec<
 
 impl<S: Signalling> Driver<S> {
     async fn run(mut self) {
-        if let Err(e) = self.session().await {
+        use tracing::Instrument;
+        // A span per session, entered only while its task runs (not held across awaits).
+        let span = tracing::debug_span!("ice_session", hosts = ?self.locals);
+        let turn = self.turn.len();
+        tracing::debug!(parent: &span, turn, portmap = self.portmap, "session starts");
+        if let Err(e) = self.session().instrument(span.clone()).await {
+            tracing::debug!(parent: &span, error = %e, "session ended without a path");
             self.emit(ConnectionEvent::Failed(e));
         }
     }
@@ -1187,7 +1193,9 @@ impl<S: Signalling> Driver<S> {
             .and_then(|f| self.turn_streams.iter().find(|s| s.local == f))
         {
             // A full queue drops the frame rather than stall the session.
-            let _ = stream.frames.try_send(self.out[..t.len].to_vec());
+            if stream.frames.try_send(self.out[..t.len].to_vec()).is_err() {
+                tracing::debug!(to = %t.to, "TURN stream queue full: frame dropped");
+            }
             return;
         }
         let socket = t
@@ -1203,7 +1211,9 @@ impl<S: Signalling> Driver<S> {
             // fills only after the reactor's first poll, so the first datagrams would
             // be dropped as `WouldBlock`. On a writable socket this completes at once.
             // An error (unreachable address) is a lost datagram: ICE retries.
-            let _ = self.sockets[i].send_to(&self.out[..t.len], t.to).await;
+            if let Err(e) = self.sockets[i].send_to(&self.out[..t.len], t.to).await {
+                tracing::trace!(to = %t.to, error = %e, "transmit lost on send");
+            }
         }
     }
 
@@ -1580,6 +1590,7 @@ impl<S: Signalling> Driver<S> {
     }
 
     fn emit(&self, event: ConnectionEvent) {
+        tracing::debug!(?event, "connection event");
         // Nobody listening (the connection is being dropped) is fine.
         let _ = self.events.send(event);
     }
