@@ -14,6 +14,7 @@ pub mod client;
 pub mod integrity;
 pub mod message;
 pub mod server;
+pub mod transaction;
 
 pub use attr::{
     AttrError, AttrType, Attribute, ErrorCode, PasswordAlgorithm, PasswordAlgorithms, U16List,

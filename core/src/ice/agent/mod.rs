@@ -41,6 +41,7 @@ use crate::punch::{
 };
 use crate::rng::Rng;
 use crate::stun::attr::types;
+use crate::stun::transaction::{LastWait, Retransmit, Schedule};
 use crate::stun::{
     Attribute, Class, ErrorCode, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
 };
@@ -208,13 +209,10 @@ struct Transaction {
     id: TransactionId,
     local: SocketAddr,
     to: SocketAddr,
-    sends: u32,
-    rto: Duration,
-    next_send: Instant,
+    /// Its retransmission schedule and where it stands in it (shared with the STUN client).
+    schedule: Schedule,
+    timing: Retransmit,
     last_sent: Instant,
-    /// When the transaction fails if nothing answered (after its last send).
-    deadline: Instant,
-    max_sends: u32,
     /// Our role when the request was last sent: a 487 only switches a role still held.
     sent_controlling: bool,
 }
@@ -244,12 +242,9 @@ impl Agent {
             id: TransactionId::default(),
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             to: SocketAddr::from(([0, 0, 0, 0], 0)),
-            sends: 0,
-            rto: config.check_rto,
-            next_send: Instant::FAR_FUTURE,
+            schedule: Schedule::rfc8489(config.check_rto),
+            timing: Retransmit::start(Instant::FAR_FUTURE, &Schedule::rfc8489(config.check_rto)),
             last_sent: Instant::ZERO,
-            deadline: Instant::FAR_FUTURE,
-            max_sends: 0,
             sent_controlling: config.controlling,
         };
         Agent {
@@ -390,7 +385,7 @@ impl Agent {
         self.observe(now);
         for ti in 0..self.transactions.len() {
             let t = self.transactions[ti];
-            if t.purpose == Purpose::Free || t.sends < t.max_sends || now < t.deadline {
+            if t.purpose == Purpose::Free || !t.timing.is_expired(now) {
                 continue;
             }
             self.transactions[ti].purpose = Purpose::Free;
@@ -439,7 +434,7 @@ impl Agent {
         if let Some(ti) = self
             .transactions
             .iter()
-            .position(|t| t.purpose != Purpose::Free && t.sends < t.max_sends && t.next_send <= now)
+            .position(|t| t.purpose != Purpose::Free && t.timing.is_due(now))
         {
             return self.send_transaction(now, ti, out);
         }

@@ -19,11 +19,8 @@ impl Agent {
         };
         for t in &self.transactions {
             if t.purpose != Purpose::Free {
-                if t.sends < t.max_sends {
-                    consider(t.next_send, TimerReason::Retransmit);
-                } else {
-                    consider(t.deadline, TimerReason::TransactionTimeout);
-                }
+                let (at, reason) = t.timing.deadline();
+                consider(at, reason);
             }
         }
         // A full transaction table wakes us when an entry ends (its deadline, above), not

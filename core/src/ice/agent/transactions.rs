@@ -64,17 +64,22 @@ impl Agent {
             .iter()
             .position(|t| t.purpose == Purpose::Free)?;
         let id = TransactionId::random(&mut self.rng);
+        // RFC 8445 §14.3: the RTO doubles up to the configured cap, and a transaction gives up
+        // one RTO after its last send.
+        let schedule = Schedule {
+            initial_rto: rto,
+            max_rto: Some(self.config.check_rto_max),
+            max_sends,
+            last_wait: LastWait::NextRto,
+        };
         self.transactions[ti] = Transaction {
             purpose,
             id,
             local,
             to,
-            sends: 0,
-            rto,
-            next_send: now,
+            schedule,
+            timing: Retransmit::start(now, &schedule),
             last_sent: now,
-            deadline: Instant::FAR_FUTURE,
-            max_sends: max_sends.max(1),
             sent_controlling: self.controlling,
         };
         Some(ti)
@@ -109,16 +114,10 @@ impl Agent {
         };
         let controlling = self.controlling;
         let t = &mut self.transactions[ti];
-        t.sends += 1;
         t.sent_controlling = controlling;
         t.last_sent = now;
-        if t.sends < t.max_sends {
-            t.next_send = now + t.rto;
-            t.rto = t.rto.saturating_mul(2).min(self.config.check_rto_max);
-        } else {
-            t.next_send = Instant::FAR_FUTURE;
-            t.deadline = now + t.rto;
-        }
+        let schedule = t.schedule;
+        t.timing.sent(now, &schedule);
         Some(Transmit {
             from: Some(t.local),
             to: t.to,
