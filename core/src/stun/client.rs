@@ -26,7 +26,8 @@ use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
 use super::integrity::{IntegrityKey, PasswordAlgorithmKind};
 use super::message::{EncodeError, Message, MessageBuilder, read_attribute};
 use super::{Class, Method, TransactionId};
-use crate::Transmit;
+use crate::demux::{self, Kind};
+use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 
@@ -176,6 +177,8 @@ pub struct Client {
     keys: Vec<Option<IntegrityKey>>,
     auth: Option<AuthState>,
     completed: u64,
+    /// The latest `now` an input gave: the deadline while an event waits to be polled.
+    now: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -261,6 +264,7 @@ impl Client {
             slots,
             auth: None,
             completed: 0,
+            now: Instant::ZERO,
         }
     }
 
@@ -304,6 +308,7 @@ impl Client {
         method: Method,
         body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
     ) -> Result<TransactionId, ClientError> {
+        self.observe(now);
         let index = self
             .slots
             .iter()
@@ -338,9 +343,20 @@ impl Client {
         }
     }
 
-    /// Feeds a datagram received on the client's socket. Returns whether it was a response to
-    /// one of our transactions (consumed); anything else is left for the caller.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
+    /// Feeds a datagram received on the client's socket: [`Received::Consumed`] for a response
+    /// to one of our transactions, [`Received::AppData`] for anything that is not STUN (RFC
+    /// 7983), and [`Received::Unrecognized`] for STUN that is not ours, left for the caller.
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.observe(now);
+        if demux::classify(d.payload) == Kind::Stun && self.handle_stun(now, d.from, d.payload) {
+            Received::Consumed
+        } else {
+            Received::unclaimed(d)
+        }
+    }
+
+    /// Whether `datagram` was a response to one of our transactions (and was handled).
+    fn handle_stun(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
         let Ok(msg) = Message::parse(datagram) else {
             return false;
         };
@@ -380,6 +396,7 @@ impl Client {
 
     /// Retires transactions whose last wait has passed. Early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
             if s.state == SlotState::Active && s.sends >= self.config.max_sends && now >= s.deadline
@@ -435,25 +452,43 @@ impl Client {
         Some(event)
     }
 
-    /// When the client next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
-    /// send is due, `None` when idle. Unpolled events do not count: poll them after any input.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When the client next needs `handle_timeout` or `poll_transmit`, and why: the latest
+    /// `now` it was given while a finished transaction's event waits to be polled, `now` or
+    /// earlier while a send is due, `None` when idle. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s.state, SlotState::Done { .. }))
+        {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
+        }
         self.slots
             .iter()
             .filter(|s| s.state == SlotState::Active)
             .map(|s| {
                 if s.sends < self.config.max_sends {
-                    s.next_send
+                    Deadline::new(s.next_send, TimerReason::Retransmit)
                 } else {
-                    s.deadline
+                    Deadline::new(s.deadline, TimerReason::TransactionTimeout)
                 }
             })
-            .min()
+            .min_by_key(|d| d.at)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
     }
 
     /// Whether any transaction is still in flight.
     pub fn is_idle(&self) -> bool {
         !self.slots.iter().any(|s| s.state == SlotState::Active)
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output waits.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     fn body_area(&mut self, index: usize) -> &mut [u8] {

@@ -33,7 +33,7 @@ use super::{
     ALLOCATE, CHANNEL_BIND, CHANNEL_LIFETIME_SECS, CREATE_PERMISSION, DATA, DEFAULT_LIFETIME_SECS,
     PERMISSION_LIFETIME_SECS, PROTOCOL_UDP, REFRESH, SEND, Transport,
 };
-use crate::Transmit;
+use crate::io::{Datagram, Deadline, TimerReason, Transmit};
 use crate::stun::client::{
     Client as StunClient, ClientConfig as StunConfig, ClientError as StunError,
     ClientEvent as StunEvent, LongTermCredentials, TransactionError,
@@ -69,6 +69,9 @@ pub struct ClientConfig {
     /// allocation and NATs keep idle TCP for hours (RFC 5382: at least 2 h 4 min), so none
     /// are sent.
     pub keepalive: Option<Duration>,
+    /// Events held for the application; when full, the oldest is dropped and counted
+    /// ([`ClientStats::events_dropped`]).
+    pub max_events: usize,
 }
 
 impl ClientConfig {
@@ -84,6 +87,7 @@ impl ClientConfig {
             software: Some(SOFTWARE),
             tls_name: None,
             keepalive: Some(KEEPALIVE),
+            max_events: MAX_QUEUED_EVENTS,
         }
     }
 }
@@ -251,8 +255,8 @@ const CHANNEL_REFRESH: Duration = Duration::from_secs(CHANNEL_LIFETIME_SECS as u
 /// inside the shortest UDP mapping timeouts seen in the wild (about 30 s).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Most events held for the application before the oldest is dropped.
-const MAX_QUEUED_EVENTS: usize = 256;
+/// The default [`ClientConfig::max_events`].
+pub const MAX_QUEUED_EVENTS: usize = 256;
 
 /// A TURN client for one allocation.
 #[derive(Debug)]
@@ -275,6 +279,17 @@ pub struct Client {
     events: VecDeque<ClientEvent>,
     /// What the response being handled carried beyond what the STUN table reports.
     stash: Stash,
+    /// The latest `now` an input gave: the deadline while output is pending.
+    now: Instant,
+    stats: ClientStats,
+}
+
+/// Counters of work the client dropped rather than queue without bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Events dropped, oldest first, because [`ClientConfig::max_events`] were unpolled.
+    pub events_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -352,7 +367,7 @@ impl Client {
             stun: StunClient::new(stun_config.clone(), seed),
             pending: Vec::with_capacity(stun_config.max_transactions),
             peers: Vec::with_capacity(max_peers),
-            events: VecDeque::with_capacity(MAX_QUEUED_EVENTS),
+            events: VecDeque::with_capacity(config.max_events.max(1)),
             config: ClientConfig {
                 max_peers,
                 ..config
@@ -365,6 +380,8 @@ impl Client {
             last_sent: Instant::ZERO,
             keepalive_due: false,
             stash: Stash::default(),
+            now: Instant::ZERO,
+            stats: ClientStats::default(),
         }
     }
 
@@ -403,6 +420,7 @@ impl Client {
 
     /// Starts the allocation (Allocate with REQUESTED-TRANSPORT UDP and LIFETIME).
     pub fn allocate(&mut self, now: Instant) -> Result<(), ClientError> {
+        self.observe(now);
         if self.state != State::Idle {
             return Err(ClientError::AlreadyStarted);
         }
@@ -419,6 +437,7 @@ impl Client {
         now: Instant,
         peer: SocketAddr,
     ) -> Result<ChannelNumber, ClientError> {
+        self.observe(now);
         if let Some(p) = self.peers.iter().find(|p| p.addr == peer) {
             return Ok(p.channel);
         }
@@ -483,6 +502,7 @@ impl Client {
 
     /// Releases the allocation (Refresh with LIFETIME 0); `Deallocated` follows.
     pub fn close(&mut self, now: Instant) {
+        self.observe(now);
         for (id, _) in self.pending.drain(..) {
             self.stun.cancel(id);
         }
@@ -495,14 +515,11 @@ impl Client {
         }
     }
 
-    /// Feeds bytes received from `from`: a datagram over UDP, or one frame (see
+    /// Feeds bytes received from `d.from`: a datagram over UDP, or one frame (see
     /// [`super::channel::frame_len`]) over TCP/TLS.
-    pub fn handle_datagram<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &'a [u8],
-    ) -> Received<'a> {
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.observe(now);
+        let (from, datagram) = (d.from, d.payload);
         // ChannelData and indications are trusted only from our server's address.
         if from != self.config.server {
             return Received::Unrecognized;
@@ -542,7 +559,7 @@ impl Client {
                 .and_then(Result::ok),
             lifetime: attr::lifetime(&msg).and_then(Result::ok),
         };
-        let consumed = self.stun.handle_datagram(now, from, datagram);
+        let consumed = self.stun.handle_datagram(now, d) == crate::io::Received::Consumed;
         self.drain_stun(now);
         self.stash = Stash::default();
         if consumed {
@@ -554,6 +571,7 @@ impl Client {
 
     /// Runs timers: retransmissions, refreshes, expiry. Early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         self.stun.handle_timeout(now);
         self.drain_stun(now);
         if self.state != State::Allocated {
@@ -600,19 +618,45 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` is next needed; `None` when nothing is scheduled.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.stun.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
-        if self.state == State::Allocated {
-            next = next.min(self.refresh_at).min(self.expires);
-            if let Some(at) = self.keepalive_at().filter(|_| !self.keepalive_due) {
-                next = next.min(at);
+    /// When `handle_timeout` (or `poll_transmit`) is next needed, and why: the latest `now`
+    /// it was given while an event or a keepalive waits to be polled; `None` when nothing is
+    /// scheduled. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        let allocated = self.state == State::Allocated;
+        if !self.events.is_empty() || (self.keepalive_due && allocated) {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
+        }
+        let mut next = self.stun.poll_deadline();
+        let mut consider = |at: Instant, reason: TimerReason| {
+            next = Deadline::earliest(next, Some(Deadline::new(at, reason)));
+        };
+        if allocated {
+            consider(self.refresh_at, TimerReason::Refresh);
+            consider(self.expires, TimerReason::Refresh);
+            if let Some(at) = self.keepalive_at() {
+                consider(at, TimerReason::Keepalive);
             }
             for p in &self.peers {
-                next = next.min(p.permission.due()).min(p.binding.due());
+                consider(p.permission.due(), TimerReason::Refresh);
+                consider(p.binding.due(), TimerReason::Refresh);
             }
         }
-        (next != Instant::FAR_FUTURE).then_some(next)
+        next.filter(|d| d.at != Instant::FAR_FUTURE)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// Counters of events dropped because the application did not poll them.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output waits.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     /// When the next keepalive is due, if this allocation wants them.
@@ -803,8 +847,9 @@ impl Client {
 
     /// Queues an event; an application that never polls loses the oldest, not memory.
     fn push_event(&mut self, event: ClientEvent) {
-        if self.events.len() >= MAX_QUEUED_EVENTS {
+        if self.events.len() >= self.config.max_events.max(1) {
             self.events.pop_front();
+            self.stats.events_dropped += 1;
         }
         self.events.push_back(event);
     }
