@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use holepunch_core::io::Datagram;
 use holepunch_core::turn::{Client, ClientConfig, ClientEvent, Received, Transport};
 
 const LOST_AFTER: Duration = Duration::from_millis(500);
@@ -124,7 +125,9 @@ impl Turn {
             }
             if let Ok((n, from)) = self.socket.recv_from(&mut self.buf) {
                 let now = self.now();
-                let _ = self.client.handle_datagram(now, from, &self.buf[..n]);
+                let local = self.socket.local_addr().unwrap();
+                let d = Datagram::new(local, from, &self.buf[..n]);
+                let _ = self.client.handle_datagram(now, d);
             }
             let now = self.now();
             if self.client.poll_timeout().is_some_and(|t| t <= now) {
@@ -176,7 +179,11 @@ impl Path {
             Path::Relayed { turn, .. } => {
                 let (n, from) = turn.socket.recv_from(&mut turn.buf).ok()?;
                 let now = turn.now();
-                match turn.client.handle_datagram(now, from, &turn.buf[..n]) {
+                let local = turn.socket.local_addr().ok()?;
+                match turn
+                    .client
+                    .handle_datagram(now, Datagram::new(local, from, &turn.buf[..n]))
+                {
                     Received::Data { payload, .. } => stamp(payload),
                     _ => None,
                 }

@@ -56,6 +56,22 @@ pub enum Received<'a> {
     Unrecognized,
 }
 
+impl<'a> Received<'a> {
+    /// What a state machine answers for a datagram that is not its own: application data when
+    /// it is not STUN by its first byte (RFC 7983), else STUN left to the caller.
+    #[inline]
+    pub fn unclaimed(d: Datagram<'a>) -> Self {
+        if crate::demux::classify(d.payload) == crate::demux::Kind::Stun {
+            Received::Unrecognized
+        } else {
+            Received::AppData {
+                from: d.from,
+                payload: d.payload,
+            }
+        }
+    }
+}
+
 /// A datagram the core wants sent: its bytes are `out[..len]` of the buffer passed to the
 /// `poll_transmit` call that returned it.
 ///
@@ -174,4 +190,10 @@ pub enum TimerReason {
     /// A TURN allocation's request, refresh or keepalive is due, or the choice of the nearest
     /// relay closes.
     Relay,
+    /// A measured idle wait ends (a mapping-lifetime trial probes its mapping).
+    IdleProbe,
+    /// Nothing went to a server for a while: a keepalive holds the NAT mapping.
+    Keepalive,
+    /// An allocation, permission, channel or port mapping is refreshed before it expires.
+    Refresh,
 }

@@ -9,9 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent, PathInfo};
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
-use holepunch_core::io::Datagram;
+use holepunch_core::io::{Datagram, Received};
 use holepunch_core::nat64::Nat64Prefix;
-use holepunch_core::stun::server::{Handled, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 
 /// The IPv6-only host (side A).
@@ -329,7 +329,8 @@ fn session(prefix_known: bool) -> (Option<PathInfo>, Option<PathInfo>, Nat64) {
                 (from, to)
             };
             if to == addr(STUN) {
-                if stun.handle_datagram(now, to, from, &bytes) == Handled::Queued {
+                if stun.handle_datagram(now, Datagram::new(to, from, &bytes)) == Received::Consumed
+                {
                     if let Some(t) = stun.poll_transmit(now, &mut buf) {
                         wire.push_back((to, t.to, buf[..t.len].to_vec()));
                     }

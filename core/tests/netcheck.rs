@@ -6,13 +6,16 @@
 //! configured behaviour exactly, quickly, deterministically and without allocating per packet.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::net::{IpAddr, SocketAddr};
+use verbs::{Answer, FeedProber, Outcome};
 
 use holepunch_core::netcheck::{
     Behaviour, Netcheck, NetcheckConfig, NetcheckError, Report, ServerRtt,
 };
 use holepunch_core::punch::{PortAllocation, PortPredictor};
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::stun::{Attribute, Class, MessageBuilder, Method, TransactionId};
 use holepunch_core::{Duration, Instant};
 use proptest::prelude::*;
@@ -399,9 +402,8 @@ impl Setup {
                     net.nat.inbound(p.from, p.to)
                 };
                 if let Some(local) = local {
-                    let consumed = counted(&mut allocations, || {
-                        nc.handle_datagram(now, local, p.from, &p.bytes)
-                    });
+                    let consumed =
+                        counted(&mut allocations, || nc.feed(now, local, p.from, &p.bytes));
                     assert!(consumed, "netcheck must claim its own traffic");
                 }
             }
@@ -869,14 +871,11 @@ fn foreign_datagrams_are_left_to_the_caller() {
     let local = private_locals()[0];
     let mut buf = [0u8; 1280];
     let now = Instant::from_millis(5);
-    assert!(
-        !nc.handle_datagram(now, local, a(), b"hello"),
-        "not started"
-    );
+    assert!(!nc.feed(now, local, a(), b"hello"), "not started");
     while nc.poll_transmit(now, &mut buf).is_some() {}
     assert!(!nc.is_done());
-    assert!(!nc.handle_datagram(now, local, a(), b"hello"));
-    assert!(!nc.handle_datagram(now, addr("10.9.9.9:1"), a(), &buf[..20]));
+    assert!(!nc.feed(now, local, a(), b"hello"));
+    assert!(!nc.feed(now, addr("10.9.9.9:1"), a(), &buf[..20]));
     // A STUN request with an unknown transaction id is someone else's.
     let mut out = [0u8; 64];
     let b = MessageBuilder::new(
@@ -887,7 +886,7 @@ fn foreign_datagrams_are_left_to_the_caller() {
     )
     .unwrap();
     let len = b.finish();
-    assert!(!nc.handle_datagram(now, local, a(), &out[..len]));
+    assert!(!nc.feed(now, local, a(), &out[..len]));
     // A partial report before any answer.
     let r = nc.report();
     assert!(!r.udp);
@@ -1012,7 +1011,7 @@ proptest! {
             now += Duration::from_millis(*dt);
             let mut out = [0u8; 512];
             let len = encode(junk, &tids, &mut out);
-            let _ = nc.handle_datagram(now, sockets[*socket], *from, &out[..len]);
+            let _ = nc.feed(now, sockets[*socket], *from, &out[..len]);
             drain(&mut nc, now, &mut tids)?;
             nc.handle_timeout(now);
             drain(&mut nc, now, &mut tids)?;

@@ -2,11 +2,14 @@
 //! NAT whose mappings expire after a set idle time, in virtual time.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use verbs::{Answer, FeedProber, Outcome};
 
 use holepunch_core::netcheck::{LifetimeConfig, LifetimeProbe, LifetimeReport};
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::{Duration, Instant};
 
 fn addr(s: &str) -> SocketAddr {
@@ -99,7 +102,7 @@ fn run(timeout: Duration, rfc5780: bool) -> (LifetimeReport, Duration) {
                 }
             } else if let Some(port) = nat.inbound(now, from, to.port()) {
                 let local = SocketAddr::new(prober.ip(), port);
-                probe.handle_datagram(now, local, from, &bytes);
+                probe.feed(now, local, from, &bytes);
             }
         }
     }

@@ -2,7 +2,10 @@
 //! fallback, renewal at half the lifetime, restarts and address changes noticed, deletes on
 //! close, and bad gateways (silent, garbage, truncated, wrong nonce) costing bounded retries.
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use verbs::FeedPortmap;
 
 use holepunch_core::portmap::client::{
     Client, ClientConfig, MAX_REQUEST_LEN, MappedVia, PortmapError, PortmapEvent, Protocols,
@@ -110,7 +113,7 @@ fn run(
     for _ in 0..1000 {
         for req in drain(c, now) {
             if let Some(answer) = gateway(now, &req) {
-                let _ = c.handle_datagram(now, gw(), &answer);
+                let _ = c.feed(now, gw(), &answer);
             }
             sent.push((now, req));
         }
@@ -174,7 +177,7 @@ fn pcp_gateway_maps_renews_at_half_lifetime_and_deletes_on_close() {
     assert_eq!(del.len(), 1, "only PCP was ever asked to map");
     let req = pcp::MapRequest::parse(&del[0]).expect("MAP");
     assert_eq!((req.lifetime_secs, req.nonce), (0, nonces[0]));
-    c.handle_datagram(now, gw(), &pcp_answer(&del[0], epoch(now), 0))
+    c.feed(now, gw(), &pcp_answer(&del[0], epoch(now), 0))
         .expect("accepted");
     assert_eq!(events(&mut c), [PortmapEvent::Closed]);
     assert!(c.is_done());
@@ -209,7 +212,7 @@ fn natpmp_only_gateway_is_used_after_its_version_0_answer() {
         natpmp::MapRequest::parse(unmap),
         Ok(natpmp::MapRequest::unmap(Protocol::Udp, 48000))
     );
-    c.handle_datagram(now, gw(), &natpmp_gateway(unmap, 11, EXTERNAL))
+    c.feed(now, gw(), &natpmp_gateway(unmap, 11, EXTERNAL))
         .expect("accepted");
     assert_eq!(events(&mut c), [PortmapEvent::Closed]);
 }
@@ -267,39 +270,36 @@ fn garbage_truncated_foreign_and_wrong_nonce_answers_are_typed_errors_and_change
     wrong_nonce[30] ^= 0xff;
     let stranger = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 99)), SERVER_PORT);
     assert_eq!(
-        c.handle_datagram(t0, stranger, &good),
+        c.feed(t0, stranger, &good),
         Err(PortmapError::NotFromGateway)
     );
     assert_eq!(
-        c.handle_datagram(t0, gw(), &wrong_nonce),
+        c.feed(t0, gw(), &wrong_nonce),
         Err(PortmapError::NonceMismatch)
     );
     assert_eq!(
-        c.handle_datagram(t0, gw(), &good[..40]),
+        c.feed(t0, gw(), &good[..40]),
         Err(PortmapError::Pcp(PcpError::TooShort(40)))
     );
     assert_eq!(
-        c.handle_datagram(t0, gw(), &[0, 128, 0, 0, 1]),
+        c.feed(t0, gw(), &[0, 128, 0, 0, 1]),
         Err(PortmapError::NatPmp(NatPmpError::TooShort(5)))
     );
     assert_eq!(
-        c.handle_datagram(t0, gw(), b"HTTP/1.1 200 OK\r\n"),
+        c.feed(t0, gw(), b"HTTP/1.1 200 OK\r\n"),
         Err(PortmapError::UnknownVersion(b'H'))
     );
     assert_eq!(
-        c.handle_datagram(t0, gw(), &[]),
+        c.feed(t0, gw(), &[]),
         Err(PortmapError::NatPmp(NatPmpError::TooShort(0)))
     );
     let mut other_port = good.clone();
     other_port[40] ^= 1;
-    assert_eq!(
-        c.handle_datagram(t0, gw(), &other_port),
-        Err(PortmapError::Unexpected)
-    );
+    assert_eq!(c.feed(t0, gw(), &other_port), Err(PortmapError::Unexpected));
     assert_eq!(events(&mut c), []);
     assert_eq!(c.external(), None);
     // The real answer still works afterwards.
-    c.handle_datagram(t0, gw(), &good).expect("accepted");
+    c.feed(t0, gw(), &good).expect("accepted");
     assert!(matches!(
         events(&mut c)[..],
         [PortmapEvent::Mapped {
@@ -315,7 +315,7 @@ fn a_gateway_restart_is_noticed_and_the_mapping_recreated_at_once() {
     let mut c = Client::new(t0, &mut Rng::from_seed(6), config(Protocols::ALL));
     let reqs = drain(&mut c, t0);
     let pcp_req = reqs.iter().find(|r| r[0] == 2).expect("PCP probe").clone();
-    c.handle_datagram(t0, gw(), &pcp_answer(&pcp_req, 5000, 48000))
+    c.feed(t0, gw(), &pcp_answer(&pcp_req, 5000, 48000))
         .expect("mapped");
     events(&mut c);
     // 100 s later an unsolicited ANNOUNCE shows epoch 3: the gateway rebooted.
@@ -328,8 +328,7 @@ fn a_gateway_restart_is_noticed_and_the_mapping_recreated_at_once() {
         map: None,
     }
     .encode();
-    c.handle_datagram(later, gw(), &announce[..n])
-        .expect("accepted");
+    c.feed(later, gw(), &announce[..n]).expect("accepted");
     assert_eq!(events(&mut c), [PortmapEvent::GatewayRestarted]);
     let remap = drain(&mut c, later);
     assert_eq!(remap.len(), 1);
@@ -340,7 +339,7 @@ fn a_gateway_restart_is_noticed_and_the_mapping_recreated_at_once() {
         "asks for the same port back"
     );
     // The restarted gateway hands out another port: reported as a change.
-    c.handle_datagram(later, gw(), &pcp_answer(&remap[0], 4, 48002))
+    c.feed(later, gw(), &pcp_answer(&remap[0], 4, 48002))
         .expect("accepted");
     assert_eq!(
         events(&mut c),
@@ -370,8 +369,7 @@ fn natpmp_external_address_changes_are_reported() {
         epoch: 12,
         addr: moved,
     });
-    c.handle_datagram(now, gw(), &announcement)
-        .expect("accepted");
+    c.feed(now, gw(), &announcement).expect("accepted");
     assert_eq!(
         events(&mut c),
         [PortmapEvent::ExternalAddressChanged {
@@ -477,7 +475,7 @@ proptest::proptest! {
         let mut c = Client::new(now, &mut Rng::from_seed(seed), config(Protocols::ALL));
         let mut sent = drain(&mut c, now).len();
         for (data, advance_ms) in inputs {
-            let _ = c.handle_datagram(now, gw(), &data);
+            let _ = c.feed(now, gw(), &data);
             now += Duration::from_millis(advance_ms);
             if c.poll_timeout().is_some_and(|t| t <= now) {
                 c.handle_timeout(now);

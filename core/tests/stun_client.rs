@@ -4,14 +4,17 @@
 //! core's own `Server`.
 #![allow(clippy::unwrap_used)] // tests: a panic is the right failure
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::net::SocketAddr;
+use verbs::{Answer, FeedStunClient, Outcome};
 
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::client::{
     BindingOptions, Client, ClientConfig, ClientError, ClientEvent, LongTermCredentials,
     TransactionError,
 };
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::stun::{
     Attribute, Class, EncodeError, ErrorCode, IntegrityKey, Message, MessageBuilder, Method,
     PasswordAlgorithm, PasswordAlgorithmKind, PasswordAlgorithms, TransactionId,
@@ -439,7 +442,7 @@ fn success_is_matched_by_transaction_id_and_reported_once() {
     assert_unauthenticated(&req);
 
     let resp = success(&req.bytes, mapped());
-    assert!(c.handle_datagram(ms(120), server(), &resp));
+    assert!(c.feed(ms(120), server(), &resp));
     assert_eq!(
         events(&mut c),
         [ClientEvent::Succeeded {
@@ -455,7 +458,7 @@ fn success_is_matched_by_transaction_id_and_reported_once() {
     assert!(c.is_idle());
     assert_eq!(c.poll_timeout(), None);
     // A duplicate (the answer to a retransmission) is not a new event.
-    assert!(!c.handle_datagram(ms(130), server(), &resp));
+    assert!(!c.feed(ms(130), server(), &resp));
     assert!(c.poll_event().is_none());
     assert!(
         transmits(&mut c, ms(10_000)).is_empty(),
@@ -470,7 +473,7 @@ fn rtt_is_measured_from_the_last_send() {
         .expect("slot free");
     let req = one_transmit(&mut c, Instant::ZERO);
     one_transmit(&mut c, ms(500));
-    assert!(c.handle_datagram(ms(530), server(), &success(&req.bytes, mapped())));
+    assert!(c.feed(ms(530), server(), &success(&req.bytes, mapped())));
     match c.poll_event() {
         Some(ClientEvent::Succeeded { rtt, .. }) => assert_eq!(rtt, Duration::from_millis(30)),
         other => panic!("expected success, got {other:?}"),
@@ -494,40 +497,34 @@ fn responses_that_do_not_match_are_ignored() {
         .expect("header");
     b.add(&Attribute::XorMappedAddress(mapped())).expect("fits");
     let len = b.finish();
-    assert!(
-        !c.handle_datagram(ms(1), server(), &buf[..len]),
-        "wrong tid"
-    );
+    assert!(!c.feed(ms(1), server(), &buf[..len]), "wrong tid");
 
     // Wrong method (Allocate) with the right id.
     let mut b = MessageBuilder::new(&mut buf, Class::SuccessResponse, Method::new(0x003), tid)
         .expect("header");
     b.add(&Attribute::XorMappedAddress(mapped())).expect("fits");
     let len = b.finish();
-    assert!(
-        !c.handle_datagram(ms(2), server(), &buf[..len]),
-        "wrong method"
-    );
+    assert!(!c.feed(ms(2), server(), &buf[..len]), "wrong method");
 
     // Bad FINGERPRINT.
     let mut bad = success(&req.bytes, mapped());
     let n = bad.len();
     bad[n - 1] ^= 0x01;
-    assert!(!c.handle_datagram(ms(3), server(), &bad), "bad FINGERPRINT");
+    assert!(!c.feed(ms(3), server(), &bad), "bad FINGERPRINT");
 
     // A Request or an Indication with our id is not an answer.
     for class in [Class::Request, Class::Indication] {
         let msg = answer(&req.bytes, class, |b| {
             b.add(&Attribute::XorMappedAddress(mapped()))
         });
-        assert!(!c.handle_datagram(ms(4), server(), &msg), "{class:?}");
+        assert!(!c.feed(ms(4), server(), &msg), "{class:?}");
     }
     // Not STUN at all.
-    assert!(!c.handle_datagram(ms(5), server(), b"hello, world"));
-    assert!(!c.handle_datagram(ms(5), server(), &[]));
+    assert!(!c.feed(ms(5), server(), b"hello, world"));
+    assert!(!c.feed(ms(5), server(), &[]));
     // Truncated response.
     let good = success(&req.bytes, mapped());
-    assert!(!c.handle_datagram(ms(5), server(), &good[..good.len() - 4]));
+    assert!(!c.feed(ms(5), server(), &good[..good.len() - 4]));
 
     assert!(
         c.poll_event().is_none(),
@@ -541,7 +538,7 @@ fn responses_that_do_not_match_are_ignored() {
         b.add(&Attribute::XorMappedAddress(mapped()))
     });
     let elsewhere = addr("198.51.100.2:3479");
-    assert!(c.handle_datagram(ms(6), elsewhere, &plain));
+    assert!(c.feed(ms(6), elsewhere, &plain));
     match c.poll_event() {
         Some(ClientEvent::Succeeded {
             id: got,
@@ -574,11 +571,11 @@ fn binding_success_without_an_address_is_malformed_and_mapped_address_is_accepte
     };
     assert_eq!(rb.tid(), b);
     let empty = answer(&ra.bytes, Class::SuccessResponse, |b| b.add_fingerprint());
-    assert!(c.handle_datagram(ms(10), server(), &empty));
+    assert!(c.feed(ms(10), server(), &empty));
     let classic = answer(&rb.bytes, Class::SuccessResponse, |b| {
         b.add(&Attribute::MappedAddress(mapped()))
     });
-    assert!(c.handle_datagram(ms(20), server(), &classic));
+    assert!(c.feed(ms(20), server(), &classic));
     let evs = events(&mut c);
     assert_eq!(evs.len(), 2);
     assert_eq!(
@@ -602,7 +599,7 @@ fn error_responses_fail_the_transaction() {
             .binding(Instant::ZERO, server(), BindingOptions::default())
             .expect("slot");
         let req = one_transmit(&mut c, Instant::ZERO);
-        assert!(c.handle_datagram(ms(40), server(), &error_response(&req.bytes, code)));
+        assert!(c.feed(ms(40), server(), &error_response(&req.bytes, code)));
         assert_eq!(
             events(&mut c),
             [ClientEvent::Failed {
@@ -621,7 +618,7 @@ fn error_responses_fail_the_transaction() {
         .expect("slot");
     let req = one_transmit(&mut c, Instant::ZERO);
     let bare = answer(&req.bytes, Class::ErrorResponse, |_| Ok(()));
-    assert!(c.handle_datagram(ms(40), server(), &bare));
+    assert!(c.feed(ms(40), server(), &bare));
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Failed {
@@ -636,7 +633,7 @@ fn error_responses_fail_the_transaction() {
         .expect("slot");
     let req = one_transmit(&mut c, ms(50));
     let ch = challenge(&req.bytes, 401, Some(REALM), Some("n"), None);
-    assert!(c.handle_datagram(ms(60), server(), &ch));
+    assert!(c.feed(ms(60), server(), &ch));
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Failed {
@@ -683,7 +680,7 @@ fn transaction_table_limits_order_and_cancel() {
     // Finish them out of order: 3, 1, 0 (2 stays open).
     for (k, &i) in [3usize, 1, 0].iter().enumerate() {
         let resp = success(&req_of(ids[i]).bytes, mapped());
-        assert!(c.handle_datagram(ms(10 + k as u64), server(), &resp));
+        assert!(c.feed(ms(10 + k as u64), server(), &resp));
     }
     // Finished-but-unpolled transactions still hold their slots.
     assert_eq!(
@@ -712,13 +709,13 @@ fn transaction_table_limits_order_and_cancel() {
 
     // cancel() of an open transaction: no event ever, and no more sends.
     c.cancel(ids[2]);
-    assert!(!c.handle_datagram(ms(30), server(), &success(&req_of(ids[2]).bytes, mapped())));
+    assert!(!c.feed(ms(30), server(), &success(&req_of(ids[2]).bytes, mapped())));
     // cancel() of a finished one suppresses its pending event.
     let fresh_req = transmits(&mut c, ms(30))
         .into_iter()
         .find(|s| s.tid() == fresh)
         .expect("fresh transaction sent");
-    assert!(c.handle_datagram(ms(31), server(), &success(&fresh_req.bytes, mapped())));
+    assert!(c.feed(ms(31), server(), &success(&fresh_req.bytes, mapped())));
     c.cancel(fresh);
     assert!(c.poll_event().is_none());
     assert!(c.is_idle());
@@ -758,15 +755,19 @@ fn timeouts_of_many_transactions_come_out_oldest_first() {
         .collect();
     // ids[0] started at 70 ms, ids[7] at 0 ms; run everything at once at the end.
     let mut now = Instant::ZERO;
-    while let Some(t) = c.poll_timeout() {
+    // Events are collected as they come: the deadline is `now` while one waits to be polled.
+    let mut failed = Vec::new();
+    for _ in 0..1000 {
+        let Some(t) = c.poll_timeout() else { break };
         now = t;
         c.handle_timeout(now);
         transmits(&mut c, now);
+        failed.extend(events(&mut c));
         if now > ms(1000) {
             break;
         }
     }
-    let order: Vec<TransactionId> = events(&mut c)
+    let order: Vec<TransactionId> = failed
         .into_iter()
         .map(|e| match e {
             ClientEvent::Failed {
@@ -793,7 +794,7 @@ fn long_term_401_retry_md5() {
     assert_unauthenticated(&r0); // RFC 8489 §9.2.3.1: the first request has no credentials.
 
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-    assert!(c.handle_datagram(ms(50), server(), &ch));
+    assert!(c.feed(ms(50), server(), &ch));
     assert!(c.poll_event().is_none(), "a 401 is not the end");
     let r1 = one_transmit(&mut c, ms(50));
     assert_eq!(r1.to, server());
@@ -802,9 +803,9 @@ fn long_term_401_retry_md5() {
     // The retry restarts the retransmission schedule.
     assert_eq!(c.poll_timeout(), Some(ms(550)));
     // A late answer to the first wire id belongs to nobody now.
-    assert!(!c.handle_datagram(ms(60), server(), &success(&r0.bytes, mapped())));
+    assert!(!c.feed(ms(60), server(), &success(&r0.bytes, mapped())));
 
-    assert!(c.handle_datagram(ms(80), server(), &signed_success(&r1.bytes, &md5_key())));
+    assert!(c.feed(ms(80), server(), &signed_success(&r1.bytes, &md5_key())));
     assert_eq!(
         events(&mut c),
         [ClientEvent::Succeeded {
@@ -834,7 +835,7 @@ fn responses_to_authenticated_requests_must_carry_valid_integrity() {
             .expect("slot");
         let r0 = one_transmit(&mut c, Instant::ZERO);
         let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-        assert!(c.handle_datagram(ms(10), server(), &ch));
+        assert!(c.feed(ms(10), server(), &ch));
         let r1 = one_transmit(&mut c, ms(10));
         let wrong = IntegrityKey::long_term(PasswordAlgorithmKind::Md5, USER, REALM, "guess");
         let forged = match bad {
@@ -844,7 +845,7 @@ fn responses_to_authenticated_requests_must_carry_valid_integrity() {
             _ => error_response(&r1.bytes, 400), // §9.2.5: discarded as never received
         };
         // Consumed (it answers our transaction) but discarded.
-        assert!(c.handle_datagram(ms(20), server(), &forged), "{bad}");
+        assert!(c.feed(ms(20), server(), &forged), "{bad}");
         assert!(
             c.poll_event().is_none(),
             "{bad}: forged response ended the transaction"
@@ -883,14 +884,14 @@ fn responses_to_authenticated_requests_must_carry_valid_integrity() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     let signed_400 = answer(&r1.bytes, Class::ErrorResponse, |b| {
         b.add(&Attribute::ErrorCode(ErrorCode::BAD_REQUEST))?;
         b.add_message_integrity(&md5_key())?;
         b.add_fingerprint()
     });
-    assert!(c.handle_datagram(ms(20), server(), &signed_400));
+    assert!(c.feed(ms(20), server(), &signed_400));
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Failed {
@@ -909,17 +910,17 @@ fn stale_nonce_438_retries_with_the_new_nonce() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     assert_md5_authenticated(&r1, "nonce-1");
     // 438 with REALM and a fresh nonce.
     let stale = challenge(&r1.bytes, 438, Some(REALM), Some("nonce-2"), None);
-    assert!(c.handle_datagram(ms(20), server(), &stale));
+    assert!(c.feed(ms(20), server(), &stale));
     assert!(c.poll_event().is_none());
     let r2 = one_transmit(&mut c, ms(20));
     assert_ne!(r2.tid(), r1.tid());
     assert_md5_authenticated(&r2, "nonce-2");
-    assert!(c.handle_datagram(ms(30), server(), &signed_success(&r2.bytes, &md5_key())));
+    assert!(c.feed(ms(30), server(), &signed_success(&r2.bytes, &md5_key())));
     assert!(matches!(c.poll_event(), Some(ClientEvent::Succeeded { id: got, .. }) if got == id));
 
     // A 438 may omit REALM: the cached one is kept.
@@ -929,10 +930,10 @@ fn stale_nonce_438_retries_with_the_new_nonce() {
     let r3 = one_transmit(&mut c, ms(100));
     assert_md5_authenticated(&r3, "nonce-2");
     let stale = challenge(&r3.bytes, 438, None, Some("nonce-3"), None);
-    assert!(c.handle_datagram(ms(110), server(), &stale));
+    assert!(c.feed(ms(110), server(), &stale));
     let r4 = one_transmit(&mut c, ms(110));
     assert_md5_authenticated(&r4, "nonce-3");
-    assert!(c.handle_datagram(ms(120), server(), &signed_success(&r4.bytes, &md5_key())));
+    assert!(c.feed(ms(120), server(), &signed_success(&r4.bytes, &md5_key())));
     assert!(matches!(c.poll_event(), Some(ClientEvent::Succeeded { id: got, .. }) if got == id));
 }
 
@@ -949,11 +950,11 @@ fn a_438_changing_realm_or_algorithm_derives_a_new_key() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     assert_md5_authenticated(&r1, "nonce-1");
     let stale = challenge(&r1.bytes, 438, Some(other), Some("nonce-2"), None);
-    assert!(c.handle_datagram(ms(20), server(), &stale));
+    assert!(c.feed(ms(20), server(), &stale));
     let r2 = one_transmit(&mut c, ms(20));
     let m = r2.msg();
     assert_eq!(text(&m, types::REALM), Some(other));
@@ -968,7 +969,7 @@ fn a_438_changing_realm_or_algorithm_derives_a_new_key() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("nonce-1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     assert_md5_authenticated(&r1, "nonce-1");
     let nonce = format!("{COOKIE_PA}f00dcafe");
@@ -977,7 +978,7 @@ fn a_438_changing_realm_or_algorithm_derives_a_new_key() {
         params: &[],
     }];
     let stale = challenge(&r1.bytes, 438, Some(REALM), Some(&nonce), Some(&sha256));
-    assert!(c.handle_datagram(ms(20), server(), &stale));
+    assert!(c.feed(ms(20), server(), &stale));
     let r2 = one_transmit(&mut c, ms(20));
     let m = r2.msg();
     assert!(m.find(types::MESSAGE_INTEGRITY_SHA256).is_some());
@@ -995,11 +996,11 @@ fn repeated_challenges_are_bounded() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("n1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     assert_md5_authenticated(&r1, "n1");
     let ch = challenge(&r1.bytes, 401, Some(REALM), Some("n2"), None);
-    assert!(c.handle_datagram(ms(20), server(), &ch));
+    assert!(c.feed(ms(20), server(), &ch));
     assert_eq!(
         events(&mut c),
         [ClientEvent::Failed {
@@ -1025,7 +1026,7 @@ fn repeated_challenges_are_bounded() {
         let code = if k == 0 { 401 } else { 438 };
         let nonce = format!("nonce-{k}");
         let ch = challenge(&req.bytes, code, Some(REALM), Some(&nonce), None);
-        assert!(c.handle_datagram(ms(10 * (k + 1)), server(), &ch));
+        assert!(c.feed(ms(10 * (k + 1)), server(), &ch));
         if let Some(ev) = c.poll_event() {
             result = Some(ev);
             break;
@@ -1054,7 +1055,7 @@ fn challenges_without_realm_or_nonce_fail() {
             .expect("slot");
         let r0 = one_transmit(&mut c, Instant::ZERO);
         let ch = challenge(&r0.bytes, 401, realm, nonce, None);
-        assert!(c.handle_datagram(ms(10), server(), &ch));
+        assert!(c.feed(ms(10), server(), &ch));
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Failed {
@@ -1097,7 +1098,7 @@ fn rfc8489_password_algorithms_sha256() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some(&nonce), Some(&offered));
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     assert_ne!(r1.tid(), r0.tid());
     let m = r1.msg();
@@ -1129,13 +1130,13 @@ fn rfc8489_password_algorithms_sha256() {
     m.verify_fingerprint().expect("fingerprint");
 
     // The success must be signed with the SHA-256 key.
-    assert!(c.handle_datagram(
+    assert!(c.feed(
         ms(20),
         server(),
         &signed_success_sha256(&r1.bytes, &md5_key())
     ));
     assert!(c.poll_event().is_none(), "wrong key ignored");
-    assert!(c.handle_datagram(
+    assert!(c.feed(
         ms(30),
         server(),
         &signed_success_sha256(&r1.bytes, &sha256_key())
@@ -1161,7 +1162,7 @@ fn rfc8489_first_supported_algorithm_wins() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some(&nonce), Some(&offered));
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     let m = r1.msg();
     assert_eq!(
@@ -1194,7 +1195,7 @@ fn rfc8489_no_supported_algorithm_or_stripped_list_does_not_retry() {
             .expect("slot");
         let r0 = one_transmit(&mut c, Instant::ZERO);
         let ch = challenge(&r0.bytes, 401, Some(REALM), Some(&nonce), list);
-        assert!(c.handle_datagram(ms(10), server(), &ch));
+        assert!(c.feed(ms(10), server(), &ch));
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Failed {
@@ -1216,7 +1217,7 @@ fn rfc8489_no_supported_algorithm_or_stripped_list_does_not_retry() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("obMatJos2AAAAxyz"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     assert_md5_authenticated(&one_transmit(&mut c, ms(10)), "obMatJos2AAAAxyz");
 }
 
@@ -1232,9 +1233,9 @@ fn credentials_are_per_server() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("n1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
-    assert!(c.handle_datagram(ms(20), server(), &signed_success(&r1.bytes, &md5_key())));
+    assert!(c.feed(ms(20), server(), &signed_success(&r1.bytes, &md5_key())));
     assert!(matches!(
         c.poll_event(),
         Some(ClientEvent::Succeeded { .. })
@@ -1250,7 +1251,7 @@ fn credentials_are_per_server() {
     let Outcome::Respond(t) = plain.answer(ms(30), other, mapped(), &req.bytes, &mut out) else {
         panic!("the server answers a Binding request");
     };
-    assert!(c.handle_datagram(ms(40), other, &out[..t.len]));
+    assert!(c.feed(ms(40), other, &out[..t.len]));
     assert!(
         matches!(c.poll_event(), Some(ClientEvent::Succeeded { id: got, server: s, mapped: Some(m), .. })
             if got == id && s == other && m == mapped())
@@ -1269,9 +1270,9 @@ fn credentials_rejected_for_a_cached_realm_are_forgotten() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("n1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
-    assert!(c.handle_datagram(ms(20), server(), &signed_success(&r1.bytes, &md5_key())));
+    assert!(c.feed(ms(20), server(), &signed_success(&r1.bytes, &md5_key())));
     c.poll_event().expect("success");
     // Next transaction uses the cache and is refused with 401: it fails...
     let id = c
@@ -1280,7 +1281,7 @@ fn credentials_rejected_for_a_cached_realm_are_forgotten() {
     let r2 = one_transmit(&mut c, ms(30));
     assert_md5_authenticated(&r2, "n1");
     let ch = challenge(&r2.bytes, 401, Some(REALM), Some("n2"), None);
-    assert!(c.handle_datagram(ms(40), server(), &ch));
+    assert!(c.feed(ms(40), server(), &ch));
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Failed {
@@ -1311,7 +1312,7 @@ fn alternate_server_redirects() {
         .binding(Instant::ZERO, server(), BindingOptions::default())
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
-    assert!(c.handle_datagram(ms(10), server(), &redirect(&r0.bytes, alt)));
+    assert!(c.feed(ms(10), server(), &redirect(&r0.bytes, alt)));
     assert!(c.poll_event().is_none());
     let r1 = one_transmit(&mut c, ms(10));
     assert_eq!(r1.to, alt, "the retry goes to the alternate");
@@ -1320,7 +1321,7 @@ fn alternate_server_redirects() {
     let r1b = one_transmit(&mut c, ms(510));
     assert_eq!(r1b.to, alt);
     assert_eq!(r1b.bytes, r1.bytes);
-    assert!(c.handle_datagram(ms(520), alt, &success(&r1.bytes, mapped())));
+    assert!(c.feed(ms(520), alt, &success(&r1.bytes, mapped())));
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Succeeded {
@@ -1347,7 +1348,7 @@ fn redirects_are_bounded_and_never_loop() {
     let mut result = None;
     for k in 1..20u8 {
         let next = SocketAddr::from(([198, 51, 100, 100 + k], 3478));
-        assert!(c.handle_datagram(ms(u64::from(k)), req.to, &redirect(&req.bytes, next)));
+        assert!(c.feed(ms(u64::from(k)), req.to, &redirect(&req.bytes, next)));
         if let Some(ev) = c.poll_event() {
             result = Some(ev);
             break;
@@ -1369,9 +1370,9 @@ fn redirects_are_bounded_and_never_loop() {
             .binding(Instant::ZERO, server(), BindingOptions::default())
             .expect("slot");
         let r0 = one_transmit(&mut c, Instant::ZERO);
-        assert!(c.handle_datagram(ms(1), server(), &redirect(&r0.bytes, alt)));
+        assert!(c.feed(ms(1), server(), &redirect(&r0.bytes, alt)));
         let r1 = one_transmit(&mut c, ms(1));
-        assert!(c.handle_datagram(ms(2), alt, &redirect(&r1.bytes, back_to)));
+        assert!(c.feed(ms(2), alt, &redirect(&r1.bytes, back_to)));
         assert!(
             matches!(c.poll_event(), Some(ClientEvent::Failed { id: got, error: TransactionError::TooManyRetries, .. }) if got == id),
             "redirect to {back_to}"
@@ -1393,7 +1394,7 @@ fn redirects_are_bounded_and_never_loop() {
             }
             Ok(())
         });
-        assert!(c.handle_datagram(ms(1), server(), &resp));
+        assert!(c.feed(ms(1), server(), &resp));
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Failed {
@@ -1413,10 +1414,10 @@ fn unsigned_redirects_of_authenticated_requests_are_ignored() {
         .expect("slot");
     let r0 = one_transmit(&mut c, Instant::ZERO);
     let ch = challenge(&r0.bytes, 401, Some(REALM), Some("n1"), None);
-    assert!(c.handle_datagram(ms(10), server(), &ch));
+    assert!(c.feed(ms(10), server(), &ch));
     let r1 = one_transmit(&mut c, ms(10));
     let evil = addr("203.0.113.66:3478");
-    assert!(c.handle_datagram(ms(20), server(), &redirect(&r1.bytes, evil)));
+    assert!(c.feed(ms(20), server(), &redirect(&r1.bytes, evil)));
     assert!(c.poll_event().is_none());
     assert!(transmits(&mut c, ms(20)).is_empty(), "no redirect");
     let r1b = one_transmit(&mut c, ms(510));
@@ -1555,7 +1556,7 @@ fn rfc5780_discovery_against_core_server() {
         };
         assert_eq!(t.from, Some(want_from));
         assert_eq!(t.to, me);
-        assert!(c.handle_datagram(ms(5), want_from, &out[..t.len]));
+        assert!(c.feed(ms(5), want_from, &out[..t.len]));
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Succeeded {
@@ -1650,7 +1651,7 @@ proptest! {
         let mut c = auth_client();
         c.binding(Instant::ZERO, server(), BindingOptions::default()).expect("slot");
         let _ = transmits(&mut c, Instant::ZERO);
-        c.handle_datagram(ms(1), server(), &data);
+        c.feed(ms(1), server(), &data);
         c.handle_timeout(ms(2));
         let _ = transmits(&mut c, ms(2));
         let _ = events(&mut c);
@@ -1668,10 +1669,10 @@ proptest! {
         let mut c = auth_client();
         let id = c.binding(Instant::ZERO, server(), BindingOptions::default()).expect("slot");
         let req = one_transmit(&mut c, Instant::ZERO);
-        c.handle_datagram(ms(1), server(), &raw_response(req.tid(), class_bits, &attrs));
+        c.feed(ms(1), server(), &raw_response(req.tid(), class_bits, &attrs));
         let mut evs = events(&mut c);
         for s in transmits(&mut c, ms(1)) {
-            c.handle_datagram(ms(2), s.to, &raw_response(s.tid(), class_bits, &second));
+            c.feed(ms(2), s.to, &raw_response(s.tid(), class_bits, &second));
         }
         evs.extend(events(&mut c));
         // Drive to the end: exactly one event for the one transaction.
@@ -1743,7 +1744,7 @@ fn padding_rejected_by_a_plain_server_is_dropped_and_retried() {
             b.add(&Attribute::XorMappedAddress(me)).unwrap();
             b.finish()
         };
-        assert!(client.handle_datagram(now, server, &resp[..len]));
+        assert!(client.feed(now, server, &resp[..len]));
     }
     assert_eq!(sizes.len(), 2, "one padded try, one plain retry: {sizes:?}");
     assert!(sizes[0] >= 120 && sizes[1] < 120, "{sizes:?}");

@@ -2,7 +2,11 @@
 //! (four sockets, CHANGE-REQUEST, RESPONSE-PORT, OTHER-ADDRESS, RESPONSE-ORIGIN, PADDING), error
 //! responses, configuration checks, and — above all — the amplification bound.
 
+#[path = "support/verbs.rs"]
+mod verbs;
+use holepunch_core::io::{Datagram, Received};
 use std::net::SocketAddr;
+use verbs::{Answer, Outcome};
 
 use holepunch_core::{Instant, Transmit};
 
@@ -10,7 +14,7 @@ use holepunch_core::{Instant, Transmit};
 const T0: Instant = Instant::ZERO;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::server::{
-    AmplificationPolicy, ConfigError, Handled, Outcome, RateLimit, Server, ServerConfig,
+    AmplificationPolicy, ConfigError, DEFAULT_MAX_PENDING, RateLimit, Server, ServerConfig,
 };
 use holepunch_core::stun::{
     Attribute, Class, ErrorCode, Message, MessageBuilder, Method, TransactionId,
@@ -653,6 +657,7 @@ fn cases(policy: AmplificationPolicy) -> Vec<Case> {
                     alternate: alt,
                     software,
                     amplification: policy,
+                    max_pending: DEFAULT_MAX_PENDING,
                 })
                 .expect("valid config");
                 let locals: Vec<SocketAddr> = server.local_addresses().collect();
@@ -1012,6 +1017,7 @@ proptest! {
                 alternate: rfc5780_server.then_some(alternate),
                 software: software.then_some(SOFTWARE),
                 amplification: policy,
+                max_pending: DEFAULT_MAX_PENDING,
             }).expect("valid config");
             let locals: Vec<SocketAddr> = srv.local_addresses().collect();
             let local = locals[local_index % locals.len()];
@@ -1031,7 +1037,6 @@ proptest! {
                 }
                 Outcome::Dropped => {}
                 Outcome::NotStun => prop_assert!(false, "a framed request is STUN"),
-                _ => unreachable!("non_exhaustive"),
             }
         }
     }
@@ -1041,7 +1046,8 @@ proptest! {
 /// `turnutils_natdiscovery` needs); its documented worst case is 92 bytes for 20 (IPv6).
 #[test]
 fn unbounded_policy_answers_bare_requests_in_full() {
-    use holepunch_core::stun::server::{AmplificationPolicy, Outcome, Server, ServerConfig};
+    use crate::verbs::Outcome;
+    use holepunch_core::stun::server::{AmplificationPolicy, Server, ServerConfig};
     let primary: SocketAddr = "[2001:db8::1]:3478".parse().expect("address");
     let alternate: SocketAddr = "[2001:db8::2]:3479".parse().expect("address");
     let client: SocketAddr = "[2001:db8::9]:5000".parse().expect("address");
@@ -1316,7 +1322,10 @@ fn sans_io_verbs_queue_one_answer() {
     let mut out = [0u8; OUT];
     let req = binding(&[], true);
     assert_eq!(srv.poll_transmit(T0, &mut out), None, "nothing yet");
-    assert_eq!(srv.handle_datagram(T0, p4(), c4(), &req), Handled::Queued);
+    assert_eq!(
+        srv.handle_datagram(T0, Datagram::new(p4(), c4(), &req)),
+        Received::Consumed
+    );
     let t = srv.poll_transmit(T0, &mut out).expect("the answer");
     assert_eq!(t.to, c4());
     assert_eq!(
@@ -1325,8 +1334,11 @@ fn sans_io_verbs_queue_one_answer() {
         "one answer per request"
     );
     assert_eq!(
-        srv.handle_datagram(T0, p4(), c4(), b"hello"),
-        Handled::NotStun
+        srv.handle_datagram(T0, Datagram::new(p4(), c4(), b"hello")),
+        Received::AppData {
+            from: c4(),
+            payload: b"hello"
+        }
     );
     assert_eq!(srv.poll_transmit(T0, &mut out), None);
 }

@@ -1,7 +1,10 @@
 //! TURN client and server driven against each other in memory, on a virtual clock: every
 //! message, the credential flows, refresh timing, and the relay's security rules.
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::net::SocketAddr;
+use verbs::FeedTurn;
 
 use holepunch_core::stun::{Class, IntegrityKey, Message, MessageBuilder, Method, TransactionId};
 use holepunch_core::turn::attr::{self, types as tt};
@@ -116,9 +119,7 @@ impl Net {
                             .expect("known client");
                         let data = buf[..t.len].to_vec();
                         if let Received::Data { peer, payload } =
-                            self.clients[i]
-                                .1
-                                .handle_datagram(self.now, addr(SERVER), &data)
+                            self.clients[i].1.feed(self.now, addr(SERVER), &data)
                         {
                             self.to_clients.push((i, peer, payload.to_vec()));
                         }

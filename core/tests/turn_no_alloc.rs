@@ -2,7 +2,10 @@
 //! `send_to` and `handle_datagram`, and the server's ChannelData, Send indication and peer
 //! datagram handling with `poll_transmit`, are measured with a counting global allocator.
 
+#[path = "support/verbs.rs"]
+mod verbs;
 use std::net::SocketAddr;
+use verbs::FeedTurn;
 
 use holepunch_core::turn::{
     Client, ClientConfig, ClientEvent, Received, Server, ServerAction, ServerConfig, Transport,
@@ -38,7 +41,7 @@ fn pump(client: &mut Client, server: &mut Server, now: Instant, from: SocketAddr
             moved = true;
             if let Via::Client(_) = t.via {
                 let data = buf[..t.len].to_vec();
-                client.handle_datagram(now, client.server(), &data);
+                client.feed(now, client.server(), &data);
             }
         }
         if !moved {
@@ -98,7 +101,7 @@ fn steady_state_data_path_allocates_nothing() {
                     // Peer → relay → client as ChannelData.
                     server.handle_datagram(now, Via::Relay(relayed), peer, &payload);
                     let t = server.poll_transmit(&mut out).expect("to client");
-                    let got = client.handle_datagram(now, client.server(), &out[..t.len]);
+                    let got = client.feed(now, client.server(), &out[..t.len]);
                     assert!(
                         matches!(got, Received::Data { payload: p, .. } if p.len() == payload.len())
                     );
@@ -106,7 +109,7 @@ fn steady_state_data_path_allocates_nothing() {
                     let other = addr("203.0.113.50:4001");
                     server.handle_datagram(now, Via::Relay(relayed), other, &payload);
                     let t = server.poll_transmit(&mut out).expect("to client");
-                    let got = client.handle_datagram(now, client.server(), &out[..t.len]);
+                    let got = client.feed(now, client.server(), &out[..t.len]);
                     assert!(matches!(got, Received::Data { peer: p, .. } if p == other));
                     let _ = client.poll_timeout();
                     let _ = server.poll_timeout();

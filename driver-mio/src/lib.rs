@@ -43,9 +43,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::TransactionId;
 use holepunch_core::stun::client::Client;
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
 
@@ -129,8 +130,8 @@ impl StunClient {
         while !self.finished {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
-                    self.client
-                        .handle_datagram(self.clock.now(), from, &self.buf[..n]);
+                    let d = Datagram::new(self.local, from, &self.buf[..n]);
+                    self.client.handle_datagram(self.clock.now(), d);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if is_transient(&e) => {}
@@ -285,10 +286,9 @@ impl StunServer {
                 Err(e) => return Err(e),
             };
             let now = self.clock.now();
-            if let Outcome::Respond(t) =
-                self.server
-                    .answer(now, local, from, &self.buf[..n], &mut self.out)
-            {
+            let d = Datagram::new(local, from, &self.buf[..n]);
+            self.server.handle_datagram(now, d);
+            while let Some(t) = self.server.poll_transmit(now, &mut self.out) {
                 // The core names the socket to answer from (CHANGE-REQUEST moves it).
                 let sender = t
                     .from

@@ -55,6 +55,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use holepunch_core::Instant;
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::client::{
     BindingOptions, Client, ClientConfig, ClientError, ClientEvent, TransactionError,
 };
@@ -399,7 +400,7 @@ pub fn stun_on(
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 tracing::trace!(%from, len = n, "datagram");
-                client.handle_datagram(clock.now(), from, &buf[..n]);
+                client.handle_datagram(clock.now(), Datagram::new(local, from, &buf[..n]));
             }
             Err(e) if is_transient(&e) => {}
             Err(e) => {

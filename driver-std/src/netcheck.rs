@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use holepunch_core::io::Datagram;
 use holepunch_core::netcheck::{
     LifetimeConfig, LifetimeProbe, LifetimeReport, Netcheck, NetcheckConfig, NetcheckError, Report,
 };
@@ -229,7 +230,7 @@ trait Pumped {
     ) -> Option<holepunch_core::io::Transmit>;
     fn is_done(&self) -> bool;
     fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]);
+    fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>);
 }
 
 impl Pumped for Netcheck {
@@ -249,8 +250,8 @@ impl Pumped for Netcheck {
     fn poll_timeout(&self) -> Option<Instant> {
         Netcheck::poll_timeout(self)
     }
-    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]) {
-        Netcheck::handle_datagram(self, now, local, from, d);
+    fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        Netcheck::handle_datagram(self, now, d);
     }
 }
 
@@ -271,8 +272,8 @@ impl Pumped for LifetimeProbe {
     fn poll_timeout(&self) -> Option<Instant> {
         LifetimeProbe::poll_timeout(self)
     }
-    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]) {
-        LifetimeProbe::handle_datagram(self, now, local, from, d);
+    fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        LifetimeProbe::handle_datagram(self, now, d);
     }
 }
 
@@ -333,7 +334,7 @@ fn pump(
         for received in std::iter::once(first).chain(rx.try_iter()) {
             let (index, from, bytes) = received?;
             tracing::trace!(local = %locals[index], %from, len = bytes.len(), "netcheck datagram");
-            prober.handle_datagram(clock.now(), locals[index], from, &bytes);
+            prober.handle_datagram(clock.now(), Datagram::new(locals[index], from, &bytes));
         }
     }
 }

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use holepunch_core::io::Datagram;
 use holepunch_core::portmap::client::{
     Client, ClientConfig, MAX_REQUEST_LEN, PortmapEvent, Protocols,
 };
@@ -92,7 +93,8 @@ pub fn run_portmap(
         }
         if let Some((n, from)) = recv_until(&socket, &clock, client.poll_timeout(), &mut buf)? {
             // Rejected datagrams are the client's business (typed, ignored); keep going.
-            let _ = client.handle_datagram(clock.now(), from, &buf[..n]);
+            let local = socket.local_addr()?;
+            let _ = client.handle_datagram(clock.now(), Datagram::new(local, from, &buf[..n]));
         }
         client.handle_timeout(clock.now());
     }

@@ -16,7 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use holepunch_core::stun::server::{AmplificationPolicy, Outcome, Server, ServerConfig};
+use holepunch_core::io::Datagram;
+use holepunch_core::stun::server::{AmplificationPolicy, Server, ServerConfig};
 
 use crate::{Clock, DriverError, RECV_BUFFER_LEN, RESPONSE_BUFFER_LEN, is_transient, os_seed};
 
@@ -218,13 +219,17 @@ impl Worker<'_> {
                 Err(e) if is_transient(&e) => continue,
                 Err(e) => return Err(e),
             };
-            let outcome = {
-                // A thread that panicked holding the lock left a server that is still sound (it
-                // keeps no invariant across calls beyond plain numbers), so keep serving.
-                let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
-                core.answer(self.clock.now(), local, from, &buf[..n], &mut out)
+            let now = self.clock.now();
+            // A thread that panicked holding the lock left a server that is still sound (it
+            // keeps no invariant across calls beyond plain numbers), so keep serving.
+            let lock = || self.core.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = {
+                let mut core = lock();
+                core.handle_datagram(now, Datagram::new(local, from, &buf[..n]));
+                core.poll_transmit(now, &mut out)
             };
-            if let Outcome::Respond(t) = outcome {
+            // The lock is not held across a send: answers are taken one at a time.
+            while let Some(t) = next {
                 let sender = t
                     .from
                     .and_then(|a| self.locals.iter().position(|l| *l == a))
@@ -235,8 +240,7 @@ impl Worker<'_> {
                 } else {
                     tracing::trace!(%from, %local, to = %t.to, len = t.len, "answered");
                 }
-            } else {
-                tracing::trace!(%from, %local, len = n, "not answered");
+                next = lock().poll_transmit(now, &mut out);
             }
         }
         Ok(())

@@ -42,8 +42,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::client::{Client, TransactionError};
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -94,7 +95,7 @@ pub async fn stun_on(
             () = tokio::time::sleep_until(wake) => {}
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
-                    client.handle_datagram(clock.now(), from, &buf[..n]);
+                    client.handle_datagram(clock.now(), Datagram::new(local, from, &buf[..n]));
                 }
                 Err(e) if is_transient(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -197,18 +198,22 @@ async fn serve_socket(
                 Err(e) => return Err(e),
             },
         };
-        let outcome = shared
-            .server
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answer(shared.clock.now(), local, from, &buf[..n], &mut out);
-        if let Outcome::Respond(t) = outcome {
+        let now = shared.clock.now();
+        let lock = || shared.server.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = {
+            let mut server = lock();
+            server.handle_datagram(now, Datagram::new(local, from, &buf[..n]));
+            server.poll_transmit(now, &mut out)
+        };
+        // The lock is not held across a send: answers are taken one at a time.
+        while let Some(t) = next {
             // The core names the socket to answer from (CHANGE-REQUEST moves it).
             let sender = t
                 .from
                 .and_then(|a| shared.local_addrs.iter().position(|l| *l == a))
                 .unwrap_or(index);
             let _ = shared.sockets[sender].send_to(&out[..t.len], t.to).await;
+            next = lock().poll_transmit(now, &mut out);
         }
     }
 }

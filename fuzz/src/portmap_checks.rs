@@ -2,6 +2,7 @@
 //! and `pcp_response` fuzz targets, the corpus replay test (`core/tests/fuzz_corpus.rs`) and the
 //! property tests (`core/tests/portmap.rs`), which include this file with `#[path]`.
 
+use holepunch_core::io::Datagram;
 use holepunch_core::portmap::{natpmp, pcp};
 
 /// Input of the `natpmp_response` target: one datagram from "the gateway".
@@ -69,7 +70,8 @@ pub fn check_client(data: &[u8]) {
         let n = usize::from(*n).min(tail.len());
         let (datagram, after) = tail.split_at(n);
         rest = after;
-        let _ = c.handle_datagram(now, from, datagram);
+        let local = SocketAddr::new(config.client_ip, config.internal_port);
+        let _ = c.handle_datagram(now, Datagram::new(local, from, datagram));
         now += Duration::from_millis(100 * u64::from(*step));
         if c.poll_timeout().is_some_and(|t| t <= now) {
             c.handle_timeout(now);

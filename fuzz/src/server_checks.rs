@@ -2,7 +2,8 @@
 //! fuzz target and the corpus replay test (`core/tests/fuzz_corpus.rs`, through `#[path]`).
 
 use holepunch_core::Instant;
-use holepunch_core::stun::server::{AmplificationPolicy, Outcome, RateLimit, Server, ServerConfig};
+use holepunch_core::io::{Datagram, Received};
+use holepunch_core::stun::server::{AmplificationPolicy, RateLimit, Server, ServerConfig};
 use holepunch_core::stun::{HEADER_LEN, MAGIC_COOKIE, Message};
 
 /// Input of the `stun_server` target: one selector byte, then the datagram.
@@ -41,7 +42,10 @@ pub fn check_server(data: &[u8]) {
     let mut out = [0u8; 1280];
     // Twice: the second answer of a rate-limited server comes out of an empty bucket.
     for now in [Instant::from_millis(1), Instant::from_millis(2)] {
-        let Outcome::Respond(t) = server.answer(now, local, from, datagram, &mut out) else {
+        if server.handle_datagram(now, Datagram::new(local, from, datagram)) != Received::Consumed {
+            continue;
+        }
+        let Some(t) = server.poll_transmit(now, &mut out) else {
             continue;
         };
         assert!(t.len <= out.len() && t.len >= HEADER_LEN);

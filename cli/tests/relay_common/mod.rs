@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use holepunch_core::Instant;
+use holepunch_core::io::Datagram;
 use holepunch_core::stun::{Class, Message, Method};
 use holepunch_core::turn::channel::frame_len;
 use holepunch_core::turn::{Client, ClientConfig, ClientEvent, Received, Transport};
@@ -410,7 +411,10 @@ impl TurnPump {
         }
         for frame in frames {
             let now = self.now();
-            match self.client.handle_datagram(now, self.server, &frame) {
+            // One client per connection or socket: it needs no local address to tell them apart.
+            let local = SocketAddr::from((LOCALHOST, 0));
+            let d = Datagram::new(local, self.server, &frame);
+            match self.client.handle_datagram(now, d) {
                 Received::Data { peer, payload } => self.data.push((peer, payload.to_vec())),
                 _ => self.control_received += 1,
             }

@@ -206,7 +206,8 @@ impl Relays {
         else {
             return RelayReceived::NotRelayed;
         };
-        let received = self.relays[i].client.handle_datagram(now, from, datagram);
+        let d = crate::io::Datagram::new(local, from, datagram);
+        let received = self.relays[i].client.handle_datagram(now, d);
         self.drain(now, agent, i);
         self.maybe_choose(now, agent);
         let relayed = match self.relays[i].standing {

@@ -23,7 +23,7 @@
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use crate::io::Transmit;
+use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::stun::client::{BindingOptions, Client, ClientConfig, ClientEvent, TransactionError};
 use crate::stun::{Class, Message, TransactionId};
@@ -183,30 +183,41 @@ impl LifetimeProbe {
         }
     }
 
-    /// Feeds a datagram that arrived on local socket `local`.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, d: &[u8]) {
-        self.start(now);
-        let Some(ci) = self.sockets().position(|s| s == local) else {
-            return;
+    /// Feeds a datagram that arrived on one of the probe's sockets: [`Received::Consumed`] for
+    /// an answer to one of its requests (on X's socket, through its mapping, the answer to Y's
+    /// probe), else [`Received::AppData`] or [`Received::Unrecognized`] as for any machine.
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        let Some(ci) = self.sockets().position(|s| s == d.local) else {
+            return Received::unclaimed(d);
         };
-        if self.clients[ci].handle_datagram(now, from, d) {
+        self.start(now);
+        if self.clients[ci].handle_datagram(now, d) == Received::Consumed {
             self.drain_events(now);
-            return;
+            return Received::Consumed;
         }
-        if ci == 0 {
-            return;
+        if ci > 0 && self.handle_probe_answer(ci - 1, d.from, d.payload) {
+            Received::Consumed
+        } else {
+            Received::unclaimed(d)
         }
-        // An answer to Y's probe, delivered to X through its mapping: alive.
-        let Ok(msg) = Message::parse(d) else { return };
+    }
+
+    /// Whether `d`, which X's socket of trial `ti` took from `from`, answers Y's probe
+    /// through X's mapping: then the mapping is alive.
+    fn handle_probe_answer(&mut self, ti: usize, from: SocketAddr, d: &[u8]) -> bool {
+        let Ok(msg) = Message::parse(d) else {
+            return false;
+        };
         if msg.class() != Class::SuccessResponse || from != self.config.server {
-            return;
+            return false;
         }
         let id = msg.transaction_id();
-        let ti = ci - 1;
         if self.trials[ti] == Trial::Probing(id) {
             self.trials[ti] = Trial::Alive;
             self.clients[0].cancel(id);
+            return true;
         }
+        false
     }
 
     /// Advances timers: requests retired, idle trials probed.
@@ -299,20 +310,26 @@ impl LifetimeProbe {
         None
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is next needed.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed, and why: at once before
+    /// the run starts, then a request's (re)send or timeout, or an idle trial's probe.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
         if !self.started {
-            return Some(Instant::ZERO);
+            return Some(Deadline::new(Instant::ZERO, TimerReason::Start));
         }
         let idle = self.trials.iter().filter_map(|t| match t {
-            Trial::Idle { probe_at, .. } => Some(*probe_at),
+            Trial::Idle { probe_at, .. } => Some(Deadline::new(*probe_at, TimerReason::IdleProbe)),
             _ => None,
         });
         self.clients
             .iter()
-            .filter_map(Client::poll_timeout)
+            .filter_map(Client::poll_deadline)
             .chain(idle)
-            .min()
+            .min_by_key(|d| d.at)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
     }
 
     /// Whether every trial has ended.

@@ -94,8 +94,8 @@
 //! while let Some(t) = netcheck.poll_transmit(now, &mut buf) {
 //!     // send buf[..t.len] from socket t.from to t.to
 //! }
-//! // Sleep until `poll_timeout()` or a datagram; feed it with `handle_datagram(now, local,
-//! // from, bytes)`; call `handle_timeout(now)`; repeat. Then:
+//! // Sleep until `poll_timeout()` or a datagram; feed it with `handle_datagram(now,
+//! // Datagram::new(local, from, bytes))`; call `handle_timeout(now)`; repeat. Then:
 //! let report = netcheck.report();
 //! println!("mapping: {}, filtering: {}", report.mapping, report.filtering);
 //! ```
@@ -104,7 +104,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{Ipv6Addr, SocketAddr};
 
-use crate::io::{Deadline, TimerReason, Transmit};
+use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::stun::client::{BindingOptions, Client, ClientConfig, ClientEvent, TransactionError};
 use crate::stun::{self, Class, Message, TransactionId};
@@ -313,28 +313,30 @@ impl Netcheck {
         &self.locals
     }
 
-    /// Feeds a datagram that arrived on local socket `local` from `from`. Returns whether it
-    /// was netcheck's (an answer to one of its requests, late duplicates included, or the
-    /// hairpin probe); anything else is left to the caller.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        from: SocketAddr,
-        datagram: &[u8],
-    ) -> bool {
-        let Some(socket) = self.locals.iter().position(|l| *l == local) else {
-            return false;
+    /// Feeds a datagram that arrived on one of netcheck's sockets: [`Received::Consumed`] when
+    /// it was netcheck's (an answer to one of its requests, late duplicates included, or the
+    /// hairpin probe), [`Received::AppData`] for anything that is not STUN, and
+    /// [`Received::Unrecognized`] for STUN that is not netcheck's, left to the caller.
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        let Some(socket) = self.locals.iter().position(|l| *l == d.local) else {
+            return Received::unclaimed(d);
         };
         // Any input may come first: a datagram starts the run as a timeout would.
         self.start(now);
-        if self.clients[socket].handle_datagram(now, from, datagram) {
+        if self.clients[socket].handle_datagram(now, d) == Received::Consumed {
             self.drain(now);
-            return true;
+            return Received::Consumed;
         }
-        if !stun::looks_like_stun(datagram) {
-            return false;
+        if stun::looks_like_stun(d.payload) && self.handle_hairpin(socket, d.payload) {
+            Received::Consumed
+        } else {
+            Received::unclaimed(d)
         }
+    }
+
+    /// Whether `datagram`, STUN that no client took, is one of netcheck's own probes (a
+    /// hairpin probe or a late copy of a request); a hairpin probe settles both directions.
+    fn handle_hairpin(&mut self, socket: usize, datagram: &[u8]) -> bool {
         let Ok(msg) = Message::parse(datagram) else {
             return false;
         };
@@ -422,11 +424,15 @@ impl Netcheck {
         if self.started.is_none() {
             return Some(Deadline::new(Instant::ZERO, TimerReason::Start));
         }
-        let send = self.clients.iter().filter_map(Client::poll_timeout).min()?;
-        Some(if self.deadline < send {
+        let send = self
+            .clients
+            .iter()
+            .filter_map(Client::poll_deadline)
+            .min_by_key(|d| d.at)?;
+        Some(if self.deadline < send.at {
             Deadline::new(self.deadline, TimerReason::RunLimit)
         } else {
-            Deadline::new(send, TimerReason::Retransmit)
+            send
         })
     }
 

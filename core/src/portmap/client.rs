@@ -27,7 +27,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::natpmp::{self, NatPmpError};
 use super::pcp::{self, Nonce, PcpError};
 use super::{EpochTracker, Protocol, RetryPolicy, SERVER_PORT};
-use crate::Transmit;
+use crate::io::{Datagram, Deadline, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 
@@ -215,6 +215,17 @@ pub struct Client {
     epoch: EpochTracker,
     last_refusal: Option<PortmapError>,
     events: VecDeque<PortmapEvent>,
+    /// The latest `now` an input gave: the deadline while output is pending.
+    now: Instant,
+    stats: ClientStats,
+}
+
+/// Counters of work the client dropped rather than queue without bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Events dropped, oldest first, because the application left the queue full.
+    pub events_dropped: u64,
 }
 
 impl Client {
@@ -247,6 +258,8 @@ impl Client {
             epoch: EpochTracker::new(),
             last_refusal: None,
             events: VecDeque::with_capacity(EVENT_CAPACITY),
+            now,
+            stats: ClientStats::default(),
         };
         if c.pcp == Probe::Unavailable && c.natpmp == Probe::Unavailable {
             c.fail(PortmapError::NoProtocol);
@@ -266,16 +279,13 @@ impl Client {
         self.phase == Phase::Done
     }
 
-    /// A datagram received from `from` on the port-mapping socket.
+    /// A datagram received from `d.from` on the port-mapping socket.
     ///
     /// Rejected datagrams (wrong source, malformed, wrong nonce, another mapping's) return the
     /// reason and change nothing, so garbage can neither stall nor steer the client.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), PortmapError> {
+    pub fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) -> Result<(), PortmapError> {
+        self.observe(now);
+        let (from, data) = (d.from, d.payload);
         if from != SocketAddr::new(self.config.gateway, SERVER_PORT) {
             return Err(PortmapError::NotFromGateway);
         }
@@ -292,6 +302,7 @@ impl Client {
 
     /// Retransmits, renews or gives up as due. Early calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         if self.renew_at.is_some_and(|t| now >= t) && self.phase == Phase::Mapped {
             self.renew_at = None;
             self.phase = Phase::Renewing;
@@ -335,6 +346,7 @@ impl Client {
     /// Deletes the mapping (and any that may have been made unheard) and stops; ends with
     /// [`PortmapEvent::Closed`]. Calling it again does nothing.
     pub fn close(&mut self, now: Instant) {
+        self.observe(now);
         if matches!(self.phase, Phase::Deleting | Phase::Done) {
             return;
         }
@@ -402,12 +414,34 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.retry_at, self.renew_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, and why: the latest
+    /// `now` it was given while a request or an event waits to be polled, else the next
+    /// retransmission or renewal. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        if self.pending != 0 || !self.events.is_empty() {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
         }
+        Deadline::earliest(
+            self.retry_at
+                .map(|at| Deadline::new(at, TimerReason::Retransmit)),
+            self.renew_at
+                .map(|at| Deadline::new(at, TimerReason::Refresh)),
+        )
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// Counters of events dropped because the application did not poll them.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output waits.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     fn handle_pcp(&mut self, now: Instant, data: &[u8]) -> Result<(), PortmapError> {
@@ -666,6 +700,7 @@ impl Client {
     fn push(&mut self, event: PortmapEvent) {
         if self.events.len() == EVENT_CAPACITY {
             self.events.pop_front();
+            self.stats.events_dropped += 1;
         }
         self.events.push_back(event);
     }

@@ -16,147 +16,30 @@
 //! (stale nonce) retries with the fresh nonce; 300 follows ALTERNATE-SERVER. Each is bounded so
 //! a hostile server cannot keep a transaction alive forever. What a 401 taught is cached for
 //! that server only (§9.2.3): first requests to other servers carry no credentials.
+//!
+//! This file holds the transaction table and the pump verbs; `auth` owns the long-term
+//! credential state, and `config` the public configuration, options, errors and events.
 
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
-use super::integrity::{IntegrityKey, PasswordAlgorithmKind};
+use super::integrity::IntegrityKey;
 use super::message::{EncodeError, Message, MessageBuilder, read_attribute};
 use super::{Class, Method, TransactionId};
-use crate::Transmit;
+use crate::demux::{self, Kind};
+use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 
-/// Client configuration; the defaults are RFC 8489's.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Initial retransmission timeout (RFC 8489: 500 ms; ICE's pacing may pick less).
-    pub initial_rto: Duration,
-    /// Rc: the most times a request is sent (7; 0 counts as 1).
-    pub max_sends: u32,
-    /// Rm: after the last send, wait this many RTOs before declaring a timeout (16).
-    pub last_wait_factor: u32,
-    /// How many transactions may be open (or finished but not yet polled) at once.
-    pub max_transactions: usize,
-    /// Largest request, in bytes; sizes each slot's buffer at construction.
-    pub max_request_len: usize,
-    /// SOFTWARE to send in every request, if any.
-    pub software: Option<&'static str>,
-    /// Long-term credentials to answer a 401 with; without them a 401 fails the transaction.
-    pub credentials: Option<LongTermCredentials>,
-    /// Pad Binding requests to at least this many bytes, so servers that bound their answers
-    /// by the request's size (ours) can include OTHER-ADDRESS and RESPONSE-ORIGIN. 0 = off.
-    pub pad_requests_to: usize,
-}
+mod auth;
+mod config;
 
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            initial_rto: Duration::from_millis(500),
-            max_sends: 7,
-            last_wait_factor: 16,
-            max_transactions: 16,
-            max_request_len: 1280,
-            software: None,
-            credentials: None,
-            pad_requests_to: 0,
-        }
-    }
-}
-
-/// A username and password for the long-term credential mechanism (already prepared per RFC
-/// 8265 OpaqueString; ASCII needs nothing).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LongTermCredentials {
-    /// The username.
-    pub username: String,
-    /// The password.
-    pub password: String,
-}
-
-/// Options of a Binding request, for RFC 5780 behaviour discovery.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BindingOptions {
-    /// Ask the server to answer from its alternate IP.
-    pub change_ip: bool,
-    /// Ask the server to answer from its alternate port.
-    pub change_port: bool,
-    /// Ask the server to answer to this port of ours instead.
-    pub response_port: Option<u16>,
-}
-
-/// Why a request could not be started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// All transaction slots are busy or hold an event not yet polled.
-    #[error("too many open transactions")]
-    TooManyTransactions,
-    /// The request does not fit the configured `max_request_len`.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-}
-
-/// How a transaction failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransactionError {
-    /// No (valid) response after all retransmissions.
-    #[error("timed out: no valid response")]
-    TimedOut,
-    /// The server answered with an error we cannot recover from.
-    #[error("rejected with error {code}")]
-    Rejected {
-        /// The ERROR-CODE (0 if the error response carried none).
-        code: u16,
-    },
-    /// The server asked for credentials we do not have, rejected the ones we sent, or sent a
-    /// challenge we must not answer (no supported password algorithm, or a stripped list).
-    #[error("unauthorized")]
-    Unauthorized,
-    /// Too many 300 redirections, 401/438 retries, or a redirect we must not follow.
-    #[error("too many redirects or authentication retries")]
-    TooManyRetries,
-    /// A success response that lacked what its method requires (XOR-MAPPED-ADDRESS for Binding).
-    #[error("malformed success response")]
-    MalformedResponse,
-}
-
-/// The outcome of one transaction: exactly one per started request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// A success response arrived.
-    Succeeded {
-        /// The transaction, as returned when it was started.
-        id: TransactionId,
-        /// The server that answered last (differs from the first after a 300 redirect).
-        server: SocketAddr,
-        /// The address the response came from (differs from `server` after CHANGE-REQUEST).
-        from: SocketAddr,
-        /// The reflexive transport address (XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS).
-        mapped: Option<SocketAddr>,
-        /// RFC 5780 OTHER-ADDRESS, when the server offers behaviour discovery.
-        other_address: Option<SocketAddr>,
-        /// RFC 5780 RESPONSE-ORIGIN.
-        response_origin: Option<SocketAddr>,
-        /// Time from the last send to the response: exact without retransmissions, else a lower
-        /// bound (STUN cannot tell which copy was answered).
-        rtt: Duration,
-    },
-    /// The transaction failed.
-    Failed {
-        /// The transaction, as returned when it was started.
-        id: TransactionId,
-        /// The server it was last sent to.
-        server: SocketAddr,
-        /// Why.
-        error: TransactionError,
-    },
-}
+use auth::AuthState;
+pub use config::{
+    BindingOptions, ClientConfig, ClientError, ClientEvent, LongTermCredentials, TransactionError,
+};
 
 /// Bounds on the recovery flows, so a hostile server cannot loop us.
 const MAX_AUTH_RETRIES: u8 = 2;
@@ -176,6 +59,8 @@ pub struct Client {
     keys: Vec<Option<IntegrityKey>>,
     auth: Option<AuthState>,
     completed: u64,
+    /// The latest `now` an input gave: the deadline while an event waits to be polled.
+    now: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -211,22 +96,6 @@ enum SlotState {
     },
 }
 
-/// What a server told us about its realm, and the key derived for it. Credentials are cached
-/// for that server only (RFC 8489 §9.2.3): first requests to any other carry none.
-#[derive(Debug)]
-struct AuthState {
-    server: SocketAddr,
-    realm: String,
-    nonce: String,
-    key: IntegrityKey,
-    /// RFC 8489 mode (nonce cookie with password algorithms): send PASSWORD-ALGORITHM(S) and
-    /// MESSAGE-INTEGRITY-SHA256; otherwise classic RFC 5389 MESSAGE-INTEGRITY.
-    algorithm: Option<(PasswordAlgorithmKind, Vec<u8>)>,
-}
-
-/// The RFC 8489 §9.2 "nonce cookie" announcing security features.
-const NONCE_COOKIE: &str = "obMatJos2";
-
 impl Client {
     /// A client with `config`; `seed` drives transaction ids (draw it from the OS in drivers).
     pub fn new(mut config: ClientConfig, seed: u64) -> Self {
@@ -261,6 +130,7 @@ impl Client {
             slots,
             auth: None,
             completed: 0,
+            now: Instant::ZERO,
         }
     }
 
@@ -304,6 +174,7 @@ impl Client {
         method: Method,
         body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
     ) -> Result<TransactionId, ClientError> {
+        self.observe(now);
         let index = self
             .slots
             .iter()
@@ -338,9 +209,20 @@ impl Client {
         }
     }
 
-    /// Feeds a datagram received on the client's socket. Returns whether it was a response to
-    /// one of our transactions (consumed); anything else is left for the caller.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
+    /// Feeds a datagram received on the client's socket: [`Received::Consumed`] for a response
+    /// to one of our transactions, [`Received::AppData`] for anything that is not STUN (RFC
+    /// 7983), and [`Received::Unrecognized`] for STUN that is not ours, left for the caller.
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.observe(now);
+        if demux::classify(d.payload) == Kind::Stun && self.handle_stun(now, d.from, d.payload) {
+            Received::Consumed
+        } else {
+            Received::unclaimed(d)
+        }
+    }
+
+    /// Whether `datagram` was a response to one of our transactions (and was handled).
+    fn handle_stun(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> bool {
         let Ok(msg) = Message::parse(datagram) else {
             return false;
         };
@@ -380,6 +262,7 @@ impl Client {
 
     /// Retires transactions whose last wait has passed. Early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
             if s.state == SlotState::Active && s.sends >= self.config.max_sends && now >= s.deadline
@@ -435,25 +318,43 @@ impl Client {
         Some(event)
     }
 
-    /// When the client next needs `handle_timeout` or `poll_transmit`: `now` or earlier while a
-    /// send is due, `None` when idle. Unpolled events do not count: poll them after any input.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When the client next needs `handle_timeout` or `poll_transmit`, and why: the latest
+    /// `now` it was given while a finished transaction's event waits to be polled, `now` or
+    /// earlier while a send is due, `None` when idle. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s.state, SlotState::Done { .. }))
+        {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
+        }
         self.slots
             .iter()
             .filter(|s| s.state == SlotState::Active)
             .map(|s| {
                 if s.sends < self.config.max_sends {
-                    s.next_send
+                    Deadline::new(s.next_send, TimerReason::Retransmit)
                 } else {
-                    s.deadline
+                    Deadline::new(s.deadline, TimerReason::TransactionTimeout)
                 }
             })
-            .min()
+            .min_by_key(|d| d.at)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
     }
 
     /// Whether any transaction is still in flight.
     pub fn is_idle(&self) -> bool {
         !self.slots.iter().any(|s| s.state == SlotState::Active)
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output waits.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     fn body_area(&mut self, index: usize) -> &mut [u8] {
@@ -596,113 +497,6 @@ impl Client {
         Ok(())
     }
 
-    fn learn_challenge(
-        &mut self,
-        index: usize,
-        code: u16,
-        msg: &Message<'_>,
-    ) -> Result<(), TransactionError> {
-        let creds = self
-            .config
-            .credentials
-            .as_ref()
-            .ok_or(TransactionError::Unauthorized)?;
-        let s = &mut self.slots[index];
-        if s.auth_retries >= MAX_AUTH_RETRIES {
-            return Err(if code == 401 {
-                TransactionError::Unauthorized
-            } else {
-                TransactionError::TooManyRetries
-            });
-        }
-        s.auth_retries += 1;
-        let server = s.server;
-        let text = |t| msg.text(t).and_then(Result::ok);
-        // §9.2.5: no 401 retry that changes neither username, realm nor password. Ours are
-        // fixed, so a 401 to a request that carried them for this realm means they were
-        // refused: fail, and forget them so the next transaction starts afresh (§9.2.3.1).
-        if code == 401 && self.keys[index].is_some() {
-            let sent_realm = self.sent_text(index, types::REALM);
-            let realm = text(types::REALM);
-            if realm.is_none() || realm == sent_realm.as_deref() {
-                if self.auth.as_ref().is_some_and(|a| a.server == server) {
-                    self.auth = None;
-                }
-                return Err(TransactionError::Unauthorized);
-            }
-        }
-        let nonce = text(types::NONCE).ok_or(TransactionError::Unauthorized)?;
-        let realm = match (text(types::REALM), &self.auth) {
-            (Some(r), _) => r,
-            // A 438 may omit REALM; keep the one we have for this server.
-            (None, Some(a)) if code == 438 && a.server == server => {
-                let realm = a.realm.clone();
-                return self.store_auth(server, creds.clone(), &realm, nonce, msg);
-            }
-            _ => return Err(TransactionError::Unauthorized),
-        };
-        self.store_auth(server, creds.clone(), realm, nonce, msg)
-    }
-
-    /// A text attribute of the request the slot has on the wire.
-    fn sent_text(&self, index: usize, attr: super::AttrType) -> Option<String> {
-        let start = index * self.config.max_request_len;
-        let request = &self.requests[start..start + self.slots[index].len];
-        let msg = Message::parse(request).ok()?;
-        msg.text(attr).and_then(Result::ok).map(String::from)
-    }
-
-    /// Remembers `server`'s realm and nonce, deriving the key only when realm or algorithm
-    /// changed.
-    fn store_auth(
-        &mut self,
-        server: SocketAddr,
-        creds: LongTermCredentials,
-        realm: &str,
-        nonce: &str,
-        msg: &Message<'_>,
-    ) -> Result<(), TransactionError> {
-        let algorithm = if let Some(features) = nonce.strip_prefix(NONCE_COOKIE) {
-            // §9.2.5: take the first offered algorithm we support; keep the list to echo it.
-            match msg.decode(types::PASSWORD_ALGORITHMS) {
-                Some(Ok(Attribute::PasswordAlgorithms(list @ PasswordAlgorithms::Wire(raw)))) => {
-                    let chosen = list
-                        .iter()
-                        .find_map(|p| PasswordAlgorithmKind::from_number(p.algorithm))
-                        .ok_or(TransactionError::Unauthorized)?;
-                    Some((chosen, raw.to_vec()))
-                }
-                // §9.2.5: the cookie announces PASSWORD-ALGORITHMS but there is no (valid)
-                // list: someone stripped it to bid us down to MD5. Must not retry.
-                _ if offers_password_algorithms(features) => {
-                    return Err(TransactionError::Unauthorized);
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let kind = algorithm
-            .as_ref()
-            .map_or(PasswordAlgorithmKind::Md5, |(k, _)| *k);
-        let reuse = self.auth.as_ref().is_some_and(|a| {
-            a.realm == realm
-                && a.algorithm.as_ref().map(|(k, _)| *k) == algorithm.as_ref().map(|(k, _)| *k)
-        });
-        let key = match self.auth.take() {
-            Some(a) if reuse => a.key,
-            _ => IntegrityKey::long_term(kind, &creds.username, realm, &creds.password),
-        };
-        self.auth = Some(AuthState {
-            server,
-            realm: realm.into(),
-            nonce: nonce.into(),
-            key,
-            algorithm,
-        });
-        Ok(())
-    }
-
     fn finish_failed(&mut self, index: usize, error: TransactionError) {
         let s = &self.slots[index];
         let event = ClientEvent::Failed {
@@ -720,20 +514,6 @@ impl Client {
             seq: self.completed,
         };
     }
-}
-
-/// Whether the STUN Security Features after a nonce cookie (4 base64 characters encoding 24
-/// bits, bit 0 the most significant) have bit 0, "Password algorithms", set (RFC 8489 §18.1).
-fn offers_password_algorithms(features: &str) -> bool {
-    let sextet = match features.as_bytes().first() {
-        Some(c @ b'A'..=b'Z') => c - b'A',
-        Some(c @ b'a'..=b'z') => c - b'a' + 26,
-        Some(c @ b'0'..=b'9') => c - b'0' + 52,
-        Some(b'+') => 62,
-        Some(b'/') => 63,
-        _ => return false,
-    };
-    sextet & 0x20 != 0
 }
 
 /// Removes every attribute of type `attr` from wire-form attributes in place; returns the new

@@ -1,9 +1,10 @@
 //! A STUN Binding responder with RFC 5780 behaviour discovery, for RFC 8489 and RFC 3489 clients.
 //!
 //! Sans-IO like the rest of the core: [`Server::handle_datagram`] takes one datagram (with the
-//! time, the local socket it arrived on and its sender) and [`Server::poll_transmit`] writes the
-//! answer, if any, into the caller's buffer. [`Server::answer`] does both in one call for drivers
-//! that answer at once. With an alternate address configured it serves from four sockets
+//! time, the local socket it arrived on and its sender) and queues the request in a few words;
+//! [`Server::poll_transmit`] writes the answers, oldest first, into the caller's buffer. The
+//! queue holds [`ServerConfig::max_pending`] requests, allocated at construction; a request
+//! that finds it full is dropped and counted ([`ServerStats::queue_full`]). With an alternate address configured it serves from four sockets
 //! (primary/alternate IP × primary/alternate port) and honours CHANGE-REQUEST, RESPONSE-PORT,
 //! OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 §6).
 //!
@@ -42,7 +43,10 @@ use core::net::SocketAddr;
 use super::attr::{self, Attribute, ErrorCode, types};
 use super::message::{EncodeError, Message, MessageBuilder};
 use super::{Class, HEADER_LEN, Method, TransactionId};
-use crate::{Instant, Transmit};
+use alloc::collections::VecDeque;
+
+use crate::Instant;
+use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 
 mod classic;
 mod limiter;
@@ -85,7 +89,13 @@ pub struct ServerConfig {
     pub software: Option<&'static str>,
     /// How responses are bounded.
     pub amplification: AmplificationPolicy,
+    /// Requests held for [`Server::poll_transmit`] before more are dropped (and counted).
+    pub max_pending: usize,
 }
+
+/// The default [`ServerConfig::max_pending`]: more than a driver that drains after every
+/// datagram ever holds, and room for a driver that reads a whole batch first.
+pub const DEFAULT_MAX_PENDING: usize = 1024;
 
 impl ServerConfig {
     /// A plain RFC 8489 server on `primary`, size-bounded.
@@ -95,6 +105,7 @@ impl ServerConfig {
             alternate: None,
             software: None,
             amplification: AmplificationPolicy::default(),
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -145,45 +156,32 @@ pub enum ConfigError {
     Unspecified(SocketAddr),
 }
 
-/// What [`Server::answer`] did with a datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Counters of work the server dropped rather than queue without bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
-    /// Send this response (its bytes are at the start of the caller's buffer).
-    Respond(Transmit),
-    /// Not STUN: the datagram belongs to someone else, or is noise.
-    NotStun,
-    /// STUN, but nothing to answer: a response, an indication, a bad FINGERPRINT, a request that
-    /// arrived on a socket this server does not serve, or one too small for the strict form
-    /// (strict policy, or a rate-limited source out of tokens).
-    Dropped,
+pub struct ServerStats {
+    /// Requests dropped because [`ServerConfig::max_pending`] answers already waited.
+    pub queue_full: u64,
 }
 
-/// What [`Server::handle_datagram`] did with a datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Handled {
-    /// A request to answer: [`Server::poll_transmit`] writes the answer (or, for a request too
-    /// small for the size bound in force, returns `None`).
-    Queued,
-    /// Not STUN: the datagram belongs to someone else, or is noise.
-    NotStun,
-    /// STUN, but nothing to answer (see [`Outcome::Dropped`]).
-    Dropped,
-}
-
-/// The Binding responder: stateless per request, but for the per-source rate limit and the one
-/// answer waiting for [`poll_transmit`](Server::poll_transmit).
+/// The Binding responder: stateless per request, but for the per-source rate limit and the
+/// answers waiting for [`poll_transmit`](Server::poll_transmit).
 #[derive(Clone, Debug)]
 pub struct Server {
     config: ServerConfig,
     limiter: Option<limiter::Limiter>,
-    pending: Option<Pending>,
+    /// Accepted requests, oldest first; capacity `max_pending`, reserved at construction.
+    pending: VecDeque<Pending>,
+    /// The latest `now` an input gave: the deadline while answers wait.
+    now: Instant,
+    stats: ServerStats,
 }
 
 /// An accepted request, kept in a few words until its answer is written.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    /// When the request arrived: the rate limit counts tokens at that time.
+    at: Instant,
     local: SocketAddr,
     from: SocketAddr,
     method: Method,
@@ -211,6 +209,16 @@ enum Reply {
         cookie: [u8; 4],
         change: (bool, bool),
     },
+}
+
+/// What [`Server::accept`] made of a datagram.
+enum Accepted {
+    /// A request to answer.
+    Request(Pending),
+    /// Not STUN: the datagram belongs to someone else, or is noise.
+    NotStun,
+    /// STUN, but nothing to answer.
+    Dropped,
 }
 
 /// The most unknown comprehension-required types a 420 lists.
@@ -247,10 +255,13 @@ impl Server {
             AmplificationPolicy::RateLimited(limit) => Some(limiter::Limiter::new(limit, seed)),
             _ => None,
         };
+        let max_pending = config.max_pending.max(1);
         Ok(Server {
             config,
             limiter,
-            pending: None,
+            pending: VecDeque::with_capacity(max_pending),
+            now: Instant::ZERO,
+            stats: ServerStats::default(),
         })
     }
 
@@ -273,32 +284,83 @@ impl Server {
         core::iter::once(p).chain(combos.into_iter().flatten())
     }
 
-    /// Takes one datagram that arrived at `now` on local socket `local` from `from`.
+    /// Takes one datagram that arrived at `now` on one of the server's sockets.
     ///
-    /// A request is kept until [`poll_transmit`](Server::poll_transmit) answers it; an answer
-    /// not polled before the next call is replaced (UDP may lose it anyway). Nothing is
-    /// allocated and nothing of `payload` is kept.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        from: SocketAddr,
-        payload: &[u8],
-    ) -> Handled {
-        let _ = now; // Time matters only when the answer is sized (poll_transmit).
-        self.pending = None;
+    /// A request is queued until [`poll_transmit`](Server::poll_transmit) answers it
+    /// ([`Received::Consumed`]); so is STUN the server drops (a response, an indication, a bad
+    /// FINGERPRINT, a request on a socket it does not serve), reported as
+    /// [`Received::Unrecognized`]; anything else is [`Received::AppData`]. A request that finds
+    /// [`ServerConfig::max_pending`] answers waiting is dropped and counted in
+    /// [`stats`](Server::stats). Nothing is allocated and nothing of the payload is kept.
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.now = self.now.max(now);
+        match self.accept(now, d.local, d.from, d.payload) {
+            Accepted::Request(p) => {
+                if self.pending.len() >= self.config.max_pending.max(1) {
+                    self.stats.queue_full += 1;
+                } else {
+                    self.pending.push_back(p);
+                }
+                Received::Consumed
+            }
+            Accepted::NotStun => Received::AppData {
+                from: d.from,
+                payload: d.payload,
+            },
+            Accepted::Dropped => Received::Unrecognized,
+        }
+    }
+
+    /// The server keeps no timers: this only notes the time. Early calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// Writes the answer to the oldest request waiting into `out`, and says where it goes and
+    /// from which local socket. `None` when nothing waits; a request whose answer does not fit
+    /// the size bound in force or `out` is skipped (1280 bytes is always enough: optional
+    /// attributes, mirrored PADDING included, shrink to fit the buffer; 52 bytes fit every
+    /// minimal answer).
+    pub fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        while let Some(pending) = self.pending.pop_front() {
+            if let Some(t) = self.answer_one(&pending, out) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// When the server next needs a call: the latest `now` it was given while answers wait,
+    /// else `None` (it keeps no timers).
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        (!self.pending.is_empty()).then(|| Deadline::new(self.now, TimerReason::OutputPending))
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// Counters of requests dropped because the answer queue was full.
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// What one datagram asks of the server.
+    fn accept(&self, at: Instant, local: SocketAddr, from: SocketAddr, payload: &[u8]) -> Accepted {
         if !super::looks_like_stun(payload) {
             let Some(req) = classic::parse(payload) else {
-                return Handled::NotStun;
+                return Accepted::NotStun;
             };
             if !self.serves(local) {
-                return Handled::Dropped;
+                return Accepted::Dropped;
             }
             let mut cookie = [0u8; 4];
             cookie.copy_from_slice(&req.transaction_id[..4]);
             let mut tid = TransactionId::default();
             tid.0.copy_from_slice(&req.transaction_id[4..]);
-            self.pending = Some(Pending {
+            return Accepted::Request(Pending {
+                at,
                 local,
                 from,
                 method: Method::BINDING,
@@ -310,19 +372,19 @@ impl Server {
                     change: req.change,
                 },
             });
-            return Handled::Queued;
         }
         let Ok(msg) = Message::parse(payload) else {
             // A malformed header gives us no transaction to answer; 400 needs a parseable one.
-            return Handled::Dropped;
+            return Accepted::Dropped;
         };
         if msg.class() != Class::Request || !self.serves(local) {
-            return Handled::Dropped;
+            return Accepted::Dropped;
         }
         if msg.has_fingerprint() && msg.verify_fingerprint().is_err() {
-            return Handled::Dropped; // RFC 8489 §7.3: a bad FINGERPRINT means not ours.
+            return Accepted::Dropped; // RFC 8489 §7.3: a bad FINGERPRINT means not ours.
         }
-        self.pending = Some(Pending {
+        Accepted::Request(Pending {
+            at,
             local,
             from,
             method: msg.method(),
@@ -330,51 +392,26 @@ impl Server {
             request_len: payload.len(),
             fingerprint: msg.has_fingerprint(),
             reply: self.reply_to(&msg),
-        });
-        Handled::Queued
+        })
     }
 
-    /// Writes the answer to the request last given to
-    /// [`handle_datagram`](Server::handle_datagram) into `out`, and says where it goes and from
-    /// which local socket. `None` when there is nothing to send, or when the answer does not fit
-    /// the size bound in force or `out` (1280 bytes is always enough: optional attributes,
-    /// mirrored PADDING included, shrink to fit the buffer; 52 bytes fit every minimal answer).
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        let pending = self.pending.take()?;
+    /// The answer to one queued request, sized by the policy (and the source's tokens at the
+    /// time the request arrived).
+    fn answer_one(&mut self, pending: &Pending, out: &mut [u8]) -> Option<Transmit> {
         let form = match self.config.amplification {
             AmplificationPolicy::Bounded => Form::Bounded,
             AmplificationPolicy::Strict => Form::Strict,
             AmplificationPolicy::Unbounded | AmplificationPolicy::RateLimited(_) => Form::Full,
         };
-        let t = self.build(&pending, form, out).ok().flatten()?;
+        let t = self.build(pending, form, out).ok().flatten()?;
         let Some(limiter) = self.limiter.as_mut() else {
             return Some(t);
         };
         // Tokens pay for amplification only: an answer within the request's size is free.
-        if t.len <= pending.request_len || limiter.admit(now, pending.from.ip()) {
+        if t.len <= pending.request_len || limiter.admit(pending.at, pending.from.ip()) {
             return Some(t);
         }
-        self.build(&pending, Form::Strict, out).ok().flatten()
-    }
-
-    /// [`handle_datagram`](Server::handle_datagram) and [`poll_transmit`](Server::poll_transmit)
-    /// in one call, for drivers that answer at once.
-    pub fn answer(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        from: SocketAddr,
-        payload: &[u8],
-        out: &mut [u8],
-    ) -> Outcome {
-        match self.handle_datagram(now, local, from, payload) {
-            Handled::NotStun => Outcome::NotStun,
-            Handled::Queued => match self.poll_transmit(now, out) {
-                Some(t) => Outcome::Respond(t),
-                None => Outcome::Dropped,
-            },
-            _ => Outcome::Dropped,
-        }
+        self.build(pending, Form::Strict, out).ok().flatten()
     }
 
     fn serves(&self, local: SocketAddr) -> bool {

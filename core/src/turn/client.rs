@@ -19,226 +19,38 @@
 //! retries. Over TCP and TLS requests are sent once and time out after 39.5 s (RFC 8489 §6.2.2).
 //!
 //! Pumped like every holepunch state machine: `handle_datagram` / `handle_timeout` in,
-//! `poll_transmit` / `poll_event` / `poll_timeout` out, with the caller's `now`. The data path
+//! `poll_transmit` / `poll_event` / `poll_deadline` out, with the caller's `now`. The data path
 //! (`send_to`, ChannelData and Data indications in `handle_datagram`) allocates nothing.
+//!
+//! This file holds the allocation's state and the pump verbs; `peers` owns each peer's
+//! permission and channel, and `config` the public configuration, errors and events.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::{IpAddr, SocketAddr};
+use core::net::SocketAddr;
 
 use super::attr::{self, types as turn_types};
 use super::channel::{ChannelData, ChannelNumber, looks_like_channel_data};
 use super::{
-    ALLOCATE, CHANNEL_BIND, CHANNEL_LIFETIME_SECS, CREATE_PERMISSION, DATA, DEFAULT_LIFETIME_SECS,
+    ALLOCATE, CHANNEL_BIND, CHANNEL_LIFETIME_SECS, CREATE_PERMISSION, DATA,
     PERMISSION_LIFETIME_SECS, PROTOCOL_UDP, REFRESH, SEND, Transport,
 };
-use crate::Transmit;
+use crate::io::{Datagram, Deadline, TimerReason, Transmit};
 use crate::stun::client::{
     Client as StunClient, ClientConfig as StunConfig, ClientError as StunError,
-    ClientEvent as StunEvent, LongTermCredentials, TransactionError,
+    ClientEvent as StunEvent, LongTermCredentials,
 };
 use crate::stun::{Class, EncodeError, Message, MessageBuilder, Method, TransactionId};
 use crate::time::{Duration, Instant};
 
-/// How the client reaches its server and who it is.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// The TURN server's address.
-    pub server: SocketAddr,
-    /// The transport to the server; the driver owns the socket or stream.
-    pub transport: Transport,
-    /// Long-term credential username (for REST credentials, `EXPIRY:USER`).
-    pub username: String,
-    /// Long-term credential password.
-    pub password: String,
-    /// LIFETIME to ask for, in seconds (the server may grant less).
-    pub lifetime_secs: u32,
-    /// How many peers (permission + channel each) the allocation can hold.
-    pub max_peers: usize,
-    /// SOFTWARE sent in every request. It also makes the first Allocate large enough that a
-    /// server bounding unauthenticated answers by the request's size can send its 401.
-    pub software: Option<&'static str>,
-    /// Over TLS, the name the server's certificate must be valid for: the host of the TURN URL
-    /// (a DNS name, or an IP literal matched against an IP SAN). `None`: the server's IP
-    /// address. Unused by this state machine; the driver that owns the stream verifies it.
-    pub tls_name: Option<String>,
-    /// Longest silence towards the server, over UDP, before a Binding indication keeps the NAT
-    /// mapping (and so the allocation) alive; `None`: no keepalives. Anything sent counts:
-    /// requests, ChannelData, Send indications. Over TCP and TLS the connection carries the
-    /// allocation and NATs keep idle TCP for hours (RFC 5382: at least 2 h 4 min), so none
-    /// are sent.
-    pub keepalive: Option<Duration>,
-}
+mod config;
+mod peers;
 
-impl ClientConfig {
-    /// A configuration with RFC 8656 defaults for `server` and the given credentials.
-    pub fn new(server: SocketAddr, transport: Transport, username: &str, password: &str) -> Self {
-        ClientConfig {
-            server,
-            transport,
-            username: username.into(),
-            password: password.into(),
-            lifetime_secs: DEFAULT_LIFETIME_SECS,
-            max_peers: 16,
-            software: Some(SOFTWARE),
-            tls_name: None,
-            keepalive: Some(KEEPALIVE),
-        }
-    }
-}
-
-/// Why a call on the client could not be carried out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// There is no allocation (yet, or any more).
-    #[error("no allocation")]
-    NotAllocated,
-    /// `allocate` was called twice.
-    #[error("already allocating or allocated")]
-    AlreadyStarted,
-    /// The peer table is full (`max_peers`).
-    #[error("peer table full")]
-    TooManyPeers,
-    /// `send_to` to a peer that was never added.
-    #[error("no permission for that peer")]
-    NoPermission,
-    /// Too many requests in flight.
-    #[error("too many transactions in flight")]
-    Busy,
-    /// The output buffer is too small or the payload too large.
-    #[error("message does not fit: {0}")]
-    Encode(#[from] EncodeError),
-    /// ChannelData could not be written.
-    #[error(transparent)]
-    Channel(#[from] super::channel::ChannelError),
-}
-
-/// Why an allocation, permission or channel failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TurnError {
-    /// No response after all retransmissions.
-    #[error("timed out")]
-    TimedOut,
-    /// Credentials missing or refused.
-    #[error("unauthorized")]
-    Unauthorized,
-    /// The server answered with this error code (e.g. 403, 437, 486, 508).
-    #[error("rejected with error {code}")]
-    Rejected {
-        /// The ERROR-CODE.
-        code: u16,
-    },
-    /// Too many 401/438 retries or redirects.
-    #[error("too many authentication retries")]
-    TooManyRetries,
-    /// A success response without what its method requires (XOR-RELAYED-ADDRESS).
-    #[error("malformed response")]
-    MalformedResponse,
-    /// The allocation's lifetime ran out before a Refresh succeeded.
-    #[error("allocation expired")]
-    Expired,
-}
-
-impl From<TransactionError> for TurnError {
-    fn from(e: TransactionError) -> Self {
-        match e {
-            TransactionError::TimedOut => TurnError::TimedOut,
-            TransactionError::Rejected { code } => TurnError::Rejected { code },
-            TransactionError::Unauthorized => TurnError::Unauthorized,
-            TransactionError::TooManyRetries => TurnError::TooManyRetries,
-            _ => TurnError::MalformedResponse,
-        }
-    }
-}
-
-/// What happened, for the application (no heap data).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// The allocation exists: peers reach us at `relayed`.
-    Allocated {
-        /// The relayed transport address (XOR-RELAYED-ADDRESS).
-        relayed: SocketAddr,
-        /// Our address as the server sees it (XOR-MAPPED-ADDRESS), if sent.
-        mapped: Option<SocketAddr>,
-        /// The lifetime the server granted.
-        lifetime: Duration,
-        /// Round-trip time of the final Allocate exchange (for choosing the nearest server).
-        rtt: Duration,
-    },
-    /// A Refresh extended the allocation.
-    Refreshed {
-        /// The lifetime the server granted.
-        lifetime: Duration,
-    },
-    /// A permission for `peer` is installed (or refreshed).
-    PermissionCreated {
-        /// The peer's IP address.
-        peer: IpAddr,
-    },
-    /// A channel to `peer` is bound (or refreshed): data now travels as ChannelData.
-    ChannelBound {
-        /// The peer.
-        peer: SocketAddr,
-        /// Its channel.
-        channel: ChannelNumber,
-    },
-    /// A permission or channel request for `peer` failed; data to it falls back to Send
-    /// indications (channel) or is dropped by the server (permission).
-    PeerFailed {
-        /// The peer.
-        peer: SocketAddr,
-        /// Why.
-        error: TurnError,
-    },
-    /// The allocation could not be made, or was lost; the client is finished.
-    Failed {
-        /// Why.
-        error: TurnError,
-    },
-    /// `close` finished: the allocation is released (or was never made).
-    Deallocated,
-}
-
-/// What a datagram from the server was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Received<'a> {
-    /// A TURN response or something the client handled or dropped.
-    Consumed,
-    /// Application data a peer sent through the relay (ChannelData or a Data indication).
-    Data {
-        /// The peer that sent it.
-        peer: SocketAddr,
-        /// The data, borrowed from the datagram.
-        payload: &'a [u8],
-    },
-    /// Not TURN, or not from our server: for the caller to handle.
-    Unrecognized,
-}
-
-/// The allocation's lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// `allocate` not called yet.
-    Idle,
-    /// Allocate in flight.
-    Allocating,
-    /// Relayed address in use.
-    Allocated,
-    /// Deallocation in flight.
-    Closing,
-    /// Finished: deallocated or failed.
-    Closed,
-}
-
-/// SOFTWARE our requests carry. Its length is deliberate: servers that never answer an
-/// unauthenticated request with more bytes than it had (ours) need room for REALM and NONCE
-/// in the 401, and SOFTWARE is the one attribute every server accepts (PADDING is
-/// comprehension-required). 48 bytes leave room for a 24-byte realm and a 24-byte nonce.
-pub const SOFTWARE: &str = "holepunch TURN client (RFC 8656 relay fallback)";
+pub use config::{
+    ClientConfig, ClientError, ClientEvent, ClientStats, KEEPALIVE, MAX_QUEUED_EVENTS, Received,
+    SOFTWARE, State, TurnError,
+};
+use peers::{Peer, Refresh};
 
 /// How often a failed or refused refresh is retried when the table is busy.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -246,13 +58,6 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 const PERMISSION_REFRESH: Duration = Duration::from_secs(PERMISSION_LIFETIME_SECS as u64 - 60);
 /// Refresh channels this long after binding them (lifetime 600 s).
 const CHANNEL_REFRESH: Duration = Duration::from_secs(CHANNEL_LIFETIME_SECS as u64 - 60);
-
-/// The default [`ClientConfig::keepalive`]: RFC 8445 §11's floor for ICE keepalives, well
-/// inside the shortest UDP mapping timeouts seen in the wild (about 30 s).
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// Most events held for the application before the oldest is dropped.
-const MAX_QUEUED_EVENTS: usize = 256;
 
 /// A TURN client for one allocation.
 #[derive(Debug)]
@@ -275,42 +80,9 @@ pub struct Client {
     events: VecDeque<ClientEvent>,
     /// What the response being handled carried beyond what the STUN table reports.
     stash: Stash,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Peer {
-    addr: SocketAddr,
-    channel: ChannelNumber,
-    permission: Refresh,
-    binding: Refresh,
-}
-
-/// The state of a refreshed thing (allocation, permission, channel).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Refresh {
-    /// Not installed; retry at this time (FAR_FUTURE = never).
-    Absent { retry_at: Instant },
-    /// A request is in flight; `ready` says whether the previous one is still valid.
-    Pending { ready: bool },
-    /// Installed; refresh at this time.
-    Ready { refresh_at: Instant },
-}
-
-impl Refresh {
-    fn is_ready(self) -> bool {
-        matches!(
-            self,
-            Refresh::Ready { .. } | Refresh::Pending { ready: true }
-        )
-    }
-
-    fn due(self) -> Instant {
-        match self {
-            Refresh::Absent { retry_at } => retry_at,
-            Refresh::Pending { .. } => Instant::FAR_FUTURE,
-            Refresh::Ready { refresh_at } => refresh_at,
-        }
-    }
+    /// The latest `now` an input gave: the deadline while output is pending.
+    now: Instant,
+    stats: ClientStats,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,7 +124,7 @@ impl Client {
             stun: StunClient::new(stun_config.clone(), seed),
             pending: Vec::with_capacity(stun_config.max_transactions),
             peers: Vec::with_capacity(max_peers),
-            events: VecDeque::with_capacity(MAX_QUEUED_EVENTS),
+            events: VecDeque::with_capacity(config.max_events.max(1)),
             config: ClientConfig {
                 max_peers,
                 ..config
@@ -365,6 +137,8 @@ impl Client {
             last_sent: Instant::ZERO,
             keepalive_due: false,
             stash: Stash::default(),
+            now: Instant::ZERO,
+            stats: ClientStats::default(),
         }
     }
 
@@ -403,6 +177,7 @@ impl Client {
 
     /// Starts the allocation (Allocate with REQUESTED-TRANSPORT UDP and LIFETIME).
     pub fn allocate(&mut self, now: Instant) -> Result<(), ClientError> {
+        self.observe(now);
         if self.state != State::Idle {
             return Err(ClientError::AlreadyStarted);
         }
@@ -419,6 +194,7 @@ impl Client {
         now: Instant,
         peer: SocketAddr,
     ) -> Result<ChannelNumber, ClientError> {
+        self.observe(now);
         if let Some(p) = self.peers.iter().find(|p| p.addr == peer) {
             return Ok(p.channel);
         }
@@ -483,6 +259,7 @@ impl Client {
 
     /// Releases the allocation (Refresh with LIFETIME 0); `Deallocated` follows.
     pub fn close(&mut self, now: Instant) {
+        self.observe(now);
         for (id, _) in self.pending.drain(..) {
             self.stun.cancel(id);
         }
@@ -495,14 +272,11 @@ impl Client {
         }
     }
 
-    /// Feeds bytes received from `from`: a datagram over UDP, or one frame (see
+    /// Feeds bytes received from `d.from`: a datagram over UDP, or one frame (see
     /// [`super::channel::frame_len`]) over TCP/TLS.
-    pub fn handle_datagram<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &'a [u8],
-    ) -> Received<'a> {
+    pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        self.observe(now);
+        let (from, datagram) = (d.from, d.payload);
         // ChannelData and indications are trusted only from our server's address.
         if from != self.config.server {
             return Received::Unrecognized;
@@ -542,7 +316,7 @@ impl Client {
                 .and_then(Result::ok),
             lifetime: attr::lifetime(&msg).and_then(Result::ok),
         };
-        let consumed = self.stun.handle_datagram(now, from, datagram);
+        let consumed = self.stun.handle_datagram(now, d) == crate::io::Received::Consumed;
         self.drain_stun(now);
         self.stash = Stash::default();
         if consumed {
@@ -554,6 +328,7 @@ impl Client {
 
     /// Runs timers: retransmissions, refreshes, expiry. Early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
         self.stun.handle_timeout(now);
         self.drain_stun(now);
         if self.state != State::Allocated {
@@ -600,19 +375,45 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` is next needed; `None` when nothing is scheduled.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.stun.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
-        if self.state == State::Allocated {
-            next = next.min(self.refresh_at).min(self.expires);
-            if let Some(at) = self.keepalive_at().filter(|_| !self.keepalive_due) {
-                next = next.min(at);
+    /// When `handle_timeout` (or `poll_transmit`) is next needed, and why: the latest `now`
+    /// it was given while an event or a keepalive waits to be polled; `None` when nothing is
+    /// scheduled. Polling outputs never moves it.
+    pub fn poll_deadline(&self) -> Option<Deadline> {
+        let allocated = self.state == State::Allocated;
+        if !self.events.is_empty() || (self.keepalive_due && allocated) {
+            return Some(Deadline::new(self.now, TimerReason::OutputPending));
+        }
+        let mut next = self.stun.poll_deadline();
+        let mut consider = |at: Instant, reason: TimerReason| {
+            next = Deadline::earliest(next, Some(Deadline::new(at, reason)));
+        };
+        if allocated {
+            consider(self.refresh_at, TimerReason::Refresh);
+            consider(self.expires, TimerReason::Refresh);
+            if let Some(at) = self.keepalive_at() {
+                consider(at, TimerReason::Keepalive);
             }
             for p in &self.peers {
-                next = next.min(p.permission.due()).min(p.binding.due());
+                consider(p.permission.due(), TimerReason::Refresh);
+                consider(p.binding.due(), TimerReason::Refresh);
             }
         }
-        (next != Instant::FAR_FUTURE).then_some(next)
+        next.filter(|d| d.at != Instant::FAR_FUTURE)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// Counters of events dropped because the application did not poll them.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Every input with a time passes through here: it is the deadline while output waits.
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     /// When the next keepalive is due, if this allocation wants them.
@@ -628,32 +429,6 @@ impl Client {
     fn sent(&mut self, now: Instant) {
         self.last_sent = self.last_sent.max(now);
         self.keepalive_due = false;
-    }
-
-    fn refresh_peers(&mut self, now: Instant) {
-        for i in 0..self.peers.len() {
-            let p = self.peers[i];
-            if p.permission.due() <= now {
-                self.peers[i].permission = match self.start(now, Op::Permission(i)) {
-                    Ok(()) => Refresh::Pending {
-                        ready: p.permission.is_ready(),
-                    },
-                    Err(_) => Refresh::Absent {
-                        retry_at: now + BUSY_RETRY,
-                    },
-                };
-            }
-            if p.binding.due() <= now {
-                self.peers[i].binding = match self.start(now, Op::Channel(i)) {
-                    Ok(()) => Refresh::Pending {
-                        ready: p.binding.is_ready(),
-                    },
-                    Err(_) => Refresh::Absent {
-                        retry_at: now + BUSY_RETRY,
-                    },
-                };
-            }
-        }
     }
 
     /// Starts the request for `op`.
@@ -803,8 +578,9 @@ impl Client {
 
     /// Queues an event; an application that never polls loses the oldest, not memory.
     fn push_event(&mut self, event: ClientEvent) {
-        if self.events.len() >= MAX_QUEUED_EVENTS {
+        if self.events.len() >= self.config.max_events.max(1) {
             self.events.pop_front();
+            self.stats.events_dropped += 1;
         }
         self.events.push_back(event);
     }

@@ -15,7 +15,9 @@ pub mod policy;
 pub mod server;
 
 pub use channel::{ChannelData, ChannelError, ChannelNumber, Frame, FrameError};
-pub use client::{Client, ClientConfig, ClientError, ClientEvent, Received, TurnError};
+pub use client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientStats, Received, TurnError,
+};
 pub use credentials::RestCredentials;
 pub use policy::{Cidr, CidrError, PeerPolicy};
 pub use server::{

@@ -19,8 +19,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use holepunch_core::io::Datagram;
 use holepunch_core::netcheck::{Netcheck, NetcheckConfig, Report};
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 
 use super::network::Network;
@@ -184,11 +185,12 @@ pub fn run_netcheck(scenario: &NetcheckScenario) -> NetcheckOutcome {
         now = next;
         while let Some(d) = net.poll_delivery(now) {
             if server.local_addresses().any(|a| a == d.to) {
-                if let Outcome::Respond(t) = server.answer(now, d.to, d.from, &d.bytes, &mut buf) {
+                server.handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
+                while let Some(t) = server.poll_transmit(now, &mut buf) {
                     net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
                 }
             } else if locals.contains(&d.to) {
-                netcheck.handle_datagram(now, d.to, d.from, &d.bytes);
+                netcheck.handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
             }
         }
         netcheck.handle_timeout(now);

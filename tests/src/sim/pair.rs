@@ -20,7 +20,7 @@ use holepunch_core::ice::credentials::IceCredentials;
 use holepunch_core::ice::offer::{self, OfferLine};
 use holepunch_core::io::Datagram;
 use holepunch_core::nat64::Nat64Prefix;
-use holepunch_core::stun::server::{Outcome, Server, ServerConfig};
+use holepunch_core::stun::server::{Server, ServerConfig};
 use holepunch_core::time::{Duration, Instant};
 use holepunch_core::turn::{ClientConfig as TurnConfig, Transport};
 use holepunch_core::{Agent, Event};
@@ -716,7 +716,8 @@ pub fn run_pair(config: &PairConfig) -> PairOutcome {
                 .chain(server_v6.as_mut())
                 .find(|s| s.local_addresses().any(|a| a == d.to))
             {
-                if let Outcome::Respond(t) = server.answer(now, d.to, d.from, &d.bytes, &mut buf) {
+                server.handle_datagram(now, Datagram::new(d.to, d.from, &d.bytes));
+                while let Some(t) = server.poll_transmit(now, &mut buf) {
                     net.send(now, t.from.unwrap_or(d.to), t.to, &buf[..t.len]);
                 }
                 continue;
