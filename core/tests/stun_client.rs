@@ -753,21 +753,21 @@ fn timeouts_of_many_transactions_come_out_oldest_first() {
                 .expect("slot")
         })
         .collect();
-    // ids[0] started at 70 ms, ids[7] at 0 ms; run everything at once at the end.
+    // ids[0] started at 70 ms, ids[7] at 0 ms. Events are taken as they come: while one
+    // waits unpolled the deadline is `now`, not the next timer.
     let mut now = Instant::ZERO;
-    // Events are collected as they come: the deadline is `now` while one waits to be polled.
-    let mut failed = Vec::new();
+    let mut finished = Vec::new();
     for _ in 0..1000 {
         let Some(t) = c.poll_timeout() else { break };
         now = t;
         c.handle_timeout(now);
         transmits(&mut c, now);
-        failed.extend(events(&mut c));
+        finished.extend(events(&mut c));
         if now > ms(1000) {
             break;
         }
     }
-    let order: Vec<TransactionId> = failed
+    let order: Vec<TransactionId> = finished
         .into_iter()
         .map(|e| match e {
             ClientEvent::Failed {
