@@ -27,11 +27,12 @@ use core::net::SocketAddr;
 use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
 use super::integrity::IntegrityKey;
 use super::message::{EncodeError, Message, MessageBuilder, read_attribute};
+use super::transaction::{LastWait, Retransmit, Schedule};
 use super::{Class, Method, TransactionId};
 use crate::demux::{self, Kind};
 use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
 use crate::rng::Rng;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 
 mod auth;
 mod config;
@@ -74,11 +75,9 @@ struct Slot {
     server: SocketAddr,
     len: usize,
     body_len: usize,
-    sends: u32,
-    rto: Duration,
-    next_send: Instant,
+    /// Where it stands in the retransmission schedule (shared with the ICE agent).
+    timing: Retransmit,
     last_sent: Instant,
-    deadline: Instant,
     auth_retries: u8,
     redirects: u8,
     /// The servers this transaction was redirected away from (RFC 8489 §10 forbids going back).
@@ -111,11 +110,8 @@ impl Client {
             server: unspecified,
             len: 0,
             body_len: 0,
-            sends: 0,
-            rto: config.initial_rto,
-            next_send: Instant::FAR_FUTURE,
+            timing: Retransmit::start(Instant::FAR_FUTURE, &schedule(&config)),
             last_sent: Instant::ZERO,
-            deadline: Instant::FAR_FUTURE,
             auth_retries: 0,
             redirects: 0,
             visited: [unspecified; MAX_REDIRECTS as usize],
@@ -265,8 +261,7 @@ impl Client {
         self.observe(now);
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
-            if s.state == SlotState::Active && s.sends >= self.config.max_sends && now >= s.deadline
-            {
+            if s.state == SlotState::Active && s.timing.is_expired(now) {
                 self.finish_failed(i, TransactionError::TimedOut);
             }
         }
@@ -274,27 +269,20 @@ impl Client {
 
     /// The next datagram to send, written into `out` (at least `max_request_len` bytes).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        let max_sends = self.config.max_sends;
-        let last_wait = self.config.last_wait_factor;
-        let index = self.slots.iter().position(|s| {
-            s.state == SlotState::Active && s.sends < max_sends && s.next_send <= now
-        })?;
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.state == SlotState::Active && s.timing.is_due(now))?;
         let len = self.slots[index].len;
         if out.len() < len {
             return None;
         }
         let start = index * self.config.max_request_len;
         out[..len].copy_from_slice(&self.requests[start..start + len]);
+        let schedule = schedule(&self.config);
         let s = &mut self.slots[index];
-        s.sends += 1;
         s.last_sent = now;
-        if s.sends < max_sends {
-            s.next_send = now + s.rto;
-            s.rto = s.rto.saturating_mul(2);
-        } else {
-            s.next_send = Instant::FAR_FUTURE;
-            s.deadline = now + self.config.initial_rto.saturating_mul(last_wait);
-        }
+        s.timing.sent(now, &schedule);
         Some(Transmit {
             from: None,
             to: s.server,
@@ -333,11 +321,8 @@ impl Client {
             .iter()
             .filter(|s| s.state == SlotState::Active)
             .map(|s| {
-                if s.sends < self.config.max_sends {
-                    Deadline::new(s.next_send, TimerReason::Retransmit)
-                } else {
-                    Deadline::new(s.deadline, TimerReason::TransactionTimeout)
-                }
+                let (at, reason) = s.timing.deadline();
+                Deadline::new(at, reason)
             })
             .min_by_key(|d| d.at)
     }
@@ -402,14 +387,12 @@ impl Client {
         }
         b.add_fingerprint()?;
         let len = b.finish();
+        let schedule = schedule(&self.config);
         let s = &mut self.slots[index];
         s.state = SlotState::Active;
         s.wire_id = wire_id;
         s.len = len;
-        s.sends = 0;
-        s.rto = self.config.initial_rto;
-        s.next_send = now;
-        s.deadline = Instant::FAR_FUTURE;
+        s.timing = Retransmit::start(now, &schedule);
         self.keys[index] = key;
         Ok(())
     }
@@ -537,4 +520,15 @@ fn error_code(msg: &Message<'_>) -> u16 {
 
 fn address(msg: &Message<'_>, attr: super::AttrType) -> Option<SocketAddr> {
     msg.address(attr).and_then(Result::ok)
+}
+
+/// The configuration's retransmission schedule (RFC 8489 §6.2.1: RTO doubling without a cap,
+/// Rm·RTO after the last send).
+fn schedule(config: &ClientConfig) -> Schedule {
+    Schedule {
+        initial_rto: config.initial_rto,
+        max_rto: None,
+        max_sends: config.max_sends,
+        last_wait: LastWait::InitialRtoTimes(config.last_wait_factor),
+    }
 }
