@@ -463,18 +463,7 @@ fn blind_punch_halves_with(answers: &[(SocketAddr, SocketAddr)]) -> (bool, bool)
     solo.agent.gather(solo.now);
     solo.run_for(Duration::from_millis(200));
     assert_eq!(srflx_addresses(&solo.agent)[0], addr(MAPPED));
-    let server_ip = "203.0.113.3".parse().unwrap();
-    let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), server_ip);
-    solo.peer(&[theirs], &[]);
-    solo.run_for(Duration::from_secs(4));
-    let halves: Vec<(bool, bool)> = solo
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            IceEvent::BlindPunching { hard, easy } => Some((*hard, *easy)),
-            _ => None,
-        })
-        .collect();
+    let halves = peer_behind_one_server_then_blind_halves(&mut solo);
     assert_eq!(halves.len(), 1, "{:?}", solo.events);
     halves[0]
 }
@@ -497,19 +486,24 @@ fn punching_with_measured_mapping(mapping: Behaviour) -> (Vec<(bool, bool)>, usi
     solo.agent.set_local_mapping(mapping);
     solo.agent.gather(solo.now);
     solo.run_for(Duration::from_millis(200));
+    let halves = peer_behind_one_server_then_blind_halves(&mut solo);
+    (halves, solo.socket_requests)
+}
+
+/// The peer signals one server-reflexive candidate that never answers; after 4 s, the halves
+/// of every blind punch A started.
+fn peer_behind_one_server_then_blind_halves(solo: &mut Solo) -> Vec<(bool, bool)> {
     let server_ip = "203.0.113.3".parse().unwrap();
     let theirs = Candidate::server_reflexive(addr(PEER), addr("10.1.0.2:5000"), server_ip);
     solo.peer(&[theirs], &[]);
     solo.run_for(Duration::from_secs(4));
-    let halves = solo
-        .events
+    solo.events
         .iter()
         .filter_map(|(_, e)| match e {
             IceEvent::BlindPunching { hard, easy } => Some((*hard, *easy)),
             _ => None,
         })
-        .collect();
-    (halves, solo.socket_requests)
+        .collect()
 }
 
 /// Netcheck's report stands in for what one server cannot show: a NAT measured
