@@ -126,8 +126,7 @@ impl<S: SocketSet> IcePump<S> {
     }
 
     /// Starts gathering server-reflexive candidates from the configured STUN servers
-    /// ([`IceEvent::GatheringComplete`](holepunch_core::ice::agent::IceEvent::GatheringComplete)
-    /// follows; at once without servers).
+    /// ([`IceEvent::GatheringComplete`] follows; at once without servers).
     pub fn gather(&mut self) {
         let now = self.clock.now();
         self.agent.gather(now);
