@@ -31,7 +31,6 @@ use core::net::SocketAddr;
 
 use crate::demux::{self, Received};
 use crate::ice::agent::{Agent as IceAgent, AgentConfig};
-use crate::ice::checklist::PairState;
 use crate::ice::relay::Relays;
 use crate::io::{Action, Datagram, Deadline, IoResult, IoToken, TimerReason, Transmit};
 use crate::rng::Rng;
@@ -83,14 +82,11 @@ impl Agent {
     /// STUN that is not ours.
     #[inline]
     pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
-        // The application's datagrams take one branch and no call: a TURN server sends only
-        // STUN and ChannelData, whose first bytes are not `Other`, and nothing else keeps
-        // state about them. The sender is in its IPv4 form, as the ICE session reports it.
+        // The application's datagrams go straight to the ICE session's fast path: a TURN
+        // server sends only STUN and ChannelData, whose first bytes are not `Other`, and no
+        // other sub-machine keeps state about them.
         if demux::classify(d.payload) == demux::Kind::Other {
-            return Received::AppData {
-                from: crate::ice::agent::canonical(d.from),
-                payload: d.payload,
-            };
+            return self.ice.handle_datagram(now, d);
         }
         self.observe(now);
         self.handle_demuxed(now, d)
@@ -162,7 +158,7 @@ impl Agent {
     ) -> Result<Transmit, SendError> {
         self.observe(now);
         // The peer would take it for STUN and drop it (RFC 7983).
-        if payload.first().is_some_and(|b| *b <= 3) {
+        if demux::classify(payload) == demux::Kind::Stun {
             return Err(SendError::LooksLikeStun);
         }
         let path = self.ice.selected_path().ok_or(SendError::NotConnected)?;
@@ -183,11 +179,7 @@ impl Agent {
     /// authenticated check succeeded, ours or the peer's (its valid check triggered ours).
     /// Application data from anyone else is not the peer's, whatever it claims.
     pub fn is_authenticated_remote(&self, from: SocketAddr) -> bool {
-        let remotes = self.ice.remote_candidates();
-        self.ice.checklist().pairs().iter().any(|p| {
-            (p.state == PairState::Succeeded || p.triggered)
-                && remotes.get(p.remote).is_some_and(|r| r.address == from)
-        })
+        self.ice.is_authenticated_remote(from)
     }
 
     /// The ICE session, for inspection (candidates, the check list, credentials).

@@ -47,9 +47,8 @@ impl Agent {
     ) -> Option<Transmit> {
         let payload = self.scratch.get_mut(..len)?;
         payload.copy_from_slice(out.get(..len)?);
-        let scratch = core::mem::take(&mut self.scratch);
-        let wrapped = self.relays.wrap(now, relayed, to, &scratch[..len], out);
-        self.scratch = scratch;
-        wrapped.ok()
+        self.relays
+            .wrap(now, relayed, to, &self.scratch[..len], out)
+            .ok()
     }
 }

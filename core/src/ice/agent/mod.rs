@@ -226,7 +226,7 @@ struct PendingResponse {
 }
 
 /// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) turned into the IPv4 one.
-pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
@@ -322,6 +322,18 @@ impl Agent {
         &self.locals
     }
 
+    /// Whether `from` may be trusted as the peer: the remote of a pair on which an
+    /// authenticated check succeeded, ours or the peer's (its valid check triggered ours).
+    pub fn is_authenticated_remote(&self, from: SocketAddr) -> bool {
+        self.checklist.pairs().iter().any(|p| {
+            (p.state == PairState::Succeeded || p.triggered)
+                && self
+                    .remotes
+                    .get(p.remote)
+                    .is_some_and(|r| r.address == from)
+        })
+    }
+
     /// Feeds a datagram that arrived on one of the driver's sockets.
     ///
     /// Returns [`Received::AppData`] for the application's own datagrams (anything that is not
@@ -329,16 +341,16 @@ impl Agent {
     /// for STUN that is not ours.
     #[inline]
     pub fn handle_datagram<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
-        // A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`: always the IPv4 form.
-        let from = canonical(d.from);
         // The application's datagrams take one branch and no call: inlined into the driver.
+        // A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`: always the IPv4 form,
+        // worked out only where it is used.
         if demux::classify(d.payload) != demux::Kind::Stun {
             return Received::AppData {
-                from,
+                from: canonical(d.from),
                 payload: d.payload,
             };
         }
-        self.handle_stun(now, canonical(d.local), from, d.payload)
+        self.handle_stun(now, canonical(d.local), canonical(d.from), d.payload)
     }
 
     /// [`handle_datagram`](Self::handle_datagram) with the datagram's parts as arguments.
