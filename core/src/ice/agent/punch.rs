@@ -40,7 +40,7 @@ impl Agent {
             || self
                 .transactions
                 .iter()
-                .any(|t| t.purpose == Purpose::Probe)
+                .any(|t| t.data.purpose == Purpose::Probe)
     }
 
     /// Decides, once, whether this side should punch as the hard or the easy side: when checks
