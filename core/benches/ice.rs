@@ -19,6 +19,8 @@ use holepunch_core::time::{Duration, Instant};
 
 #[path = "../tests/support/ice_net.rs"]
 mod ice_net;
+#[path = "../tests/support/pump.rs"]
+mod pump;
 
 fn agent_with_host() -> (Agent, SocketAddr, SocketAddr) {
     let local: SocketAddr = "192.0.2.1:5000".parse().unwrap();

@@ -194,6 +194,9 @@ pub enum TimerReason {
     IdleProbe,
     /// Nothing went to a server for a while: a keepalive holds the NAT mapping.
     Keepalive,
+    /// A netcheck run inside the composed agent: a probe's (re)send or timeout, or the run's
+    /// time limit.
+    Netcheck,
     /// An allocation, permission, channel or port mapping is refreshed before it expires.
     Refresh,
 }

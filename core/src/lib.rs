@@ -19,8 +19,8 @@
 //! # Where to start
 //!
 //! [`Agent`] is the one object a connection needs: it composes the ICE session
-//! ([`ice::agent`]), the TURN relays ([`ice::relay`], [`turn`]) and what netcheck learnt
-//! ([`netcheck`]). Every machine here speaks the same verbs ([`io`]): inputs
+//! ([`ice::agent`]), the TURN relays ([`ice::relay`], [`turn`]) and a [`netcheck`] run whose
+//! report feeds the punch planner ([`Agent::start_netcheck`]). Every machine here speaks the same verbs ([`io`]): inputs
 //! (`handle_datagram`, `handle_timeout`, `handle_io`) are safe in any order; after any input,
 //! drain the outputs (`poll_transmit`, `poll_action`, `poll_event`), then sleep until
 //! `poll_timeout`, which is the latest input's time while output waits. Time is [`Instant`],

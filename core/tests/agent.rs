@@ -496,3 +496,189 @@ fn a_thousand_queued_answers_without_pumping_are_all_sent() {
     assert_eq!(answered.len(), 1000, "every check answered, none dropped");
     assert_eq!(b.stats().responses_dropped, 0);
 }
+
+// ----- netcheck inside the agent -----
+
+use std::collections::HashMap;
+
+use holepunch_core::netcheck::{Behaviour, NetcheckConfig, Report};
+use holepunch_core::stun::server::{Server as StunServer, ServerConfig as StunServerConfig};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+/// Netcheck's second (filtering) socket, beside A's ICE host socket (its mapping socket).
+const A_SECOND: &str = "192.0.2.10:5001";
+/// Core's own RFC 5780 STUN server: primary and alternate address.
+const STUN_PRIMARY: &str = "203.0.113.3:3478";
+const STUN_ALTERNATE: &str = "203.0.113.4:3479";
+/// The public IP of the NAT in front of A.
+const NAT_IP: [u8; 4] = [198, 51, 100, 99];
+const NC_ONE_WAY: Duration = Duration::from_millis(10);
+
+/// Agent A behind an address-and-port-dependent mapping NAT (a new public port for every local
+/// socket and destination) that filters nothing and does not hairpin, with core's RFC 5780
+/// STUN server on the public side.
+struct Measured {
+    agent: Agent,
+    server: StunServer,
+    /// (local socket, destination) → public address.
+    mappings: HashMap<(SocketAddr, SocketAddr), SocketAddr>,
+    wire: pump::Wire,
+    now: Instant,
+    /// Every datagram A sent: (time, from, to).
+    sent: Vec<(Instant, SocketAddr, SocketAddr)>,
+    reports: Vec<Report>,
+}
+
+impl Measured {
+    /// A with one host candidate and a netcheck run started at `start` on it and a second
+    /// socket.
+    fn new(start: Instant) -> Measured {
+        let mut agent = Agent::new(AgentConfig::aggressive(true), 5);
+        agent.add_host_candidate(start, addr(A_HOST)).unwrap();
+        let locals = vec![addr(A_HOST), addr(A_SECOND)];
+        agent
+            .start_netcheck(start, NetcheckConfig::new(vec![addr(STUN_PRIMARY)], locals))
+            .unwrap();
+        let config = StunServerConfig::rfc5780(addr(STUN_PRIMARY), addr(STUN_ALTERNATE));
+        Measured {
+            agent,
+            server: StunServer::new(config).unwrap(),
+            mappings: HashMap::new(),
+            wire: pump::Wire::default(),
+            now: start,
+            sent: Vec::new(),
+            reports: Vec::new(),
+        }
+    }
+
+    /// Runs until `until`; with `extra_polls`, every output is polled again and again after
+    /// each drain, as an impatient driver would.
+    fn run_until(&mut self, until: Instant, extra_polls: bool) {
+        let mut buf = [0u8; 1500];
+        for _ in 0..100_000 {
+            while let Some(t) = self.agent.poll_transmit(self.now, &mut buf) {
+                let from = t.from.unwrap();
+                self.sent.push((self.now, from, t.to));
+                let next_port = 40_000 + self.mappings.len() as u16;
+                let public = *self
+                    .mappings
+                    .entry((from, t.to))
+                    .or_insert_with(|| SocketAddr::from((NAT_IP, next_port)));
+                // No hairpinning: a datagram to the NAT's own address is lost.
+                if t.to.ip() != public.ip() {
+                    let bytes = buf[..t.len].to_vec();
+                    self.wire
+                        .send(self.now + NC_ONE_WAY, 1, public, t.to, bytes);
+                }
+            }
+            while let Some(e) = self.agent.poll_event() {
+                if let Event::NatReport(r) = e {
+                    self.reports.push(*r);
+                }
+            }
+            if extra_polls {
+                for _ in 0..3 {
+                    assert!(self.agent.poll_transmit(self.now, &mut buf).is_none());
+                    assert!(self.agent.poll_event().is_none());
+                    let _ = self.agent.poll_timeout();
+                }
+            }
+            let next = [self.agent.poll_timeout().map(|d| d.at), self.wire.next_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|n| *n <= until) else {
+                return;
+            };
+            self.now = next.max(self.now);
+            while let Some(f) = self.wire.pop_due(self.now) {
+                self.deliver(f);
+            }
+            self.agent.handle_timeout(self.now);
+        }
+        panic!("the run did not settle");
+    }
+
+    fn deliver(&mut self, f: pump::Flight) {
+        let now = self.now;
+        if f.to_side == 1 {
+            let d = Datagram::new(f.to, f.from, &f.bytes);
+            self.server.handle_datagram(now, d);
+            let mut out = [0u8; 1500];
+            while let Some(t) = self.server.poll_transmit(now, &mut out) {
+                let bytes = out[..t.len].to_vec();
+                let from = t.from.unwrap_or(f.to);
+                self.wire.send(now + NC_ONE_WAY, 0, from, t.to, bytes);
+            }
+            return;
+        }
+        // Endpoint-independent filtering: any sender reaches a mapping's local socket.
+        let Some(&(local, _)) = self.mappings.iter().find(|(_, p)| **p == f.to).map(|m| m.0) else {
+            return;
+        };
+        let r = self
+            .agent
+            .handle_datagram(now, Datagram::new(local, f.from, &f.bytes));
+        assert_eq!(r, Received::Consumed, "netcheck's answers are netcheck's");
+    }
+}
+
+/// Issue 9: netcheck is a sub-machine of the composed agent. A run started with
+/// `start_netcheck` on the agent's sockets measures the NAT against core's own STUN server,
+/// its report comes out as an event, and the punch planner uses the measured mapping without
+/// the caller handing it in.
+#[test]
+fn a_netcheck_run_inside_the_agent_feeds_the_punch_planner() {
+    let start = Instant::from_millis(500);
+    let mut m = Measured::new(start);
+    assert_eq!(m.agent.ice().local_mapping(), Behaviour::Unknown);
+    m.run_until(start + Duration::from_secs(10), false);
+    assert_eq!(m.reports.len(), 1, "one report: {:?}", m.reports);
+    let report = &m.reports[0];
+    assert!(report.udp);
+    assert_eq!(report.mapping, Behaviour::AddressAndPortDependent);
+    assert_eq!(report.filtering, Behaviour::EndpointIndependent);
+    assert_eq!(
+        report.public_v4.map(|p| p.ip()),
+        Some(SocketAddr::from((NAT_IP, 0)).ip())
+    );
+    assert_eq!(
+        m.agent.ice().local_mapping(),
+        Behaviour::AddressAndPortDependent,
+        "the planner has the measured mapping"
+    );
+    // The run's requests left from the sockets it was given, the first at its start.
+    assert_eq!(m.sent.first().map(|s| s.0), Some(start));
+    assert!(
+        m.sent
+            .iter()
+            .all(|s| [addr(A_HOST), addr(A_SECOND)].contains(&s.1))
+    );
+    assert_eq!(m.agent.stats().netcheck_reports_dropped, 0);
+    // Done: nothing more to do for netcheck.
+    assert!(
+        m.agent
+            .poll_timeout()
+            .is_none_or(|d| d.reason != TimerReason::Netcheck)
+    );
+}
+
+/// Issue 9: no output call changes timing. A driver that polls `poll_transmit`,
+/// `poll_event` and `poll_timeout` again and again sees netcheck send exactly when one that
+/// polls once does.
+#[test]
+fn extra_polls_do_not_move_netcheck_sends() {
+    let start = Instant::from_millis(500);
+    let mut once = Measured::new(start);
+    once.run_until(start + Duration::from_secs(10), false);
+    let mut eager = Measured::new(start);
+    // Polled before the first step, and after every step.
+    let _ = eager.agent.poll_timeout();
+    let _ = eager.agent.poll_event();
+    eager.run_until(start + Duration::from_secs(10), true);
+    assert!(!once.sent.is_empty());
+    assert_eq!(once.sent, eager.sent, "same sends at the same times");
+    assert_eq!(once.reports, eager.reports);
+}

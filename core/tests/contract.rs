@@ -402,3 +402,63 @@ fn portmap_client_deadline_is_now_while_output_waits() {
     assert!(matches!(c.poll_event(), Some(PortmapEvent::Failed(_))));
     assert_eq!(c.poll_timeout(), None);
 }
+
+/// When netcheck and the lifetime probe send is set by their inputs alone: polling outputs
+/// before the first input (as a driver that drains first does) starts nothing, so a driver
+/// that polls at 0 ms and first feeds a timeout at 300 ms sees the same sends, at the same
+/// times, as one that only feeds the timeout.
+#[test]
+fn polling_before_the_first_input_changes_no_send_time() {
+    /// The (time, from, to) of every send in the first second of a run whose first input is
+    /// a timeout at 300 ms, with or without polling at 0 ms first.
+    fn sends(
+        mut poll: impl FnMut(Instant, &mut [u8]) -> Option<holepunch_core::io::Transmit>,
+        mut timeout: impl FnMut(Instant),
+        early_polls: bool,
+    ) -> Vec<(Instant, SocketAddr)> {
+        let mut out = [0u8; 1280];
+        let mut log = Vec::new();
+        if early_polls {
+            while let Some(t) = poll(Instant::ZERO, &mut out) {
+                log.push((Instant::ZERO, t.to));
+            }
+        }
+        for ms in (300..1300).step_by(100) {
+            let now = Instant::from_millis(ms);
+            timeout(now);
+            while let Some(t) = poll(now, &mut out) {
+                log.push((now, t.to));
+            }
+        }
+        log
+    }
+    let locals = vec![addr("192.168.1.2:5000"), addr("192.168.1.2:5001")];
+    let config = || NetcheckConfig::new(vec![addr(SERVER)], locals.clone());
+    let netcheck = |early| {
+        let nc = std::cell::RefCell::new(Netcheck::new(config(), 1).unwrap());
+        sends(
+            |now, out| nc.borrow_mut().poll_transmit(now, out),
+            |now| nc.borrow_mut().handle_timeout(now),
+            early,
+        )
+    };
+    let quiet = netcheck(false);
+    assert_eq!(quiet.first().map(|s| s.0), Some(Instant::from_millis(300)));
+    assert_eq!(netcheck(true), quiet, "netcheck");
+    let mapping: Vec<SocketAddr> = (0..16)
+        .map(|i| SocketAddr::from(([192, 168, 1, 2], 6001 + i)))
+        .collect();
+    let prober = addr("192.168.1.2:6000");
+    let lifetime = |early| {
+        let config = LifetimeConfig::new(addr(SERVER), prober, mapping.clone());
+        let probe = std::cell::RefCell::new(LifetimeProbe::new(config, 1).unwrap());
+        sends(
+            |now, out| probe.borrow_mut().poll_transmit(now, out),
+            |now| probe.borrow_mut().handle_timeout(now),
+            early,
+        )
+    };
+    let quiet = lifetime(false);
+    assert_eq!(quiet.first().map(|s| s.0), Some(Instant::from_millis(300)));
+    assert_eq!(lifetime(true), quiet, "lifetime probe");
+}

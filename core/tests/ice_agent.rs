@@ -1,16 +1,19 @@
 //! Two ICE agents wired back to back in memory, in virtual time.
 #![allow(clippy::unwrap_used)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent, PathInfo};
 use holepunch_core::ice::candidate::CandidateKind;
-use holepunch_core::io::Datagram;
+use holepunch_core::io::{Datagram, Transmit};
 use holepunch_core::stun::{Attribute, Class, IntegrityKey, MessageBuilder, Method, TransactionId};
 use holepunch_core::time::{Duration, Instant};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+use pump::{Flight, Pumped, Wire};
 
 const A: &str = "192.0.2.1:1000";
 const B: &str = "198.51.100.1:2000";
@@ -19,24 +22,12 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// A datagram in flight: delivery time, sequence (for stable ordering), destination side.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    to_b: bool,
-    from: SocketAddr,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 struct Pair {
     a: Agent,
     b: Agent,
     now: Instant,
     one_way: Duration,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    wire: Wire,
     events_a: Vec<IceEvent>,
     events_b: Vec<IceEvent>,
     /// Drop everything B sends (the peer "dies").
@@ -57,8 +48,7 @@ impl Pair {
             b,
             now,
             one_way: rtt / 2,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            wire: Wire::default(),
             events_a: Vec::new(),
             events_b: Vec::new(),
             b_silent: false,
@@ -78,69 +68,9 @@ impl Pair {
         }
     }
 
-    fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        while let Some(t) = self.a.poll_transmit(self.now, &mut buf) {
-            self.seq += 1;
-            let f = Flight {
-                at: self.now + self.one_way,
-                seq: self.seq,
-                to_b: true,
-                from: t.from.unwrap(),
-                to: t.to,
-                bytes: buf[..t.len].to_vec(),
-            };
-            self.wire.push(Reverse(f));
-        }
-        while let Some(t) = self.b.poll_transmit(self.now, &mut buf) {
-            self.seq += 1;
-            if self.b_silent {
-                continue;
-            }
-            let f = Flight {
-                at: self.now + self.one_way,
-                seq: self.seq,
-                to_b: false,
-                from: t.from.unwrap(),
-                to: t.to,
-                bytes: buf[..t.len].to_vec(),
-            };
-            self.wire.push(Reverse(f));
-        }
-        while let Some(e) = self.a.poll_event() {
-            self.events_a.push(e);
-        }
-        while let Some(e) = self.b.poll_event() {
-            self.events_b.push(e);
-        }
-    }
-
     /// Runs until `until`, bounded in steps.
     fn run_until(&mut self, until: Instant) {
-        for _ in 0..1_000_000 {
-            self.drain();
-            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(Instant::FAR_FUTURE);
-            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
-            let next = next_timer.min(next_packet).max(self.now);
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                let agent = if f.to_b { &mut self.b } else { &mut self.a };
-                let r = agent.handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
-                assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
-            }
-            self.a.handle_timeout(self.now);
-            self.b.handle_timeout(self.now);
-        }
-        panic!("simulation did not converge");
+        pump::run_until(self, until);
     }
 
     fn connected(events: &[IceEvent]) -> Option<PathInfo> {
@@ -148,6 +78,40 @@ impl Pair {
             IceEvent::Connected(p) => Some(*p),
             _ => None,
         })
+    }
+}
+
+impl Pumped for Pair {
+    fn agent(&mut self, side: usize) -> &mut Agent {
+        if side == 0 { &mut self.a } else { &mut self.b }
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, side: usize, t: Transmit, bytes: &[u8]) {
+        if side == 1 && self.b_silent {
+            return;
+        }
+        let at = self.now + self.one_way;
+        self.wire
+            .send(at, 1 - side, t.from.unwrap(), t.to, bytes.to_vec());
+    }
+
+    fn on_event(&mut self, side: usize, e: IceEvent) {
+        if side == 0 {
+            self.events_a.push(e);
+        } else {
+            self.events_b.push(e);
+        }
+    }
+
+    fn deliver(&mut self, f: Flight) {
+        let now = self.now;
+        let agent = self.agent(f.to_side);
+        let r = agent.handle_datagram(now, Datagram::new(f.to, f.from, &f.bytes));
+        assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
     }
 }
 

@@ -9,14 +9,17 @@
 //! relayed pairs work. Every datagram A sends is logged with its time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::{Candidate, CandidateKind};
-use holepunch_core::io::Datagram;
+use holepunch_core::io::{Datagram, Transmit};
 use holepunch_core::time::{Duration, Instant};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+use pump::{Flight, Pumped, Wire};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -42,20 +45,10 @@ fn config(controlling: bool) -> AgentConfig {
     c
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    from: SocketAddr,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 struct Net {
     agents: [Agent; 2],
     now: Instant,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    wire: Wire,
     events: [Vec<(Instant, IceEvent)>; 2],
     /// (time, from, to) of every datagram A sent.
     sent_by_a: Vec<(Instant, SocketAddr, SocketAddr)>,
@@ -78,8 +71,7 @@ impl Net {
         let mut net = Net {
             agents,
             now,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            wire: Wire::default(),
             events: [Vec::new(), Vec::new()],
             sent_by_a: Vec::new(),
             relay_down: false,
@@ -114,59 +106,8 @@ impl Net {
         !self.relay_down && RELAYED.iter().any(|r| addr(r) == from || addr(r) == to)
     }
 
-    fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        for side in [A, B] {
-            while let Some(t) = self.agents[side].poll_transmit(self.now, &mut buf) {
-                let from = t.from.unwrap();
-                if side == A {
-                    self.sent_by_a.push((self.now, from, t.to));
-                }
-                self.seq += 1;
-                self.wire.push(Reverse(Flight {
-                    at: self.now + RTT / 2,
-                    seq: self.seq,
-                    from,
-                    to: t.to,
-                    bytes: buf[..t.len].to_vec(),
-                }));
-            }
-            while let Some(e) = self.agents[side].poll_event() {
-                self.events[side].push((self.now, e));
-            }
-        }
-    }
-
     fn run_until(&mut self, until: Instant) {
-        for _ in 0..1_000_000 {
-            self.drain();
-            let next_timer = self
-                .agents
-                .iter()
-                .filter_map(Agent::poll_timeout)
-                .min()
-                .unwrap_or(Instant::FAR_FUTURE);
-            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
-            let next = next_timer.min(next_packet).max(self.now);
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                let Some(side) = Self::owner(f.to).filter(|_| self.through_relay(f.from, f.to))
-                else {
-                    continue;
-                };
-                let _ = self.agents[side]
-                    .handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
-            }
-            for agent in &mut self.agents {
-                agent.handle_timeout(self.now);
-            }
-        }
-        panic!("simulation did not converge");
+        pump::run_until(self, until);
     }
 
     fn run_for(&mut self, d: Duration) {
@@ -197,6 +138,37 @@ impl Net {
             .windows(2)
             .map(|w| w[1] - w[0] - CHECK_FAILS_AFTER)
             .collect()
+    }
+}
+
+impl Pumped for Net {
+    fn agent(&mut self, side: usize) -> &mut Agent {
+        &mut self.agents[side]
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, side: usize, t: Transmit, bytes: &[u8]) {
+        let from = t.from.unwrap();
+        if side == A {
+            self.sent_by_a.push((self.now, from, t.to));
+        }
+        // Who receives it (if anyone) is decided on arrival, by `deliver`.
+        self.wire
+            .send(self.now + RTT / 2, 1 - side, from, t.to, bytes.to_vec());
+    }
+
+    fn on_event(&mut self, side: usize, e: IceEvent) {
+        self.events[side].push((self.now, e));
+    }
+
+    fn deliver(&mut self, f: Flight) {
+        let Some(side) = Self::owner(f.to).filter(|_| self.through_relay(f.from, f.to)) else {
+            return;
+        };
+        let _ = self.agents[side].handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
     }
 }
 

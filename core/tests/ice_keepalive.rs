@@ -3,18 +3,21 @@
 //! grows with the interval; without proposals nothing changes (RFC 7675's ~5 s).
 #![allow(clippy::unwrap_used)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use holepunch_core::ice::agent::{
     Agent, AgentConfig, IceEvent, MIN_KEEPALIVE, keepalive_for_lifetime,
 };
-use holepunch_core::io::Datagram;
+use holepunch_core::io::Transmit;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::integrity::IntegrityKey;
 use holepunch_core::stun::{Attribute, Class, Message, MessageBuilder};
 use holepunch_core::time::{Duration, Instant};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+use pump::{Pumped, Wire};
 
 const A: &str = "192.0.2.1:1000";
 const B: &str = "198.51.100.1:2000";
@@ -28,20 +31,11 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    to_b: bool,
-    bytes: Vec<u8>,
-}
-
 /// Two agents back to back (25 ms each way), recording when each sent a STUN request.
 struct Pair {
     agents: [Agent; 2],
     now: Instant,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    wire: Wire,
     events: [Vec<IceEvent>; 2],
     /// When each side (A, B) sent a STUN request.
     requests: [Vec<Instant>; 2],
@@ -90,8 +84,7 @@ impl Pair {
         Pair {
             agents,
             now,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            wire: Wire::default(),
             events: [Vec::new(), Vec::new()],
             requests: [Vec::new(), Vec::new()],
             b_silent: false,
@@ -104,36 +97,6 @@ impl Pair {
         let [a, b] = &mut self.agents;
         a.set_remote_keepalive(b.local_keepalive());
         b.set_remote_keepalive(a.local_keepalive());
-    }
-
-    fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        for i in 0..2 {
-            while let Some(t) = self.agents[i].poll_transmit(self.now, &mut buf) {
-                let bytes = &buf[..t.len];
-                if Message::parse(bytes).is_ok_and(|m| m.class() == Class::Request) {
-                    self.requests[i].push(self.now);
-                }
-                self.seq += 1;
-                if i == 1 && self.b_silent {
-                    continue;
-                }
-                let bytes = if i == 1 && self.b_foreign {
-                    self.without_keepalive(bytes)
-                } else {
-                    bytes.to_vec()
-                };
-                self.wire.push(Reverse(Flight {
-                    at: self.now + Duration::from_millis(25),
-                    seq: self.seq,
-                    to_b: i == 0,
-                    bytes,
-                }));
-            }
-            while let Some(e) = self.agents[i].poll_event() {
-                self.events[i].push(e);
-            }
-        }
     }
 
     /// B's request `bytes` re-signed for A without X-HOLEPUNCH-KEEPALIVE (anything else as is).
@@ -171,32 +134,7 @@ impl Pair {
     }
 
     fn run_until(&mut self, until: Instant) {
-        for _ in 0..1_000_000 {
-            self.drain();
-            let next_timer = self
-                .agents
-                .iter()
-                .filter_map(Agent::poll_timeout)
-                .min()
-                .unwrap_or(Instant::FAR_FUTURE);
-            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
-            let next = next_timer.min(next_packet).max(self.now);
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                let (to, from, i) = if f.to_b { (B, A, 1) } else { (A, B, 0) };
-                let d = Datagram::new(addr(to), addr(from), &f.bytes);
-                let _ = self.agents[i].handle_datagram(self.now, d);
-            }
-            for a in &mut self.agents {
-                a.handle_timeout(self.now);
-            }
-        }
-        panic!("simulation did not converge");
+        pump::run_until(self, until);
     }
 
     /// Connects, then runs `idle` longer; returns when both sides connected.
@@ -238,6 +176,38 @@ impl Pair {
         self.events[i]
             .iter()
             .any(|e| matches!(e, IceEvent::ConsentLost(_)))
+    }
+}
+
+impl Pumped for Pair {
+    fn agent(&mut self, side: usize) -> &mut Agent {
+        &mut self.agents[side]
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, i: usize, _t: Transmit, bytes: &[u8]) {
+        if Message::parse(bytes).is_ok_and(|m| m.class() == Class::Request) {
+            self.requests[i].push(self.now);
+        }
+        if i == 1 && self.b_silent {
+            return;
+        }
+        let bytes = if i == 1 && self.b_foreign {
+            self.without_keepalive(bytes)
+        } else {
+            bytes.to_vec()
+        };
+        // Back to back: whatever one side sends reaches the other's one address.
+        let (from, to) = if i == 0 { (A, B) } else { (B, A) };
+        let at = self.now + Duration::from_millis(25);
+        self.wire.send(at, 1 - i, addr(from), addr(to), bytes);
+    }
+
+    fn on_event(&mut self, i: usize, e: IceEvent) {
+        self.events[i].push(e);
     }
 }
 

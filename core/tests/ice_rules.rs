@@ -6,20 +6,23 @@
 //! delivered is logged, so the tests can check what went over the wire, not just the outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use holepunch_core::demux::Received;
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
 use holepunch_core::ice::checklist::PairState;
-use holepunch_core::io::Datagram;
+use holepunch_core::io::{Datagram, Transmit};
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{
     Attribute, Class, ErrorCode, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
 };
 use holepunch_core::time::{Duration, Instant};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+use pump::{Flight, Pumped, Wire};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -32,16 +35,6 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// A datagram in flight: delivery time, sequence (stable order), then the datagram.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    from: SocketAddr,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 /// A datagram handed to an agent.
 struct Delivered {
     at: Instant,
@@ -52,8 +45,7 @@ struct Delivered {
 struct Net {
     agents: [Agent; 2],
     now: Instant,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    wire: Wire,
     events: [Vec<(Instant, IceEvent)>; 2],
     /// A side whose datagrams are all lost (the peer died).
     silent: [bool; 2],
@@ -74,8 +66,7 @@ impl Net {
         Net {
             agents,
             now,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            wire: Wire::default(),
             events: [Vec::new(), Vec::new()],
             silent: [false; 2],
             delivered: Vec::new(),
@@ -100,68 +91,12 @@ impl Net {
     }
 
     fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        for side in [A, B] {
-            while let Some(t) = self.agents[side].poll_transmit(self.now, &mut buf) {
-                self.seq += 1;
-                if self.silent[side] {
-                    continue;
-                }
-                self.wire.push(Reverse(Flight {
-                    at: self.now + RTT / 2,
-                    seq: self.seq,
-                    from: t.from.unwrap(),
-                    to: t.to,
-                    bytes: buf[..t.len].to_vec(),
-                }));
-            }
-            while let Some(e) = self.agents[side].poll_event() {
-                self.events[side].push((self.now, e));
-            }
-        }
+        pump::drain(self);
     }
 
     /// Runs until `until`, bounded in steps.
     fn run_until(&mut self, until: Instant) {
-        for _ in 0..1_000_000 {
-            self.drain();
-            let next_timer = self
-                .agents
-                .iter()
-                .filter_map(Agent::poll_timeout)
-                .min()
-                .unwrap_or(Instant::FAR_FUTURE);
-            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
-            let next = next_timer.min(next_packet).max(self.now);
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                // Only the two hosts exist; anything else is lost in the network.
-                let Some(side) = [A, B]
-                    .into_iter()
-                    .find(|&s| addr(ADDRS[s]) == f.to)
-                    .or_else(|| self.extra_hosts.iter().find(|h| h.0 == f.to).map(|h| h.1))
-                else {
-                    continue;
-                };
-                let r = self.agents[side]
-                    .handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
-                assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
-                self.delivered.push(Delivered {
-                    at: self.now,
-                    to_side: side,
-                    bytes: f.bytes,
-                });
-            }
-            for agent in &mut self.agents {
-                agent.handle_timeout(self.now);
-            }
-        }
-        panic!("simulation did not converge");
+        pump::run_until(self, until);
     }
 
     fn run_for(&mut self, d: Duration) {
@@ -189,6 +124,52 @@ impl Net {
             .filter(|d| d.to_side == side && d.at < before)
             .find(|d| Message::parse(&d.bytes).unwrap().class() == Class::SuccessResponse)
             .map(|d| d.at)
+    }
+}
+
+impl Pumped for Net {
+    fn agent(&mut self, side: usize) -> &mut Agent {
+        &mut self.agents[side]
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, side: usize, t: Transmit, bytes: &[u8]) {
+        if self.silent[side] {
+            return;
+        }
+        // Who receives it (if anyone) is decided on arrival, by `deliver`.
+        self.wire.send(
+            self.now + RTT / 2,
+            1 - side,
+            t.from.unwrap(),
+            t.to,
+            bytes.to_vec(),
+        );
+    }
+
+    fn on_event(&mut self, side: usize, e: IceEvent) {
+        self.events[side].push((self.now, e));
+    }
+
+    fn deliver(&mut self, f: Flight) {
+        // Only the two hosts exist; anything else is lost in the network.
+        let Some(side) = [A, B]
+            .into_iter()
+            .find(|&s| addr(ADDRS[s]) == f.to)
+            .or_else(|| self.extra_hosts.iter().find(|h| h.0 == f.to).map(|h| h.1))
+        else {
+            return;
+        };
+        let r = self.agents[side].handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
+        assert_eq!(r, Received::Consumed, "every datagram here is ICE traffic");
+        self.delivered.push(Delivered {
+            at: self.now,
+            to_side: side,
+            bytes: f.bytes,
+        });
     }
 }
 

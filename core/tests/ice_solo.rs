@@ -10,17 +10,21 @@
 //! nomination, and `Failed` waiting for the hard side's punch plan.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use holepunch_core::ice::agent::{Action, Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
-use holepunch_core::io::{Datagram, IoResult};
+use holepunch_core::io::{IoResult, Transmit};
 use holepunch_core::netcheck::Behaviour;
 use holepunch_core::stun::attr::types;
 use holepunch_core::stun::{Attribute, Class, IntegrityKey, Message, MessageBuilder, Method};
 use holepunch_core::time::{Duration, Instant};
+
+#[path = "support/pump.rs"]
+mod pump;
+
+use pump::{Pumped, Wire};
 
 const RTT: Duration = Duration::from_millis(40);
 /// The agent's only host socket.
@@ -62,15 +66,6 @@ impl Sent {
     }
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    from: SocketAddr,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 struct Solo {
     agent: Agent,
     now: Instant,
@@ -80,8 +75,9 @@ struct Solo {
     bind_sockets: bool,
     /// Socket requests seen (hard-NAT punching asks for its sockets with one).
     socket_requests: usize,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    /// Steps in a row woken at one instant with nothing to do.
+    idle_wakeups: usize,
+    wire: Wire,
     sent: Vec<Sent>,
     events: Vec<(Instant, IceEvent)>,
 }
@@ -98,8 +94,8 @@ impl Solo {
             peer: None,
             bind_sockets: false,
             socket_requests: 0,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            idle_wakeups: 0,
+            wire: Wire::default(),
             sent: Vec::new(),
             events: Vec::new(),
         }
@@ -160,78 +156,11 @@ impl Solo {
         Some(buf[..len].to_vec())
     }
 
-    fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        while let Some(t) = self.agent.poll_transmit(self.now, &mut buf) {
-            let from = t.from.unwrap();
-            let bytes = buf[..t.len].to_vec();
-            if let Some(reply) = self.answer(t.to, from, &bytes) {
-                self.seq += 1;
-                self.wire.push(Reverse(Flight {
-                    at: self.now + RTT,
-                    seq: self.seq,
-                    from: t.to,
-                    to: from,
-                    bytes: reply,
-                }));
-            }
-            self.sent.push(Sent {
-                at: self.now,
-                to: t.to,
-                bytes,
-            });
-        }
-        while let Some(e) = self.agent.poll_event() {
-            self.events.push((self.now, e));
-        }
-        while let Some(a) = self.agent.poll_action() {
-            self.socket_requests += usize::from(matches!(a, Action::BindSockets { .. }));
-            if let (Action::BindSockets { token, count, ip }, true) = (a, self.bind_sockets) {
-                let sockets: Vec<SocketAddr> = (0..count)
-                    .map(|i| SocketAddr::new(ip, 20_000 + i))
-                    .collect();
-                self.agent
-                    .handle_io(self.now, token, IoResult::SocketsBound(&sockets));
-            }
-        }
-    }
-
     /// Runs until `until`, bounded in steps. A driver that trusts `poll_timeout` must not be
     /// woken again and again at one instant with nothing to do: that is a busy loop.
     fn run_until(&mut self, until: Instant) {
-        let mut idle_wakeups = 0;
-        for _ in 0..1_000_000 {
-            let before = (self.sent.len(), self.events.len());
-            self.drain();
-            let next_timer = self.agent.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
-            let next_packet = self.wire.peek().map_or(Instant::FAR_FUTURE, |f| f.0.at);
-            let next = next_timer.min(next_packet).max(self.now);
-            let progress = before != (self.sent.len(), self.events.len());
-            if next == self.now && next_packet > self.now && !progress {
-                idle_wakeups += 1;
-                assert!(
-                    idle_wakeups < 100,
-                    "busy loop at {:?}: {:?} is due, nothing to do",
-                    self.now,
-                    self.agent.poll_deadline()
-                );
-            } else {
-                idle_wakeups = 0;
-            }
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                let _ = self
-                    .agent
-                    .handle_datagram(self.now, Datagram::new(f.to, f.from, &f.bytes));
-            }
-            self.agent.handle_timeout(self.now);
-        }
-        panic!("simulation did not converge");
+        self.idle_wakeups = 0;
+        pump::run_until(self, until);
     }
 
     fn run_for(&mut self, d: Duration) {
@@ -254,6 +183,63 @@ impl Solo {
 
     fn event_at(&self, pred: impl Fn(&IceEvent) -> bool) -> Option<Instant> {
         self.events.iter().find(|(_, e)| pred(e)).map(|(at, _)| *at)
+    }
+}
+
+impl Pumped for Solo {
+    fn sides(&self) -> usize {
+        1
+    }
+
+    fn agent(&mut self, _side: usize) -> &mut Agent {
+        &mut self.agent
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, _side: usize, t: Transmit, bytes: &[u8]) {
+        let from = t.from.unwrap();
+        if let Some(reply) = self.answer(t.to, from, bytes) {
+            self.wire.send(self.now + RTT, 0, t.to, from, reply);
+        }
+        self.sent.push(Sent {
+            at: self.now,
+            to: t.to,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    fn on_event(&mut self, _side: usize, e: IceEvent) {
+        self.events.push((self.now, e));
+    }
+
+    fn after_drain(&mut self, _side: usize) {
+        while let Some(a) = self.agent.poll_action() {
+            self.socket_requests += usize::from(matches!(a, Action::BindSockets { .. }));
+            if let (Action::BindSockets { token, count, ip }, true) = (a, self.bind_sockets) {
+                let sockets: Vec<SocketAddr> = (0..count)
+                    .map(|i| SocketAddr::new(ip, 20_000 + i))
+                    .collect();
+                self.agent
+                    .handle_io(self.now, token, IoResult::SocketsBound(&sockets));
+            }
+        }
+    }
+
+    fn on_step(&mut self, next: Instant, next_packet: Instant, progress: bool) {
+        if next == self.now && next_packet > self.now && !progress {
+            self.idle_wakeups += 1;
+            assert!(
+                self.idle_wakeups < 100,
+                "busy loop at {:?}: {:?} is due, nothing to do",
+                self.now,
+                self.agent.poll_deadline()
+            );
+        } else {
+            self.idle_wakeups = 0;
+        }
     }
 }
 

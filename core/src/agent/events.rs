@@ -1,17 +1,23 @@
 //! What the composed agent reports: its events, its send errors and its counters.
 
+use alloc::boxed::Box;
+
 use crate::ice::agent::IceEvent;
 use crate::ice::relay::RelayEvent;
+use crate::netcheck::Report;
 use crate::turn::ClientError;
 
 /// Something the application may act on or report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// The ICE session's news: candidates to signal, checking, the path, consent, keepalives.
     Ice(IceEvent),
     /// A TURN allocation was chosen, released for a nearer one, or failed.
     Relay(RelayEvent),
+    /// A netcheck run ([`Agent::start_netcheck`](super::Agent::start_netcheck)) finished: what
+    /// it found about this host's NAT. The punch planner already uses its mapping behaviour.
+    NatReport(Box<Report>),
 }
 
 /// Why [`Agent::send`](super::Agent::send) wrote nothing.
@@ -42,4 +48,6 @@ pub struct AgentStats {
     pub events_dropped: u64,
     /// Datagrams of the ICE session from the relayed candidate that the relay could not wrap.
     pub relay_wraps_failed: u64,
+    /// Netcheck reports replaced by a newer run's before they were polled.
+    pub netcheck_reports_dropped: u64,
 }

@@ -6,8 +6,10 @@
 //!   role, consent and keepalives, hard-NAT punching, NAT64 synthesis;
 //! - the relays ([`crate::ice::relay::Relays`]): one TURN client per server, the choice of the
 //!   nearest, and the wrapping of everything sent from the relayed candidate;
-//! - what netcheck learnt about this host's NAT ([`Agent::set_nat_report`]), which the punch
-//!   planner uses instead of guessing from server-reflexive ports.
+//! - netcheck ([`Agent::start_netcheck`]): a run on the agent's sockets, whose report goes to
+//!   the punch planner (which then uses the measured mapping instead of guessing from
+//!   server-reflexive ports) and to the application as [`Event::NatReport`]. A report from a
+//!   run the driver did itself can be handed in with [`Agent::set_nat_report`].
 //!
 //! Port mapping and NAT64 prefix discovery need I/O the core does not do (a gateway's HTTP,
 //! DNS): the driver runs them and hands their results in ([`Agent::add_port_mapping`],
@@ -16,10 +18,11 @@
 //! The verbs are design.md §4's, with the same meaning as on every machine of the core:
 //! inputs (`handle_datagram`, `handle_timeout`, `handle_io`, and the signalling calls) are
 //! safe in any order, and after any of them the caller drains `poll_transmit`, `poll_action`
-//! and `poll_event`, then sleeps until `poll_timeout`. A datagram is demultiplexed once: from
-//! a TURN server it goes to the relays (RFC 7983: ChannelData only from a relay), and relayed
-//! data comes out of [`handle_datagram`](Agent::handle_datagram) exactly as if it had arrived
-//! on the relayed candidate; everything else goes to the ICE session.
+//! and `poll_event`, then sleeps until `poll_timeout`. A datagram is demultiplexed once: an
+//! answer to a netcheck request (by transaction id) goes to netcheck; from a TURN server it
+//! goes to the relays (RFC 7983: ChannelData only from a relay), and relayed data comes out of
+//! [`handle_datagram`](Agent::handle_datagram) exactly as if it had arrived on the relayed
+//! candidate; everything else goes to the ICE session.
 //!
 //! The steady state (application data both ways, consent, keepalives, relayed or direct)
 //! allocates nothing: the only buffer of its own, for wrapping a check sent through a relay,
@@ -33,12 +36,16 @@ use crate::demux::{self, Received};
 use crate::ice::agent::{Agent as IceAgent, AgentConfig};
 use crate::ice::relay::Relays;
 use crate::io::{Action, Datagram, Deadline, IoResult, IoToken, TimerReason, Transmit};
+use crate::netcheck::{NetcheckConfig, NetcheckError};
 use crate::rng::Rng;
 use crate::time::Instant;
 
 mod events;
+mod netchecking;
 mod relaying;
 mod session;
+
+use netchecking::Netchecking;
 
 pub use events::{AgentStats, Event, SendError};
 
@@ -50,7 +57,10 @@ pub const MAX_DATAGRAM: usize = 1500;
 pub struct Agent {
     ice: IceAgent,
     relays: Relays,
+    netcheck: Netchecking,
     rng: Rng,
+    /// A stream of its own for netcheck runs, so that starting one changes no other ids.
+    netcheck_rng: Rng,
     /// A transmit of the ICE session that must be wrapped for a relay is copied here first.
     scratch: Vec<u8>,
     /// The latest `now` an input gave (relay timers are read against it).
@@ -66,7 +76,9 @@ impl Agent {
             ice: IceAgent::new(config, seed),
             // A different stream for the TURN clients' transaction ids than the ICE session's.
             rng: Rng::from_seed(seed ^ 0x7475_726e_5f72_6e67),
+            netcheck_rng: Rng::from_seed(seed ^ 0x6e65_7463_6865_636b),
             relays: Relays::new(),
+            netcheck: Netchecking::default(),
             scratch: vec![0; MAX_DATAGRAM],
             now: Instant::ZERO,
             stats: AgentStats::default(),
@@ -95,8 +107,28 @@ impl Agent {
     /// Advances every sub-machine's timers. Early and repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
+        // Netcheck first: a report it completes now reaches the planner before ICE runs.
+        self.netcheck.handle_timeout(now);
+        self.settle_netcheck();
         self.relays.handle_timeout(now, &mut self.ice);
         self.ice.handle_timeout(now);
+    }
+
+    /// Starts a netcheck run at `now` on `config.locals` (sockets the driver binds and pumps
+    /// through this agent; the first may be an ICE host socket), replacing one in progress.
+    /// Its requests come out of [`poll_transmit`](Self::poll_transmit) from the socket they
+    /// name, its answers are taken out of [`handle_datagram`](Self::handle_datagram), and when
+    /// it finishes the punch planner gets the measured mapping (as
+    /// [`set_nat_report`](Self::set_nat_report) would give it) and [`Event::NatReport`]
+    /// carries the report.
+    pub fn start_netcheck(
+        &mut self,
+        now: Instant,
+        config: NetcheckConfig,
+    ) -> Result<(), NetcheckError> {
+        self.observe(now);
+        let seed = self.netcheck_rng.next_u64();
+        self.netcheck.start(now, config, seed)
     }
 
     /// The driver's answer to an [`Action`], by its token; a stale token changes nothing.
@@ -119,7 +151,10 @@ impl Agent {
                 None => self.stats.relay_wraps_failed += 1,
             }
         }
-        self.relays.poll_transmit(now, out)
+        if let Some(t) = self.relays.poll_transmit(now, out) {
+            return Some(t);
+        }
+        self.netcheck.poll_transmit(now, out)
     }
 
     /// The next thing only the driver can do (open sockets for hard-NAT punching); answer it
@@ -128,10 +163,14 @@ impl Agent {
         self.ice.poll_action()
     }
 
-    /// The next event for the application, relay events before ICE events.
+    /// The next event for the application: relay events, then netcheck's report, then ICE
+    /// events.
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(e) = self.relays.poll_event() {
             return Some(Event::Relay(e));
+        }
+        if let Some(report) = self.netcheck.poll_report() {
+            return Some(Event::NatReport(report));
         }
         self.ice.poll_event().map(Event::Ice)
     }
@@ -143,7 +182,8 @@ impl Agent {
             .relays
             .poll_timeout(self.now)
             .map(|at| Deadline::new(at, TimerReason::Relay));
-        Deadline::earliest(self.ice.poll_deadline(), relays)
+        let ice_or_relays = Deadline::earliest(self.ice.poll_deadline(), relays);
+        Deadline::earliest(ice_or_relays, self.netcheck.poll_deadline(self.now))
     }
 
     /// Writes application data for the selected path into `out` and says where it goes: the
@@ -193,13 +233,19 @@ impl Agent {
         AgentStats {
             responses_dropped: ice.responses_dropped,
             events_dropped: ice.events_dropped,
+            netcheck_reports_dropped: self.netcheck.reports_dropped,
             ..self.stats
         }
     }
 
-    /// STUN, ChannelData, or anything from a TURN server: the relays first, then ICE.
+    /// STUN, ChannelData, or anything from a TURN server: netcheck's own answers first, then
+    /// the relays, then ICE.
     #[inline(never)]
     fn handle_demuxed<'a>(&mut self, now: Instant, d: Datagram<'a>) -> Received<'a> {
+        if self.netcheck.handle_datagram(now, d) {
+            self.settle_netcheck();
+            return Received::Consumed;
+        }
         match self
             .relays
             .handle_datagram(now, &mut self.ice, d.local, d.from, d.payload)
@@ -213,6 +259,13 @@ impl Agent {
                 .ice
                 .handle_datagram(now, Datagram::new(relayed, peer, payload)),
             crate::ice::relay::RelayReceived::NotRelayed => self.ice.handle_datagram(now, d),
+        }
+    }
+
+    /// Hands a finished netcheck run's mapping to the punch planner (once per run).
+    fn settle_netcheck(&mut self) {
+        if let Some(mapping) = self.netcheck.settle() {
+            self.ice.set_local_mapping(mapping);
         }
     }
 

@@ -93,9 +93,10 @@ impl Agent {
         self.ice.set_nat64_prefix(now, prefix);
     }
 
-    /// What netcheck found about this host's NAT: its mapping behaviour tells the punch
-    /// planner which side is hard (otherwise it is read from the server-reflexive ports,
-    /// which need two STUN servers to show anything).
+    /// What netcheck found about this host's NAT, from a run the driver did itself (a run
+    /// started with [`start_netcheck`](Self::start_netcheck) hands its report in by itself):
+    /// its mapping behaviour tells the punch planner which side is hard (otherwise it is read
+    /// from the server-reflexive ports, which need two STUN servers to show anything).
     pub fn set_nat_report(&mut self, report: &Report) {
         self.ice.set_local_mapping(report.mapping);
     }

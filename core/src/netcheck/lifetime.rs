@@ -298,9 +298,9 @@ impl LifetimeProbe {
         };
     }
 
-    /// The next datagram to send, written into `out` (256 bytes suffice).
+    /// The next datagram to send, written into `out` (256 bytes suffice). It only drains:
+    /// the run starts at the first input, so polling changes no timing.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        self.start(now);
         for ci in 0..self.clients.len() {
             if let Some(mut t) = self.clients[ci].poll_transmit(now, out) {
                 t.from = self.sockets().nth(ci);

@@ -4,8 +4,9 @@
 //! round-trip times and an IPv6 binding) over sockets its driver binds, and condenses the answers
 //! into a [`Report`]. It is pumped like every holepunch state machine: `handle_datagram` /
 //! `handle_timeout` in, `poll_transmit` / `poll_timeout` out, [`Netcheck::is_done`] when finished.
-//! The run starts at the first `handle_timeout` or `poll_transmit` call (whose `now` is its
-//! start); before that [`Netcheck::poll_timeout`] asks for an immediate call.
+//! The run starts at the first input, `handle_timeout` or `handle_datagram` (whose `now` is its
+//! start); before that [`Netcheck::poll_timeout`] asks for an immediate call. Output calls never
+//! start it: how often a driver polls changes no timing.
 //!
 //! # Sockets and tests
 //! The driver binds the local sockets named in [`NetcheckConfig::locals`]: two of one family
@@ -88,8 +89,10 @@
 //! let servers = vec!["203.0.113.3:3478".parse().unwrap()];
 //! let locals = vec!["192.168.1.2:5000".parse().unwrap(), "192.168.1.2:5001".parse().unwrap()];
 //! let mut netcheck = Netcheck::new(NetcheckConfig::new(servers, locals), 42).unwrap();
-//! // Bind a UDP socket on each of `netcheck.sockets()`, then, until `is_done()`:
+//! // Bind a UDP socket on each of `netcheck.sockets()`; the first input starts the run:
 //! let now = Instant::from_millis(0);
+//! netcheck.handle_timeout(now);
+//! // Then, until `is_done()`:
 //! let mut buf = [0u8; 1280];
 //! while let Some(t) = netcheck.poll_transmit(now, &mut buf) {
 //!     // send buf[..t.len] from socket t.from to t.to
@@ -364,8 +367,7 @@ impl Netcheck {
     }
 
     /// Retires requests whose time is up and starts the tests their answers unlocked; the
-    /// first call (this, a datagram, or `poll_transmit`) starts the run. Early calls are
-    /// harmless.
+    /// first input (this or a datagram) starts the run. Early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
         for c in &mut self.clients {
@@ -380,13 +382,8 @@ impl Netcheck {
     /// The next datagram to send, written into `out` (1280 bytes always suffice);
     /// `Transmit::from` names the local socket to send it from.
     ///
-    /// Like any first call, it starts the run (existing drivers and tests begin by draining:
-    /// their overall deadline counts from that call).
+    /// It only drains: before the run starts (at the first input) there is nothing to send.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        self.start(now);
-        if now >= self.deadline {
-            self.expire();
-        }
         for socket in 0..self.clients.len() {
             let Some(t) = self.clients[socket].poll_transmit(now, out) else {
                 continue;

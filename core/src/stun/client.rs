@@ -1,9 +1,10 @@
 //! STUN client transactions: RFC 8489 retransmission, response matching and the long-term
 //! credential flow.
 //!
-//! The [`Client`] holds a fixed number of transaction slots, each with its encoded request, so
-//! retransmissions copy bytes and allocate nothing. It is pumped like every holepunch state
-//! machine: `handle_datagram`/`handle_timeout` in; `poll_transmit`, `poll_event`, `poll_timeout`
+//! The [`Client`] holds a fixed number of transactions in the core's one transaction table
+//! ([`Store`]), each with its encoded request, so retransmissions copy bytes and allocate
+//! nothing. It is pumped like every holepunch state machine:
+//! `handle_datagram`/`handle_timeout` in; `poll_transmit`, `poll_event`, `poll_timeout`
 //! out. A transaction ends in exactly one [`ClientEvent`].
 //!
 //! Retransmission (RFC 8489 §6.2.1): over UDP a request is sent at 0, RTO, 3·RTO, 7·RTO, … up to
@@ -25,9 +26,8 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use super::attr::{Attribute, PasswordAlgorithm, PasswordAlgorithms, types};
-use super::integrity::IntegrityKey;
 use super::message::{EncodeError, Message, MessageBuilder, read_attribute};
-use super::transaction::{LastWait, Retransmit, Schedule};
+use super::transaction::{Attached, LastWait, Schedule, Store};
 use super::{Class, Method, TransactionId};
 use crate::demux::{self, Kind};
 use crate::io::{Datagram, Deadline, Received, TimerReason, Transmit};
@@ -51,37 +51,44 @@ const MAX_REDIRECTS: u8 = 2;
 pub struct Client {
     config: ClientConfig,
     rng: Rng,
-    slots: Vec<Slot>,
-    /// `slots.len() × max_request_len` bytes: each slot's request, then its body.
-    requests: Vec<u8>,
+    /// The transactions: each entry's wire id, server (`to`), timing, request bytes, and the
+    /// key its request on the wire was signed with, if any: its responses must verify with
+    /// exactly that key (RFC 8489 §9.2.5), whatever was learnt since.
+    slots: Store<Slot>,
+    /// `max_transactions × max_request_len` bytes: each slot's body (the caller's attributes),
+    /// from which every (re)build of its request starts.
     bodies: Vec<u8>,
-    /// The key each slot's request on the wire was signed with, if any: its responses must
-    /// verify with exactly that key (RFC 8489 §9.2.5), whatever was learnt since.
-    keys: Vec<Option<IntegrityKey>>,
     auth: Option<AuthState>,
     completed: u64,
     /// The latest `now` an input gave: the deadline while an event waits to be polled.
     now: Instant,
 }
 
+/// What the client attaches to each transaction of its [`Store`] (the wire id, the server,
+/// the timing and the request bytes are the store's).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     state: SlotState,
-    /// The id the caller knows; stays fixed across 401/438/300 retries.
+    /// The id the caller knows; stays fixed across 401/438/300 retries (the store's is the
+    /// one on the wire now: a retry is a new transaction, RFC 8489 §9.2.3).
     id: TransactionId,
-    /// The id on the wire now (a retry is a new transaction, RFC 8489 §9.2.3).
-    wire_id: TransactionId,
     method: Method,
-    server: SocketAddr,
     len: usize,
     body_len: usize,
-    /// Where it stands in the retransmission schedule (shared with the ICE agent).
-    timing: Retransmit,
-    last_sent: Instant,
     auth_retries: u8,
     redirects: u8,
     /// The servers this transaction was redirected away from (RFC 8489 §10 forbids going back).
     visited: [SocketAddr; MAX_REDIRECTS as usize],
+}
+
+impl Attached for Slot {
+    fn is_free(&self) -> bool {
+        self.state == SlotState::Free
+    }
+
+    fn in_flight(&self) -> bool {
+        self.state == SlotState::Active
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,22 +112,16 @@ impl Client {
         let slot = Slot {
             state: SlotState::Free,
             id: TransactionId::default(),
-            wire_id: TransactionId::default(),
             method: Method::BINDING,
-            server: unspecified,
             len: 0,
             body_len: 0,
-            timing: Retransmit::start(Instant::FAR_FUTURE, &schedule(&config)),
-            last_sent: Instant::ZERO,
             auth_retries: 0,
             redirects: 0,
             visited: [unspecified; MAX_REDIRECTS as usize],
         };
-        let slots = vec![slot; n];
+        let slots = Store::new(n, slot, schedule(&config), config.max_request_len);
         Client {
-            requests: vec![0; n * config.max_request_len],
             bodies: vec![0; n * config.max_request_len],
-            keys: vec![None; n],
             config,
             rng: Rng::from_seed(seed),
             slots,
@@ -173,9 +174,8 @@ impl Client {
         self.observe(now);
         let index = self
             .slots
-            .iter()
-            .position(|s| s.state == SlotState::Free)
-            .ok_or(ClientError::TooManyTransactions)?;
+            .vacant()
+            .map_err(|_| ClientError::TooManyTransactions)?;
         let id = TransactionId::random(&mut self.rng);
         // Encode the caller's attributes once into the slot's body area; every (re)build of
         // the request copies them from there.
@@ -185,10 +185,11 @@ impl Client {
             body(&mut b)?;
             b.finish() - super::HEADER_LEN
         };
-        let slot = &mut self.slots[index];
+        let entry = &mut self.slots[index];
+        entry.to = server;
+        let slot = &mut entry.data;
         slot.id = id;
         slot.method = method;
-        slot.server = server;
         slot.body_len = body_len;
         slot.auth_retries = 0;
         slot.redirects = 0;
@@ -198,7 +199,8 @@ impl Client {
 
     /// Abandons a transaction: no event will be reported for it.
     pub fn cancel(&mut self, id: TransactionId) {
-        for s in &mut self.slots {
+        for e in self.slots.iter_mut() {
+            let s = &mut e.data;
             if s.id == id && s.state != SlotState::Free {
                 s.state = SlotState::Free;
             }
@@ -226,14 +228,10 @@ impl Client {
             return false;
         }
         let wire_id = msg.transaction_id();
-        let Some(index) = self
-            .slots
-            .iter()
-            .position(|s| s.state == SlotState::Active && s.wire_id == wire_id)
-        else {
+        let Some(index) = self.slots.find(wire_id) else {
             return false;
         };
-        if msg.method() != self.slots[index].method
+        if msg.method() != self.slots[index].data.method
             || (msg.has_fingerprint() && msg.verify_fingerprint().is_err())
         {
             return false;
@@ -241,7 +239,7 @@ impl Client {
         // A response to an authenticated request must prove it knows the key; one that does
         // not is discarded as if never received (RFC 8489 §9.2.5, unreliable transport), so
         // an off-path forger cannot end or redirect the transaction.
-        if let Some(key) = &self.keys[index] {
+        if let Some(key) = self.slots.key(index) {
             let verified = msg.verify_integrity(key).is_ok();
             let challenge =
                 msg.class() == Class::ErrorResponse && matches!(error_code(&msg), 401 | 438);
@@ -260,8 +258,7 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         for i in 0..self.slots.len() {
-            let s = &self.slots[i];
-            if s.state == SlotState::Active && s.timing.is_expired(now) {
+            if self.slots.is_expired(i, now) {
                 self.finish_failed(i, TransactionError::TimedOut);
             }
         }
@@ -269,23 +266,16 @@ impl Client {
 
     /// The next datagram to send, written into `out` (at least `max_request_len` bytes).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        let index = self
-            .slots
-            .iter()
-            .position(|s| s.state == SlotState::Active && s.timing.is_due(now))?;
-        let len = self.slots[index].len;
+        let index = self.slots.due(now)?;
+        let len = self.slots[index].data.len;
         if out.len() < len {
             return None;
         }
-        let start = index * self.config.max_request_len;
-        out[..len].copy_from_slice(&self.requests[start..start + len]);
-        let schedule = schedule(&self.config);
-        let s = &mut self.slots[index];
-        s.last_sent = now;
-        s.timing.sent(now, &schedule);
+        out[..len].copy_from_slice(self.slots.request(index, len));
+        self.slots.sent(index, now);
         Some(Transmit {
             from: None,
-            to: s.server,
+            to: self.slots[index].to,
             len,
         })
     }
@@ -296,13 +286,13 @@ impl Client {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| match s.state {
+            .filter_map(|(i, e)| match e.data.state {
                 SlotState::Done { event, seq } => Some((seq, i, event)),
                 _ => None,
             })
             .min_by_key(|(seq, _, _)| *seq)
             .map(|(_, i, e)| (i, e))?;
-        self.slots[index].state = SlotState::Free;
+        self.slots[index].data.state = SlotState::Free;
         Some(event)
     }
 
@@ -313,18 +303,11 @@ impl Client {
         if self
             .slots
             .iter()
-            .any(|s| matches!(s.state, SlotState::Done { .. }))
+            .any(|e| matches!(e.data.state, SlotState::Done { .. }))
         {
             return Some(Deadline::new(self.now, TimerReason::OutputPending));
         }
-        self.slots
-            .iter()
-            .filter(|s| s.state == SlotState::Active)
-            .map(|s| {
-                let (at, reason) = s.timing.deadline();
-                Deadline::new(at, reason)
-            })
-            .min_by_key(|d| d.at)
+        self.slots.deadline()
     }
 
     /// [`poll_deadline`](Self::poll_deadline)'s instant alone.
@@ -334,7 +317,7 @@ impl Client {
 
     /// Whether any transaction is still in flight.
     pub fn is_idle(&self) -> bool {
-        !self.slots.iter().any(|s| s.state == SlotState::Active)
+        !self.slots.iter().any(|e| e.data.in_flight())
     }
 
     /// Every input with a time passes through here: it is the deadline while output waits.
@@ -355,17 +338,18 @@ impl Client {
         wire_id: TransactionId,
     ) -> Result<(), EncodeError> {
         let n = self.config.max_request_len;
-        let (method, body_len) = (self.slots[index].method, self.slots[index].body_len);
+        let slot = self.slots[index].data;
+        let (method, body_len) = (slot.method, slot.body_len);
+        let server = self.slots[index].to;
         let body_start = index * n + super::HEADER_LEN;
         let body = &self.bodies[body_start..body_start + body_len];
-        let out = &mut self.requests[index * n..(index + 1) * n];
+        let out = self.slots.request_area(index);
         let mut b = MessageBuilder::new(out, Class::Request, method, wire_id)?;
         if let Some(s) = self.config.software {
             b.add(&Attribute::Software(s))?;
         }
         b.add_raw_attributes(body)?;
         let mut key = None;
-        let server = self.slots[index].server;
         let auth = self.auth.as_ref().filter(|a| a.server == server);
         if let (Some(auth), Some(creds)) = (auth, &self.config.credentials) {
             b.add(&Attribute::Username(&creds.username))?;
@@ -387,30 +371,28 @@ impl Client {
         }
         b.add_fingerprint()?;
         let len = b.finish();
-        let schedule = schedule(&self.config);
-        let s = &mut self.slots[index];
+        let s = &mut self.slots[index].data;
         s.state = SlotState::Active;
-        s.wire_id = wire_id;
         s.len = len;
-        s.timing = Retransmit::start(now, &schedule);
-        self.keys[index] = key;
+        self.slots.restart(index, now, wire_id);
+        self.slots.set_key(index, key);
         Ok(())
     }
 
     fn succeed(&mut self, index: usize, now: Instant, from: SocketAddr, msg: &Message<'_>) {
-        let s = &self.slots[index];
+        let e = &self.slots[index];
         let mapped = msg.reflexive_address().and_then(Result::ok);
-        if s.method == Method::BINDING && mapped.is_none() {
+        if e.data.method == Method::BINDING && mapped.is_none() {
             return self.finish_failed(index, TransactionError::MalformedResponse);
         }
         let event = ClientEvent::Succeeded {
-            id: s.id,
-            server: s.server,
+            id: e.data.id,
+            server: e.to,
             from,
             mapped,
             other_address: address(msg, types::OTHER_ADDRESS),
             response_origin: address(msg, types::RESPONSE_ORIGIN),
-            rtt: now - s.last_sent,
+            rtt: now - e.last_sent,
         };
         self.finish(index, event);
     }
@@ -448,18 +430,20 @@ impl Client {
         }
         let n = self.config.max_request_len;
         let start = index * n + super::HEADER_LEN;
-        let len = self.slots[index].body_len;
+        let len = self.slots[index].data.body_len;
         let body = &mut self.bodies[start..start + len];
         let kept = remove_attribute(body, types::PADDING);
         if kept == len {
             return Err(rejected); // nothing to drop: the 420 is about something else
         }
-        self.slots[index].body_len = kept;
+        self.slots[index].data.body_len = kept;
         Ok(())
     }
 
     fn redirect(&mut self, index: usize, msg: &Message<'_>) -> Result<(), TransactionError> {
-        let s = &mut self.slots[index];
+        let e = &mut self.slots[index];
+        let server = e.to;
+        let s = &mut e.data;
         if s.redirects >= MAX_REDIRECTS {
             return Err(TransactionError::TooManyRetries);
         }
@@ -467,24 +451,24 @@ impl Client {
         // handle_datagram). The first ALTERNATE-SERVER must be of the request's family (§10);
         // one we cannot reach from our socket is no redirect.
         let alternate = address(msg, types::ALTERNATE_SERVER)
-            .filter(|a| a.is_ipv4() == s.server.is_ipv4())
+            .filter(|a| a.is_ipv4() == server.is_ipv4())
             .ok_or(TransactionError::Rejected { code: 300 })?;
         // §10: a redirect to a server this request already went to fails the transaction.
         let done = usize::from(s.redirects);
-        if alternate == s.server || s.visited[..done].contains(&alternate) {
+        if alternate == server || s.visited[..done].contains(&alternate) {
             return Err(TransactionError::TooManyRetries);
         }
-        s.visited[done] = s.server;
+        s.visited[done] = server;
         s.redirects += 1;
-        s.server = alternate;
+        e.to = alternate;
         Ok(())
     }
 
     fn finish_failed(&mut self, index: usize, error: TransactionError) {
-        let s = &self.slots[index];
+        let e = &self.slots[index];
         let event = ClientEvent::Failed {
-            id: s.id,
-            server: s.server,
+            id: e.data.id,
+            server: e.to,
             error,
         };
         self.finish(index, event);
@@ -492,7 +476,7 @@ impl Client {
 
     fn finish(&mut self, index: usize, event: ClientEvent) {
         self.completed += 1;
-        self.slots[index].state = SlotState::Done {
+        self.slots[index].data.state = SlotState::Done {
             event,
             seq: self.completed,
         };

@@ -6,14 +6,15 @@
 //! host has sent to (APDF), which is exactly what makes both sides' checks necessary.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use holepunch_core::ice::agent::{Agent, AgentConfig, IceEvent};
 use holepunch_core::ice::candidate::Candidate;
-use holepunch_core::io::Datagram;
+use holepunch_core::io::{Datagram, Transmit};
 use holepunch_core::time::{Duration, Instant};
+
+use crate::pump::{self, Flight, Pumped, Wire};
 
 /// One side: its agent, sockets and the public addresses of the NATed ones.
 pub struct Side {
@@ -25,23 +26,12 @@ pub struct Side {
     pub connected_at: Option<Instant>,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    at: Instant,
-    seq: u64,
-    to_b: bool,
-    from: SocketAddr,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 /// Two agents and the wire between them.
 pub struct Net {
     pub sides: [Side; 2],
     pub now: Instant,
     pub one_way: Duration,
-    wire: BinaryHeap<Reverse<Flight>>,
-    seq: u64,
+    wire: Wire,
 }
 
 impl Net {
@@ -84,8 +74,7 @@ impl Net {
             sides: [side(0), side(1)],
             now,
             one_way: rtt / 2,
-            wire: BinaryHeap::new(),
-            seq: 0,
+            wire: Wire::default(),
         }
     }
 
@@ -110,77 +99,55 @@ impl Net {
             .and_then(|i| s.publics.get(i).copied())
     }
 
-    fn drain(&mut self) {
-        let mut buf = [0u8; 1500];
-        for i in 0..2 {
-            while let Some(t) = self.sides[i].agent.poll_transmit(self.now, &mut buf) {
-                let host = t.from.unwrap();
-                // Outbound: only NATed sockets reach the internet, from their public address.
-                let Some(public) = self.public_of(i, host) else {
-                    continue;
-                };
-                self.sides[i].permissions.insert((host, t.to));
-                self.seq += 1;
-                let f = Flight {
-                    at: self.now + self.one_way,
-                    seq: self.seq,
-                    to_b: i == 0,
-                    from: public,
-                    to: t.to,
-                    bytes: buf[..t.len].to_vec(),
-                };
-                self.wire.push(Reverse(f));
-            }
-            while let Some(e) = self.sides[i].agent.poll_event() {
-                if matches!(e, IceEvent::Connected(_)) && self.sides[i].connected_at.is_none() {
-                    self.sides[i].connected_at = Some(self.now);
-                }
-            }
+    /// Runs until both sides are connected or `until`; bounded in steps.
+    pub fn run_until(&mut self, until: Instant) {
+        pump::run_until(self, until);
+    }
+}
+
+impl Pumped for Net {
+    fn agent(&mut self, side: usize) -> &mut Agent {
+        &mut self.sides[side].agent
+    }
+
+    fn clock_and_wire(&mut self) -> (&mut Instant, &mut Wire) {
+        (&mut self.now, &mut self.wire)
+    }
+
+    fn on_transmit(&mut self, side: usize, t: Transmit, bytes: &[u8]) {
+        let host = t.from.unwrap();
+        // Outbound: only NATed sockets reach the internet, from their public address.
+        let Some(public) = self.public_of(side, host) else {
+            return;
+        };
+        self.sides[side].permissions.insert((host, t.to));
+        let at = self.now + self.one_way;
+        self.wire.send(at, 1 - side, public, t.to, bytes.to_vec());
+    }
+
+    fn on_event(&mut self, side: usize, e: IceEvent) {
+        if matches!(e, IceEvent::Connected(_)) && self.sides[side].connected_at.is_none() {
+            self.sides[side].connected_at = Some(self.now);
         }
     }
 
-    /// Runs until both sides are connected or `until`; bounded in steps.
-    pub fn run_until(&mut self, until: Instant) {
-        for _ in 0..1_000_000 {
-            self.drain();
-            if self.sides.iter().all(|s| s.connected_at.is_some()) {
-                return;
-            }
-            let next = [
-                self.sides[0].agent.poll_timeout(),
-                self.sides[1].agent.poll_timeout(),
-                self.wire.peek().map(|f| f.0.at),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(until)
-            .max(self.now);
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = next;
-            while self.wire.peek().is_some_and(|f| f.0.at <= self.now) {
-                let Reverse(f) = self.wire.pop().unwrap();
-                let to = usize::from(f.to_b);
-                // Inbound: the public address maps to its host, if the host let this sender in.
-                let Some(idx) = self.sides[to].publics.iter().position(|p| *p == f.to) else {
-                    continue;
-                };
-                let host = self.sides[to].hosts[idx];
-                if !self.sides[to].permissions.contains(&(host, f.from)) {
-                    continue;
-                }
-                let now = self.now;
-                let _ = self.sides[to]
-                    .agent
-                    .handle_datagram(now, Datagram::new(host, f.from, &f.bytes));
-            }
-            for s in &mut self.sides {
-                s.agent.handle_timeout(self.now);
-            }
+    fn deliver(&mut self, f: Flight) {
+        let to = f.to_side;
+        // Inbound: the public address maps to its host, if the host let this sender in.
+        let Some(idx) = self.sides[to].publics.iter().position(|p| *p == f.to) else {
+            return;
+        };
+        let host = self.sides[to].hosts[idx];
+        if !self.sides[to].permissions.contains(&(host, f.from)) {
+            return;
         }
-        panic!("no convergence");
+        let now = self.now;
+        let _ = self.sides[to]
+            .agent
+            .handle_datagram(now, Datagram::new(host, f.from, &f.bytes));
+    }
+
+    fn done(&self) -> bool {
+        self.sides.iter().all(|s| s.connected_at.is_some())
     }
 }

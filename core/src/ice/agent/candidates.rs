@@ -143,7 +143,7 @@ impl Agent {
                 let asking = self
                     .transactions
                     .iter()
-                    .any(|t| t.local == base.base && t.purpose == Purpose::Gather { server });
+                    .any(|t| t.local == base.base && t.data.purpose == Purpose::Gather { server });
                 // Same family, or an IPv4 server through the NAT64 (see `synthesis`).
                 let to = self.stun_destination(base.address, server);
                 if let (Some(to), false) = (to, asking) {
@@ -237,7 +237,7 @@ impl Agent {
         let pending = self
             .transactions
             .iter()
-            .any(|t| matches!(t.purpose, Purpose::Gather { .. }));
+            .any(|t| matches!(t.data.purpose, Purpose::Gather { .. }));
         if self.gathering == Gathering::InProgress && !pending && self.external_gathering == 0 {
             self.gathering = Gathering::Complete;
             self.push_event(IceEvent::GatheringComplete);

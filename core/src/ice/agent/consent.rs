@@ -62,7 +62,7 @@ impl Agent {
         let in_flight = self
             .transactions
             .iter()
-            .any(|t| t.purpose == Purpose::Consent { pair: sel });
+            .any(|t| t.data.purpose == Purpose::Consent { pair: sel });
         self.consent_at = now + self.jittered_consent_interval();
         if in_flight {
             return None;

@@ -120,18 +120,14 @@ impl Agent {
         msg: &Message<'_>,
     ) -> Received<'static> {
         let id = msg.transaction_id();
-        let Some(ti) = self
-            .transactions
-            .iter()
-            .position(|t| t.purpose != Purpose::Free && t.id == id)
-        else {
+        let Some(ti) = self.transactions.find(id) else {
             return Received::Unrecognized;
         };
         let t = self.transactions[ti];
-        if let Purpose::Gather { server } = t.purpose {
+        if let Purpose::Gather { server } = t.data.purpose {
             // A STUN server's answer carries no integrity (no credentials): accept it as RFC
             // 8489 does; an error answer just ends gathering from that server.
-            self.transactions[ti].purpose = Purpose::Free;
+            self.transactions[ti].data.purpose = Purpose::Free;
             if msg.class() == Class::SuccessResponse {
                 if let Some(Ok(mapped)) = msg.reflexive_address() {
                     self.add_server_reflexive(now, mapped, t.local, server);
@@ -151,9 +147,9 @@ impl Agent {
         if !verified {
             return Received::Consumed;
         }
-        self.transactions[ti].purpose = Purpose::Free;
+        self.transactions[ti].data.purpose = Purpose::Free;
         let rtt = now - t.last_sent;
-        match t.purpose {
+        match t.data.purpose {
             Purpose::Check {
                 pair,
                 use_candidate,
@@ -163,7 +159,7 @@ impl Agent {
                     if code == ErrorCode::ROLE_CONFLICT.code {
                         // RFC 8445 §7.2.5.1: switch only if we still hold the role the request
                         // claimed (a check from the peer may have switched us meanwhile).
-                        if t.sent_controlling == self.controlling {
+                        if t.data.sent_controlling == self.controlling {
                             self.switch_role();
                         }
                         if let Some(p) = self.checklist.get_mut(pair) {

@@ -25,7 +25,6 @@
 //! holds the agent's state and the pump verbs.
 
 use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 
@@ -41,7 +40,7 @@ use crate::punch::{
 };
 use crate::rng::Rng;
 use crate::stun::attr::types;
-use crate::stun::transaction::{LastWait, Retransmit, Schedule};
+use crate::stun::transaction::{Attached, Entry, LastWait, Schedule, Store};
 use crate::stun::{
     Attribute, Class, ErrorCode, IntegrityKey, Message, MessageBuilder, Method, TransactionId,
 };
@@ -98,7 +97,7 @@ pub struct Agent {
     locals: Vec<Candidate>,
     remotes: Vec<Candidate>,
     checklist: CheckList,
-    transactions: Vec<Transaction>,
+    transactions: Store<Tx>,
     responses: Vec<PendingResponse>,
     events: VecDeque<IceEvent>,
     next_check_at: Instant,
@@ -203,19 +202,28 @@ enum Purpose {
     Probe,
 }
 
+/// What the agent attaches to each of its STUN transactions (the id, addresses and timing
+/// are the shared [`Store`]'s). Its requests are written afresh on every send from this (the
+/// role and the keepalive proposal may change between retransmissions), and answers to checks
+/// verify with the session's remote key, so the store keeps neither bytes nor keys for it.
 #[derive(Clone, Copy, Debug)]
-struct Transaction {
+struct Tx {
     purpose: Purpose,
-    id: TransactionId,
-    local: SocketAddr,
-    to: SocketAddr,
-    /// Its retransmission schedule and where it stands in it (shared with the STUN client).
-    schedule: Schedule,
-    timing: Retransmit,
-    last_sent: Instant,
     /// Our role when the request was last sent: a 487 only switches a role still held.
     sent_controlling: bool,
 }
+
+impl Attached for Tx {
+    fn is_free(&self) -> bool {
+        self.purpose == Purpose::Free
+    }
+
+    fn in_flight(&self) -> bool {
+        self.purpose != Purpose::Free
+    }
+}
+
+type Transaction = Entry<Tx>;
 
 #[derive(Clone, Copy, Debug)]
 struct PendingResponse {
@@ -237,14 +245,8 @@ impl Agent {
         let local_credentials = IceCredentials::random(&mut rng);
         let local_key = IntegrityKey::short_term(local_credentials.pwd().as_bytes());
         let tie_breaker = rng.next_u64();
-        let free = Transaction {
+        let free = Tx {
             purpose: Purpose::Free,
-            id: TransactionId::default(),
-            local: SocketAddr::from(([0, 0, 0, 0], 0)),
-            to: SocketAddr::from(([0, 0, 0, 0], 0)),
-            schedule: Schedule::rfc8489(config.check_rto),
-            timing: Retransmit::start(Instant::FAR_FUTURE, &Schedule::rfc8489(config.check_rto)),
-            last_sent: Instant::ZERO,
             sent_controlling: config.controlling,
         };
         Agent {
@@ -256,7 +258,12 @@ impl Agent {
             locals: Vec::with_capacity(config.max_local_candidates),
             remotes: Vec::with_capacity(config.max_remote_candidates),
             checklist: CheckList::with_capacity(config.max_pairs),
-            transactions: vec![free; config.max_transactions.max(1)],
+            transactions: Store::new(
+                config.max_transactions,
+                free,
+                Schedule::rfc8489(config.check_rto),
+                0,
+            ),
             responses: Vec::with_capacity(
                 INITIAL_PENDING_RESPONSES.min(config.max_pending_responses),
             ),
@@ -396,12 +403,12 @@ impl Agent {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         for ti in 0..self.transactions.len() {
-            let t = self.transactions[ti];
-            if t.purpose == Purpose::Free || !t.timing.is_expired(now) {
+            if !self.transactions.is_expired(ti, now) {
                 continue;
             }
-            self.transactions[ti].purpose = Purpose::Free;
-            match t.purpose {
+            let t = self.transactions[ti];
+            self.transactions[ti].data.purpose = Purpose::Free;
+            match t.data.purpose {
                 Purpose::Check { pair, .. } => self.pair_failed(now, pair),
                 Purpose::Gather { .. } => self.check_gathering_complete(),
                 Purpose::Consent { .. } | Purpose::Probe | Purpose::Free => {}
@@ -443,11 +450,7 @@ impl Agent {
             return self.write_response(&r, out);
         }
         // Retransmissions and first sends of started transactions.
-        if let Some(ti) = self
-            .transactions
-            .iter()
-            .position(|t| t.purpose != Purpose::Free && t.timing.is_due(now))
-        {
+        if let Some(ti) = self.transactions.due(now) {
             return self.send_transaction(now, ti, out);
         }
         if let Some(t) = self.start_paced_check(now) {

@@ -35,7 +35,7 @@ impl Agent {
             return;
         }
         let nominating = self.transactions.iter().any(
-            |t| matches!(t.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
+            |t| matches!(t.data.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
         );
         if !nominating {
             if let Some(p) = self.checklist.get_mut(best) {
@@ -135,7 +135,7 @@ impl Agent {
         });
         let Some(best) = best else { return };
         let nominating = self.transactions.iter().any(
-            |t| matches!(t.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
+            |t| matches!(t.data.purpose, Purpose::Check { pair, use_candidate: true } if pair == best),
         );
         if let Some(p) = self.checklist.get_mut(best).filter(|_| !nominating) {
             if !p.nominated {

@@ -11,6 +11,12 @@ impl Agent {
         self.local_mapping = mapping;
     }
 
+    /// The mapping behaviour the punch planner works with: netcheck's measure, or
+    /// [`Behaviour::Unknown`] (the server-reflexive ports decide) when there is none.
+    pub fn local_mapping(&self) -> Behaviour {
+        self.local_mapping
+    }
+
     /// Whether this side's NAT maps per destination: netcheck's measure when there is one,
     /// else whether its server-reflexive ports differ.
     fn self_is_hard(&self, my_ports: &[u16]) -> bool {
@@ -34,7 +40,7 @@ impl Agent {
             || self
                 .transactions
                 .iter()
-                .any(|t| t.purpose == Purpose::Probe)
+                .any(|t| t.data.purpose == Purpose::Probe)
     }
 
     /// Decides, once, whether this side should punch as the hard or the easy side: when checks

@@ -46,9 +46,9 @@ impl Agent {
         self.remotes.clear();
         self.checklist.clear();
         self.responses.clear();
-        for t in &mut self.transactions {
-            if !matches!(t.purpose, Purpose::Gather { .. }) {
-                t.purpose = Purpose::Free;
+        for t in self.transactions.iter_mut() {
+            if !matches!(t.data.purpose, Purpose::Gather { .. }) {
+                t.data.purpose = Purpose::Free;
             }
         }
         self.locals

@@ -17,11 +17,8 @@ impl Agent {
                 best = Deadline::new(at, reason);
             }
         };
-        for t in &self.transactions {
-            if t.purpose != Purpose::Free {
-                let (at, reason) = t.timing.deadline();
-                consider(at, reason);
-            }
+        if let Some(d) = self.transactions.deadline() {
+            consider(d.at, d.reason);
         }
         // A full transaction table wakes us when an entry ends (its deadline, above), not
         // before: naming a due check we cannot start would have the caller spin.

@@ -44,10 +44,7 @@ impl Agent {
     }
 
     pub(super) fn free_transactions(&self) -> usize {
-        self.transactions
-            .iter()
-            .filter(|t| t.purpose == Purpose::Free)
-            .count()
+        self.transactions.free()
     }
 
     pub(super) fn start_transaction(
@@ -59,10 +56,8 @@ impl Agent {
         max_sends: u32,
         rto: Duration,
     ) -> Option<usize> {
-        let ti = self
-            .transactions
-            .iter()
-            .position(|t| t.purpose == Purpose::Free)?;
+        // A full table starts nothing (the store counts the refusal); the caller retries later.
+        self.transactions.vacant().ok()?;
         let id = TransactionId::random(&mut self.rng);
         // RFC 8445 §14.3: the RTO doubles up to the configured cap, and a transaction gives up
         // one RTO after its last send.
@@ -72,17 +67,13 @@ impl Agent {
             max_sends,
             last_wait: LastWait::NextRto,
         };
-        self.transactions[ti] = Transaction {
+        let tx = Tx {
             purpose,
-            id,
-            local,
-            to,
-            schedule,
-            timing: Retransmit::start(now, &schedule),
-            last_sent: now,
             sent_controlling: self.controlling,
         };
-        Some(ti)
+        self.transactions
+            .start(now, tx, id, local, to, schedule)
+            .ok()
     }
 
     pub(super) fn send_transaction(
@@ -92,7 +83,7 @@ impl Agent {
         out: &mut [u8],
     ) -> Option<Transmit> {
         let t = self.transactions[ti];
-        let len = match t.purpose {
+        let len = match t.data.purpose {
             Purpose::Gather { .. } => {
                 let b = MessageBuilder::new(out, Class::Request, Method::BINDING, t.id).ok()?;
                 finish_with_fingerprint(b)?
@@ -112,12 +103,8 @@ impl Agent {
             }
             Purpose::Free => return None,
         };
-        let controlling = self.controlling;
-        let t = &mut self.transactions[ti];
-        t.sent_controlling = controlling;
-        t.last_sent = now;
-        let schedule = t.schedule;
-        t.timing.sent(now, &schedule);
+        self.transactions[ti].data.sent_controlling = self.controlling;
+        self.transactions.sent(ti, now);
         Some(Transmit {
             from: Some(t.local),
             to: t.to,

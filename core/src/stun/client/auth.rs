@@ -38,7 +38,8 @@ impl Client {
             .credentials
             .as_ref()
             .ok_or(TransactionError::Unauthorized)?;
-        let s = &mut self.slots[index];
+        let server = self.slots[index].to;
+        let s = &mut self.slots[index].data;
         if s.auth_retries >= MAX_AUTH_RETRIES {
             return Err(if code == 401 {
                 TransactionError::Unauthorized
@@ -47,12 +48,11 @@ impl Client {
             });
         }
         s.auth_retries += 1;
-        let server = s.server;
         let text = |t| msg.text(t).and_then(Result::ok);
         // §9.2.5: no 401 retry that changes neither username, realm nor password. Ours are
         // fixed, so a 401 to a request that carried them for this realm means they were
         // refused: fail, and forget them so the next transaction starts afresh (§9.2.3.1).
-        if code == 401 && self.keys[index].is_some() {
+        if code == 401 && self.slots.key(index).is_some() {
             let sent_realm = self.sent_text(index, types::REALM);
             let realm = text(types::REALM);
             if realm.is_none() || realm == sent_realm.as_deref() {
@@ -77,8 +77,7 @@ impl Client {
 
     /// A text attribute of the request the slot has on the wire.
     pub(super) fn sent_text(&self, index: usize, attr: crate::stun::AttrType) -> Option<String> {
-        let start = index * self.config.max_request_len;
-        let request = &self.requests[start..start + self.slots[index].len];
+        let request = self.slots.request(index, self.slots[index].data.len);
         let msg = Message::parse(request).ok()?;
         msg.text(attr).and_then(Result::ok).map(String::from)
     }
