@@ -114,6 +114,24 @@ impl<T: Attached> Store<T> {
         schedule: Schedule,
     ) -> Result<usize, StoreFull> {
         let i = self.vacant()?;
+        self.start_in(i, now, data, id, local, to, schedule);
+        Ok(i)
+    }
+
+    /// [`start`](Self::start) in entry `i`, which [`vacant`](Self::vacant) returned: for a
+    /// caller that must know there is room before it draws the id (so a full store costs no
+    /// random numbers), without a second scan.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in(
+        &mut self,
+        i: usize,
+        now: Instant,
+        data: T,
+        id: TransactionId,
+        local: SocketAddr,
+        to: SocketAddr,
+        schedule: Schedule,
+    ) {
         self.entries[i] = Entry {
             data,
             id,
@@ -124,7 +142,6 @@ impl<T: Attached> Store<T> {
             last_sent: now,
         };
         self.keys[i] = None;
-        Ok(i)
     }
 
     /// Starts entry `i` over at `now` under a new wire id (a retry is a new transaction, RFC

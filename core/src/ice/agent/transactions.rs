@@ -57,7 +57,7 @@ impl Agent {
         rto: Duration,
     ) -> Option<usize> {
         // A full table starts nothing (the store counts the refusal); the caller retries later.
-        self.transactions.vacant().ok()?;
+        let i = self.transactions.vacant().ok()?;
         let id = TransactionId::random(&mut self.rng);
         // RFC 8445 §14.3: the RTO doubles up to the configured cap, and a transaction gives up
         // one RTO after its last send.
@@ -72,8 +72,8 @@ impl Agent {
             sent_controlling: self.controlling,
         };
         self.transactions
-            .start(now, tx, id, local, to, schedule)
-            .ok()
+            .start_in(i, now, tx, id, local, to, schedule);
+        Some(i)
     }
 
     pub(super) fn send_transaction(
